@@ -1,0 +1,20 @@
+# Image.Batch: a sheet of image descriptions -> one PNG per row, a folder per context -> S3.
+# The rules live in workflow/rules; the logic in workflow/image_batch (importable, unit-tested).
+from snakemake.utils import min_version
+
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/images.smk"
+include: "workflow/rules/sync.smk"
+
+
+rule all:
+    input:
+        "results/_SUCCESS.json",
+    default_target: True

@@ -1,0 +1,14 @@
+"""Image providers, by name.  Add a backend by writing an ImageProvider subclass and listing it here."""
+
+from .base import GeneratedImage, ImageProvider
+from .offline import OfflineProvider
+from .openai_images import OpenAIImagesProvider
+
+PROVIDERS = {cls.name: cls for cls in (OpenAIImagesProvider, OfflineProvider)}
+
+__all__ = ["GeneratedImage", "ImageProvider", "PROVIDERS", "get_provider"]
+
+
+def get_provider(name: str, config: dict) -> ImageProvider:
+    """An instance of provider ``name`` configured from ``config[name]``."""
+    return PROVIDERS[name](config.get(name) or {})

@@ -1,0 +1,83 @@
+"""Resolve config/config.yaml + environment (.env included) into the choices a run makes."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+KEY_VARIABLES = ("AI_API_KEY", "OPENAI_API_KEY")
+
+
+def load_dotenv_file(path=".env"):
+    """Load ``.env`` into the environment without overriding variables already set."""
+    from dotenv import load_dotenv
+
+    if Path(path).is_file():
+        load_dotenv(path, override=False)
+
+
+def api_key(environ=None):
+    """The API key from ``AI_API_KEY`` (or ``OPENAI_API_KEY``); None when unset or blank."""
+    environ = os.environ if environ is None else environ
+    for name in KEY_VARIABLES:
+        value = (environ.get(name) or "").strip()
+        if value:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where the sync stage sends results/images: an S3 bucket, or a local folder when none is set."""
+
+    kind: str  # "s3" or "local"
+    location: str  # bucket name, or local folder path
+    prefix: str
+    endpoint_url: str | None = None
+
+    def describe(self):
+        if self.kind == "s3":
+            return f"s3://{self.location}/{self.prefix}"
+        return f"local folder {self.location}/{self.prefix}"
+
+    def as_dict(self):
+        return {"kind": self.kind, "location": self.location, "prefix": self.prefix, "endpoint_url": self.endpoint_url}
+
+
+@dataclass(frozen=True)
+class Settings:
+    provider: str  # resolved provider name: "openai" or "offline"
+    provider_note: str  # why this provider was chosen, for the log
+    destination: Destination
+
+
+def resolve(config, environ=None):
+    """Decide provider and sync destination.  Raises UserError when the combination is unsafe."""
+    environ = os.environ if environ is None else environ
+    sync_cfg = config.get("sync") or {}
+    bucket = (sync_cfg.get("bucket") or environ.get("S3_BUCKET_NAME") or "").strip()
+    prefix = sync_cfg.get("prefix") or ""
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    if bucket:
+        endpoint = (environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or "").strip() or None
+        destination = Destination("s3", bucket, prefix, endpoint)
+    else:
+        destination = Destination("local", sync_cfg.get("local_destination") or "results/bucket", prefix)
+
+    wanted = config.get("provider", "auto")
+    key = api_key(environ)
+    if wanted == "auto":
+        if key:
+            return Settings("openai", "AI_API_KEY is set", destination)
+        if bucket:
+            raise UserError(
+                f"S3_BUCKET_NAME is set ({bucket}) but no API key is: refusing to generate offline "
+                "placeholders and upload them. Set AI_API_KEY (in the environment or .env), unset "
+                "S3_BUCKET_NAME to work offline, or set provider: offline explicitly in the config."
+            )
+        return Settings("offline", "no AI_API_KEY set", destination)
+    if wanted == "openai" and not key:
+        raise UserError("provider is 'openai' but no API key is set: set AI_API_KEY (in the environment or .env).")
+    return Settings(wanted, f"provider: {wanted} in config", destination)

@@ -1,0 +1,121 @@
+"""Per-image request files ("specs") and the manifest.
+
+Each row becomes ``results/specs/<folder>/<image_id>.json`` holding the exact request that defines
+its image (provider, model, size, quality, prompt, ...).  A spec is rewritten only when its content
+changes, so its mtime moves only then, and Snakemake rebuilds exactly the images whose request
+changed: editing one row makes one image stale; touching the CSV or changing code makes none.
+"""
+
+import csv
+import io
+import json
+import string
+from pathlib import Path
+
+from .errors import SheetError, UserError
+from .fileio import canonical_json, write_if_changed
+from .providers import PROVIDERS
+
+SPEC_ROOT = Path("results/specs")
+MANIFEST = Path("results/manifest.csv")
+
+
+def spec_path(folder, image_id, root=SPEC_ROOT):
+    return Path(root) / folder / f"{image_id}.json"
+
+
+def _template_for(row, config):
+    per_context = config.get("context_templates") or {}
+    return per_context.get(row.context) or per_context.get(row.folder) or config.get("prompt_template")
+
+
+def build_prompt(row, config):
+    """The description as written, or the configured template with {description}, {context},
+    {image_id} and {folder} filled in."""
+    template = _template_for(row, config)
+    if not template:
+        return row.description
+    values = {"description": row.description, "context": row.context, "image_id": row.image_id, "folder": row.folder}
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+        unknown = fields - values.keys()
+        if unknown:
+            raise KeyError(", ".join(sorted(unknown)))
+        return template.format_map(values)
+    except (KeyError, ValueError, IndexError) as exc:
+        raise UserError(
+            f"prompt template {template!r} is not valid ({exc}); it may use {{description}}, "
+            "{context}, {image_id} and {folder}"
+        ) from None
+
+
+def build_specs(rows, config, provider_name, sheet_path):
+    """Spec dicts for every row, in sheet order.  Checks the final prompt's length."""
+    provider_cls = PROVIDERS[provider_name]
+    params = provider_cls.request_params(config.get(provider_name) or {})
+    limit = int(config.get("max_prompt_chars") or 0)
+    variant = str(config.get("variant") or "")
+    specs, problems = [], []
+    for row in rows:
+        prompt = build_prompt(row, config)
+        if limit and len(prompt) > limit:
+            problems.append(
+                f"line {row.line}, column description: the prompt made from it is {len(prompt)} "
+                f"characters long; the model allows at most {limit}"
+            )
+        request = {"provider": provider_name, **params, "prompt": prompt}
+        if variant:
+            request["variant"] = variant
+        specs.append({"image_id": row.image_id, "context": row.context, "folder": row.folder, "request": request})
+    if problems:
+        raise SheetError(sheet_path, problems)
+    return specs
+
+
+def write_specs(specs, root=SPEC_ROOT, protect_paid=False):
+    """Write each spec whose content changed; return how many were (re)written.
+
+    With ``protect_paid`` (the offline generator chosen only because no key is set), refuse to
+    replace a spec made for a paid provider: that would overwrite paid images with placeholders."""
+    planned = []
+    replaced_paid = []
+    for spec in specs:
+        path = spec_path(spec["folder"], spec["image_id"], root)
+        data = canonical_json(spec).encode("utf-8")
+        try:
+            old = path.read_bytes()
+        except FileNotFoundError:
+            old = None
+        if old == data:
+            continue
+        if protect_paid and old is not None:
+            try:
+                old_provider = json.loads(old)["request"]["provider"]
+            except (ValueError, KeyError, TypeError):
+                old_provider = None
+            if old_provider in PROVIDERS and PROVIDERS[old_provider].paid:
+                replaced_paid.append(spec["image_id"])
+        planned.append((path, data))
+    if replaced_paid:
+        raise UserError(
+            f"{len(replaced_paid)} image(s) in results/ were made by a paid provider (e.g. "
+            f"{replaced_paid[0]!r}) but no API key is set now, so the offline generator would replace "
+            "them with placeholders. Set AI_API_KEY, or set provider: offline in the config if you "
+            "really want placeholders."
+        )
+    for path, data in planned:
+        write_if_changed(path, data)
+    return len(planned)
+
+
+def write_manifest(specs, path=MANIFEST):
+    """The clean manifest: one line per image with its folder and final prompt."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image_id", "context", "folder", "prompt", "provider", "model"])
+    for spec in specs:
+        request = spec["request"]
+        writer.writerow(
+            [spec["image_id"], spec["context"], spec["folder"], request["prompt"], request["provider"], request["model"]]
+        )
+    return write_if_changed(path, buffer.getvalue().encode("utf-8"))

@@ -1,0 +1,237 @@
+"""The sync stage: send results/images to S3 (or a local folder), upload only what is new or changed,
+verify every upload, then write the markers (the bucket's ``<prefix>_SUCCESS.json`` last of all).
+
+Content is compared by MD5 against the S3 ETag (uploads stay single-part below
+``multipart_threshold``; multi-part ETags are recomputed with the same part size), so a file whose
+size is unchanged but whose bytes differ is uploaded again.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .fileio import atomic_write_bytes, canonical_json, file_digests
+from .joblog import JobLog
+
+MARKER_NAME = "_SUCCESS.json"
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+CONTENT_TYPES = {".png": "image/png", ".json": "application/json"}
+
+
+class SyncError(RuntimeError):
+    """An upload could not be verified; no marker was written."""
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    key: str
+    path: str
+    size: int
+    md5: str
+    sha256: str
+
+
+def collect(paths, images_root, prefix):
+    """Describe the files to sync; each key is ``<prefix><path relative to images_root>``."""
+    root = Path(images_root)
+    files = []
+    for path in paths:
+        size, md5, sha = file_digests(path)
+        relative = PurePosixPath(Path(path).relative_to(root).as_posix())
+        files.append(LocalFile(f"{prefix}{relative}", str(path), size, md5, sha))
+    return files
+
+
+def multipart_etag(path, part_size):
+    digests = []
+    with open(path, "rb") as handle:
+        while block := handle.read(part_size):
+            digests.append(hashlib.md5(block, usedforsecurity=False).digest())
+    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+
+
+def same_content(local, remote, part_size=MULTIPART_THRESHOLD):
+    """True when ``remote`` ({"size", "etag"}) holds the bytes of ``local``."""
+    if remote is None or remote["size"] != local.size:
+        return False
+    etag = remote["etag"].strip('"')
+    if "-" in etag:
+        return etag == multipart_etag(local.path, part_size)
+    return etag == local.md5
+
+
+def plan(files, remote):
+    """Split ``files`` into (to_upload, unchanged) against the ``remote`` listing."""
+    to_upload, unchanged = [], []
+    for item in files:
+        (unchanged if same_content(item, remote.get(item.key)) else to_upload).append(item)
+    return to_upload, unchanged
+
+
+class S3Target:
+    """An S3 bucket through boto3 (standard credential chain; AWS_ENDPOINT_URL honoured by boto3)."""
+
+    def __init__(self, bucket, concurrency=16):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.concurrency = concurrency
+        self.client = boto3.session.Session().client(
+            "s3",
+            config=Config(retries={"mode": "standard", "max_attempts": 10}, max_pool_connections=concurrency + 4),
+        )
+        self.listings = 0
+
+    def list(self, prefix):
+        self.listings += 1
+        found = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                found[obj["Key"]] = {"size": obj["Size"], "etag": obj["ETag"]}
+        return found
+
+    def upload(self, files):
+        from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+        config = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD,
+            multipart_chunksize=MULTIPART_THRESHOLD,
+            max_concurrency=self.concurrency,
+        )
+        with create_transfer_manager(self.client, config) as manager:
+            futures = [
+                manager.upload(
+                    item.path,
+                    self.bucket,
+                    item.key,
+                    extra_args={"ContentType": CONTENT_TYPES.get(Path(item.path).suffix, "application/octet-stream")},
+                )
+                for item in files
+            ]
+            for future in futures:
+                future.result()
+
+    def read(self, key):
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def put(self, key, body: bytes):
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+
+    def delete(self, key):
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+class LocalTarget:
+    """A local folder with the same semantics, so the whole pipeline runs with no bucket."""
+
+    def __init__(self, root, concurrency=8):
+        self.root = Path(root)
+        self.concurrency = concurrency
+        self.listings = 0
+
+    def list(self, prefix):
+        self.listings += 1
+        found = {}
+        if not self.root.is_dir():
+            return found
+        for dirpath, _, names in os.walk(self.root):
+            for name in names:
+                if name.endswith(".part"):
+                    continue
+                path = Path(dirpath) / name
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    size, md5, _ = file_digests(path)
+                    found[key] = {"size": size, "etag": md5}
+        return found
+
+    def _copy(self, item):
+        target = self.root / item.key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(item.path, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def upload(self, files):
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            list(pool.map(self._copy, files))
+
+    def read(self, key):
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put(self, key, body: bytes):
+        atomic_write_bytes(self.root / key, body)
+
+    def delete(self, key):
+        (self.root / key).unlink(missing_ok=True)
+
+
+def make_target(destination, concurrency=16):
+    if destination.kind == "s3":
+        return S3Target(destination.location, concurrency)
+    return LocalTarget(destination.location, concurrency)
+
+
+def _marker(destination, files, uploaded):
+    images = sum(1 for f in files if f.key.endswith(".png"))
+    return {
+        "destination": destination.describe(),
+        "prefix": destination.prefix,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "counts": {
+            "objects": len(files),
+            "images": images,
+            "sidecars": len(files) - images,
+            "uploaded": uploaded,
+            "unchanged": len(files) - uploaded,
+        },
+        "objects": [{"key": f.key, "size": f.size, "sha256": f.sha256, "md5": f.md5} for f in files],
+    }
+
+
+def sync(paths, destination, local_marker, log_file=None, images_root="results/images", concurrency=16, target=None):
+    """Sync ``paths`` (files under ``images_root``) to ``destination``; return the marker dict."""
+    target = target or make_target(destination, concurrency)
+    marker_key = f"{destination.prefix}{MARKER_NAME}"
+    with JobLog(log_file) as log:
+        files = sorted(collect(paths, images_root, destination.prefix), key=lambda f: f.key)
+        log(f"syncing {len(files)} files to {destination.describe()}")
+        remote = target.list(destination.prefix)
+        to_upload, unchanged = plan(files, remote)
+        log(f"{len(to_upload)} to upload, {len(unchanged)} already there with the same content")
+        if to_upload:
+            if marker_key in remote:
+                target.delete(marker_key)  # a sync in progress must not look complete
+            target.upload(to_upload)
+            check = target.list(destination.prefix)
+            bad = [f.key for f in to_upload if not same_content(f, check.get(f.key))]
+            if bad:
+                raise SyncError(f"{len(bad)} upload(s) could not be verified, e.g. {bad[0]}; no marker written")
+            log(f"uploaded and verified {len(to_upload)} files")
+        marker = _marker(destination, files, len(to_upload))
+        previous = target.read(marker_key) if not to_upload and marker_key in remote else None
+        if previous is None or json.loads(previous).get("objects") != marker["objects"]:
+            target.put(marker_key, canonical_json(marker).encode("utf-8"))
+            log(f"wrote marker {marker_key}")
+        else:
+            log("destination already complete; marker unchanged")
+        atomic_write_bytes(local_marker, canonical_json(marker).encode("utf-8"))
+    return marker

@@ -1,0 +1,27 @@
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+
+from image_batch.errors import UserError
+from image_batch import generate, plan, sync
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+try:
+    PLAN = plan.prepare(config)
+except UserError as error:
+    raise WorkflowError(str(error))
+
+
+wildcard_constraints:
+    folder="[a-z0-9]+(-[a-z0-9]+)*",
+    image_id="[A-Za-z0-9_-][A-Za-z0-9._-]*",
+
+
+def image_outputs(kind):
+    """Every image's PNG (kind 'png') or sidecar (kind 'json'), in sheet order."""
+    return [f"results/images/{folder}/{image_id}.{kind}" for folder, image_id in PLAN.images]

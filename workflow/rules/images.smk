@@ -1,0 +1,12 @@
+rule generate_image:
+    input:
+        spec="results/specs/{folder}/{image_id}.json",
+    output:
+        png="results/images/{folder}/{image_id}.png",
+        sidecar="results/images/{folder}/{image_id}.json",
+    log:
+        "results/logs/images/{folder}/{image_id}.log",
+    resources:
+        api=1,
+    run:
+        generate.make_image(input.spec, output.png, output.sidecar, log[0], config)
