@@ -2,7 +2,6 @@
 # The rules live in workflow/rules; the logic in workflow/image_batch (importable, unit-tested).
 from snakemake.utils import min_version
 
-
 min_version("9.0")
 
 
@@ -15,6 +14,6 @@ include: "workflow/rules/sync.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/_SUCCESS.json",
-    default_target: True

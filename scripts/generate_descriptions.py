@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Descriptions stage on its own: validate a sheet and write results/manifest.csv and the per-image
+request files under results/specs (the same step the workflow runs while it is parsed).
+
+    python scripts/generate_descriptions.py input.csv [--config config/config.yaml]
+"""
+
+import argparse
+import sys
+
+import _bootstrap  # noqa: F401
+import yaml
+
+from image_batch.errors import UserError
+from image_batch.plan import prepare
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("input_csv")
+    parser.add_argument("--config", default=str(_bootstrap.REPO / "config" / "config.yaml"))
+    args = parser.parse_args(argv)
+    config = yaml.safe_load(open(args.config, encoding="utf-8"))
+    config["input_csv"] = args.input_csv
+    try:
+        plan = prepare(config)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{len(plan.images)} images; {plan.rewritten} request file(s) new or changed; see results/manifest.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

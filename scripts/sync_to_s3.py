@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Sync stage on its own: upload results/images (PNGs and sidecars) to s3://$S3_BUCKET_NAME/<prefix>,
+or to the local destination folder when no bucket is set, then write the markers.
+
+    python scripts/sync_to_s3.py [--images results/images] [--prefix P] [--marker results/_SUCCESS.json]
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+import yaml
+
+from image_batch.errors import UserError
+from image_batch.settings import load_dotenv_file, resolve
+from image_batch.sync import sync
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", default="results/images")
+    parser.add_argument("--prefix", default=None, help="overrides sync.prefix from the config")
+    parser.add_argument("--marker", default="results/_SUCCESS.json")
+    parser.add_argument("--config", default=str(_bootstrap.REPO / "config" / "config.yaml"))
+    args = parser.parse_args(argv)
+    load_dotenv_file(".env")
+    config = yaml.safe_load(open(args.config, encoding="utf-8"))
+    if args.prefix is not None:
+        config.setdefault("sync", {})["prefix"] = args.prefix
+    config["provider"] = "offline"  # syncing needs no image provider
+    try:
+        destination = resolve(config).destination
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    files = sorted(p for p in Path(args.images).rglob("*") if p.suffix in (".png", ".json") and p.is_file())
+    marker = sync(files, destination, args.marker, images_root=args.images,
+                  concurrency=(config.get("sync") or {}).get("concurrency", 16))
+    print(f"{destination.describe()}: {marker['counts']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

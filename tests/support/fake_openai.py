@@ -1,0 +1,419 @@
+"""A fake OpenAI Images API on loopback, for tests and benchmarks.
+
+It speaks the real HTTP API (``POST /v1/images/generations``), so the real ``openai`` client reaches it
+through ``base_url`` / ``OPENAI_BASE_URL``.  Images are real but tiny: one solid colour taken from
+sha256(prompt) (see :func:`expected_color`), rendered at ``render_size`` whatever size was asked for.
+
+Faults are injected per prompt (``set_behavior`` / ``fail_times``) or for everything (``default_behavior``)
+with the kinds listed in ``BEHAVIORS``.  Every request is recorded; ``paid_calls`` are the ones the real API
+would have billed (status 200 with a ``data`` list fully sent, whatever that data held).
+
+Standalone: ``python -m tests.support.fake_openai --port 0`` prints ``READY <base_url>`` and serves until
+SIGTERM.  Standard library + Pillow only.
+"""
+
+import base64
+import hashlib
+import io
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from PIL import Image
+
+BEHAVIORS = frozenset(
+    {"ok", "jpeg", "webp", "not_image", "moderation", "rate_limit", "quota", "server_error", "overloaded",
+     "truncated", "reset", "bad_base64", "slow", "url"}
+)
+FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+QUALITIES = {"low", "medium", "high", "auto"}
+BACKGROUNDS = {"transparent", "opaque", "auto"}
+GENERATIONS = "/v1/images/generations"
+FILES = "/v1/_fake/images/"  # where "url" behaviour images are served (GET)
+
+# Canned error answers: behaviour -> (status, message, type, code, extra headers).
+_FAULTS = {
+    "moderation": (400, "Your request was rejected as a result of our safety system.",
+                   "image_generation_user_error", "moderation_blocked", {}),
+    "rate_limit": (429, "Rate limit reached for images per min (IPM): Limit 5, Used 5, Requested 1. "
+                        "Please try again in 1s.", "requests", "rate_limit_exceeded",
+                   {"retry-after-ms": "50", "retry-after": "1"}),
+    "quota": (429, "You exceeded your current quota, please check your plan and billing details.",
+              "insufficient_quota", "insufficient_quota", {}),
+    "server_error": (500, "The server had an error while processing your request. Sorry about that!",
+                     "server_error", None, {}),
+    "overloaded": (503, "The server is overloaded or not ready yet.", "server_error", "server_is_overloaded", {}),
+}
+
+
+@dataclass(frozen=True)
+class Behavior:
+    """How to answer one request: ``kind`` is one of BEHAVIORS; ``delay`` (seconds) is used by "slow"."""
+
+    kind: str = "ok"
+    delay: float = 1.0
+
+    def __post_init__(self):
+        if self.kind not in BEHAVIORS:
+            raise ValueError(f"unknown behaviour {self.kind!r}; expected one of {sorted(BEHAVIORS)}")
+
+
+def _behavior(value):
+    return value if isinstance(value, Behavior) else Behavior(str(value))
+
+
+def expected_color(prompt):
+    """The (r, g, b) colour of every image the fake makes for ``prompt``."""
+    return tuple(hashlib.sha256(prompt.encode("utf-8")).digest()[:3])
+
+
+def render_image(prompt, output_format="png", size=(64, 64)):
+    """Encoded image bytes for ``prompt``: a solid ``expected_color(prompt)`` square (webp is lossless)."""
+    buffer = io.BytesIO()
+    options = {"lossless": True} if output_format == "webp" else {}
+    Image.new("RGB", size, expected_color(prompt)).save(buffer, FORMATS[output_format], **options)
+    return buffer.getvalue()
+
+
+def error_body(message, type_="invalid_request_error", code=None, param=None):
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake = None  # the owning FakeOpenAI, set before serving
+
+    def handle_error(self, request, client_address):
+        # Clients hanging up (timeouts, reset tests) are expected: keep stderr quiet, but show real bugs.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real API; every answer carries Content-Length
+    server_version = "fake-openai"
+    sys_version = ""
+    timeout = 60  # idle keep-alive connections are dropped after this
+
+    def log_message(self, format, *args):
+        pass
+
+    def do_POST(self):
+        self.server.fake._handle(self, "POST")
+
+    def do_GET(self):
+        self.server.fake._handle(self, "GET")
+
+
+class FakeOpenAI:
+    """The fake server.  ``with FakeOpenAI() as srv: OpenAI(base_url=srv.base_url, ...)``."""
+
+    def __init__(self, api_key=None, models=None, host="127.0.0.1", port=0, render_size=(64, 64), latency=0.0,
+                 default_model="dall-e-2"):
+        self.api_key = api_key  # None: any Bearer key is accepted (but one is required)
+        self.models = set(models) if models is not None else None  # None: any "gpt-image-*" model
+        self.host, self._port = host, port
+        self.render_size = tuple(render_size)
+        self.latency = float(latency)  # seconds added to every request
+        self.default_model = default_model  # what the real API assumes when "model" is omitted
+        self._lock = threading.Lock()
+        self._calls = []
+        self._overrides = []  # [(substring, Behavior)], first match wins
+        self._fail_times = []  # [[substring, Behavior, remaining]]
+        self._files = {}  # name -> (bytes, content type) for the "url" behaviour
+        self._default = Behavior()
+        self._server = self._thread = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self):
+        if self._server is None:
+            self._server = _Server((self.host, self._port), _Handler)
+            self._server.fake = self
+            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-openai",
+                                            daemon=True)  # short poll: stop() returns fast
+            self._thread.start()
+        return self
+
+    def stop(self):
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def port(self):
+        return self._server.server_address[1] if self._server else self._port
+
+    @property
+    def base_url(self):
+        return f"http://{self.host}:{self.port}/v1"
+
+    # -- recording ----------------------------------------------------------------------------------------------
+
+    @property
+    def calls(self):
+        with self._lock:
+            return list(self._calls)
+
+    def calls_for(self, prompt):
+        return [call for call in self.calls if _field(call["body"], "prompt") == prompt]
+
+    @property
+    def paid_calls(self):
+        return [call for call in self.calls if call.get("paid")]
+
+    def reset(self):
+        """Clear the request log (behaviours stay; see clear_behaviors)."""
+        with self._lock:
+            self._calls.clear()
+
+    # -- behaviours -------------------------------------------------------------------------------------------
+
+    @property
+    def default_behavior(self):
+        return self._default
+
+    @default_behavior.setter
+    def default_behavior(self, value):
+        self._default = _behavior(value)
+
+    def set_behavior(self, prompt_substring, behavior):
+        """Answer prompts containing ``prompt_substring`` with ``behavior`` (a kind name or a Behavior)."""
+        with self._lock:
+            self._overrides.append((prompt_substring, _behavior(behavior)))
+
+    def fail_times(self, prompt_substring, behavior, n):
+        """The next ``n`` matching requests get ``behavior``; later ones fall through to the other rules."""
+        with self._lock:
+            self._fail_times.append([prompt_substring, _behavior(behavior), int(n)])
+
+    def clear_behaviors(self):
+        with self._lock:
+            self._overrides.clear()
+            self._fail_times.clear()
+            self._default = Behavior()
+
+    def _pick(self, prompt):
+        with self._lock:  # consuming a fail_times slot must be atomic across threads
+            for rule in self._fail_times:
+                if rule[2] > 0 and rule[0] in prompt:
+                    rule[2] -= 1
+                    return rule[1]
+            for substring, behavior in self._overrides:
+                if substring in prompt:
+                    return behavior
+            return self._default
+
+    # -- request handling ---------------------------------------------------------------------------------------
+
+    def _handle(self, handler, method):
+        started = time.monotonic()
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        raw = handler.rfile.read(int(headers.get("content-length") or 0))
+        call = {"path": handler.path, "method": method, "body": None, "headers": headers, "status": None,
+                "time": time.time(), "behavior": None, "paid": False, "request_id": f"req_{uuid.uuid4().hex}",
+                "peer": handler.client_address}
+        if self.latency:
+            time.sleep(self.latency)
+        status, body, extra = self._route(handler, method, raw, call)
+        # Record before answering, so a client that has its answer always finds the call logged.
+        call["status"] = status
+        call["paid"] = status == 200 and isinstance(body, dict) and call["behavior"] != "truncated"
+        with self._lock:
+            self._calls.append(call)
+        if status is None:
+            self._drop(handler)  # "reset": no answer at all
+            return
+        extra["openai-processing-ms"] = str(int((time.monotonic() - started) * 1000))
+        extra["x-request-id"] = call["request_id"]
+        self._send(handler, status, body, extra, truncate=call["behavior"] == "truncated")
+
+    def _route(self, handler, method, raw, call):
+        path = handler.path.split("?", 1)[0]
+        if method == "GET" and path.startswith(FILES):
+            with self._lock:
+                found = self._files.get(path[len(FILES):])
+            if found:
+                return 200, found, {}
+        elif method == "POST" and path == GENERATIONS:
+            return self._generate(handler, raw, call)
+        return 404, error_body(f"Invalid URL ({method} {path})"), {}
+
+    def _generate(self, handler, raw, call):
+        auth = call["headers"].get("authorization", "")
+        key = auth[7:] if auth.startswith("Bearer ") else ""
+        if not key or (self.api_key is not None and key != self.api_key):
+            shown = f"{key[:3]}***{key[-4:]}" if len(key) > 8 else key + "***"
+            message = f"Incorrect API key provided: {shown}." if key else "You didn't provide an API key."
+            return 401, error_body(message, code="invalid_api_key"), {}
+        try:
+            body = call["body"] = json.loads(raw or b"null")
+        except ValueError:
+            return 400, error_body("We could not parse the JSON body of your request."), {}
+        if not isinstance(body, dict):
+            return 400, error_body("The request body must be a JSON object."), {}
+        problem = self._validate(body)
+        if problem:
+            return problem
+        behavior = self._pick(body["prompt"])
+        call["behavior"] = behavior.kind
+        if behavior.kind in _FAULTS:
+            status, message, type_, code, extra = _FAULTS[behavior.kind]
+            return status, error_body(message, type_, code), dict(extra)
+        if behavior.kind == "reset":
+            return None, None, {}
+        if behavior.kind == "slow":
+            time.sleep(behavior.delay)
+        return 200, self._success(body, behavior.kind), {}
+
+    def _validate(self, body):
+        """None if ``body`` is acceptable, else the (status, body, headers) error the real API would give."""
+        prompt, model = body.get("prompt"), _field(body, "model", self.default_model)
+
+        def bad(message, param, code="invalid_value"):
+            return 400, error_body(message, code=code, param=param), {}
+
+        if "prompt" not in body:
+            return bad("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
+        if not isinstance(prompt, str) or not prompt:
+            return bad("Invalid 'prompt': expected a non-empty string.", "prompt", "empty_string")
+        allowed = model in self.models if self.models is not None else str(model).startswith("gpt-image-")
+        if not allowed:
+            message = f"The model `{model}` does not exist or you do not have access to it."
+            return 404, error_body(message, code="model_not_found"), {}
+        if str(model).startswith("gpt-image-") and "response_format" in body:
+            return bad("Unknown parameter: 'response_format'.", "response_format", "unknown_parameter")
+        n = _field(body, "n", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
+            return bad(f"Invalid 'n': {n!r}. Expected an integer from 1 to 10.", "n")
+        if _field(body, "output_format", "png") not in FORMATS:
+            return bad(f"Invalid 'output_format': {body['output_format']!r}.", "output_format")
+        if _parse_size(_field(body, "size", "auto")) is None:
+            return bad(f"Invalid 'size': {body['size']!r}. Expected 'auto' or 'WIDTHxHEIGHT'.", "size")
+        if _field(body, "quality", "auto") not in QUALITIES:
+            return bad(f"Invalid 'quality': {body['quality']!r}.", "quality")
+        if _field(body, "background", "auto") not in BACKGROUNDS:
+            return bad(f"Invalid 'background': {body['background']!r}.", "background")
+        return None
+
+    def _success(self, body, kind):
+        prompt, n = body["prompt"], _field(body, "n", 1)
+        fmt = kind if kind in ("jpeg", "webp") else _field(body, "output_format", "png")
+        width, height = _parse_size(_field(body, "size", "auto"))
+        if kind == "not_image":
+            items = [{"b64_json": base64.b64encode(b"this is not an image\n").decode()}] * n
+        elif kind == "bad_base64":
+            items = [{"b64_json": "!!!not-base64"}] * n
+        else:
+            image = render_image(prompt, fmt, self.render_size)
+            if kind == "url":
+                name = f"{hashlib.sha256(prompt.encode()).hexdigest()[:16]}.{fmt}"
+                with self._lock:
+                    self._files[name] = (image, f"image/{fmt}")
+                items = [{"url": f"{self.base_url}/_fake/images/{name}"}] * n
+            else:
+                items = [{"b64_json": base64.b64encode(image).decode()}] * n
+        words = len(prompt.split())
+        quality = _field(body, "quality", "auto")
+        return {
+            "created": int(time.time()),
+            "data": items,
+            "background": "transparent" if _field(body, "background") == "transparent" else "opaque",
+            "output_format": fmt,
+            "quality": "medium" if quality == "auto" else quality,
+            "size": f"{width}x{height}",
+            "usage": {
+                "input_tokens": words,
+                "input_tokens_details": {"image_tokens": 0, "text_tokens": words},
+                "output_tokens": 272 * n,
+                "output_tokens_details": {"image_tokens": 272 * n, "text_tokens": 0},
+                "total_tokens": words + 272 * n,
+            },
+        }
+
+    @staticmethod
+    def _send(handler, status, body, extra, truncate=False):
+        if isinstance(body, tuple):  # raw file bytes for the "url" behaviour
+            payload, content_type = body
+        else:
+            payload, content_type = json.dumps(body).encode("utf-8"), "application/json"
+        handler.send_response(status)
+        handler.send_header("content-type", content_type)
+        # A truncated answer promises more bytes than it sends, then hangs up mid-body.
+        handler.send_header("content-length", str(len(payload) + (1000 if truncate else 0)))
+        handler.send_header("openai-version", "2020-10-01")
+        handler.send_header("x-ratelimit-limit-requests", "500")
+        handler.send_header("x-ratelimit-remaining-requests", "499")
+        handler.send_header("x-ratelimit-reset-requests", "1s")
+        for name, value in extra.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(payload)
+        handler.wfile.flush()
+        if truncate:
+            handler.close_connection = True
+
+    @staticmethod
+    def _drop(handler):
+        """Close the connection without a word; SO_LINGER 0 makes the close a TCP reset."""
+        handler.close_connection = True
+        try:
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+
+
+def _field(body, name, default=None):
+    """``body[name]``, with JSON null or absence meaning ``default`` (as the API treats optional fields)."""
+    value = body.get(name) if isinstance(body, dict) else None
+    return default if value is None else value
+
+
+def _parse_size(size):
+    """(width, height) for "WxH" or "auto" (1024x1024), None when malformed."""
+    if size in (None, "auto"):
+        return 1024, 1024
+    parts = str(size).lower().split("x")
+    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def main(argv=None):
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="Serve a fake OpenAI Images API until SIGTERM.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--api-key", default=None, help="the only key accepted (default: any)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument("--behavior", default="ok", choices=sorted(BEHAVIORS), help="default behaviour")
+    args = parser.parse_args(argv)
+
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    with FakeOpenAI(api_key=args.api_key, host=args.host, port=args.port, latency=args.latency) as server:
+        server.default_behavior = args.behavior
+        print(f"READY {server.base_url}", flush=True)
+        done.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

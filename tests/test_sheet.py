@@ -1,0 +1,123 @@
+"""The descriptions stage: parsing spreadsheet exports and refusing bad sheets with line + column."""
+
+import pytest
+
+from image_batch.errors import SheetError
+from image_batch.sheet import read_sheet
+
+
+def write(tmp_path, data, name="sheet.csv"):
+    path = tmp_path / name
+    path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+    return path
+
+
+def problems(path, **kwargs):
+    with pytest.raises(SheetError) as info:
+        read_sheet(path, **kwargs)
+    return str(info.value)
+
+
+def test_spreadsheet_export(tmp_path):
+    text = (
+        "\ufeffimage_id , Context, description, notes\r\n"
+        'a1, Food & Beverage, "A cake, with ""icing""", extra\r\n'
+        "\r\n"
+        ",,,\r\n"
+        'a2,Nature,"two\r\nlines"\r\n'
+        "  a3 ,  Café  ,  été à Paris  \r\n"
+    )
+    rows = read_sheet(write(tmp_path, text))
+    assert [(r.line, r.image_id, r.context, r.folder, r.description) for r in rows] == [
+        (2, "a1", "Food & Beverage", "food-beverage", 'A cake, with "icing"'),
+        (5, "a2", "Nature", "nature", "two\r\nlines"),
+        (7, "a3", "Café", "cafe", "été à Paris"),
+    ]
+
+
+def test_lf_without_bom_and_column_order(tmp_path):
+    rows = read_sheet(write(tmp_path, "description,image_id,context\nhello,x1,c\n"))
+    assert rows[0].image_id == "x1" and rows[0].description == "hello"
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (",ctx,desc", "line 2, column image_id: image_id is empty"),
+        (".hidden,ctx,desc", "line 2, column image_id: image_id '.hidden' is not allowed"),
+        ("a/b,ctx,desc", "line 2, column image_id: image_id 'a/b' is not allowed"),
+        ("a b,ctx,desc", "line 2, column image_id: image_id 'a b' is not allowed"),
+        ("x" * 129 + ",ctx,desc", "line 2, column image_id: image_id is longer than 128 characters"),
+        ("a1,,desc", "line 2, column context: context is empty"),
+        ("a1,!!!,desc", "line 2, column context: context '!!!' gives an empty folder name"),
+        ("a1,ctx,", "line 2, column description: description is empty"),
+        ("a1,ctx,\"  \"", "line 2, column description: description is empty"),
+        ("a1,ctx,has\x00nul", "line 2, column description: contains a NUL byte"),
+        ("a1\x00,ctx,d", "line 2, column image_id: contains a NUL byte"),
+    ],
+)
+def test_bad_cells(tmp_path, body, expected):
+    path = write(tmp_path, "image_id,context,description\n" + body + "\n")
+    message = problems(path)
+    assert f"{path}, {expected}" in message
+
+
+def test_long_description_limit(tmp_path):
+    path = write(tmp_path, "image_id,context,description\na1,c," + "x" * 32001 + "\nb1,c," + "y" * 32000 + "\n")
+    message = problems(path, max_description_chars=32000)
+    assert "line 2, column description: description is 32001 characters long; the model allows at most 32000" in message
+    assert "line 3" not in message
+
+
+def test_duplicates_and_folder_clashes(tmp_path):
+    path = write(
+        tmp_path,
+        "image_id,context,description\n"
+        "a1,Food & Beverage,x\n"
+        "a1,Food & Beverage,y\n"
+        "A1,Food & Beverage,z\n"
+        "b1,food beverage,w\n"
+        "b2,food beverage,v\n",
+    )
+    message = problems(path)
+    assert "line 3, column image_id: image_id 'a1' duplicates 'a1' on line 2" in message
+    assert "line 4, column image_id: image_id 'A1' differs only in case from 'a1' on line 2" in message
+    assert "line 5, column context: context 'food beverage' maps to folder 'food-beverage'" in message
+    assert message.count("maps to folder") == 1  # one report per clashing pair, not per row
+
+
+def test_all_problems_reported_at_once_with_correct_lines(tmp_path):
+    path = write(tmp_path, 'image_id,context,description\r\nok1,c,"multi\r\nline"\r\n\r\n,c,d\r\nok2,,d\r\n')
+    message = problems(path)
+    assert "2 problem(s)" in message
+    assert "line 5, column image_id: image_id is empty" in message
+    assert "line 6, column context: context is empty" in message
+
+
+def test_missing_columns(tmp_path):
+    message = problems(write(tmp_path, "id,context\nx,y\n"))
+    assert "line 1: missing column(s) 'image_id', 'description'" in message
+
+
+def test_not_utf8(tmp_path):
+    message = problems(write(tmp_path, b"image_id,context,description\na1,c,ok\na2,c,caf\xe9\n"))
+    assert "line 3: text is not UTF-8" in message
+
+
+@pytest.mark.parametrize("data", [b"", b"\xef\xbb\xbf", b"\r\n\r\n  \n"])
+def test_empty_file(tmp_path, data):
+    assert "the file is empty" in problems(write(tmp_path, data))
+
+
+def test_header_only(tmp_path):
+    assert "has a header but no rows" in problems(write(tmp_path, "image_id,context,description\r\n"))
+
+
+def test_unreadable(tmp_path):
+    assert "cannot read the file" in problems(tmp_path / "missing.csv")
+    assert "cannot read the file" in problems(tmp_path)  # a directory
+
+
+def test_no_traceback_text(tmp_path):
+    message = problems(write(tmp_path, "image_id,context,description\n,,x\n"))
+    assert "Traceback" not in message and message.startswith(str(tmp_path / "sheet.csv"))

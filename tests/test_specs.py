@@ -1,0 +1,96 @@
+"""Change detection: a spec file changes (and so its image goes stale) exactly when its request does."""
+
+import os
+
+import pytest
+
+from image_batch.errors import SheetError, UserError
+from image_batch.sheet import Row
+from image_batch.specs import build_prompt, build_specs, spec_path, write_specs
+
+CONFIG = {
+    "max_prompt_chars": 100,
+    "openai": {"model": "gpt-image-test", "size": "1024x1024", "quality": "low", "output_format": "png"},
+    "offline": {"size": "64x64"},
+}
+
+
+def rows(*descriptions):
+    return [Row(i + 2, f"id{i}", "Nature", "nature", d) for i, d in enumerate(descriptions)]
+
+
+def mtimes(root):
+    return {p.name: p.stat().st_mtime_ns for p in root.rglob("*.json")}
+
+
+def age_all(root):
+    for path in root.rglob("*.json"):
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+
+
+def test_only_changed_rows_are_rewritten(tmp_path):
+    root = tmp_path / "specs"
+    assert write_specs(build_specs(rows("a", "b", "c"), CONFIG, "openai", "s.csv"), root) == 3
+    age_all(root)
+    before = mtimes(root)
+    assert write_specs(build_specs(rows("a", "b", "c"), CONFIG, "openai", "s.csv"), root) == 0
+    assert mtimes(root) == before
+    assert write_specs(build_specs(rows("a", "B!", "c", "d"), CONFIG, "openai", "s.csv"), root) == 2
+    after = mtimes(root)
+    assert sorted(name for name in after if after[name] != before.get(name)) == ["id1.json", "id3.json"]
+
+
+def test_line_moves_do_not_change_specs(tmp_path):
+    root = tmp_path / "specs"
+    write_specs(build_specs([Row(2, "x", "N", "n", "d")], CONFIG, "openai", "s.csv"), root)
+    assert write_specs(build_specs([Row(9, "x", "N", "n", "d")], CONFIG, "openai", "s.csv"), root) == 0
+
+
+def test_generation_settings_are_part_of_the_request(tmp_path):
+    root = tmp_path / "specs"
+    write_specs(build_specs(rows("a"), CONFIG, "openai", "s.csv"), root)
+    changed = {**CONFIG, "openai": {**CONFIG["openai"], "quality": "high"}}
+    assert write_specs(build_specs(rows("a"), changed, "openai", "s.csv"), root) == 1
+    assert write_specs(build_specs(rows("a"), {**changed, "variant": "v2"}, "openai", "s.csv"), root) == 1
+
+
+def test_request_content():
+    (spec,) = build_specs(rows("a red fox"), CONFIG, "openai", "s.csv")
+    assert spec["request"] == {
+        "provider": "openai",
+        "endpoint": "images/generations",
+        "model": "gpt-image-test",
+        "size": "1024x1024",
+        "quality": "low",
+        "output_format": "png",
+        "prompt": "a red fox",
+    }
+    assert "response_format" not in spec["request"]
+    assert spec_path("nature", "id0").as_posix() == "results/specs/nature/id0.json"
+
+
+def test_templates():
+    row = Row(2, "id0", "Food & Beverage", "food-beverage", "a cake")
+    assert build_prompt(row, {"prompt_template": "Photo: {description} ({context})"}) == "Photo: a cake (Food & Beverage)"
+    config = {"prompt_template": "G {description}", "context_templates": {"food-beverage": "F {description}"}}
+    assert build_prompt(row, config) == "F a cake"
+    assert build_prompt(Row(2, "i", "Other", "other", "x"), config) == "G x"
+    with pytest.raises(UserError, match="not valid"):
+        build_prompt(row, {"prompt_template": "{nope}"})
+
+
+def test_templated_prompt_too_long():
+    config = {**CONFIG, "prompt_template": "x" * 95 + "{description}"}
+    with pytest.raises(SheetError, match="line 2, column description: the prompt made from it is 101"):
+        build_specs(rows("abcdef"), config, "openai", "s.csv")
+
+
+def test_offline_fallback_never_replaces_paid_requests(tmp_path):
+    root = tmp_path / "specs"
+    write_specs(build_specs(rows("a"), CONFIG, "openai", "s.csv"), root)
+    before = mtimes(root)
+    with pytest.raises(UserError, match="made by a paid provider"):
+        write_specs(build_specs(rows("a"), CONFIG, "offline", "s.csv"), root, protect_paid=True)
+    assert mtimes(root) == before
+    # chosen explicitly, it is allowed
+    assert write_specs(build_specs(rows("a"), CONFIG, "offline", "s.csv"), root) == 1
