@@ -20,3 +20,7 @@ rule all:
     default_target: True
     input:
         "results/_SUCCESS.json",
+
+
+onerror:
+    print(PLAN.failure_summary(), file=sys.stderr)

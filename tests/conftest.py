@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.moto_s3 import MotoS3, scrubbed_environ
 
@@ -21,6 +22,22 @@ def copy_workflow(dest):
         shutil.copy2(REPO / name, dest / name)
     os.symlink("workflow/profiles", dest / "profiles")
     return dest
+
+
+FAST_RETRY = {"max_attempts": 8, "max_seconds": 60, "initial_wait": 0.01, "max_wait": 0.05}
+
+
+def update_config(root, **changes):
+    """Edit the project's config/config.yaml as a user would (top-level keys; dicts are merged)."""
+    path = root / "config" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return config
 
 
 class Runner:
@@ -59,7 +76,9 @@ class Runner:
 
 @pytest.fixture
 def project(tmp_path):
-    return copy_workflow(tmp_path / "project")
+    root = copy_workflow(tmp_path / "project")
+    update_config(root, retry=FAST_RETRY)  # the stand-in's faults need no real backoff
+    return root
 
 
 @pytest.fixture

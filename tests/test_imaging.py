@@ -50,10 +50,10 @@ def test_truncated_png_is_refused():
 def test_offline_generator_is_deterministic_and_real():
     provider = OfflineProvider({"size": "128x96"})
     request = {"provider": "offline", **OfflineProvider.request_params({"size": "128x96"}), "prompt": "a red fox"}
-    first, second = provider.generate(request), provider.generate(request)
-    other = provider.generate({**request, "prompt": "a blue whale"})
-    assert first.data == second.data and first.data != other.data
-    png, info = to_png(first.data)
+    first, second = provider.fetch(request).body, provider.fetch(request).body
+    other = provider.fetch({**request, "prompt": "a blue whale"}).body
+    assert first == second and first != other
+    png, info = to_png(provider.decode(provider.fetch(request), request).data)
     assert (info["width"], info["height"]) == (128, 96)
     with Image.open(io.BytesIO(png)) as image:
         assert len(image.getcolors(100000)) > 2  # text drawn on a colour field, not a blank

@@ -1,13 +1,39 @@
-"""The images stage: make one image from its spec, write the PNG and its sidecar atomically."""
+"""The images stage: make one image from its spec, write the PNG and its sidecar atomically.
+
+For a paid provider the response store is consulted first (under a per-request lock); a call is
+made only when it has no usable answer, and the answer is stored the moment it arrives. Failures
+are classified (image_batch.faults): transient ones are retried with backoff (tenacity), a refused
+row fails alone, a fatal one stops the run's API calls.
+"""
 
 import datetime
 import hashlib
 import json
 
+import tenacity
+
+from . import failures
+from .errors import UserError
+from .faults import FATAL, RETRY, ROW, Fault, InvalidResponse, classify
 from .fileio import atomic_write_bytes, atomic_write_json
-from .imaging import to_png
+from .imaging import NotAnImage, to_png
 from .joblog import JobLog
 from .providers import get_provider
+from .redact import redact
+from .store import ResponseStore, request_key
+
+DEFAULT_STORE = "response-store"
+
+
+class FaultError(Exception):
+    def __init__(self, fault, attempts=0):
+        super().__init__(fault.reason)
+        self.fault = fault
+        self.attempts = attempts
+
+
+class ImageFailed(UserError):
+    """One image could not be made; the message says why (the key is never in it)."""
 
 
 def _iso(timestamp=None):
@@ -19,18 +45,110 @@ def _iso(timestamp=None):
     return moment.isoformat(timespec="seconds")
 
 
+def _retrying(settings, log):
+    settings = settings or {}
+    max_wait = float(settings.get("max_wait", 60))
+    backoff = tenacity.wait_exponential_jitter(
+        initial=float(settings.get("initial_wait", 1)), max=max_wait, jitter=float(settings.get("initial_wait", 1))
+    )
+
+    def wait(state):
+        fault = getattr(state.outcome.exception(), "fault", None)
+        if fault is not None and fault.retry_after is not None:
+            return min(fault.retry_after, max_wait)
+        return backoff(state)
+
+    def before_sleep(state):
+        log(f"attempt {state.attempt_number} failed: {redact(state.outcome.exception())}; retrying in {state.upcoming_sleep:.2f}s")
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda e: isinstance(e, FaultError) and e.fault.disposition == RETRY),
+        stop=tenacity.stop_after_attempt(int(settings.get("max_attempts", 8)))
+        | tenacity.stop_after_delay(float(settings.get("max_seconds", 900))),
+        wait=wait,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+def _decode(provider, raw, request):
+    image = provider.decode(raw, request)
+    png, info = to_png(image.data)
+    return image, png, info
+
+
+def obtain(request, config, log):
+    """(GeneratedImage, png bytes, info) for ``request``: from the store, else from the provider."""
+    provider = get_provider(request["provider"], config)
+    if not provider.paid:
+        log("OFFLINE generator: this is a placeholder image, not an AI-generated one")
+        return _decode(provider, provider.fetch(request), request)
+
+    store = ResponseStore(config.get("response_store") or DEFAULT_STORE)
+    key = request_key(request)
+    with store.lock(key):
+        entry = store.get(key)
+        if entry is not None:
+            try:
+                result = _decode(provider, _as_raw(entry), request)
+                log(f"served from the response store ({key[:12]}); no API call")
+                return result
+            except (InvalidResponse, NotAnImage) as exc:
+                store.reject(key, str(exc))
+                log(f"stored answer {key[:12]} unusable ({exc}); asking the API again")
+
+        for attempt in _retrying(config.get("retry"), log):
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                reason = failures.stop_reason()
+                if reason:
+                    raise FaultError(Fault("stopped", f"not attempted: the run stopped ({reason})"), number)
+                log(f"calling {request['provider']} model {request['model']} (attempt {number})")
+                try:
+                    raw = provider.fetch(request)
+                except Exception as exc:  # classified below; anything unclassified is a bug and raises
+                    fault = classify(exc, request.get("model"))
+                    if fault is None:
+                        raise
+                    raise FaultError(fault, number) from None
+                store.put(key, request, raw)  # paid for: keep it before anything else can fail
+                try:
+                    result = _decode(provider, raw, request)
+                except (InvalidResponse, NotAnImage) as exc:
+                    store.reject(key, str(exc))
+                    raise FaultError(classify(exc), number) from None
+                log(f"answer stored as {key[:12]} (request id {raw.headers.get('x-request-id')})")
+                return result
+
+
+def _as_raw(entry):
+    from .providers.base import RawResponse
+
+    return RawResponse(
+        body=entry["body"], headers=entry.get("headers") or {}, status=entry.get("status", 200),
+        attachment=entry.get("attachment"),
+    )
+
+
 def make_image(spec_file, png_file, sidecar_file, log_file, config):
     """Generate the image described by ``spec_file``.  The PNG and the sidecar are each written to
     a temporary name and renamed into place, so a crash never leaves a half-written file."""
-    spec = json.loads(open(spec_file, encoding="utf-8").read())
+    with open(spec_file, encoding="utf-8") as handle:
+        spec = json.load(handle)
     request = spec["request"]
+    failures.clear_failure(spec["folder"], spec["image_id"])
     with JobLog(log_file) as log:
-        provider = get_provider(request["provider"], config)
-        log(f"{spec['image_id']}: generating with {request['provider']} model {request['model']}")
-        if not provider.paid:
-            log("OFFLINE generator: this is a placeholder image, not an AI-generated one")
-        result = provider.generate(request)
-        png, info = to_png(result.data)
+        try:
+            image, png, info = obtain(request, config, log)
+        except FaultError as exc:
+            fault = exc.fault
+            if fault.disposition == FATAL:
+                failures.stop_run(fault.reason)
+            disposition = {RETRY: "gave-up", ROW: "refused", FATAL: "fatal"}.get(fault.disposition, "stopped")
+            reason = fault.reason if fault.disposition != RETRY else f"gave up after {exc.attempts} attempt(s): {fault.reason}"
+            failures.record_failure(spec, disposition, reason, exc.attempts)
+            log(f"FAILED: {redact(reason)}")
+            raise ImageFailed(f"image {spec['image_id']} ({spec['context']}): {redact(reason)}") from None
         if info.get("converted_from"):
             log(f"converted {info['converted_from']} answer to PNG")
         sidecar = {
@@ -39,13 +157,13 @@ def make_image(spec_file, png_file, sidecar_file, log_file, config):
             "folder": spec["folder"],
             "prompt": request["prompt"],
             "provider": request["provider"],
-            "model": result.model,
-            "size": result.details.get("size") or request.get("size"),
-            "quality": result.details.get("quality") or request.get("quality"),
-            "background": result.details.get("background") or request.get("background"),
-            "request_id": result.request_id,
-            "usage": result.usage,
-            "created": _iso(result.created),
+            "model": image.model,
+            "size": image.details.get("size") or request.get("size"),
+            "quality": image.details.get("quality") or request.get("quality"),
+            "background": image.details.get("background") or request.get("background"),
+            "request_id": image.request_id,
+            "usage": image.usage,
+            "created": _iso(image.created),
             "width": info["width"],
             "height": info["height"],
             "source_format": info["source_format"],
@@ -56,5 +174,5 @@ def make_image(spec_file, png_file, sidecar_file, log_file, config):
             sidecar["variant"] = request["variant"]
         atomic_write_bytes(png_file, png)
         atomic_write_json(sidecar_file, sidecar)
-        log(f"wrote {png_file} ({len(png)} bytes, sha256 {sidecar['sha256']}, request id {result.request_id})")
+        log(f"wrote {png_file} ({len(png)} bytes, sha256 {sidecar['sha256']})")
     return sidecar

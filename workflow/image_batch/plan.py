@@ -5,6 +5,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import failures, runlock
 from .fileio import canonical_json, write_if_changed
 from .settings import Settings, load_dotenv_file, resolve
 from .sheet import read_sheet
@@ -27,19 +28,31 @@ class Plan:
     settings: Settings
     images: list  # (folder, image_id) in sheet order
     rewritten: int
+    lines: dict  # image_id -> line in the sheet
+    sheet: str
+
+    def failure_summary(self):
+        return failures.summary(self.images, self.lines, self.sheet)
 
 
-def prepare(config, announce=True):
+def prepare(config, announce=True, lock=False, dry_run=False):
+    """Validate the sheet and refresh specs, manifest and destination record.  With ``lock`` (the
+    main process of a real run) also take the run lock and clear the previous run's stop flag."""
     load_dotenv_file(".env")
     settings = resolve(config)
     sheet = config["input_csv"]
     rows = read_sheet(sheet, config.get("max_prompt_chars"))
     specs = build_specs(rows, config, settings.provider, sheet)
+    lock_note = runlock.acquire(dry_run=dry_run) if lock else ""
+    if lock and not dry_run:
+        failures.clear_stop()
     protect_paid = config.get("provider", "auto") == "auto" and settings.provider == "offline"
     rewritten = write_specs(specs, protect_paid=protect_paid)
     write_manifest(specs)
     write_if_changed(DESTINATION_RECORD, canonical_json(settings.destination.as_dict()).encode("utf-8"))
     if announce:
+        if lock_note:
+            print(f"Image.Batch: {lock_note}", file=sys.stderr)
         if settings.provider == "offline":
             print(OFFLINE_BANNER, file=sys.stderr)
         print(
@@ -48,4 +61,5 @@ def prepare(config, announce=True):
             f"sync to {settings.destination.describe()}",
             file=sys.stderr,
         )
-    return Plan(settings, [(s["folder"], s["image_id"]) for s in specs], rewritten)
+    images = [(s["folder"], s["image_id"]) for s in specs]
+    return Plan(settings, images, rewritten, {row.image_id: row.line for row in rows}, str(sheet))

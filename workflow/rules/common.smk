@@ -7,12 +7,16 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from image_batch.errors import UserError
-from image_batch import generate, plan, sync
+from image_batch import generate, plan, runlock, sync
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 try:
-    PLAN = plan.prepare(config)
+    PLAN = plan.prepare(
+        config,
+        lock=workflow.is_main_process,
+        dry_run=runlock.looks_like_dry_run(sys.argv),
+    )
 except UserError as error:
     raise WorkflowError(str(error))
 

@@ -11,7 +11,7 @@ import textwrap
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .base import GeneratedImage, ImageProvider
+from .base import GeneratedImage, ImageProvider, RawResponse
 
 GENERATOR_VERSION = "offline-text-card-1"
 
@@ -29,7 +29,7 @@ class OfflineProvider(ImageProvider):
     def request_params(cls, config):
         return {"model": GENERATOR_VERSION, "size": str(config.get("size") or "512x512")}
 
-    def generate(self, request):
+    def fetch(self, request):
         prompt = request["prompt"]
         width, height = _size(request.get("size") or "512x512")
         digest = hashlib.sha256(prompt.encode("utf-8")).digest()
@@ -56,4 +56,7 @@ class OfflineProvider(ImageProvider):
 
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-        return GeneratedImage(data=buffer.getvalue(), model=GENERATOR_VERSION, details={"size": f"{width}x{height}"})
+        return RawResponse(body=buffer.getvalue())
+
+    def decode(self, raw, request):
+        return GeneratedImage(data=raw.body, model=GENERATOR_VERSION, details={"size": request.get("size")})

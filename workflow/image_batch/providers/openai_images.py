@@ -2,37 +2,38 @@
 
 import base64
 import binascii
+import json
 import os
 import threading
 import urllib.request
 
 from ..errors import UserError
+from ..faults import InvalidResponse
 from ..settings import api_key
-from .base import GeneratedImage, ImageProvider
+from .base import GeneratedImage, ImageProvider, RawResponse
 
 # Request fields taken from config["openai"] when set (None/absent fields are not sent).
 _OPTIONAL_FIELDS = ("size", "quality", "background", "output_format", "moderation", "output_compression")
+# Answer headers worth keeping with a stored answer (never the request's Authorization).
+_KEPT_HEADERS = ("x-request-id", "openai-processing-ms", "openai-version", "openai-model", "content-type")
 
 _clients = {}
 _clients_lock = threading.Lock()
 
 
-class ProviderError(RuntimeError):
-    """The API answered, but not with a usable image."""
-
-
-def _client(timeout, max_retries):
-    """One client per key/endpoint/options, shared by the threads of this process."""
+def _client(timeout):
+    """One client per key/endpoint/timeout, shared by the threads of this process.  Its own retries
+    are off: image_batch.generate classifies failures and retries (so retries never multiply)."""
     from openai import OpenAI
 
     key = api_key()
     if not key:
         raise UserError("provider 'openai' needs an API key: set AI_API_KEY (in the environment or .env).")
     base_url = os.environ.get("OPENAI_BASE_URL") or None
-    cache_key = (key, base_url, timeout, max_retries)
+    cache_key = (key, base_url, timeout)
     with _clients_lock:
         if cache_key not in _clients:
-            _clients[cache_key] = OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+            _clients[cache_key] = OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
         return _clients[cache_key]
 
 
@@ -53,8 +54,12 @@ class OpenAIImagesProvider(ImageProvider):
             params["extra_body"] = dict(config["extra_body"])
         return params
 
-    def generate(self, request):
-        client = _client(float(self.config.get("timeout", 300)), int(self.config.get("max_retries", 2)))
+    @property
+    def timeout(self):
+        return float(self.config.get("timeout", 300))
+
+    def fetch(self, request):
+        client = _client(self.timeout)
         kwargs = {field: request[field] for field in _OPTIONAL_FIELDS if request.get(field) is not None}
         # response_format is never sent: gpt-image-* models reject it and always return base64.
         raw = client.images.with_raw_response.generate(
@@ -64,31 +69,45 @@ class OpenAIImagesProvider(ImageProvider):
             extra_body=request.get("extra_body") or None,
             **kwargs,
         )
-        response = raw.parse()
-        request_id = raw.headers.get("x-request-id") or getattr(response, "_request_id", None)
-        if not response.data:
-            raise ProviderError(f"the API returned no image (request id {request_id})")
-        item = response.data[0]
-        if item.b64_json:
+        headers = {name: raw.headers[name] for name in _KEPT_HEADERS if name in raw.headers}
+        headers.update({k: v for k, v in raw.headers.items() if k.lower().startswith("x-ratelimit-")})
+        response = RawResponse(body=raw.content, headers=headers, status=raw.status_code)
+        response.attachment = self._download_if_url(response.body)
+        return response
+
+    def _download_if_url(self, body):
+        """Some OpenAI-compatible endpoints answer with a URL: fetch it now, while it is valid."""
+        try:
+            item = (json.loads(body).get("data") or [{}])[0]
+        except (ValueError, AttributeError, IndexError, TypeError):
+            return None
+        if item.get("b64_json") or not item.get("url"):
+            return None
+        with urllib.request.urlopen(item["url"], timeout=self.timeout) as answer:
+            return answer.read()
+
+    def decode(self, raw, request):
+        request_id = raw.headers.get("x-request-id")
+        try:
+            answer = json.loads(raw.body)
+            item = answer["data"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise InvalidResponse(f"the answer is not an images response (request id {request_id})") from None
+        if item.get("b64_json"):
             try:
-                data = base64.b64decode(item.b64_json, validate=True)
+                data = base64.b64decode(item["b64_json"], validate=True)
             except (binascii.Error, ValueError) as exc:
-                raise ProviderError(f"the API returned broken base64 (request id {request_id}): {exc}") from None
-        elif item.url:
-            with urllib.request.urlopen(item.url, timeout=float(self.config.get("timeout", 300))) as answer:
-                data = answer.read()
+                raise InvalidResponse(f"broken base64 in the answer (request id {request_id}): {exc}") from None
+        elif raw.attachment is not None:
+            data = raw.attachment
         else:
-            raise ProviderError(f"the API returned neither b64_json nor url (request id {request_id})")
-        details = {
-            name: getattr(response, name, None)
-            for name in ("size", "quality", "background", "output_format")
-            if getattr(response, name, None) is not None
-        }
+            raise InvalidResponse(f"the answer has no image (request id {request_id})")
+        details = {name: answer.get(name) for name in ("size", "quality", "background", "output_format") if answer.get(name)}
         return GeneratedImage(
             data=data,
             model=request["model"],
             request_id=request_id,
-            usage=response.usage.model_dump() if response.usage else None,
-            created=response.created,
+            usage=answer.get("usage"),
+            created=answer.get("created"),
             details=details,
         )

@@ -1,0 +1,89 @@
+"""Per-image failure records and the run-wide stop flag.
+
+A failed image leaves ``results/logs/failures/<folder>/<image_id>.json`` saying why; a successful
+retry removes it.  A fatal API answer (bad key, no quota, unknown model) writes
+``results/logs/STOP.json``: every later image job fails at once without calling the API, so the
+run ends quickly with one clear message.  The flag is cleared when the workflow starts again.
+"""
+
+import datetime
+import json
+from pathlib import Path
+
+from .fileio import atomic_write_json
+from .redact import redact
+
+FAILURES = Path("results/logs/failures")
+STOP_FLAG = Path("results/logs/STOP.json")
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def record_path(folder, image_id):
+    return FAILURES / folder / f"{image_id}.json"
+
+
+def record_failure(spec, disposition, reason, attempts):
+    atomic_write_json(
+        record_path(spec["folder"], spec["image_id"]),
+        {
+            "image_id": spec["image_id"],
+            "context": spec["context"],
+            "folder": spec["folder"],
+            "disposition": disposition,
+            "reason": redact(reason),
+            "attempts": attempts,
+            "time": _now(),
+        },
+    )
+
+
+def clear_failure(folder, image_id):
+    record_path(folder, image_id).unlink(missing_ok=True)
+
+
+def stop_run(reason):
+    atomic_write_json(STOP_FLAG, {"reason": redact(reason), "time": _now()})
+
+
+def stop_reason():
+    try:
+        return json.loads(STOP_FLAG.read_text(encoding="utf-8"))["reason"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
+def clear_stop():
+    STOP_FLAG.unlink(missing_ok=True)
+
+
+def summary(images, lines, sheet):
+    """A text listing every failed image of this plan, or '' when none failed."""
+    failed, stopped = [], 0
+    for folder, image_id in images:
+        try:
+            record = json.loads(record_path(folder, image_id).read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            continue
+        if record["disposition"] == "stopped":
+            stopped += 1
+        else:
+            failed.append(record)
+    reason = stop_reason()
+    if not failed and not stopped and not reason:
+        return ""
+    out = []
+    if reason:
+        out.append(f"Image.Batch STOPPED calling the API: {reason}")
+        out.append(f"  {stopped} image(s) were not attempted because of this. Fix it and run again.")
+    if failed:
+        out.append(f"Image.Batch: {len(failed)} image(s) failed:")
+        for record in failed:
+            line = lines.get(record["image_id"], "?")
+            out.append(
+                f"  {sheet}, line {line}, image_id {record['image_id']} ({record['context']}): {record['reason']}"
+            )
+    out.append("Run the same command again to retry; images already made are kept and not paid for again.")
+    return "\n".join(out)

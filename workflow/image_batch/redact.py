@@ -1,0 +1,14 @@
+"""Keep secrets out of everything the workflow writes (logs, failure records, messages)."""
+
+import os
+
+SECRET_VARIABLES = ("AI_API_KEY", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def redact(text):
+    text = str(text)
+    for name in SECRET_VARIABLES:
+        value = (os.environ.get(name) or "").strip()
+        if len(value) >= 6 and value in text:
+            text = text.replace(value, f"<{name} redacted>")
+    return text
