@@ -35,8 +35,7 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     files = sorted(p for p in Path(args.images).rglob("*") if p.suffix in (".png", ".json") and p.is_file())
-    marker = sync(files, destination, args.marker, images_root=args.images,
-                  concurrency=(config.get("sync") or {}).get("concurrency", 16))
+    marker = sync(files, destination, args.marker, images_root=args.images, settings=config.get("sync"))
     print(f"{destination.describe()}: {marker['counts']}")
     return 0
 

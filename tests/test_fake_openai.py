@@ -5,6 +5,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from openai import OpenAI
 from PIL import Image
 
-from tests.support.fake_openai import Behavior, FakeOpenAI, expected_color
+from tests.support.fake_openai import GOOD, TRANSIENT, Behavior, FakeOpenAI, expected_color
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -201,3 +202,198 @@ def test_main_prints_ready_and_stops_on_sigterm():
         assert proc.wait(timeout=5) == 0
     finally:
         proc.kill()
+
+
+# -- more fault kinds ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind, error, status, code",
+    [
+        ("timeout_408", openai.APIStatusError, 408, "request_timeout"),
+        ("conflict_409", openai.ConflictError, 409, "conflict"),
+        ("slow_down", openai.RateLimitError, 429, "slow_down"),
+        ("bad_gateway", openai.InternalServerError, 502, None),
+        ("content_policy", openai.BadRequestError, 400, "content_policy_violation"),
+        ("billing", openai.RateLimitError, 429, "billing_hard_limit_reached"),
+        ("forbidden", openai.PermissionDeniedError, 403, None),
+        ("model_not_found", openai.NotFoundError, 404, "model_not_found"),
+    ],
+)
+def test_more_status_faults(srv, client, kind, error, status, code):
+    srv.set_behavior("fox", kind)
+    with pytest.raises(error) as caught:
+        generate(client)
+    assert caught.value.status_code == status and caught.value.code == code
+    headers = caught.value.response.headers
+    if kind == "bad_gateway":  # what a proxy in front would say: HTML, not OpenAI's JSON
+        assert headers["content-type"] == "text/html" and "502 Bad Gateway" in caught.value.response.text
+    if kind == "slow_down":
+        assert headers["retry-after-ms"] == "50"
+    if kind == "model_not_found":
+        assert "`gpt-image-2`" in caught.value.message
+    [call] = srv.calls
+    assert call["behavior"] == kind and call["rule"] == "override" and not call["paid"]
+
+
+@pytest.mark.parametrize("kind", ["timeout_408", "conflict_409", "slow_down", "bad_gateway"])
+def test_new_transient_kinds_are_retried_by_the_client(srv, kind):
+    srv.fail_times("fox", kind, 1)
+    retrying = OpenAI(api_key="sk-test", base_url=srv.base_url, max_retries=1, timeout=10)
+    assert decode(generate(retrying).data[0].b64_json).format == "PNG"
+    assert [call["behavior"] for call in srv.calls] == [kind, "ok"]
+    assert [call["rule"] for call in srv.calls] == ["fail_times", "default"]
+
+
+def test_every_transient_kind_is_a_behavior():
+    assert set(TRANSIENT) <= {"rate_limit", "server_error", "overloaded", "truncated", "reset", "bad_base64",
+                              "not_image", "timeout_408", "conflict_409", "slow_down", "bad_gateway"}
+    assert len(TRANSIENT) == 11 and not set(TRANSIENT) & GOOD
+    for kind in TRANSIENT:
+        Behavior(kind)
+
+
+def test_good_paid_calls_and_stats(srv, client):
+    srv.set_behavior("junk", "not_image")
+    srv.set_behavior("garbled", "bad_base64")
+    srv.set_behavior("cut", "truncated")
+    srv.set_behavior("link", "url")
+    srv.set_behavior("late", Behavior("slow", delay=0.01))
+    srv.set_behavior("busy", "rate_limit")
+    for prompt in ("fine", "junk", "garbled", "link", "late", "jpeg please"):
+        generate(client, prompt=prompt)
+    for prompt in ("cut", "busy"):
+        with pytest.raises(openai.APIError):
+            generate(client, prompt=prompt)
+    good = [call["body"]["prompt"] for call in srv.good_paid_calls]
+    assert good == ["fine", "link", "late", "jpeg please"]
+    assert len(srv.paid_calls) == 6  # the broken payloads are billed too, the truncated answer is not
+    stats = srv.stats()
+    assert stats["calls"] == 8 and stats["ok"] == 7 and stats["status_429"] == 1 and stats["limited"] == 0
+    assert stats["paid"] == 6 and stats["good_paid"] == 4 and stats["faulted"] == 4
+    assert stats["by_behavior"]["ok"] == 2 and stats["by_status"][200] == 7
+
+
+# -- random fault mix --------------------------------------------------------------------------------------------
+
+
+def _campaign(srv, client, prompts):
+    """Send ``prompts`` one after the other; the faults the client saw, as {prompt: True/False}."""
+    seen = {}
+    for prompt in prompts:
+        try:
+            data = generate(client, prompt=prompt).data[0]
+            image = decode(data.b64_json)
+            seen[prompt] = image.convert("RGB").getpixel((0, 0)) != expected_color(prompt)
+        except (openai.APIError, ValueError, OSError):  # status / connection errors, bad base64, not an image
+            seen[prompt] = True
+    return seen
+
+
+def _faulted(srv):
+    return {call["body"]["prompt"]: call["behavior"] for call in srv.calls if call["behavior"] != "ok"}
+
+
+def test_fault_mix_rate_kinds_and_determinism(srv, client):
+    prompts = [f"campaign image {index}" for index in range(200)]
+    srv.set_fault_mix(rate=0.3, seed=7)
+    seen = _campaign(srv, client, prompts)
+    faulted = _faulted(srv)
+    assert len(srv.calls) == 200  # max_retries=0: one request per prompt
+    assert 0.15 * 200 <= len(faulted) <= 0.45 * 200
+    assert {prompt for prompt, bad in seen.items() if bad} == set(faulted)  # the client noticed every fault
+    assert set(faulted.values()) <= set(TRANSIENT) and len(set(faulted.values())) >= 5
+    assert all(call["rule"] == ("mix" if call["behavior"] != "ok" else "default") for call in srv.calls)
+    assert srv.stats()["faulted"] == len(faulted) and srv.stats()["good_paid"] == 200 - len(faulted)
+
+    srv.reset()
+    srv.set_fault_mix(rate=0.3, seed=7)  # same seed, same sequential requests: same faults
+    _campaign(srv, client, prompts)
+    assert _faulted(srv) == faulted
+
+    srv.reset()
+    srv.set_fault_mix(rate=0.3, seed=8)
+    _campaign(srv, client, prompts)
+    assert set(_faulted(srv)) != set(faulted)
+
+
+def test_fault_mix_kinds_exclude_and_explicit_rules(srv, client):
+    srv.set_fault_mix(rate=1.0, kinds=["server_error", "overloaded"], exclude=("safe",))
+    srv.set_behavior("pinned", "jpeg")
+    srv.fail_times("once", "moderation", 1)
+    outcomes = {prompt: _status(client, prompt) for prompt in ("safe 1", "a safe 2", "pinned", "once", "doomed")}
+    assert outcomes["safe 1"] == outcomes["a safe 2"] == outcomes["pinned"] == 200
+    assert outcomes["once"] == 400 and outcomes["doomed"] in (500, 503)
+    rules = {call["body"]["prompt"]: call["rule"] for call in srv.calls}
+    assert rules == {"safe 1": "default", "a safe 2": "default", "pinned": "override", "once": "fail_times",
+                     "doomed": "mix"}
+    assert _status(client, "once") in (500, 503)  # fail_times used up: the mix applies again
+
+    srv.clear_behaviors()  # removes the mix too
+    assert _status(client, "doomed") == 200 and _status(client, "pinned") == 200
+
+
+def test_fault_mix_rejects_bad_arguments(srv):
+    with pytest.raises(ValueError):
+        srv.set_fault_mix(rate=1.5)
+    with pytest.raises(ValueError):
+        srv.set_fault_mix(kinds=["no_such_kind"])
+    with pytest.raises(ValueError):
+        srv.set_fault_mix(kinds=[])
+
+
+# -- rate limiter ------------------------------------------------------------------------------------------------
+
+
+def test_rate_limiter_burst_gets_429_with_retry_after():
+    with FakeOpenAI(rate_limit_per_minute=3) as server:
+        client = OpenAI(api_key="sk-any", base_url=server.base_url, max_retries=0, timeout=10)
+        remaining = []
+        for index in range(3):
+            raw = client.images.with_raw_response.generate(model="gpt-image-1", prompt=f"burst {index}")
+            assert raw.headers["x-ratelimit-limit-requests"] == "3"
+            remaining.append(raw.headers["x-ratelimit-remaining-requests"])
+        assert remaining == ["2", "1", "0"]
+        for index in range(3, 5):
+            with pytest.raises(openai.RateLimitError) as caught:
+                generate(client, prompt=f"burst {index}")
+            assert caught.value.code == "rate_limit_exceeded"
+            headers = caught.value.response.headers
+            assert 0 < int(headers["retry-after-ms"]) <= 60_000
+            assert headers["x-ratelimit-limit-requests"] == "3"
+            assert headers["x-ratelimit-remaining-requests"] == "0"
+            assert headers["x-ratelimit-reset-requests"].endswith("s")
+        stats = server.stats()
+        assert stats["calls"] == 5 and stats["ok"] == 3 and stats["status_429"] == 2 and stats["limited"] == 2
+        assert [call["limited"] for call in server.calls] == [False] * 3 + [True] * 2
+        assert server.calls[-1]["behavior"] == "rate_limit" and server.calls[-1]["rule"] == "limiter"
+
+        server.set_rate_limit(None)  # lifted
+        generate(client, prompt="after the limit")
+        assert server.stats()["ok"] == 4
+
+
+def test_rate_limiter_concurrent_burst_is_exact_and_errors_use_no_slots(srv, client):
+    srv.set_rate_limit(4)
+    srv.set_behavior("boom", "server_error")
+    assert [_status(client, f"boom {index}") for index in range(3)] == [500] * 3
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda i: _status(client, f"burst {i}"), range(12)))
+    assert sorted(outcomes) == [200] * 4 + [429] * 8
+    assert srv.stats()["status_429"] == 8 and srv.stats()["limited"] == 8
+
+
+def test_rate_limiter_slot_frees_after_retry_after(srv):
+    srv.set_rate_limit(2, window=1.0)
+    client = OpenAI(api_key="sk-test", base_url=srv.base_url, max_retries=0, timeout=10)
+    generate(client, prompt="one")
+    generate(client, prompt="two")
+    with pytest.raises(openai.RateLimitError) as caught:
+        generate(client, prompt="three")
+    wait_ms = int(caught.value.response.headers["retry-after-ms"])
+    assert 0 < wait_ms <= 1000
+    started = time.monotonic()
+    retrying = client.with_options(max_retries=3)  # honours retry-after-ms
+    generate(retrying, prompt="three")
+    assert time.monotonic() - started < 3
+    assert [call["status"] for call in srv.calls_for("three")][-1] == 200

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from image_batch.settings import Destination
-from image_batch.sync import LocalFile, S3Target, collect, plan, same_content, sync
+from image_batch.sync import LocalFile, S3Target, SyncError, collect, plan, same_content, sync
 
 
 def make_images(root, files):
@@ -120,7 +120,7 @@ def test_s3_failure_leaves_no_marker(tmp_path, s3, bucket, monkeypatch):
         raise ConnectionError("network down")
 
     monkeypatch.setattr(target, "upload", broken_upload)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(SyncError, match="No marker was written"):
         sync(paths, dest, tmp_path / "m.json", images_root=images, target=target)
     assert "_SUCCESS.json" not in s3.objects(bucket)
     assert not (tmp_path / "m.json").exists()

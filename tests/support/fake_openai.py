@@ -4,18 +4,25 @@ It speaks the real HTTP API (``POST /v1/images/generations``), so the real ``ope
 through ``base_url`` / ``OPENAI_BASE_URL``.  Images are real but tiny: one solid colour taken from
 sha256(prompt) (see :func:`expected_color`), rendered at ``render_size`` whatever size was asked for.
 
-Faults are injected per prompt (``set_behavior`` / ``fail_times``) or for everything (``default_behavior``)
-with the kinds listed in ``BEHAVIORS``.  Every request is recorded; ``paid_calls`` are the ones the real API
-would have billed (status 200 with a ``data`` list fully sent, whatever that data held).
+Faults are injected per prompt (``set_behavior`` / ``fail_times``), for everything (``default_behavior``), or
+at random (``set_fault_mix``: a seeded share of the requests no explicit rule matched) with the kinds listed in
+``BEHAVIORS`` (``TRANSIENT`` ones are worth retrying, ``PERMANENT`` ones are not).  An optional requests-per-minute
+limiter (``rate_limit_per_minute`` / ``set_rate_limit``) answers 429 ``rate_limit_exceeded`` beyond its budget.
+Every request is recorded, with the behaviour kind used in ``call["behavior"]``; ``paid_calls`` are the ones the
+real API would have billed (status 200 with a ``data`` list fully sent, whatever that data held) and
+``good_paid_calls`` the paid ones whose data was a valid image; ``stats()`` sums the log up.
 
 Standalone: ``python -m tests.support.fake_openai --port 0`` prints ``READY <base_url>`` and serves until
 SIGTERM.  Standard library + Pillow only.
 """
 
 import base64
+import collections
 import hashlib
 import io
 import json
+import math
+import random
 import socket
 import struct
 import sys
@@ -27,10 +34,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from PIL import Image
 
-BEHAVIORS = frozenset(
-    {"ok", "jpeg", "webp", "not_image", "moderation", "rate_limit", "quota", "server_error", "overloaded",
-     "truncated", "reset", "bad_base64", "slow", "url"}
-)
+# Faults a client should retry (the default kinds of set_fault_mix, in a fixed order so a seed means something).
+TRANSIENT = ("rate_limit", "server_error", "overloaded", "truncated", "reset", "bad_base64", "not_image",
+             "timeout_408", "conflict_409", "slow_down", "bad_gateway")
+# Faults a retry cannot fix.
+PERMANENT = frozenset({"moderation", "quota", "content_policy", "billing", "forbidden", "model_not_found"})
+# Answers that are a 200 with a fully sent, valid image (what good_paid_calls counts).
+GOOD = frozenset({"ok", "jpeg", "webp", "url", "slow"})
+BEHAVIORS = GOOD | PERMANENT | frozenset(TRANSIENT)
+# Behaviours answered with status 200 (what the rate limiter counts, whatever the body turns out to be).
+_STATUS_200 = GOOD | {"not_image", "bad_base64", "truncated"}
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 QUALITIES = {"low", "medium", "high", "auto"}
 BACKGROUNDS = {"transparent", "opaque", "auto"}
@@ -49,6 +62,26 @@ _FAULTS = {
     "server_error": (500, "The server had an error while processing your request. Sorry about that!",
                      "server_error", None, {}),
     "overloaded": (503, "The server is overloaded or not ready yet.", "server_error", "server_is_overloaded", {}),
+    "timeout_408": (408, "Request timed out.", "timeout_error", "request_timeout", {}),
+    "conflict_409": (409, "The request conflicted with another request in progress. Please try again.",
+                     "invalid_request_error", "conflict", {}),
+    "slow_down": (429, "Please reduce your rate of requests.", "requests", "slow_down",
+                  {"retry-after-ms": "50", "retry-after": "1"}),
+    "content_policy": (400, "Your request was rejected as a result of our safety system. Your prompt may contain "
+                            "text that is not allowed by our safety system.", "invalid_request_error",
+                       "content_policy_violation", {}),
+    "billing": (429, "Billing hard limit has been reached.", "invalid_request_error", "billing_hard_limit_reached",
+                {}),
+    "forbidden": (403, "You are not allowed to generate images with this organization.", "invalid_request_error",
+                  None, {}),
+    "model_not_found": (404, "The model `{model}` does not exist or you do not have access to it.",
+                        "invalid_request_error", "model_not_found", {}),
+}
+# Faults whose body is not OpenAI's JSON: behaviour -> (status, content type, body), like a proxy in front.
+_RAW_FAULTS = {
+    "bad_gateway": (502, "text/html", b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+                                      b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>"
+                                      b"\r\n</body>\r\n</html>\r\n"),
 }
 
 
@@ -66,6 +99,14 @@ class Behavior:
 
 def _behavior(value):
     return value if isinstance(value, Behavior) else Behavior(str(value))
+
+
+@dataclass
+class _FaultMix:
+    rate: float
+    kinds: tuple
+    exclude: tuple
+    rng: random.Random
 
 
 def expected_color(prompt):
@@ -100,6 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "fake-openai"
     sys_version = ""
     timeout = 60  # idle keep-alive connections are dropped after this
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stalls
 
     def log_message(self, format, *args):
         pass
@@ -115,7 +157,7 @@ class FakeOpenAI:
     """The fake server.  ``with FakeOpenAI() as srv: OpenAI(base_url=srv.base_url, ...)``."""
 
     def __init__(self, api_key=None, models=None, host="127.0.0.1", port=0, render_size=(64, 64), latency=0.0,
-                 default_model="dall-e-2"):
+                 default_model="dall-e-2", rate_limit_per_minute=None, rate_limit_window=60.0):
         self.api_key = api_key  # None: any Bearer key is accepted (but one is required)
         self.models = set(models) if models is not None else None  # None: any "gpt-image-*" model
         self.host, self._port = host, port
@@ -128,7 +170,12 @@ class FakeOpenAI:
         self._fail_times = []  # [[substring, Behavior, remaining]]
         self._files = {}  # name -> (bytes, content type) for the "url" behaviour
         self._default = Behavior()
+        self._mix = None  # a _FaultMix once set_fault_mix is called
+        self._limit = None  # successful generations allowed per window (None: unlimited)
+        self._window = 60.0  # seconds
+        self._slots = collections.deque()  # monotonic times of the 200 answers still inside the window
         self._server = self._thread = None
+        self.set_rate_limit(rate_limit_per_minute, rate_limit_window)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -176,6 +223,29 @@ class FakeOpenAI:
     def paid_calls(self):
         return [call for call in self.calls if call.get("paid")]
 
+    @property
+    def good_paid_calls(self):
+        """Paid calls whose data held a valid image (behaviour ok, jpeg, webp, url or slow)."""
+        return [call for call in self.calls if call.get("paid") and call.get("behavior") in GOOD]
+
+    def stats(self):
+        """A summary of the request log: counts of calls, 200s (``ok``), 429s (``status_429``; ``limited`` of them
+        from the rate limiter), ``paid`` / ``good_paid`` calls, ``faulted`` (a fault behaviour was used), plus
+        ``by_status`` ({status or None for a reset: n}) and ``by_behavior`` ({kind or None: n})."""
+        calls = self.calls
+        by_status = collections.Counter(call["status"] for call in calls)
+        return {
+            "calls": len(calls),
+            "ok": by_status[200],
+            "status_429": by_status[429],
+            "limited": sum(1 for call in calls if call.get("limited")),
+            "paid": sum(1 for call in calls if call["paid"]),
+            "good_paid": sum(1 for call in calls if call["paid"] and call["behavior"] in GOOD),
+            "faulted": sum(1 for call in calls if call["behavior"] is not None and call["behavior"] not in GOOD),
+            "by_status": dict(by_status),
+            "by_behavior": dict(collections.Counter(call["behavior"] for call in calls)),
+        }
+
     def reset(self):
         """Clear the request log (behaviours stay; see clear_behaviors)."""
         with self._lock:
@@ -201,22 +271,103 @@ class FakeOpenAI:
         with self._lock:
             self._fail_times.append([prompt_substring, _behavior(behavior), int(n)])
 
+    def set_fault_mix(self, rate=0.3, kinds=None, seed=0, exclude=()):
+        """Fault a random share of the requests no ``fail_times`` / ``set_behavior`` rule matched.
+
+        Each such request gets, with probability ``rate``, a kind drawn uniformly from ``kinds`` (default: every
+        ``TRANSIENT`` kind), else the default behaviour ("ok" unless changed).  Prompts containing any of the
+        ``exclude`` substrings are never faulted (and draw nothing).  The draws come from ``random.Random(seed)``
+        in arrival order, so sequential requests get the same faults on every run; concurrent ones may not.
+        Calling it again restarts the generator; ``clear_behaviors()`` removes the mix."""
+        kinds = tuple(TRANSIENT if kinds is None else (kinds,) if isinstance(kinds, str) else kinds)
+        if not kinds:
+            raise ValueError("set_fault_mix needs at least one kind")
+        for kind in kinds:
+            Behavior(kind)  # validates
+        if not 0.0 <= float(rate) <= 1.0:
+            raise ValueError(f"rate must be within [0, 1], not {rate!r}")
+        exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+        with self._lock:
+            self._mix = _FaultMix(float(rate), kinds, exclude, random.Random(seed))
+
     def clear_behaviors(self):
         with self._lock:
             self._overrides.clear()
             self._fail_times.clear()
             self._default = Behavior()
+            self._mix = None
 
     def _pick(self, prompt):
-        with self._lock:  # consuming a fail_times slot must be atomic across threads
+        """(Behavior, rule) for ``prompt``; rule is "fail_times", "override", "mix" or "default"."""
+        with self._lock:  # consuming a fail_times slot or a random draw must be atomic across threads
             for rule in self._fail_times:
                 if rule[2] > 0 and rule[0] in prompt:
                     rule[2] -= 1
-                    return rule[1]
+                    return rule[1], "fail_times"
             for substring, behavior in self._overrides:
                 if substring in prompt:
-                    return behavior
-            return self._default
+                    return behavior, "override"
+            mix = self._mix
+            if mix is not None and not any(substring in prompt for substring in mix.exclude):
+                # Always draw both numbers: which requests fault depends on seed and rate only, not on kinds.
+                roll, kind = mix.rng.random(), mix.rng.choice(mix.kinds)
+                if roll < mix.rate:
+                    return Behavior(kind), "mix"
+            return self._default, "default"
+
+    # -- rate limiter -------------------------------------------------------------------------------------------
+
+    def set_rate_limit(self, per_minute, window=60.0):
+        """Allow at most ``per_minute`` answers with status 200 per sliding ``window`` seconds (None: no limit).
+
+        A generation request arriving with the window full gets 429 ``rate_limit_exceeded`` with
+        ``retry-after-ms`` = the time until the oldest slot frees; every generation answer then carries
+        ``x-ratelimit-*-requests`` headers describing the limiter.  Requests answered with an error do not use up
+        a slot.  Shrink ``window`` in tests that want to wait for a slot."""
+        if per_minute is not None and int(per_minute) < 1:
+            raise ValueError(f"per_minute must be at least 1, not {per_minute!r}")
+        if float(window) <= 0:
+            raise ValueError(f"window must be positive, not {window!r}")
+        with self._lock:
+            self._limit = None if per_minute is None else int(per_minute)
+            self._window = float(window)
+
+    def _take_slot(self):
+        """(slot, headers): slot is None when the limiter says no (then headers hold the 429's extras), False when
+        there is no limiter, else the time reserved (hand it to _release_slot if the answer is no 200)."""
+        with self._lock:
+            if self._limit is None:
+                return False, {}
+            now = time.monotonic()
+            self._expire(now)
+            if len(self._slots) >= self._limit:
+                wait = max(0.001, self._slots[0] + self._window - now)
+                headers = self._limit_headers(now)
+                headers["retry-after-ms"] = str(math.ceil(wait * 1000))
+                headers["retry-after"] = str(math.ceil(wait))
+                return None, headers
+            self._slots.append(now)
+            return now, {}
+
+    def _release_slot(self, slot):
+        with self._lock:
+            try:
+                self._slots.remove(slot)  # equal times are interchangeable, so removing the first is right
+            except ValueError:
+                pass  # already expired
+
+    def _expire(self, now):
+        while self._slots and self._slots[0] <= now - self._window:
+            self._slots.popleft()
+
+    def _limit_headers(self, now=None):
+        """The x-ratelimit-*-requests headers for the limiter's state (call with the lock held)."""
+        now = time.monotonic() if now is None else now
+        self._expire(now)
+        reset = self._slots[-1] + self._window - now if self._slots else 0.0
+        return {"x-ratelimit-limit-requests": str(self._limit),
+                "x-ratelimit-remaining-requests": str(max(0, self._limit - len(self._slots))),
+                "x-ratelimit-reset-requests": _duration(reset)}
 
     # -- request handling ---------------------------------------------------------------------------------------
 
@@ -224,9 +375,11 @@ class FakeOpenAI:
         started = time.monotonic()
         headers = {name.lower(): value for name, value in handler.headers.items()}
         raw = handler.rfile.read(int(headers.get("content-length") or 0))
+        # "behavior" stays None only for requests refused before any behaviour applies (auth, validation, bad
+        # path, "url" image downloads); "rule" says what chose the behaviour, "limited" marks limiter 429s.
         call = {"path": handler.path, "method": method, "body": None, "headers": headers, "status": None,
-                "time": time.time(), "behavior": None, "paid": False, "request_id": f"req_{uuid.uuid4().hex}",
-                "peer": handler.client_address}
+                "time": time.time(), "behavior": None, "rule": None, "limited": False, "paid": False,
+                "request_id": f"req_{uuid.uuid4().hex}", "peer": handler.client_address}
         if self.latency:
             time.sleep(self.latency)
         status, body, extra = self._route(handler, method, raw, call)
@@ -269,16 +422,37 @@ class FakeOpenAI:
         problem = self._validate(body)
         if problem:
             return problem
-        behavior = self._pick(body["prompt"])
+        slot, extra = self._take_slot()  # like the real gateway, the limiter answers before anything else
+        if slot is None:
+            call["behavior"], call["rule"], call["limited"] = "rate_limit", "limiter", True
+            limit = extra["x-ratelimit-limit-requests"]
+            message = (f"Rate limit reached for requests per min (RPM): Limit {limit}, Used {limit}, Requested 1. "
+                       f"Please try again in {int(extra['retry-after-ms']) / 1000:g}s.")
+            return 429, error_body(message, "requests", "rate_limit_exceeded"), extra
+        behavior, call["rule"] = self._pick(body["prompt"])
         call["behavior"] = behavior.kind
-        if behavior.kind in _FAULTS:
-            status, message, type_, code, extra = _FAULTS[behavior.kind]
+        status, answer, extra = self._answer(body, behavior)
+        if slot is not False:
+            if status != 200:
+                self._release_slot(slot)
+            with self._lock:
+                extra.update(self._limit_headers())
+        return status, answer, extra
+
+    def _answer(self, body, behavior):
+        kind = behavior.kind
+        if kind in _FAULTS:
+            status, message, type_, code, extra = _FAULTS[kind]
+            message = message.replace("{model}", str(_field(body, "model", self.default_model)))
             return status, error_body(message, type_, code), dict(extra)
-        if behavior.kind == "reset":
+        if kind in _RAW_FAULTS:
+            status, content_type, payload = _RAW_FAULTS[kind]
+            return status, (payload, content_type), {}
+        if kind == "reset":
             return None, None, {}
-        if behavior.kind == "slow":
+        if kind == "slow":
             time.sleep(behavior.delay)
-        return 200, self._success(body, behavior.kind), {}
+        return 200, self._success(body, kind), {}
 
     def _validate(self, body):
         """None if ``body`` is acceptable, else the (status, body, headers) error the real API would give."""
@@ -351,15 +525,18 @@ class FakeOpenAI:
             payload, content_type = body
         else:
             payload, content_type = json.dumps(body).encode("utf-8"), "application/json"
+        headers = {
+            "content-type": content_type,
+            # A truncated answer promises more bytes than it sends, then hangs up mid-body.
+            "content-length": str(len(payload) + (1000 if truncate else 0)),
+            "openai-version": "2020-10-01",
+            "x-ratelimit-limit-requests": "500",  # no limiter: a generous, constant budget
+            "x-ratelimit-remaining-requests": "499",
+            "x-ratelimit-reset-requests": "1s",
+        }
+        headers.update((name.lower(), value) for name, value in extra.items())  # replaces, never duplicates
         handler.send_response(status)
-        handler.send_header("content-type", content_type)
-        # A truncated answer promises more bytes than it sends, then hangs up mid-body.
-        handler.send_header("content-length", str(len(payload) + (1000 if truncate else 0)))
-        handler.send_header("openai-version", "2020-10-01")
-        handler.send_header("x-ratelimit-limit-requests", "500")
-        handler.send_header("x-ratelimit-remaining-requests", "499")
-        handler.send_header("x-ratelimit-reset-requests", "1s")
-        for name, value in extra.items():
+        for name, value in headers.items():
             handler.send_header(name, value)
         handler.end_headers()
         handler.wfile.write(payload)
@@ -383,6 +560,16 @@ def _field(body, name, default=None):
     return default if value is None else value
 
 
+def _duration(seconds):
+    """``seconds`` the way OpenAI's x-ratelimit-reset-* headers write it: "120ms", "1.5s", "1m0s"."""
+    ms = max(0, math.ceil(seconds * 1000))
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, ms = divmod(ms, 60_000)
+    secs = f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
 def _parse_size(size):
     """(width, height) for "WxH" or "auto" (1024x1024), None when malformed."""
     if size in (None, "auto"):
@@ -403,13 +590,19 @@ def main(argv=None):
     parser.add_argument("--api-key", default=None, help="the only key accepted (default: any)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument("--behavior", default="ok", choices=sorted(BEHAVIORS), help="default behaviour")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests given a transient fault")
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault mix")
+    parser.add_argument("--rate-limit", type=int, default=None, help="successful generations allowed per minute")
     args = parser.parse_args(argv)
 
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    with FakeOpenAI(api_key=args.api_key, host=args.host, port=args.port, latency=args.latency) as server:
+    with FakeOpenAI(api_key=args.api_key, host=args.host, port=args.port, latency=args.latency,
+                    rate_limit_per_minute=args.rate_limit) as server:
         server.default_behavior = args.behavior
+        if args.fault_rate:
+            server.set_fault_mix(args.fault_rate, seed=args.fault_seed)
         print(f"READY {server.base_url}", flush=True)
         done.wait()
     return 0

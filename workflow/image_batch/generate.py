@@ -48,9 +48,8 @@ def _iso(timestamp=None):
 def _retrying(settings, log):
     settings = settings or {}
     max_wait = float(settings.get("max_wait", 60))
-    backoff = tenacity.wait_exponential_jitter(
-        initial=float(settings.get("initial_wait", 1)), max=max_wait, jitter=float(settings.get("initial_wait", 1))
-    )
+    initial = float(settings.get("initial_wait", 1))
+    backoff = tenacity.wait_exponential_jitter(multiplier=initial, max=max_wait, jitter=initial)
 
     def wait(state):
         fault = getattr(state.outcome.exception(), "fault", None)

@@ -77,15 +77,20 @@ def plan(files, remote):
 class S3Target:
     """An S3 bucket through boto3 (standard credential chain; AWS_ENDPOINT_URL honoured by boto3)."""
 
-    def __init__(self, bucket, concurrency=16):
+    def __init__(self, bucket, concurrency=16, retry_mode="standard", max_attempts=10):
         import boto3
         from botocore.config import Config
 
         self.bucket = bucket
         self.concurrency = concurrency
+        # Throttling, 5xx and connection resets are retried by botocore itself (standard or
+        # adaptive mode); uploads carry checksums that S3 verifies (boto3's default).
         self.client = boto3.session.Session().client(
             "s3",
-            config=Config(retries={"mode": "standard", "max_attempts": 10}, max_pool_connections=concurrency + 4),
+            config=Config(
+                retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+                max_pool_connections=concurrency + 4,
+            ),
         )
         self.listings = 0
 
@@ -184,9 +189,9 @@ class LocalTarget:
         (self.root / key).unlink(missing_ok=True)
 
 
-def make_target(destination, concurrency=16):
+def make_target(destination, concurrency=16, retry_mode="standard", max_attempts=10):
     if destination.kind == "s3":
-        return S3Target(destination.location, concurrency)
+        return S3Target(destination.location, concurrency, retry_mode, max_attempts)
     return LocalTarget(destination.location, concurrency)
 
 
@@ -207,31 +212,53 @@ def _marker(destination, files, uploaded):
     }
 
 
-def sync(paths, destination, local_marker, log_file=None, images_root="results/images", concurrency=16, target=None):
-    """Sync ``paths`` (files under ``images_root``) to ``destination``; return the marker dict."""
-    target = target or make_target(destination, concurrency)
-    marker_key = f"{destination.prefix}{MARKER_NAME}"
+def sync(paths, destination, local_marker, log_file=None, images_root="results/images", settings=None, target=None):
+    """Sync ``paths`` (files under ``images_root``) to ``destination``; return the marker dict.
+    ``settings`` is the config's ``sync`` section (concurrency, retry_mode, max_attempts)."""
+    settings = settings or {}
+    target = target or make_target(
+        destination,
+        int(settings.get("concurrency", 16)),
+        settings.get("retry_mode", "standard"),
+        int(settings.get("max_attempts", 10)),
+    )
     with JobLog(log_file) as log:
-        files = sorted(collect(paths, images_root, destination.prefix), key=lambda f: f.key)
-        log(f"syncing {len(files)} files to {destination.describe()}")
-        remote = target.list(destination.prefix)
-        to_upload, unchanged = plan(files, remote)
-        log(f"{len(to_upload)} to upload, {len(unchanged)} already there with the same content")
-        if to_upload:
-            if marker_key in remote:
-                target.delete(marker_key)  # a sync in progress must not look complete
-            target.upload(to_upload)
-            check = target.list(destination.prefix)
-            bad = [f.key for f in to_upload if not same_content(f, check.get(f.key))]
-            if bad:
-                raise SyncError(f"{len(bad)} upload(s) could not be verified, e.g. {bad[0]}; no marker written")
-            log(f"uploaded and verified {len(to_upload)} files")
-        marker = _marker(destination, files, len(to_upload))
-        previous = target.read(marker_key) if not to_upload and marker_key in remote else None
-        if previous is None or json.loads(previous).get("objects") != marker["objects"]:
-            target.put(marker_key, canonical_json(marker).encode("utf-8"))
-            log(f"wrote marker {marker_key}")
-        else:
-            log("destination already complete; marker unchanged")
-        atomic_write_bytes(local_marker, canonical_json(marker).encode("utf-8"))
+        try:
+            return _sync(paths, destination, local_marker, images_root, target, log)
+        except Exception as exc:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            if isinstance(exc, (BotoCoreError, ClientError, OSError)):
+                log(f"FAILED: {exc}")
+                raise SyncError(
+                    f"sync to {destination.describe()} failed: {exc}. No marker was written; run the same "
+                    "command again to upload what is missing."
+                ) from None
+            raise
+
+
+def _sync(paths, destination, local_marker, images_root, target, log):
+    marker_key = f"{destination.prefix}{MARKER_NAME}"
+    files = sorted(collect(paths, images_root, destination.prefix), key=lambda f: f.key)
+    log(f"syncing {len(files)} files to {destination.describe()}")
+    remote = target.list(destination.prefix)
+    to_upload, unchanged = plan(files, remote)
+    log(f"{len(to_upload)} to upload, {len(unchanged)} already there with the same content")
+    if to_upload:
+        if marker_key in remote:
+            target.delete(marker_key)  # a sync in progress must not look complete
+        target.upload(to_upload)
+        check = target.list(destination.prefix)
+        bad = [f.key for f in to_upload if not same_content(f, check.get(f.key))]
+        if bad:
+            raise SyncError(f"{len(bad)} upload(s) could not be verified, e.g. {bad[0]}; no marker written")
+        log(f"uploaded and verified {len(to_upload)} files")
+    marker = _marker(destination, files, len(to_upload))
+    previous = target.read(marker_key) if not to_upload and marker_key in remote else None
+    if previous is None or json.loads(previous).get("objects") != marker["objects"]:
+        target.put(marker_key, canonical_json(marker).encode("utf-8"))
+        log(f"wrote marker {marker_key}")
+    else:
+        log("destination already complete; marker unchanged")
+    atomic_write_bytes(local_marker, canonical_json(marker).encode("utf-8"))
     return marker

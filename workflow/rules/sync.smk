@@ -13,5 +13,5 @@ rule sync:
             PLAN.settings.destination,
             output[0],
             log[0],
-            concurrency=config["sync"]["concurrency"],
+            settings=config["sync"],
         )

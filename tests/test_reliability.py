@@ -1,0 +1,288 @@
+"""Reliability end to end through snakemake: crashes, reruns, faults. Nothing lost, nothing paid twice."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+from tests.conftest import API_KEY
+from tests.support.fake_openai import FakeOpenAI, expected_color
+
+
+def sheet(n, context="Nature"):
+    lines = ["image_id,context,description"]
+    lines += [f"img{i:03d},{context},prompt number {i} of a calm lake" for i in range(n)]
+    return "\r\n".join(lines) + "\r\n"
+
+
+@pytest.fixture
+def api():
+    with FakeOpenAI(api_key=API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def project_env(runner, api):
+    runner.env.update(AI_API_KEY=API_KEY, OPENAI_BASE_URL=api.base_url)
+    return runner
+
+
+def write_sheet(runner, n):
+    (runner.root / "input.csv").write_text(sheet(n), newline="")
+
+
+def assert_all_images_correct(root, n):
+    for i in range(n):
+        png = root / f"results/images/nature/img{i:03d}.png"
+        with Image.open(io.BytesIO(png.read_bytes())) as image:
+            assert image.format == "PNG"
+            assert image.convert("RGB").getpixel((0, 0)) == expected_color(f"prompt number {i} of a calm lake")
+        json.loads(png.with_suffix(".json").read_text())
+    leftovers = [p for p in root.rglob("*.part")]
+    assert leftovers == []
+
+
+def files_under(root, *names):
+    out = {}
+    for name in names:
+        for path in (root / name).rglob("*"):
+            if path.is_file():
+                out[path.relative_to(root).as_posix()] = path.read_bytes()
+    return out
+
+
+def test_rm_rf_results_costs_nothing_and_restores_identical_files(project_env, api):
+    write_sheet(project_env, 6)
+    project_env.snakemake("--config", "input_csv=input.csv")
+    assert len(api.paid_calls) == 6
+    before = files_under(project_env.root, "results/images", "results/bucket")
+    import shutil
+
+    shutil.rmtree(project_env.root / "results")
+    project_env.snakemake("--config", "input_csv=input.csv")
+    assert len(api.calls) == 6  # no new call
+    after = files_under(project_env.root, "results/images", "results/bucket")
+    assert set(after) == set(before)
+    for name in before:
+        if name.endswith("_SUCCESS.json"):
+            continue  # its time differs
+        assert after[name] == before[name], name
+
+
+def test_code_change_does_not_regenerate(project_env, api):
+    write_sheet(project_env, 3)
+    project_env.snakemake("--config", "input_csv=input.csv")
+    for rel in ("workflow/image_batch/generate.py", "workflow/rules/images.smk", "workflow/image_batch/providers/openai_images.py"):
+        with open(project_env.root / rel, "a") as handle:
+            handle.write("\n# a code change\n")
+    (project_env.root / "input.csv").touch()  # and the sheet re-saved unchanged
+    dry = project_env.snakemake("--dry-run", "--config", "input_csv=input.csv")
+    assert "Nothing to be done" in dry.output, dry.output[-3000:]
+    project_env.snakemake("--config", "input_csv=input.csv")
+    assert len(api.calls) == 3
+
+
+def test_moderation_refusal_is_reported_once_and_others_complete(project_env, api):
+    write_sheet(project_env, 6)
+    api.set_behavior("number 3 of", "moderation")
+    result = project_env.snakemake("--config", "input_csv=input.csv", check=False)
+    assert result.returncode != 0
+    assert len(api.calls_for("prompt number 3 of a calm lake")) == 1
+    assert "line 5, image_id img003 (Nature): refused by the safety system (moderation_blocked)" in result.output
+    for i in (0, 1, 2, 4, 5):
+        assert (project_env.root / f"results/images/nature/img{i:03d}.png").exists()
+    assert not (project_env.root / "results/images/nature/img003.png").exists()
+    assert not (project_env.root / "results/_SUCCESS.json").exists()
+    # once the row is fixed, the rerun makes just that one and completes
+    (project_env.root / "input.csv").write_text(sheet(6).replace("number 3 of", "number three of"), newline="")
+    project_env.snakemake("--config", "input_csv=input.csv")
+    assert len(api.calls) == 7 and (project_env.root / "results/_SUCCESS.json").exists()
+
+
+def test_fatal_answer_stops_the_run_with_what_to_fix(project_env, api):
+    write_sheet(project_env, 12)
+    project_env.env["AI_API_KEY"] = "sk-wrong-0000000000"
+    result = project_env.snakemake("--config", "input_csv=input.csv", check=False)
+    assert result.returncode != 0
+    assert "STOPPED calling the API" in result.output and "check AI_API_KEY" in result.output
+    assert len(api.calls) <= 4  # at most the requests already in flight (api=4)
+    assert "sk-wrong-0000000000" not in result.output
+    # fixed key: the rerun completes (the stop flag belongs to the previous run)
+    project_env.env["AI_API_KEY"] = API_KEY
+    project_env.snakemake("--config", "input_csv=input.csv")
+    assert_all_images_correct(project_env.root, 12)
+
+
+def start_run(runner, *args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "4", *args],
+        cwd=runner.root,
+        env=runner.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_for(condition, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def stored_prompts(root):
+    prompts = set()
+    for path in (root / "response-store").glob("??/*.json"):
+        prompts.add(json.loads(path.read_text())["request"]["prompt"])
+    return prompts
+
+
+def test_kill_9_mid_batch_then_main_py_finishes_without_paying_twice(project_env, api):
+    n = 24
+    write_sheet(project_env, n)
+    api.latency = 0.3
+    run = start_run(project_env, "--config", "input_csv=input.csv")
+    wait_for(lambda: len(api.paid_calls) >= 8)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    time.sleep(0.5)  # let answers that were in flight finish on the server side
+    calls_at_kill = len(api.calls)
+    stored_at_kill = stored_prompts(project_env.root)
+    assert 8 <= calls_at_kill < n
+    assert any((project_env.root / ".snakemake/locks").iterdir())  # Snakemake's lock was left behind
+    api.latency = 0
+
+    result = project_env.main("input.csv")
+    assert result.returncode == 0, result.output[-4000:]
+    assert "stale Snakemake lock" in result.output
+    assert_all_images_correct(project_env.root, n)
+    later = api.calls[calls_at_kill:]
+    # nothing stored before the kill was asked for again; only requests in flight were paid twice
+    assert not [c for c in later if c["body"]["prompt"] in stored_at_kill]
+    paid_per_prompt = {}
+    for call in api.paid_calls:
+        paid_per_prompt[call["body"]["prompt"]] = paid_per_prompt.get(call["body"]["prompt"], 0) + 1
+    assert sum(count - 1 for count in paid_per_prompt.values()) <= 4  # api=4 in flight at the kill
+    assert len(paid_per_prompt) == n
+    assert (project_env.root / "results/_SUCCESS.json").exists()
+
+
+def test_second_run_while_one_is_alive_is_refused(project_env, api):
+    write_sheet(project_env, 8)
+    api.latency = 0.5
+    first = start_run(project_env, "--config", "input_csv=input.csv")
+    try:
+        wait_for(lambda: len(api.calls) >= 1)
+        second = project_env.snakemake("--config", "input_csv=input.csv", check=False)
+        assert second.returncode != 0
+        assert "another Image.Batch run is working in this folder" in second.output
+        dry = project_env.snakemake("--dry-run", "--config", "input_csv=input.csv", check=False)
+        assert dry.returncode == 0, dry.output[-2000:]
+    finally:
+        api.latency = 0
+        assert first.wait(120) == 0
+    assert_all_images_correct(project_env.root, 8)
+
+
+def test_no_secret_in_any_written_file(project_env, api, s3):
+    project_env.env.update(s3.env(), S3_BUCKET_NAME="secrets-check")
+    s3.client().create_bucket(Bucket="secrets-check")
+    write_sheet(project_env, 3)
+    api.fail_times("number 1 of", "server_error", 1)
+    project_env.snakemake("--config", "input_csv=input.csv")
+    project_env.snakemake("--report", "report.html", "--config", "input_csv=input.csv", check=False)
+    secrets = [API_KEY.encode(), s3.env()["AWS_SECRET_ACCESS_KEY"].encode()]
+    scanned = 0
+    for path in project_env.root.rglob("*"):
+        if path.is_file() and "workflow" not in path.relative_to(project_env.root).parts:
+            data = path.read_bytes()
+            scanned += 1
+            for secret in secrets:
+                assert secret not in data, path
+    assert scanned > 20
+    for key, data in s3.objects("secrets-check").items():
+        for secret in secrets:
+            assert secret not in data, key
+
+
+def test_fault_campaign_30_percent_of_every_kind(project_env, api):
+    """One run under a 30% mix of every transient fault, with one row the API refuses."""
+    n = 40
+    write_sheet(project_env, n)
+    api.set_behavior("number 7 of", "moderation")
+    api.set_fault_mix(rate=0.3, seed=7)
+    result = project_env.snakemake("--config", "input_csv=input.csv", check=False)
+    assert result.returncode != 0
+    faulted = {c["behavior"] for c in api.calls if c["rule"] == "mix"}
+    assert len(faulted) >= 8, faulted  # the mix really hit many kinds
+    assert "line 9, image_id img007 (Nature): refused by the safety system (moderation_blocked)" in result.output
+    assert len(api.calls_for("prompt number 7 of a calm lake")) == 1
+    for i in range(n):
+        if i != 7:
+            png = project_env.root / f"results/images/nature/img{i:03d}.png"
+            with Image.open(png) as image:
+                assert image.convert("RGB").getpixel((0, 0)) == expected_color(f"prompt number {i} of a calm lake")
+    good = [c["body"]["prompt"] for c in api.good_paid_calls]
+    assert len(good) == len(set(good)) == n - 1  # no good answer was paid for twice
+    assert not list(project_env.root.rglob("*.part"))
+
+
+@pytest.fixture
+def flaky_s3(s3):
+    from tests.support.flaky_proxy import FlakyProxy
+
+    with FlakyProxy(s3.endpoint_url, seed=3) as proxy:
+        yield proxy
+
+
+def s3_project(runner, s3, proxy, bucket):
+    from tests.conftest import update_config
+
+    runner.env.update(s3.env(), AWS_ENDPOINT_URL=proxy.url, S3_BUCKET_NAME=bucket)
+    s3.client().create_bucket(Bucket=bucket)
+    update_config(runner.root, sync={"max_attempts": 6, "concurrency": 4})
+
+
+def test_sync_through_a_flaky_network_completes(project_env, api, s3, flaky_s3):
+    s3_project(project_env, s3, flaky_s3, "flaky")
+    write_sheet(project_env, 10)
+    flaky_s3.set_fail_rate(0.3)
+    project_env.snakemake("--config", "input_csv=input.csv")
+    assert flaky_s3.count(faulted=True) > 0
+    stored = s3.objects("flaky")
+    for path in (project_env.root / "results/images").rglob("*.*"):
+        assert stored[path.relative_to(project_env.root / "results/images").as_posix()] == path.read_bytes()
+    assert len(json.loads(stored["_SUCCESS.json"])["objects"]) == 20
+
+
+def test_sync_broken_midway_leaves_no_marker_and_rerun_uploads_only_the_rest(project_env, api, s3, flaky_s3):
+    from tests.conftest import update_config
+
+    s3_project(project_env, s3, flaky_s3, "broken")
+    update_config(project_env.root, sync={"max_attempts": 2, "concurrency": 1})
+    write_sheet(project_env, 10)
+    flaky_s3.break_after(8, mode="503")
+    result = project_env.snakemake("--config", "input_csv=input.csv", check=False)
+    assert result.returncode != 0 and "No marker was written" in result.output
+    partial = s3.objects("broken")
+    assert "_SUCCESS.json" not in partial and 0 < len(partial) < 20
+    assert not (project_env.root / "results/_SUCCESS.json").exists()
+
+    flaky_s3.heal()
+    flaky_s3.reset()
+    project_env.snakemake("--config", "input_csv=input.csv")
+    assert len(api.calls) == 10  # images were not made again
+    uploaded = [r["path"] for r in flaky_s3.requests if r["method"] == "PUT"]
+    assert len(uploaded) == 20 - len(partial) + 1  # the rest, plus the marker
+    assert sum(1 for r in flaky_s3.requests if r["method"] == "GET" and "list-type" in r["path"]) <= 2
+    stored = s3.objects("broken")
+    assert len(json.loads(stored["_SUCCESS.json"])["objects"]) == 20

@@ -1,0 +1,48 @@
+import threading
+import time
+
+from image_batch.providers.base import RawResponse
+from image_batch.store import ResponseStore, request_key
+
+
+def test_key_is_order_independent_and_covers_every_field():
+    a = {"provider": "openai", "model": "m", "prompt": "p", "size": "1024x1024"}
+    assert request_key(a) == request_key(dict(reversed(list(a.items()))))
+    for field, value in [("prompt", "q"), ("model", "n"), ("size", "512x512"), ("variant", "2"), ("quality", "low")]:
+        assert request_key({**a, field: value}) != request_key(a)
+
+
+def test_put_get_reject(tmp_path):
+    store = ResponseStore(tmp_path)
+    key = request_key({"prompt": "p"})
+    assert store.get(key) is None
+    store.put(key, {"prompt": "p"}, RawResponse(body=b'{"data": []}', headers={"x-request-id": "req_1"}))
+    entry = store.get(key)
+    assert entry["body"] == b'{"data": []}' and entry["headers"]["x-request-id"] == "req_1"
+    store.put(key, {"prompt": "p"}, RawResponse(body=b"\xff\xfe binary", attachment=b"\x89PNG"))
+    entry = store.get(key)
+    assert entry["body"] == b"\xff\xfe binary" and entry["attachment"] == b"\x89PNG"
+    assert not list(tmp_path.rglob("*.part"))
+    store.reject(key, "bad")
+    assert store.get(key) is None
+    assert len(list((tmp_path / "rejected").glob("*.json"))) == 1
+
+
+def test_lock_serialises_the_same_request(tmp_path):
+    store = ResponseStore(tmp_path)
+    inside, overlaps = [], []
+
+    def worker():
+        with store.lock("ab" * 32):
+            if inside:
+                overlaps.append(1)
+            inside.append(1)
+            time.sleep(0.05)
+            inside.pop()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == []
