@@ -121,3 +121,9 @@ def test_unreadable(tmp_path):
 def test_no_traceback_text(tmp_path):
     message = problems(write(tmp_path, "image_id,context,description\n,,x\n"))
     assert "Traceback" not in message and message.startswith(str(tmp_path / "sheet.csv"))
+
+
+def test_optional_variant_column(tmp_path):
+    rows = read_sheet(write(tmp_path, "image_id,context,description,variant\na,c,d, 2 \nb,c,e,\n"))
+    assert [r.variant for r in rows] == ["2", ""]
+    assert read_sheet(write(tmp_path, "image_id,context,description\na,c,d\n", "b.csv"))[0].variant == ""

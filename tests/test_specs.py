@@ -94,3 +94,14 @@ def test_offline_fallback_never_replaces_paid_requests(tmp_path):
     assert mtimes(root) == before
     # chosen explicitly, it is allowed
     assert write_specs(build_specs(rows("a"), CONFIG, "offline", "s.csv"), root) == 1
+
+
+def test_per_row_variant_makes_only_that_row_stale(tmp_path):
+    root = tmp_path / "specs"
+    base = [Row(2, "a", "N", "n", "same prompt"), Row(3, "b", "N", "n", "other")]
+    write_specs(build_specs(base, CONFIG, "openai", "s.csv"), root)
+    fresh = [Row(2, "a", "N", "n", "same prompt", "2"), Row(3, "b", "N", "n", "other")]
+    specs = build_specs(fresh, CONFIG, "openai", "s.csv")
+    assert specs[0]["request"]["variant"] == "2" and "variant" not in specs[1]["request"]
+    assert write_specs(specs, root) == 1
+    assert build_specs(fresh, {**CONFIG, "variant": "g"}, "openai", "s.csv")[0]["request"]["variant"] == "g/2"

@@ -17,6 +17,7 @@ from .errors import SheetError
 from .slug import context_folder
 
 COLUMNS = ("image_id", "context", "description")
+OPTIONAL_COLUMNS = ("variant",)  # per-row: any new value asks for a fresh image of that row
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "images.schema.yaml"
 
 
@@ -27,6 +28,7 @@ class Row:
     context: str
     folder: str
     description: str
+    variant: str = ""
 
 
 def _load_schema(max_description_chars):
@@ -83,7 +85,7 @@ def read_sheet(path, max_description_chars=32000):
                     f"the header must name {', '.join(COLUMNS)} (found: {', '.join(header)})"
                 ],
             )
-        index = {c: header.index(c) for c in COLUMNS}
+        index = {c: header.index(c) for c in COLUMNS + OPTIONAL_COLUMNS if c in header}
         raw_rows = []
         prev_end = reader.line_num
         for record in reader:
@@ -91,6 +93,7 @@ def read_sheet(path, max_description_chars=32000):
             if not any(cell.strip() for cell in record):
                 continue  # blank line, or an empty spreadsheet row like ",,"
             values = {c: (record[i].strip() if i < len(record) else "") for c, i in index.items()}
+            values.setdefault("variant", "")
             raw_rows.append((start, values))
     except csv.Error as exc:
         raise SheetError(path, [f"line {reader.line_num}: not valid CSV: {exc}"])
@@ -100,7 +103,7 @@ def read_sheet(path, max_description_chars=32000):
     rows = []
     for line, values in raw_rows:
         bad_columns = set()
-        for column in COLUMNS:
+        for column in COLUMNS + OPTIONAL_COLUMNS:
             if "\x00" in values[column]:
                 problems.append(f"line {line}, column {column}: contains a NUL byte")
                 bad_columns.add(column)
@@ -120,7 +123,8 @@ def read_sheet(path, max_description_chars=32000):
                 "name (it needs at least one letter or digit that maps to ASCII)"
             )
             bad_columns.add("context")
-        rows.append((bad_columns, Row(line, values["image_id"], values["context"], folder, values["description"])))
+        row = Row(line, values["image_id"], values["context"], folder, values["description"], values["variant"])
+        rows.append((bad_columns, row))
 
     problems += _cross_row_problems([(bad, row) for bad, row in rows])
     if problems:

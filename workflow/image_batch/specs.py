@@ -54,7 +54,7 @@ def build_specs(rows, config, provider_name, sheet_path):
     provider_cls = PROVIDERS[provider_name]
     params = provider_cls.request_params(config.get(provider_name) or {})
     limit = int(config.get("max_prompt_chars") or 0)
-    variant = str(config.get("variant") or "")
+    global_variant = str(config.get("variant") or "")
     specs, problems = [], []
     for row in rows:
         prompt = build_prompt(row, config)
@@ -64,6 +64,7 @@ def build_specs(rows, config, provider_name, sheet_path):
                 f"characters long; the model allows at most {limit}"
             )
         request = {"provider": provider_name, **params, "prompt": prompt}
+        variant = "/".join(v for v in (global_variant, row.variant) if v)
         if variant:
             request["variant"] = variant
         specs.append({"image_id": row.image_id, "context": row.context, "folder": row.folder, "request": request})
