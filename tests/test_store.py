@@ -1,3 +1,4 @@
+import os
 import threading
 import time
 
@@ -46,3 +47,20 @@ def test_lock_serialises_the_same_request(tmp_path):
     for t in threads:
         t.join()
     assert overlaps == []
+
+
+def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
+    import subprocess
+
+    from image_batch.fileio import remove_stale_parts
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / "ab").mkdir()
+    stale = tmp_path / "ab" / f".x.json.{dead.pid}.abc.part"
+    live = tmp_path / "ab" / f".y.json.{os.getpid()}.abc.part"
+    stale.write_text("half")
+    live.write_text("being written")
+    assert remove_stale_parts(tmp_path) == 1
+    assert not stale.exists() and live.exists()
+    assert remove_stale_parts(tmp_path, only_dead_writers=False) == 1 and not live.exists()

@@ -12,7 +12,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     write a temporary file in the same folder, fsync it, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -25,6 +25,32 @@ def atomic_write_bytes(path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _writer_alive(name):
+    """Whether the process that owns temporary file ``name`` (``.<file>.<pid>.<random>.part``) lives."""
+    try:
+        pid = int(name.rsplit(".", 3)[-3])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_parts(root, only_dead_writers=True):
+    """Delete temporary files left by writers that died (``kill -9``, a crash) under ``root``.
+    With ``only_dead_writers=False`` every one goes (the caller knows no writer is alive)."""
+    removed = 0
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            if name.startswith(".") and name.endswith(".part"):
+                if only_dead_writers and _writer_alive(name):
+                    continue
+                Path(dirpath, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def canonical_json(obj) -> str:

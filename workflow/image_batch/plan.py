@@ -5,6 +5,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import chunks as chunking
 from . import failures, runlock
 from .fileio import canonical_json, write_if_changed
 from .settings import Settings, load_dotenv_file, resolve
@@ -27,6 +28,7 @@ OFFLINE_BANNER = """
 class Plan:
     settings: Settings
     images: list  # (folder, image_id) in sheet order
+    chunks: dict  # chunk id -> [(folder, image_id)]
     rewritten: int
     lines: dict  # image_id -> line in the sheet
     sheet: str
@@ -43,7 +45,8 @@ def prepare(config, announce=True, lock=False, dry_run=False):
     sheet = config["input_csv"]
     rows = read_sheet(sheet, config.get("max_prompt_chars"))
     specs = build_specs(rows, config, settings.provider, sheet)
-    lock_note = runlock.acquire(dry_run=dry_run) if lock else ""
+    store_root = config.get("response_store") or "response-store"
+    lock_note = runlock.acquire(dry_run=dry_run, store_root=store_root) if lock else ""
     if lock and not dry_run:
         failures.clear_stop()
     protect_paid = config.get("provider", "auto") == "auto" and settings.provider == "offline"
@@ -62,4 +65,6 @@ def prepare(config, announce=True, lock=False, dry_run=False):
             file=sys.stderr,
         )
     images = [(s["folder"], s["image_id"]) for s in specs]
-    return Plan(settings, images, rewritten, {row.image_id: row.line for row in rows}, str(sheet))
+    chunks = chunking.assign(images)
+    chunking.write_members(chunks)
+    return Plan(settings, images, chunks, rewritten, {row.image_id: row.line for row in rows}, str(sheet))

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from .errors import UserError
+from .fileio import remove_stale_parts
 
 LOCK_FILE = Path(".snakemake/image-batch.lock")
 SNAKEMAKE_LOCKS = Path(".snakemake/locks")
@@ -38,14 +39,7 @@ def looks_like_dry_run(argv):
     return False
 
 
-def _remove_stale_parts(root="results"):
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            if name.startswith(".") and name.endswith(".part"):
-                Path(dirpath, name).unlink(missing_ok=True)
-
-
-def acquire(dry_run=False):
+def acquire(dry_run=False, store_root=None):
     """Take the run lock (or, for a dry run, only check it).  Returns a note for the log."""
     LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
     handle = open(LOCK_FILE, "a+")
@@ -68,7 +62,9 @@ def acquire(dry_run=False):
     if SNAKEMAKE_LOCKS.is_dir() and any(SNAKEMAKE_LOCKS.iterdir()):
         shutil.rmtree(SNAKEMAKE_LOCKS)
         note = "removed a stale Snakemake lock left by a run that is no longer alive"
-    _remove_stale_parts()
+    remove_stale_parts("results", only_dead_writers=False)  # no other run here is alive
+    if store_root:
+        remove_stale_parts(store_root)  # the store may be shared with runs in other folders
     handle.seek(0)
     handle.truncate()
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

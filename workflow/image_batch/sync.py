@@ -37,15 +37,41 @@ class LocalFile:
     sha256: str
 
 
-def collect(paths, images_root, prefix):
-    """Describe the files to sync; each key is ``<prefix><path relative to images_root>``."""
+def digest(paths, images_root):
+    """[{"name", "size", "md5", "sha256"}] for ``paths``; ``name`` is relative to ``images_root``."""
     root = Path(images_root)
-    files = []
+    out = []
     for path in paths:
         size, md5, sha = file_digests(path)
-        relative = PurePosixPath(Path(path).relative_to(root).as_posix())
-        files.append(LocalFile(f"{prefix}{relative}", str(path), size, md5, sha))
-    return files
+        out.append({"name": Path(path).relative_to(root).as_posix(), "size": size, "md5": md5, "sha256": sha})
+    return out
+
+
+def write_chunk_digest(paths, output, images_root="results/images"):
+    """The chunk job: digest this chunk's images and sidecars into ``output``."""
+    atomic_write_bytes(output, canonical_json(digest(paths, images_root)).encode("utf-8"))
+
+
+def from_digests(entries, images_root, prefix):
+    root = Path(images_root)
+    return [
+        LocalFile(f"{prefix}{e['name']}", str(root / PurePosixPath(e["name"])), e["size"], e["md5"], e["sha256"])
+        for e in entries
+    ]
+
+
+def collect(paths, images_root, prefix):
+    """Describe the files to sync; each key is ``<prefix><path relative to images_root>``."""
+    return from_digests(digest(paths, images_root), images_root, prefix)
+
+
+def collect_chunks(chunk_files, images_root, prefix):
+    """The files listed by chunk digests (see :func:`write_chunk_digest`)."""
+    entries = []
+    for chunk_file in chunk_files:
+        with open(chunk_file, encoding="utf-8") as handle:
+            entries.extend(json.load(handle))
+    return from_digests(entries, images_root, prefix)
 
 
 def multipart_etag(path, part_size):
@@ -212,9 +238,11 @@ def _marker(destination, files, uploaded):
     }
 
 
-def sync(paths, destination, local_marker, log_file=None, images_root="results/images", settings=None, target=None):
-    """Sync ``paths`` (files under ``images_root``) to ``destination``; return the marker dict.
-    ``settings`` is the config's ``sync`` section (concurrency, retry_mode, max_attempts)."""
+def sync(paths, destination, local_marker, log_file=None, images_root="results/images", settings=None, target=None,
+         chunk_files=None):
+    """Sync ``paths`` (files under ``images_root``), or the files listed in ``chunk_files``, to
+    ``destination``; return the marker dict.  ``settings`` is the config's ``sync`` section
+    (concurrency, retry_mode, max_attempts)."""
     settings = settings or {}
     target = target or make_target(
         destination,
@@ -224,7 +252,11 @@ def sync(paths, destination, local_marker, log_file=None, images_root="results/i
     )
     with JobLog(log_file) as log:
         try:
-            return _sync(paths, destination, local_marker, images_root, target, log)
+            if chunk_files is not None:
+                files = collect_chunks(chunk_files, images_root, destination.prefix)
+            else:
+                files = collect(paths, images_root, destination.prefix)
+            return _sync(files, destination, local_marker, target, log)
         except Exception as exc:
             from botocore.exceptions import BotoCoreError, ClientError
 
@@ -237,9 +269,9 @@ def sync(paths, destination, local_marker, log_file=None, images_root="results/i
             raise
 
 
-def _sync(paths, destination, local_marker, images_root, target, log):
+def _sync(files, destination, local_marker, target, log):
     marker_key = f"{destination.prefix}{MARKER_NAME}"
-    files = sorted(collect(paths, images_root, destination.prefix), key=lambda f: f.key)
+    files = sorted(files, key=lambda f: f.key)
     log(f"syncing {len(files)} files to {destination.describe()}")
     remote = target.list(destination.prefix)
     to_upload, unchanged = plan(files, remote)

@@ -7,7 +7,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from image_batch.errors import UserError
-from image_batch import generate, plan, runlock, sync
+from image_batch import chunks, generate, plan, runlock, sync
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -24,8 +24,13 @@ except UserError as error:
 wildcard_constraints:
     folder="[a-z0-9]+(-[a-z0-9]+)*",
     image_id="[A-Za-z0-9_-][A-Za-z0-9._-]*",
+    chunk="all|[0-9a-f]+",
 
 
-def image_outputs(kind):
-    """Every image's PNG (kind 'png') or sidecar (kind 'json'), in sheet order."""
-    return [f"results/images/{folder}/{image_id}.{kind}" for folder, image_id in PLAN.images]
+def chunk_images(wildcards):
+    """The PNGs and sidecars of one sync chunk."""
+    return [
+        f"results/images/{folder}/{image_id}.{kind}"
+        for folder, image_id in PLAN.chunks[wildcards.chunk]
+        for kind in ("png", "json")
+    ]

@@ -6,6 +6,7 @@ rule generate_image:
         sidecar="results/images/{folder}/{image_id}.json",
     log:
         "results/logs/images/{folder}/{image_id}.log",
+    threads: 0  # waits on the API; the `api` resource, not --cores, bounds concurrency
     resources:
         api=1,
     run:

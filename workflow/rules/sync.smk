@@ -1,7 +1,18 @@
+rule digest_chunk:
+    input:
+        members=chunks.members_path("{chunk}"),
+        images=chunk_images,
+    output:
+        "results/sync/chunks/{chunk}.json",
+    log:
+        "results/logs/chunks/{chunk}.log",
+    run:
+        sync.write_chunk_digest(input.images, output[0])
+
+
 rule sync:
     input:
-        images=image_outputs("png"),
-        sidecars=image_outputs("json"),
+        chunks=expand("results/sync/chunks/{chunk}.json", chunk=sorted(PLAN.chunks)),
         destination=plan.DESTINATION_RECORD,
     output:
         "results/_SUCCESS.json",
@@ -9,9 +20,10 @@ rule sync:
         "results/logs/sync.log",
     run:
         sync.sync(
-            input.images + input.sidecars,
+            None,
             PLAN.settings.destination,
             output[0],
             log[0],
             settings=config["sync"],
+            chunk_files=input.chunks,
         )

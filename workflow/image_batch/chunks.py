@@ -1,0 +1,52 @@
+"""Group images into chunks for the sync stage.
+
+Snakemake checks a job's inputs against its dependencies in O(inputs x dependencies), so one sync
+job over all N images costs O(N^2) before it even starts (minutes at 100,000 images). Instead,
+one small job per chunk digests its images (size, MD5, SHA-256: the hashing runs in parallel) and
+the sync job reads the chunk digests. Chunks are stable: an image's chunk is a prefix of the
+SHA-1 of its id, with as many hex digits as keep chunks near 100 images or fewer, and each
+chunk's member list is a file rewritten only when the membership changes, so adding or removing
+a row reruns only its own chunk (and the sync).
+"""
+
+import hashlib
+import math
+from pathlib import Path
+
+from .fileio import canonical_json, write_if_changed
+
+MEMBERS_ROOT = Path("results/specs/_chunks")
+TARGET_SIZE = 100
+
+
+def digits_for(count):
+    """Hex digits of the chunk prefix for ``count`` images (0 means a single chunk, 'all')."""
+    if count <= TARGET_SIZE:
+        return 0
+    return math.ceil(math.log(count / TARGET_SIZE, 16))
+
+
+def chunk_of(image_id, digits):
+    return hashlib.sha1(image_id.encode("utf-8")).hexdigest()[:digits] if digits else "all"
+
+
+def assign(images):
+    """{chunk id: [(folder, image_id), ...]} for ``images`` [(folder, image_id)], in input order."""
+    digits = digits_for(len(images))
+    chunks = {}
+    for folder, image_id in images:
+        chunks.setdefault(chunk_of(image_id, digits), []).append((folder, image_id))
+    return chunks
+
+
+def members_path(chunk):
+    return MEMBERS_ROOT / f"{chunk}.json"
+
+
+def write_members(chunks):
+    """Write each chunk's member list when it changed; returns how many were (re)written."""
+    written = 0
+    for chunk, members in chunks.items():
+        data = canonical_json(sorted(f"{folder}/{image_id}" for folder, image_id in members)).encode("utf-8")
+        written += write_if_changed(members_path(chunk), data)
+    return written
