@@ -11,8 +11,19 @@ import time
 import pytest
 from PIL import Image
 
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, REPO
 from tests.support.fake_openai import FakeOpenAI, expected_color
+
+
+def profile_api_slots():
+    """The workflow profile's `api` resource: how many requests can be in flight at once."""
+    import yaml
+
+    profile = yaml.safe_load((REPO / "workflow/profiles/default/config.yaml").read_text())
+    return next(int(r.split("=")[1]) for r in profile["resources"] if r.startswith("api="))
+
+
+API_SLOTS = profile_api_slots()
 
 
 def sheet(n, context="Nature"):
@@ -106,17 +117,17 @@ def test_moderation_refusal_is_reported_once_and_others_complete(project_env, ap
 
 
 def test_fatal_answer_stops_the_run_with_what_to_fix(project_env, api):
-    write_sheet(project_env, 12)
+    write_sheet(project_env, API_SLOTS + 8)
     project_env.env["AI_API_KEY"] = "sk-wrong-0000000000"
     result = project_env.snakemake("--config", "input_csv=input.csv", check=False)
     assert result.returncode != 0
     assert "STOPPED calling the API" in result.output and "check AI_API_KEY" in result.output
-    assert len(api.calls) <= 4  # at most the requests already in flight (api=4)
+    assert len(api.calls) <= API_SLOTS  # at most the requests already in flight
     assert "sk-wrong-0000000000" not in result.output
     # fixed key: the rerun completes (the stop flag belongs to the previous run)
     project_env.env["AI_API_KEY"] = API_KEY
     project_env.snakemake("--config", "input_csv=input.csv")
-    assert_all_images_correct(project_env.root, 12)
+    assert_all_images_correct(project_env.root, API_SLOTS + 8)
 
 
 def start_run(runner, *args):
@@ -171,14 +182,15 @@ def test_kill_9_mid_batch_then_main_py_finishes_without_paying_twice(project_env
     paid_per_prompt = {}
     for call in api.paid_calls:
         paid_per_prompt[call["body"]["prompt"]] = paid_per_prompt.get(call["body"]["prompt"], 0) + 1
-    assert sum(count - 1 for count in paid_per_prompt.values()) <= 4  # api=4 in flight at the kill
+    assert sum(count - 1 for count in paid_per_prompt.values()) <= API_SLOTS  # in flight at the kill
     assert len(paid_per_prompt) == n
     assert (project_env.root / "results/_SUCCESS.json").exists()
 
 
 def test_second_run_while_one_is_alive_is_refused(project_env, api):
-    write_sheet(project_env, 8)
-    api.latency = 0.5
+    n = 4 * API_SLOTS  # four waves of one second: the first run is alive long enough
+    write_sheet(project_env, n)
+    api.latency = 1.0
     first = start_run(project_env, "--config", "input_csv=input.csv")
     try:
         wait_for(lambda: len(api.calls) >= 1)
@@ -190,7 +202,7 @@ def test_second_run_while_one_is_alive_is_refused(project_env, api):
     finally:
         api.latency = 0
         assert first.wait(120) == 0
-    assert_all_images_correct(project_env.root, 8)
+    assert_all_images_correct(project_env.root, n)
 
 
 def test_no_secret_in_any_written_file(project_env, api, s3):

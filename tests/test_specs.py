@@ -20,7 +20,7 @@ def rows(*descriptions):
 
 
 def mtimes(root):
-    return {p.name: p.stat().st_mtime_ns for p in root.rglob("*.json")}
+    return {p.name: p.stat().st_mtime_ns for p in root.rglob("*.json") if p.name != "_index.json"}
 
 
 def age_all(root):
@@ -105,3 +105,12 @@ def test_per_row_variant_makes_only_that_row_stale(tmp_path):
     assert specs[0]["request"]["variant"] == "2" and "variant" not in specs[1]["request"]
     assert write_specs(specs, root) == 1
     assert build_specs(fresh, {**CONFIG, "variant": "g"}, "openai", "s.csv")[0]["request"]["variant"] == "g/2"
+
+
+def test_index_skips_reading_unchanged_specs_but_notices_deleted_ones(tmp_path):
+    root = tmp_path / "specs"
+    specs = build_specs(rows("a", "b"), CONFIG, "openai", "s.csv")
+    write_specs(specs, root)
+    assert (root / "_index.json").exists()
+    (root / "nature" / "id1.json").unlink()
+    assert write_specs(specs, root) == 1 and (root / "nature" / "id1.json").exists()

@@ -530,8 +530,8 @@ class FakeOpenAI:
             # A truncated answer promises more bytes than it sends, then hangs up mid-body.
             "content-length": str(len(payload) + (1000 if truncate else 0)),
             "openai-version": "2020-10-01",
-            "x-ratelimit-limit-requests": "500",  # no limiter: a generous, constant budget
-            "x-ratelimit-remaining-requests": "499",
+            "x-ratelimit-limit-requests": "1000000",  # no limiter: a budget no test reaches
+            "x-ratelimit-remaining-requests": "999999",
             "x-ratelimit-reset-requests": "1s",
         }
         headers.update((name.lower(), value) for name, value in extra.items())  # replaces, never duplicates

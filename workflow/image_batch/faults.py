@@ -36,6 +36,8 @@ class Fault:
     disposition: str  # RETRY, FATAL or ROW
     reason: str
     retry_after: float | None = None  # seconds, from the answer's headers
+    status: int | None = None
+    headers: dict | None = None
 
 
 def retry_after_seconds(headers):
@@ -102,7 +104,7 @@ def classify(exc, model=None):
             return Fault(FATAL, f"{label}: {message} -- set openai.model in config/config.yaml to a model you can use.")
         return Fault(FATAL, f"{label}: {message} -- the endpoint was not found: check OPENAI_BASE_URL.")
     if status in RETRY_STATUSES or status >= 500:
-        return Fault(RETRY, f"{label}: {message}", retry_after_seconds(headers))
+        return Fault(RETRY, f"{label}: {message}", retry_after_seconds(headers), status, dict(headers))
     if code in MODERATION_CODES:
         return Fault(ROW, f"refused by the safety system ({code}): {message}")
     return Fault(ROW, f"the API refused the request ({label}): {message}")

@@ -7,17 +7,19 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
+def atomic_write_bytes(path, data: bytes, durable=True) -> None:
     """Write ``data`` to ``path`` so that readers only ever see the old or the complete new file:
-    write a temporary file in the same folder, fsync it, then rename it into place."""
+    write a temporary file in the same folder, fsync it (unless ``durable`` is False: files derived
+    again on every run need not survive a power cut), then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -62,17 +64,18 @@ def atomic_write_json(path, obj) -> None:
     atomic_write_bytes(path, canonical_json(obj).encode("utf-8"))
 
 
-def write_if_changed(path, data: bytes) -> bool:
+def write_if_changed(path, data: bytes, durable=False) -> bool:
     """Write ``data`` atomically unless ``path`` already holds exactly these bytes.
     Returns True when the file was (re)written.  Unchanged files keep their mtime, which is what
-    lets Snakemake rebuild only the images whose request changed."""
+    lets Snakemake rebuild only the images whose request changed.  Used for files derived again on
+    every run, so not fsynced unless ``durable``."""
     path = Path(path)
     try:
         if path.read_bytes() == data:
             return False
     except FileNotFoundError:
         pass
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data, durable)
     return True
 
 

@@ -9,6 +9,7 @@ row fails alone, a fatal one stops the run's API calls.
 import datetime
 import hashlib
 import json
+import os
 
 import tenacity
 
@@ -19,6 +20,7 @@ from .fileio import atomic_write_bytes, atomic_write_json
 from .imaging import NotAnImage, to_png
 from .joblog import JobLog
 from .providers import get_provider
+from .ratelimit import pacer_for
 from .redact import redact
 from .store import ResponseStore, request_key
 
@@ -85,6 +87,10 @@ def obtain(request, config, log):
 
     store = ResponseStore(config.get("response_store") or DEFAULT_STORE)
     key = request_key(request)
+    pacer = pacer_for(
+        (request["provider"], os.environ.get("OPENAI_BASE_URL"), request["model"]),
+        (config.get(request["provider"]) or {}).get("requests_per_minute"),
+    )
     with store.lock(key):
         entry = store.get(key)
         if entry is not None:
@@ -102,6 +108,7 @@ def obtain(request, config, log):
                 reason = failures.stop_reason()
                 if reason:
                     raise FaultError(Fault("stopped", f"not attempted: the run stopped ({reason})"), number)
+                pacer.wait()
                 log(f"calling {request['provider']} model {request['model']} (attempt {number})")
                 try:
                     raw = provider.fetch(request)
@@ -109,8 +116,12 @@ def obtain(request, config, log):
                     fault = classify(exc, request.get("model"))
                     if fault is None:
                         raise
+                    pacer.observe(fault.headers)
+                    if fault.status == 429:
+                        pacer.pause(fault.retry_after)  # everyone waits, not just this job
                     raise FaultError(fault, number) from None
                 store.put(key, request, raw)  # paid for: keep it before anything else can fail
+                pacer.observe(raw.headers)
                 try:
                     result = _decode(provider, raw, request)
                 except (InvalidResponse, NotAnImage) as exc:

@@ -10,6 +10,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+import fastjsonschema
 import jsonschema
 import yaml
 
@@ -98,8 +99,10 @@ def read_sheet(path, max_description_chars=32000):
     except csv.Error as exc:
         raise SheetError(path, [f"line {reader.line_num}: not valid CSV: {exc}"])
 
-    validator = jsonschema.Draft202012Validator(_load_schema(max_description_chars))
-    props = validator.schema["properties"]
+    schema = _load_schema(max_description_chars)
+    fast_check = fastjsonschema.compile(schema)  # compiled once: most rows are valid, check them fast
+    validator = jsonschema.Draft202012Validator(schema)  # every detailed error, for the rows that fail
+    props = schema["properties"]
     rows = []
     for line, values in raw_rows:
         bad_columns = set()
@@ -107,7 +110,12 @@ def read_sheet(path, max_description_chars=32000):
             if "\x00" in values[column]:
                 problems.append(f"line {line}, column {column}: contains a NUL byte")
                 bad_columns.add(column)
-        for err in sorted(validator.iter_errors(values), key=lambda e: list(e.path)):
+        try:
+            fast_check(values)
+            errors = []
+        except fastjsonschema.JsonSchemaException:
+            errors = sorted(validator.iter_errors(values), key=lambda e: list(e.path))
+        for err in errors:
             column = err.path[0] if err.path else None
             if column in bad_columns:
                 continue

@@ -7,8 +7,10 @@ changed: editing one row makes one image stale; touching the CSV or changing cod
 """
 
 import csv
+import hashlib
 import io
 import json
+import os
 import string
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from .providers import PROVIDERS
 
 SPEC_ROOT = Path("results/specs")
 MANIFEST = Path("results/manifest.csv")
+INDEX_NAME = "_index.json"  # spec path -> SHA-256 of its content, so a no-op run reads one file, not N
 
 
 def spec_path(folder, image_id, root=SPEC_ROOT):
@@ -80,9 +83,19 @@ def write_specs(specs, root=SPEC_ROOT, protect_paid=False):
     replace a spec made for a paid provider: that would overwrite paid images with placeholders."""
     planned = []
     replaced_paid = []
+    index_path = Path(root) / INDEX_NAME
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        index = {}
+    new_index = {}
     for spec in specs:
         path = spec_path(spec["folder"], spec["image_id"], root)
         data = canonical_json(spec).encode("utf-8")
+        digest = hashlib.sha256(data).hexdigest()
+        new_index[str(path)] = digest
+        if index.get(str(path)) == digest and os.path.exists(path):
+            continue
         try:
             old = path.read_bytes()
         except FileNotFoundError:
@@ -106,6 +119,7 @@ def write_specs(specs, root=SPEC_ROOT, protect_paid=False):
         )
     for path, data in planned:
         write_if_changed(path, data)
+    write_if_changed(index_path, json.dumps(new_index, sort_keys=True).encode("utf-8"))
     return len(planned)
 
 

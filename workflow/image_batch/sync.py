@@ -49,7 +49,7 @@ def digest(paths, images_root):
 
 def write_chunk_digest(paths, output, images_root="results/images"):
     """The chunk job: digest this chunk's images and sidecars into ``output``."""
-    atomic_write_bytes(output, canonical_json(digest(paths, images_root)).encode("utf-8"))
+    atomic_write_bytes(output, canonical_json(digest(paths, images_root)).encode("utf-8"), durable=False)
 
 
 def from_digests(entries, images_root, prefix):

@@ -1,0 +1,39 @@
+import time
+
+from image_batch.ratelimit import Pacer, parse_duration
+
+
+def test_parse_duration():
+    assert parse_duration("1s") == 1
+    assert parse_duration("6m0s") == 360
+    assert parse_duration("120ms") == 0.12
+    assert parse_duration("1h2m3.5s") == 3723.5
+    assert parse_duration("soon") is None and parse_duration(None) is None
+
+
+def test_pace_follows_the_smaller_of_config_and_headers():
+    pacer = Pacer(per_minute=600)
+    assert round(pacer.per_minute) == round(600 * 0.97)
+    pacer.observe({"x-ratelimit-limit-requests": "120"})
+    assert round(pacer.per_minute) == round(120 * 0.97)
+    assert Pacer().per_minute is None
+
+
+def test_calls_are_spaced_evenly():
+    pacer = Pacer(per_minute=1200)  # 20/s -> ~51.5 ms apart with the margin
+    start = time.monotonic()
+    for _ in range(6):
+        pacer.wait()
+    assert time.monotonic() - start >= 5 * 60 / (1200 * 0.97) - 0.01
+
+
+def test_exhausted_budget_and_retry_after_pause_everyone():
+    pacer = Pacer()
+    pacer.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "200ms"})
+    start = time.monotonic()
+    pacer.wait()
+    assert time.monotonic() - start >= 0.18
+    pacer.pause(0.1)
+    start = time.monotonic()
+    pacer.wait()
+    assert time.monotonic() - start >= 0.08
