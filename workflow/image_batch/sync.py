@@ -293,4 +293,5 @@ def _sync(files, destination, local_marker, target, log):
     else:
         log("destination already complete; marker unchanged")
     atomic_write_bytes(local_marker, canonical_json(marker).encode("utf-8"))
+    log(f"done: {len(to_upload)} uploaded, {len(unchanged)} unchanged, destination listed {target.listings} time(s)")
     return marker
