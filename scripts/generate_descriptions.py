@@ -8,8 +8,7 @@ request files under results/specs (the same step the workflow runs while it is p
 import argparse
 import sys
 
-import _bootstrap  # noqa: F401
-import yaml
+import _bootstrap
 
 from image_batch.errors import UserError
 from image_batch.plan import prepare
@@ -18,15 +17,14 @@ from image_batch.plan import prepare
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input_csv")
-    parser.add_argument("--config", default=str(_bootstrap.REPO / "config" / "config.yaml"))
+    _bootstrap.add_config_argument(parser)
     args = parser.parse_args(argv)
-    config = yaml.safe_load(open(args.config, encoding="utf-8"))
+    config = _bootstrap.load_config(args.config)
     config["input_csv"] = args.input_csv
     try:
         plan = prepare(config)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _bootstrap.fail(error)
     print(f"{len(plan.images)} images; {plan.rewritten} request file(s) new or changed; see results/manifest.csv")
     return 0
 

@@ -8,12 +8,10 @@
 import argparse
 import sys
 
-import _bootstrap  # noqa: F401
-import yaml
+import _bootstrap
 
 from image_batch.errors import UserError
 from image_batch.generate import make_image
-from image_batch.settings import load_dotenv_file
 
 
 def main(argv=None):
@@ -22,15 +20,13 @@ def main(argv=None):
     parser.add_argument("png")
     parser.add_argument("sidecar")
     parser.add_argument("--log", default=None)
-    parser.add_argument("--config", default=str(_bootstrap.REPO / "config" / "config.yaml"))
+    _bootstrap.add_config_argument(parser)
     args = parser.parse_args(argv)
-    load_dotenv_file(".env")
-    config = yaml.safe_load(open(args.config, encoding="utf-8"))
+    config = _bootstrap.load_config(args.config)
     try:
         sidecar = make_image(args.spec, args.png, args.sidecar, args.log, config)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _bootstrap.fail(error)
     print(f"{args.png}: {sidecar['bytes']} bytes, sha256 {sidecar['sha256']}")
     return 0
 

@@ -9,11 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
-import yaml
+import _bootstrap
 
 from image_batch.errors import UserError
-from image_batch.settings import load_dotenv_file, resolve
+from image_batch.settings import resolve
 from image_batch.sync import sync
 
 
@@ -22,18 +21,16 @@ def main(argv=None):
     parser.add_argument("--images", default="results/images")
     parser.add_argument("--prefix", default=None, help="overrides sync.prefix from the config")
     parser.add_argument("--marker", default="results/_SUCCESS.json")
-    parser.add_argument("--config", default=str(_bootstrap.REPO / "config" / "config.yaml"))
+    _bootstrap.add_config_argument(parser)
     args = parser.parse_args(argv)
-    load_dotenv_file(".env")
-    config = yaml.safe_load(open(args.config, encoding="utf-8"))
+    config = _bootstrap.load_config(args.config)
     if args.prefix is not None:
         config.setdefault("sync", {})["prefix"] = args.prefix
     config["provider"] = "offline"  # syncing needs no image provider
     try:
         destination = resolve(config).destination
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _bootstrap.fail(error)
     files = sorted(p for p in Path(args.images).rglob("*") if p.suffix in (".png", ".json") and p.is_file())
     marker = sync(files, destination, args.marker, images_root=args.images, settings=config.get("sync"))
     print(f"{destination.describe()}: {marker['counts']}")

@@ -47,31 +47,19 @@ class Runner:
         self.root = root
         self.env = env
 
-    def snakemake(self, *args, check=True, timeout=300):
-        result = subprocess.run(
-            [sys.executable, "-m", "snakemake", "--cores", "4", *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+    def _run(self, command, timeout):
+        result = subprocess.run(command, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
         result.output = result.stdout + result.stderr
+        return result
+
+    def snakemake(self, *args, check=True, timeout=300):
+        result = self._run([sys.executable, "-m", "snakemake", "--cores", "4", *args], timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.output[-6000:]}")
         return result
 
     def main(self, *args, timeout=300):
-        result = subprocess.run(
-            [sys.executable, "main.py", *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        result.output = result.stdout + result.stderr
-        return result
+        return self._run([sys.executable, "main.py", *args], timeout)
 
 
 @pytest.fixture

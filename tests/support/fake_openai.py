@@ -34,6 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from PIL import Image
 
+from .loopback import LoopbackServer
+
 # Faults a client should retry (the default kinds of set_fault_mix, in a fixed order so a seed means something).
 TRANSIENT = ("rate_limit", "server_error", "overloaded", "truncated", "reset", "bad_base64", "not_image",
              "timeout_408", "conflict_409", "slow_down", "bad_gateway")
@@ -153,8 +155,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.fake._handle(self, "GET")
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
     """The fake server.  ``with FakeOpenAI() as srv: OpenAI(base_url=srv.base_url, ...)``."""
+    server_class, handler_class = _Server, _Handler
+    thread_name, owner_attr = "fake-openai", "fake"
 
     def __init__(self, api_key=None, models=None, host="127.0.0.1", port=0, render_size=(64, 64), latency=0.0,
                  default_model="dall-e-2", rate_limit_per_minute=None, rate_limit_window=60.0):
@@ -179,31 +183,6 @@ class FakeOpenAI:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
-    def start(self):
-        if self._server is None:
-            self._server = _Server((self.host, self._port), _Handler)
-            self._server.fake = self
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-openai",
-                                            daemon=True)  # short poll: stop() returns fast
-            self._thread.start()
-        return self
-
-    def stop(self):
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            self._thread.join(timeout=5)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def port(self):
-        return self._server.server_address[1] if self._server else self._port
 
     @property
     def base_url(self):

@@ -33,6 +33,8 @@ import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .loopback import LoopbackServer
+
 MODES = ("reset", "500", "503")
 
 # Per-connection headers a proxy must not pass on (RFC 9110 7.6.1), plus Expect: the proxy has already answered
@@ -91,8 +93,10 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_OPTIONS = do_PATCH = _proxy
 
 
-class FlakyProxy:
+class FlakyProxy(LoopbackServer):
     """``with FlakyProxy(moto.endpoint_url, fail_rate=0.3) as proxy: boto3.client("s3", endpoint_url=proxy.url)``."""
+    server_class, handler_class = _Server, _Handler
+    thread_name, owner_attr = "flaky-proxy", "proxy"
 
     def __init__(self, upstream_url, fail_rate=0.0, seed=0, modes=MODES, host="127.0.0.1", port=0,
                  upstream_timeout=60.0):
@@ -113,31 +117,6 @@ class FlakyProxy:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
-    def start(self):
-        if self._server is None:
-            self._server = _Server((self.host, self._port), _Handler)
-            self._server.proxy = self
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="flaky-proxy",
-                                            daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self):
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            self._thread.join(timeout=5)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def port(self):
-        return self._server.server_address[1] if self._server else self._port
 
     @property
     def url(self):
