@@ -40,3 +40,9 @@ def test_openai_without_key():
 def test_explicit_offline_with_bucket_is_allowed():
     settings = resolve({"provider": "offline"}, environ={"S3_BUCKET_NAME": "b"})
     assert settings.provider == "offline" and settings.destination.kind == "s3"
+
+
+def test_prefix_is_cleaned_and_checked():
+    assert resolve({"provider": "offline", "sync": {"prefix": "/a/b"}}, environ={}).destination.prefix == "a/b/"
+    with pytest.raises(UserError, match="not allowed"):
+        resolve({"provider": "offline", "sync": {"prefix": "../up"}}, environ={})

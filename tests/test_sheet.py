@@ -30,7 +30,7 @@ def test_spreadsheet_export(tmp_path):
     rows = read_sheet(write(tmp_path, text))
     assert [(r.line, r.image_id, r.context, r.folder, r.description) for r in rows] == [
         (2, "a1", "Food & Beverage", "food-beverage", 'A cake, with "icing"'),
-        (5, "a2", "Nature", "nature", "two\r\nlines"),
+        (5, "a2", "Nature", "nature", "two\nlines"),
         (7, "a3", "Café", "cafe", "été à Paris"),
     ]
 
@@ -127,3 +127,23 @@ def test_optional_variant_column(tmp_path):
     rows = read_sheet(write(tmp_path, "image_id,context,description,variant\na,c,d, 2 \nb,c,e,\n"))
     assert [r.variant for r in rows] == ["2", ""]
     assert read_sheet(write(tmp_path, "image_id,context,description\na,c,d\n", "b.csv"))[0].variant == ""
+
+
+def test_unquoted_comma_is_refused_not_truncated(tmp_path):
+    message = problems(write(tmp_path, "image_id,context,description\na,Food,red, white and blue flag\n"))
+    assert "line 2: 4 values but the header has 3 columns; quote a description" in message
+
+
+def test_extra_named_columns_and_trailing_empty_cells_are_fine(tmp_path):
+    rows = read_sheet(write(tmp_path, "image_id,context,description,notes\na,c,d,n\nb,c,e,,,\n"))
+    assert [r.description for r in rows] == ["d", "e"]
+
+
+def test_unclosed_quote_is_refused(tmp_path):
+    message = problems(write(tmp_path, 'image_id,context,description\na,Food,"12 inch pizza\nb,Food,y\nc,Food,z\n'))
+    assert "not valid CSV" in message
+
+
+def test_context_folder_too_long(tmp_path):
+    message = problems(write(tmp_path, "image_id,context,description\na," + "c" * 300 + ",d\n"))
+    assert "line 2, column context: context gives a folder name of 300 characters" in message

@@ -26,7 +26,7 @@ EXPECTED = {
     "food-beverage/cake": 'A cake, with "icing" and a candle',
     "nature/fox": "A red fox in snow",
     "cafe-creme/creme": "Crème brûlée, torched; ünïcödé ✓",
-    "nature/tree": "An oak\r\nin two lines",
+    "nature/tree": "An oak\nin two lines",
 }
 
 

@@ -57,7 +57,9 @@ def resolve(config, environ=None):
     environ = os.environ if environ is None else environ
     sync_cfg = config.get("sync") or {}
     bucket = (sync_cfg.get("bucket") or environ.get("S3_BUCKET_NAME") or "").strip()
-    prefix = sync_cfg.get("prefix") or ""
+    prefix = (sync_cfg.get("prefix") or "").strip().lstrip("/")
+    if ".." in prefix.split("/") or "\\" in prefix:
+        raise UserError(f"sync.prefix {prefix!r} is not allowed: use a plain path like 'batches/2026-11/'")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     if bucket:

@@ -18,6 +18,7 @@ from .errors import SheetError
 from .slug import context_folder
 
 COLUMNS = ("image_id", "context", "description")
+MAX_FOLDER_CHARS = 100
 OPTIONAL_COLUMNS = ("variant",)  # per-row: any new value asks for a fresh image of that row
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "images.schema.yaml"
 
@@ -66,7 +67,8 @@ def read_sheet(path, max_description_chars=32000):
     if not text.strip():
         raise SheetError(path, ["the file is empty; expected a header line: image_id,context,description"])
 
-    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    # strict: an unclosed quote is an error, not a description that swallows the rows after it
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True, strict=True)
     problems = []
     try:
         header, header_line = None, 0
@@ -93,7 +95,15 @@ def read_sheet(path, max_description_chars=32000):
             start, prev_end = prev_end + 1, reader.line_num
             if not any(cell.strip() for cell in record):
                 continue  # blank line, or an empty spreadsheet row like ",,"
-            values = {c: (record[i].strip() if i < len(record) else "") for c, i in index.items()}
+            if len(record) > len(header) and any(cell.strip() for cell in record[len(header):]):
+                problems.append(
+                    f"line {start}: {len(record)} values but the header has {len(header)} columns; "
+                    "quote a description that contains commas, e.g. \"red, white and blue\""
+                )
+                continue
+            # line breaks inside a cell as "\n", whatever the export used, so a re-export with other
+            # line endings does not change the prompt (and so the request, and what is paid for)
+            values = {c: (record[i].strip().replace("\r\n", "\n") if i < len(record) else "") for c, i in index.items()}
             values.setdefault("variant", "")
             raw_rows.append((start, values))
     except csv.Error as exc:
@@ -125,6 +135,12 @@ def read_sheet(path, max_description_chars=32000):
             problems.append(f"line {line}, column {column}: {msg}")
             bad_columns.add(column)
         folder = context_folder(values["context"])
+        if len(folder) > MAX_FOLDER_CHARS and "context" not in bad_columns:
+            problems.append(
+                f"line {line}, column context: context gives a folder name of {len(folder)} characters; "
+                f"at most {MAX_FOLDER_CHARS}"
+            )
+            bad_columns.add("context")
         if values["context"] and "context" not in bad_columns and not folder:
             problems.append(
                 f"line {line}, column context: context {values['context']!r} gives an empty folder "

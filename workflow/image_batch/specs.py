@@ -57,7 +57,7 @@ def build_specs(rows, config, provider_name, sheet_path):
     provider_cls = PROVIDERS[provider_name]
     params = provider_cls.request_params(config.get(provider_name) or {})
     limit = int(config.get("max_prompt_chars") or 0)
-    global_variant = str(config.get("variant") or "")
+    global_variant = "" if config.get("variant") is None else str(config["variant"])
     specs, problems = [], []
     for row in rows:
         prompt = build_prompt(row, config)
