@@ -24,7 +24,7 @@ def copy_workflow(dest):
     return dest
 
 
-FAST_RETRY = {"max_attempts": 8, "max_seconds": 60, "initial_wait": 0.01, "max_wait": 0.05}
+FAST_RETRY = {"max_attempts": 8, "max_seconds": 60, "initial_wait": 0.01, "max_wait": 0.05, "max_unusable": 3}
 
 
 def update_config(root, **changes):

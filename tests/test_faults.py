@@ -105,11 +105,42 @@ def test_obtain_retries_transient_faults_then_stores_once(api, tmp_path, monkeyp
 
 def test_obtain_gives_up_after_max_attempts(api, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    api.set_behavior("fox", "not_image")
+    api.set_behavior("fox", "server_error")
     with pytest.raises(FaultError) as info:
         obtain({**REQUEST, "prompt": "a fox"}, config_for(tmp_path, max_attempts=3), lambda m: None)
     assert info.value.fault.disposition == RETRY and info.value.attempts == 3 and len(api.calls) == 3
-    assert list((tmp_path / "store" / "rejected").glob("*.json"))  # the bad answers are kept aside
+
+
+def test_unusable_answers_are_paid_for_at_most_max_unusable_times(api, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    api.set_behavior("fox", "not_image")
+    with pytest.raises(FaultError) as info:
+        obtain({**REQUEST, "prompt": "a fox"}, config_for(tmp_path, max_unusable=2), lambda m: None)
+    assert info.value.fault.disposition == ROW and "2 unusable answers" in info.value.fault.reason
+    assert len(api.calls) == 2
+    assert len(list((tmp_path / "store" / "rejected").glob("*.json"))) == 2  # kept aside, not used
+
+
+def test_failed_url_download_retries_the_download_not_the_paid_call(api, tmp_path, monkeypatch):
+    import urllib.request
+
+    monkeypatch.chdir(tmp_path)
+    api.set_behavior("fox", "url")
+    real_urlopen, failures = urllib.request.urlopen, []
+
+    def flaky_urlopen(url, timeout=None):
+        if not failures:
+            failures.append(url)
+            raise OSError("connection reset")
+        return real_urlopen(url, timeout=timeout)
+
+    monkeypatch.setattr(urllib.request, "urlopen", flaky_urlopen)
+    image, png, _ = obtain({**REQUEST, "prompt": "a fox"}, config_for(tmp_path), lambda m: None)
+    assert png.startswith(b"\x89PNG") and failures
+    generations = [c for c in api.calls if c["path"].endswith("/images/generations")]
+    assert len(generations) == 1  # paid once; the download was what got retried
+    entry = next((tmp_path / "store").glob("??/*.json")).read_text()
+    assert "attachment_b64" in entry  # the image is kept with its answer now
 
 
 def test_obtain_does_not_retry_a_refused_row(api, tmp_path, monkeypatch):

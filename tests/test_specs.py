@@ -114,3 +114,13 @@ def test_index_skips_reading_unchanged_specs_but_notices_deleted_ones(tmp_path):
     assert (root / "_index.json").exists()
     (root / "nature" / "id1.json").unlink()
     assert write_specs(specs, root) == 1 and (root / "nature" / "id1.json").exists()
+
+
+def test_only_missing_leaves_changed_specs_alone(tmp_path):
+    root = tmp_path / "specs"
+    write_specs(build_specs(rows("a"), CONFIG, "openai", "s.csv"), root)
+    before = mtimes(root)
+    assert write_specs(build_specs(rows("A!", "b"), CONFIG, "openai", "s.csv"), root, only_missing=True) == 1
+    after = mtimes(root)
+    assert after["id0.json"] == before["id0.json"] and "id1.json" in after
+    assert write_specs(build_specs(rows("A!", "b"), CONFIG, "openai", "s.csv"), root) == 1  # later, the edit lands

@@ -52,15 +52,18 @@ def test_lock_serialises_the_same_request(tmp_path):
 def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
     import subprocess
 
-    from image_batch.fileio import remove_stale_parts
+    from image_batch.fileio import _HOST, remove_stale_parts
 
     dead = subprocess.Popen(["true"])
     dead.wait()
     (tmp_path / "ab").mkdir()
-    stale = tmp_path / "ab" / f".x.json.{dead.pid}.abc.part"
-    live = tmp_path / "ab" / f".y.json.{os.getpid()}.abc.part"
-    stale.write_text("half")
-    live.write_text("being written")
-    assert remove_stale_parts(tmp_path) == 1
-    assert not stale.exists() and live.exists()
+    stale = tmp_path / "ab" / f".x.json.{_HOST}.{dead.pid}.abc.part"
+    live = tmp_path / "ab" / f".y.json.{_HOST}.{os.getpid()}.abc.part"
+    elsewhere = tmp_path / "ab" / f".z.json.other-container.{dead.pid}.abc.part"
+    for path in (stale, live, elsewhere):
+        path.write_text("half")
+    assert remove_stale_parts(tmp_path, min_age=600) == 1
+    assert not stale.exists() and live.exists() and elsewhere.exists()  # another host's pid is unknowable
+    os.utime(elsewhere, (1, 1))  # abandoned long ago
+    assert remove_stale_parts(tmp_path, min_age=600) == 1 and not elsewhere.exists()
     assert remove_stale_parts(tmp_path, only_dead_writers=False) == 1 and not live.exists()

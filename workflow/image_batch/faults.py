@@ -31,6 +31,11 @@ class InvalidResponse(Exception):
     """The API answered 200 but the answer is unusable (no image, broken base64, not an image)."""
 
 
+class DownloadFailed(Exception):
+    """The answer (already paid for and stored) points to an image URL that could not be fetched
+    yet. Retried by downloading again, never by calling the API again."""
+
+
 @dataclass
 class Fault:
     disposition: str  # RETRY, FATAL or ROW

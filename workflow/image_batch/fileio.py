@@ -3,8 +3,12 @@
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
+
+# Temp names carry host and pid, so a later run can tell a dead writer's leftovers from a live one's.
+_HOST = socket.gethostname().replace(".", "-") or "host"
 
 
 def atomic_write_bytes(path, data: bytes, durable=True) -> None:
@@ -13,7 +17,7 @@ def atomic_write_bytes(path, data: bytes, durable=True) -> None:
     again on every run need not survive a power cut), then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -30,10 +34,13 @@ def atomic_write_bytes(path, data: bytes, durable=True) -> None:
 
 
 def _writer_alive(name):
-    """Whether the process that owns temporary file ``name`` (``.<file>.<pid>.<random>.part``) lives."""
+    """Whether the writer of temp file ``name`` (``.<file>.<host>.<pid>.<random>.part``) may be
+    alive: True, False, or None when it ran on another host or container (its pid means nothing here)."""
     try:
-        pid = int(name.rsplit(".", 3)[-3])
-        os.kill(pid, 0)
+        host, pid = name.rsplit(".", 4)[-4:-2]
+        if host != _HOST:
+            return None
+        os.kill(int(pid), 0)
     except (ValueError, IndexError, ProcessLookupError):
         return False
     except PermissionError:
@@ -41,16 +48,28 @@ def _writer_alive(name):
     return True
 
 
-def remove_stale_parts(root, only_dead_writers=True):
+def remove_stale_parts(root, only_dead_writers=True, min_age=0):
     """Delete temporary files left by writers that died (``kill -9``, a crash) under ``root``.
-    With ``only_dead_writers=False`` every one goes (the caller knows no writer is alive)."""
+    With ``only_dead_writers=False`` every one goes (the caller knows no writer is alive).
+    ``min_age`` (seconds) spares recent files written on another host or container, whose writer's
+    pid cannot be checked from here."""
+    import time
+
     removed = 0
+    now = time.time()
     for dirpath, _, names in os.walk(root):
         for name in names:
             if name.startswith(".") and name.endswith(".part"):
-                if only_dead_writers and _writer_alive(name):
+                path = Path(dirpath, name)
+                alive = _writer_alive(name) if only_dead_writers else False
+                if alive:
                     continue
-                Path(dirpath, name).unlink(missing_ok=True)
+                try:
+                    if alive is None and now - path.stat().st_mtime < min_age:
+                        continue
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
                 removed += 1
     return removed
 

@@ -15,7 +15,7 @@ import tenacity
 
 from . import failures
 from .errors import UserError
-from .faults import FATAL, RETRY, ROW, Fault, InvalidResponse, classify
+from .faults import FATAL, RETRY, ROW, DownloadFailed, Fault, InvalidResponse, classify
 from .fileio import atomic_write_bytes, atomic_write_json
 from .imaging import NotAnImage, to_png
 from .joblog import JobLog
@@ -91,20 +91,17 @@ def obtain(request, config, log):
         (request["provider"], os.environ.get("OPENAI_BASE_URL"), request["model"]),
         (config.get(request["provider"]) or {}).get("requests_per_minute"),
     )
+    max_unusable = int((config.get("retry") or {}).get("max_unusable", 3))
+    unusable = 0
     with store.lock(key):
-        entry = store.get(key)
-        if entry is not None:
-            try:
-                result = _decode(provider, _as_raw(entry), request)
-                log(f"served from the response store ({key[:12]}); no API call")
-                return result
-            except (InvalidResponse, NotAnImage) as exc:
-                store.reject(key, str(exc))
-                log(f"stored answer {key[:12]} unusable ({exc}); asking the API again")
-
         for attempt in _retrying(config.get("retry"), log):
             with attempt:
                 number = attempt.retry_state.attempt_number
+                entry = store.get(key)
+                if entry is not None:  # paid for already (by an earlier run, or an earlier attempt)
+                    result = _from_store(store, key, entry, provider, request, log, number)
+                    if result is not None:
+                        return result
                 reason = failures.stop_reason()
                 if reason:
                     raise FaultError(Fault("stopped", f"not attempted: the run stopped ({reason})"), number)
@@ -122,13 +119,38 @@ def obtain(request, config, log):
                     raise FaultError(fault, number) from None
                 store.put(key, request, raw)  # paid for: keep it before anything else can fail
                 pacer.observe(raw.headers)
+                log(f"answer stored as {key[:12]} (request id {raw.headers.get('x-request-id')})")
                 try:
                     result = _decode(provider, raw, request)
+                except DownloadFailed as exc:  # the stored answer is retried, not the API
+                    raise FaultError(Fault(RETRY, str(exc)), number) from None
                 except (InvalidResponse, NotAnImage) as exc:
                     store.reject(key, str(exc))
+                    unusable += 1
+                    if unusable >= max_unusable:  # likely deterministic: stop paying for it
+                        reason = f"the API gave {unusable} unusable answers for this row; last: {exc}"
+                        raise FaultError(Fault(ROW, reason), number) from None
                     raise FaultError(classify(exc), number) from None
-                log(f"answer stored as {key[:12]} (request id {raw.headers.get('x-request-id')})")
+                if raw.attachment is not None:
+                    store.put(key, request, raw)  # keep the downloaded image with its answer
                 return result
+
+
+def _from_store(store, key, entry, provider, request, log, number):
+    """The image from a stored answer, or None when the entry turned out unusable (moved aside)."""
+    raw = _as_raw(entry)
+    try:
+        result = _decode(provider, raw, request)
+    except DownloadFailed as exc:
+        raise FaultError(Fault(RETRY, str(exc)), number) from None
+    except (InvalidResponse, NotAnImage) as exc:
+        store.reject(key, str(exc))
+        log(f"stored answer {key[:12]} unusable ({exc}); asking the API again")
+        return None
+    if raw.attachment is not None and entry.get("attachment") is None:
+        store.put(key, request, raw)
+    log(f"served from the response store ({key[:12]}); no API call")
+    return result
 
 
 def _as_raw(entry):

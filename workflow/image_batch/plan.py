@@ -46,11 +46,13 @@ def prepare(config, announce=True, lock=False, dry_run=False):
     rows = read_sheet(sheet, config.get("max_prompt_chars"))
     specs = build_specs(rows, config, settings.provider, sheet)
     store_root = config.get("response_store") or "response-store"
-    lock_note = runlock.acquire(dry_run=dry_run, store_root=store_root) if lock else ""
+    other_run, lock_note = runlock.acquire(dry_run=dry_run, store_root=store_root) if lock else (None, "")
     if lock and not dry_run:
         failures.clear_stop()
     protect_paid = config.get("provider", "auto") == "auto" and settings.provider == "offline"
-    rewritten = write_specs(specs, protect_paid=protect_paid)
+    # A dry run beside a live run only adds specs for new rows: rewriting a spec the live run is
+    # building from would make its (old) image look newer than the edited request.
+    rewritten = write_specs(specs, protect_paid=protect_paid, only_missing=bool(other_run))
     write_manifest(specs)
     write_if_changed(DESTINATION_RECORD, canonical_json(settings.destination.as_dict()).encode("utf-8"))
     if announce:

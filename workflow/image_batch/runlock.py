@@ -19,28 +19,31 @@ from .fileio import remove_stale_parts
 LOCK_FILE = Path(".snakemake/image-batch.lock")
 SNAKEMAKE_LOCKS = Path(".snakemake/locks")
 _held = []  # keeps the lock's file object (and so the flock) alive for the process
+ALIVE = "another run is alive"
+
+
+_PASSIVE = (
+    "dryrun", "lint", "list_rules", "list_target_rules", "list_changes", "list_untracked", "summary",
+    "detailed_summary", "dag", "rulegraph", "filegraph", "d3dag", "unlock", "cleanup_metadata",
+    "cleanup_shadow", "delete_all_output", "delete_temp_output", "report", "archive", "export_cwl",
+    "containerize", "list_conda_envs",
+)
 
 
 def looks_like_dry_run(argv):
-    """True for invocations that make nothing (dry run, lint, summaries, graphs, unlock)."""
-    passive = {
-        "--dry-run", "--dryrun", "--lint", "--summary", "--detailed-summary", "--list", "--list-rules",
-        "--dag", "--rulegraph", "--filegraph", "--d3dag", "--unlock", "--list-changes", "--lc",
-        "--list-input-changes", "--li", "--list-params-changes", "--lp", "--list-code-changes",
-        "--report", "--cleanup-metadata", "--cleanup-shadow", "--delete-all-output",
-        "--delete-temp-output", "--list-target-rules", "--lt", "-S", "-D",
-    }
-    for arg in argv[1:]:
-        name = arg.split("=", 1)[0]
-        if name in passive:
-            return True
-        if arg.startswith("-") and not arg.startswith("--") and arg[1:].isalpha() and "n" in arg[1:]:
-            return True
-    return False
+    """True for invocations that make nothing (dry run, lint, summaries, graphs, unlock, report),
+    read with Snakemake's own argument parser (so ``-Rsync`` is not mistaken for ``-n``)."""
+    try:
+        from snakemake.cli import get_argument_parser
+
+        args, _ = get_argument_parser().parse_known_args(argv[1:])
+    except BaseException:  # an unparseable command line: let Snakemake itself complain
+        return False
+    return any(getattr(args, name, None) not in (None, False, [], "") for name in _PASSIVE)
 
 
 def acquire(dry_run=False, store_root=None):
-    """Take the run lock (or, for a dry run, only check it).  Returns a note for the log."""
+    """Take the run lock (or, for a dry run, only check it).  Returns (ALIVE or None, note for the log)."""
     LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
     handle = open(LOCK_FILE, "a+")
     try:
@@ -50,25 +53,27 @@ def acquire(dry_run=False, store_root=None):
         holder = handle.read().strip() or "another process"
         handle.close()
         if dry_run:
-            return f"note: a run is in progress in this folder ({holder})"
+            return ALIVE, f"note: a run is in progress in this folder ({holder}); requests it is working on are not rewritten"
         raise UserError(
             f"another Image.Batch run is working in this folder ({holder}). Wait for it to finish "
             "or stop it, then run again. (Nothing was changed.)"
         )
     if dry_run:
         handle.close()
-        return ""
+        return None, ""
     note = ""
     if SNAKEMAKE_LOCKS.is_dir() and any(SNAKEMAKE_LOCKS.iterdir()):
         shutil.rmtree(SNAKEMAKE_LOCKS)
         note = "removed a stale Snakemake lock left by a run that is no longer alive"
     remove_stale_parts("results", only_dead_writers=False)  # no other run here is alive
     if store_root:
-        remove_stale_parts(store_root)  # the store may be shared with runs in other folders
+        # the store may be shared with runs in other folders (or containers, whose pids we cannot
+        # see): only temp files of dead writers that are also old enough to be abandoned
+        remove_stale_parts(store_root, min_age=600)
     handle.seek(0)
     handle.truncate()
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     handle.write(f"pid {os.getpid()}, started {started}\n")
     handle.flush()
     _held.append(handle)
-    return note
+    return None, note

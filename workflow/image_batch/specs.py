@@ -76,7 +76,7 @@ def build_specs(rows, config, provider_name, sheet_path):
     return specs
 
 
-def write_specs(specs, root=SPEC_ROOT, protect_paid=False):
+def write_specs(specs, root=SPEC_ROOT, protect_paid=False, only_missing=False):
     """Write each spec whose content changed; return how many were (re)written.
 
     With ``protect_paid`` (the offline generator chosen only because no key is set), refuse to
@@ -100,7 +100,7 @@ def write_specs(specs, root=SPEC_ROOT, protect_paid=False):
             old = path.read_bytes()
         except FileNotFoundError:
             old = None
-        if old == data:
+        if old == data or (only_missing and old is not None):
             continue
         if protect_paid and old is not None:
             try:
@@ -119,7 +119,10 @@ def write_specs(specs, root=SPEC_ROOT, protect_paid=False):
         )
     for path, data in planned:
         write_if_changed(path, data)
-    write_if_changed(index_path, json.dumps(new_index, sort_keys=True).encode("utf-8"))
+    if only_missing:
+        index_path.unlink(missing_ok=True)  # some specs were left as they were: re-check all next time
+    else:
+        write_if_changed(index_path, json.dumps(new_index, sort_keys=True).encode("utf-8"))
     return len(planned)
 
 

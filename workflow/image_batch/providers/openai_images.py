@@ -8,7 +8,7 @@ import threading
 import urllib.request
 
 from ..errors import UserError
-from ..faults import InvalidResponse
+from ..faults import DownloadFailed, InvalidResponse
 from ..settings import api_key
 from .base import GeneratedImage, ImageProvider, RawResponse
 
@@ -71,20 +71,15 @@ class OpenAIImagesProvider(ImageProvider):
         )
         headers = {name: raw.headers[name] for name in _KEPT_HEADERS if name in raw.headers}
         headers.update({k: v for k, v in raw.headers.items() if k.lower().startswith("x-ratelimit-")})
-        response = RawResponse(body=raw.content, headers=headers, status=raw.status_code)
-        response.attachment = self._download_if_url(response.body)
-        return response
+        return RawResponse(body=raw.content, headers=headers, status=raw.status_code)
 
-    def _download_if_url(self, body):
-        """Some OpenAI-compatible endpoints answer with a URL: fetch it now, while it is valid."""
+    def _download(self, url, request_id):
+        """Some OpenAI-compatible endpoints answer with a URL rather than base64."""
         try:
-            item = (json.loads(body).get("data") or [{}])[0]
-        except (ValueError, AttributeError, IndexError, TypeError):
-            return None
-        if item.get("b64_json") or not item.get("url"):
-            return None
-        with urllib.request.urlopen(item["url"], timeout=self.timeout) as answer:
-            return answer.read()
+            with urllib.request.urlopen(url, timeout=self.timeout) as answer:
+                return answer.read()
+        except (OSError, ValueError) as exc:
+            raise DownloadFailed(f"could not download the image of request {request_id}: {exc}") from None
 
     def decode(self, raw, request):
         request_id = raw.headers.get("x-request-id")
@@ -100,6 +95,8 @@ class OpenAIImagesProvider(ImageProvider):
                 raise InvalidResponse(f"broken base64 in the answer (request id {request_id}): {exc}") from None
         elif raw.attachment is not None:
             data = raw.attachment
+        elif item.get("url"):
+            data = raw.attachment = self._download(item["url"], request_id)  # kept with the stored answer
         else:
             raise InvalidResponse(f"the answer has no image (request id {request_id})")
         details = {name: answer.get(name) for name in ("size", "quality", "background", "output_format") if answer.get(name)}
