@@ -3,14 +3,13 @@
 import http.client
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import botocore.exceptions
 import pytest
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 
 from tests.support.flaky_proxy import FlakyProxy
-from tests.support.moto_s3 import CREDENTIALS
+from tests.support.moto_s3 import s3_client
 
 BUCKET = "flaky-proxy-test"
 MB = 1024 * 1024
@@ -30,14 +29,7 @@ def proxy(bucket):
 
 def proxied(proxy, max_attempts=10):
     # NB: in a client Config, retries["max_attempts"] counts *retries*: botocore makes max_attempts + 1 attempts.
-    return boto3.client(
-        "s3",
-        endpoint_url=proxy.url,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
-        config=Config(retries={"mode": "standard", "max_attempts": max_attempts}),
-    )
+    return s3_client(proxy.url, Config(retries={"mode": "standard", "max_attempts": max_attempts}))
 
 
 def payload(index, size=None):

@@ -55,15 +55,7 @@ class MotoS3:
         return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint_url}
 
     def client(self):
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
-        )
+        return s3_client(self.endpoint_url)
 
     def reset(self):
         """Forget every bucket (moto's reset API)."""
@@ -78,6 +70,20 @@ class MotoS3:
             for obj in page.get("Contents", []):
                 out[obj["Key"]] = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
         return out
+
+
+def s3_client(endpoint_url, config=None):
+    """A boto3 S3 client with the test credentials, for moto or a proxy in front of it."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
+        config=config,
+    )
 
 
 def scrubbed_environ():

@@ -22,9 +22,7 @@ from .joblog import JobLog
 from .providers import get_provider
 from .ratelimit import pacer_for
 from .redact import redact
-from .store import ResponseStore, request_key
-
-DEFAULT_STORE = "response-store"
+from .store import ResponseStore, request_key, store_root
 
 
 class FaultError(Exception):
@@ -85,7 +83,7 @@ def obtain(request, config, log):
         log("OFFLINE generator: this is a placeholder image, not an AI-generated one")
         return _decode(provider, provider.fetch(request), request)
 
-    store = ResponseStore(config.get("response_store") or DEFAULT_STORE)
+    store = ResponseStore(store_root(config))
     key = request_key(request)
     pacer = pacer_for(
         (request["provider"], os.environ.get("OPENAI_BASE_URL"), request["model"]),

@@ -11,6 +11,7 @@ from .fileio import canonical_json, write_if_changed
 from .settings import Settings, load_dotenv_file, resolve
 from .sheet import read_sheet
 from .specs import build_specs, write_manifest, write_specs
+from .store import store_root
 
 DESTINATION_RECORD = Path("results/specs/_destination.json")
 
@@ -45,8 +46,7 @@ def prepare(config, announce=True, lock=False, dry_run=False):
     sheet = config["input_csv"]
     rows = read_sheet(sheet, config.get("max_prompt_chars"))
     specs = build_specs(rows, config, settings.provider, sheet)
-    store_root = config.get("response_store") or "response-store"
-    other_run, lock_note = runlock.acquire(dry_run=dry_run, store_root=store_root) if lock else (None, "")
+    other_run, lock_note = runlock.acquire(dry_run=dry_run, store_root=store_root(config)) if lock else (None, "")
     if lock and not dry_run:
         failures.clear_stop()
     protect_paid = config.get("provider", "auto") == "auto" and settings.provider == "offline"

@@ -22,6 +22,14 @@ from pathlib import Path
 from .fileio import atomic_write_bytes
 
 
+DEFAULT_ROOT = "response-store"
+
+
+def store_root(config):
+    """Where the response store lives: config ``response_store``, else ``response-store``."""
+    return config.get("response_store") or DEFAULT_ROOT
+
+
 def request_key(request):
     canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
