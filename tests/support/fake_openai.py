@@ -10,7 +10,14 @@ at random (``set_fault_mix``: a seeded share of the requests no explicit rule ma
 limiter (``rate_limit_per_minute`` / ``set_rate_limit``) answers 429 ``rate_limit_exceeded`` beyond its budget.
 Every request is recorded, with the behaviour kind used in ``call["behavior"]``; ``paid_calls`` are the ones the
 real API would have billed (status 200 with a ``data`` list fully sent, whatever that data held) and
-``good_paid_calls`` the paid ones whose data was a valid image; ``stats()`` sums the log up.
+``good_paid_calls`` the paid ones whose data was a valid image; ``stats()`` sums the log up.  ``fixed_created``
+makes every answer's ``created`` that number (default: the time of the answer).
+
+The Files and Batch APIs (``/v1/files``, ``/v1/batches``: upload a JSONL of generation requests, create a batch,
+poll it, download its output and error files) come from :mod:`tests.support.fake_batches`: lines are answered by
+the same rules as live calls, but logged apart (``batch_lines``, ``batch_requests``, ``batch_stats()``), so the
+live counters above only ever count live calls.  ``batch_polls_to_complete``, ``expire_batches_after_lines`` and
+``fail_next`` steer batches; see that module.
 
 Standalone: ``python -m tests.support.fake_openai --port 0`` prints ``READY <base_url>`` and serves until
 SIGTERM.  Standard library + Pillow only.
@@ -34,6 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from PIL import Image
 
+from .fake_batches import BatchAPI, parse_query
 from .loopback import LoopbackServer
 
 # Faults a client should retry (the default kinds of set_fault_mix, in a fixed order so a seed means something).
@@ -154,20 +162,25 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         self.server.fake._handle(self, "GET")
 
+    def do_DELETE(self):
+        self.server.fake._handle(self, "DELETE")
 
-class FakeOpenAI(LoopbackServer):
+
+class FakeOpenAI(BatchAPI, LoopbackServer):
     """The fake server.  ``with FakeOpenAI() as srv: OpenAI(base_url=srv.base_url, ...)``."""
     server_class, handler_class = _Server, _Handler
     thread_name, owner_attr = "fake-openai", "fake"
 
     def __init__(self, api_key=None, models=None, host="127.0.0.1", port=0, render_size=(64, 64), latency=0.0,
-                 default_model="dall-e-2", rate_limit_per_minute=None, rate_limit_window=60.0):
+                 default_model="dall-e-2", rate_limit_per_minute=None, rate_limit_window=60.0, fixed_created=None,
+                 batch_polls_to_complete=1):
         self.api_key = api_key  # None: any Bearer key is accepted (but one is required)
         self.models = set(models) if models is not None else None  # None: any "gpt-image-*" model
         self.host, self._port = host, port
         self.render_size = tuple(render_size)
         self.latency = float(latency)  # seconds added to every request
         self.default_model = default_model  # what the real API assumes when "model" is omitted
+        self.fixed_created = fixed_created  # None: answers carry the current time as "created"
         self._lock = threading.Lock()
         self._calls = []
         self._overrides = []  # [(substring, Behavior)], first match wins
@@ -180,6 +193,7 @@ class FakeOpenAI(LoopbackServer):
         self._slots = collections.deque()  # monotonic times of the 200 answers still inside the window
         self._server = self._thread = None
         self.set_rate_limit(rate_limit_per_minute, rate_limit_window)
+        self._init_batches(batch_polls_to_complete)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -226,9 +240,10 @@ class FakeOpenAI(LoopbackServer):
         }
 
     def reset(self):
-        """Clear the request log (behaviours stay; see clear_behaviors)."""
+        """Clear the request logs, live and batch (behaviours, files and batches stay; see clear_behaviors)."""
         with self._lock:
             self._calls.clear()
+            self._reset_batch_log()
 
     # -- behaviours -------------------------------------------------------------------------------------------
 
@@ -364,9 +379,10 @@ class FakeOpenAI(LoopbackServer):
         status, body, extra = self._route(handler, method, raw, call)
         # Record before answering, so a client that has its answer always finds the call logged.
         call["status"] = status
-        call["paid"] = status == 200 and isinstance(body, dict) and call["behavior"] != "truncated"
+        batch_api = call.get("batch_api", False)  # Files/Batch requests are logged apart and never paid
+        call["paid"] = status == 200 and isinstance(body, dict) and call["behavior"] != "truncated" and not batch_api
         with self._lock:
-            self._calls.append(call)
+            (self._batch_requests if batch_api else self._calls).append(call)
         if status is None:
             self._drop(handler)  # "reset": no answer at all
             return
@@ -375,7 +391,9 @@ class FakeOpenAI(LoopbackServer):
         self._send(handler, status, body, extra, truncate=call["behavior"] == "truncated")
 
     def _route(self, handler, method, raw, call):
-        path = handler.path.split("?", 1)[0]
+        path, _, query = handler.path.partition("?")
+        if path.rstrip("/") in ("/v1/files", "/v1/batches") or path.startswith(("/v1/files/", "/v1/batches/")):
+            return self._route_batch(method, path, parse_query(query), raw, call)
         if method == "GET" and path.startswith(FILES):
             with self._lock:
                 found = self._files.get(path[len(FILES):])
@@ -385,13 +403,20 @@ class FakeOpenAI(LoopbackServer):
             return self._generate(handler, raw, call)
         return 404, error_body(f"Invalid URL ({method} {path})"), {}
 
-    def _generate(self, handler, raw, call):
+    def _check_key(self, call):
+        """None if the request's Bearer key is accepted, else the 401 the real API gives."""
         auth = call["headers"].get("authorization", "")
         key = auth[7:] if auth.startswith("Bearer ") else ""
         if not key or (self.api_key is not None and key != self.api_key):
             shown = f"{key[:3]}***{key[-4:]}" if len(key) > 8 else key + "***"
             message = f"Incorrect API key provided: {shown}." if key else "You didn't provide an API key."
             return 401, error_body(message, code="invalid_api_key"), {}
+        return None
+
+    def _generate(self, handler, raw, call):
+        refused = self._check_key(call)
+        if refused:
+            return refused
         try:
             body = call["body"] = json.loads(raw or b"null")
         except ValueError:
@@ -483,7 +508,7 @@ class FakeOpenAI(LoopbackServer):
         words = len(prompt.split())
         quality = _field(body, "quality", "auto")
         return {
-            "created": int(time.time()),
+            "created": int(time.time()) if self.fixed_created is None else int(self.fixed_created),
             "data": items,
             "background": "transparent" if _field(body, "background") == "transparent" else "opaque",
             "output_format": fmt,
