@@ -52,13 +52,13 @@ def test_lock_serialises_the_same_request(tmp_path):
 def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
     import subprocess
 
-    from image_batch.fileio import _HOST, remove_stale_parts
+    from image_batch.fileio import HOST, remove_stale_parts
 
     dead = subprocess.Popen(["true"])
     dead.wait()
     (tmp_path / "ab").mkdir()
-    stale = tmp_path / "ab" / f".x.json.{_HOST}.{dead.pid}.abc.part"
-    live = tmp_path / "ab" / f".y.json.{_HOST}.{os.getpid()}.abc.part"
+    stale = tmp_path / "ab" / f".x.json.{HOST}.{dead.pid}.abc.part"
+    live = tmp_path / "ab" / f".y.json.{HOST}.{os.getpid()}.abc.part"
     elsewhere = tmp_path / "ab" / f".z.json.other-container.{dead.pid}.abc.part"
     for path in (stale, live, elsewhere):
         path.write_text("half")

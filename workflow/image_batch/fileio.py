@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 # Temp names carry host and pid, so a later run can tell a dead writer's leftovers from a live one's.
-_HOST = socket.gethostname().replace(".", "-") or "host"
+HOST = socket.gethostname().replace(".", "-") or "host"
 
 
 def atomic_write_bytes(path, data: bytes, durable=True) -> None:
@@ -17,7 +17,7 @@ def atomic_write_bytes(path, data: bytes, durable=True) -> None:
     again on every run need not survive a power cut), then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -38,7 +38,7 @@ def _writer_alive(name):
     alive: True, False, or None when it ran on another host or container (its pid means nothing here)."""
     try:
         host, pid = name.rsplit(".", 4)[-4:-2]
-        if host != _HOST:
+        if host != HOST:
             return None
         os.kill(int(pid), 0)
     except (ValueError, IndexError, ProcessLookupError):
