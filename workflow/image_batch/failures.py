@@ -48,7 +48,17 @@ def stop_run(reason):
     atomic_write_json(STOP_FLAG, {"reason": redact(reason), "time": _now()})
 
 
+_stopped_here = []  # a stop for this process only (the image worker whose run has ended)
+
+
+def stop_here(reason):
+    """Make no more API calls from this process (other processes and later runs are not affected)."""
+    _stopped_here.append(reason)
+
+
 def stop_reason():
+    if _stopped_here:
+        return _stopped_here[0]
     try:
         return json.loads(STOP_FLAG.read_text(encoding="utf-8"))["reason"]
     except (FileNotFoundError, ValueError, KeyError):

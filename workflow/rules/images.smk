@@ -10,4 +10,11 @@ rule generate_image:
     resources:
         api=1,
     run:
-        generate.make_image(input.spec, output.png, output.sidecar, log[0], config)
+        worker.make_image(
+            input.spec,
+            output.png,
+            output.sidecar,
+            log[0],
+            config,
+            in_worker=worker.wanted(workflow),
+        )

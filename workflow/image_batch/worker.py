@@ -1,0 +1,207 @@
+"""One helper process that makes the images for the main Snakemake process.
+
+Image jobs run as threads of the Snakemake process (``force-use-threads``), so every API call,
+decode, store write and PNG write of every job shared one interpreter lock with Snakemake's own
+scheduler: at thousands of images the threads spent more time handing the lock to each other than
+working.  Instead, the first image job of a run starts this worker (``python -m image_batch.worker``);
+each job thread then only sends its paths over a Unix socket and waits, and the worker runs
+:func:`image_batch.generate.make_image` in its own threads, on the other core.  The work done for an
+image is exactly the same, in the same working directory, with the same response store, locks and
+failure records; only the process differs.
+
+The worker lives as long as the Snakemake process: it reads a pipe from its parent and, when that
+closes (normal exit or ``kill -9``), it makes no new API calls, lets the calls in flight finish (so
+what is paid for is stored) and exits.  Jobs that Snakemake runs in other processes (cluster
+executors, job subprocesses) call ``make_image`` directly: for one job a second process is waste.
+"""
+
+import atexit
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from multiprocessing.connection import Client, Listener
+from pathlib import Path
+
+from .errors import UserError
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # the folder holding image_batch/
+
+
+class WorkerError(UserError):
+    """The worker reported that an image failed (the message says why) or the worker is gone."""
+
+
+# ---------------------------------------------------------------------------------------------
+# In the Snakemake process
+
+
+class WorkerClient:
+    """Starts the worker on first use and hands each job to it over a pooled connection."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._proc = None
+        self._address = None
+        self._authkey = None
+        self._idle = []
+
+    def _start(self):
+        authkey = secrets.token_bytes(32)
+        folder = tempfile.mkdtemp(prefix="image-batch-")
+        address = os.path.join(folder, "worker.sock")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "image_batch.worker", address],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=os.getcwd(),
+        )
+        # The key goes through the pipe, not the command line; the pipe stays open as the
+        # worker's sign of life from us.
+        proc.stdin.write(authkey.hex().encode() + b"\n")
+        proc.stdin.flush()
+        ready = proc.stdout.readline()
+        if not ready.startswith(b"READY"):
+            proc.kill()
+            raise WorkerError("the image worker process did not start (see the messages above)")
+        self._proc, self._address, self._authkey = proc, address, authkey
+        atexit.register(self.close)
+
+    def _checkout(self):
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._idle.clear()
+                self._start()
+            if self._idle:
+                return self._idle.pop()
+            address, authkey = self._address, self._authkey
+        return Client(address, family="AF_UNIX", authkey=authkey)
+
+    def make_image(self, *args):
+        conn = self._checkout()
+        try:
+            conn.send(args)
+            kind, value = conn.recv()
+        except (EOFError, OSError) as exc:
+            conn.close()
+            raise WorkerError(f"the image worker process stopped while making this image ({exc!r}); run again "
+                              "to make it (anything already paid for is in the response store)") from None
+        with self._lock:
+            self._idle.append(conn)
+        if kind == "ok":
+            return value
+        if kind == "failed":
+            raise WorkerError(value)
+        raise RuntimeError(f"the image worker hit an unexpected error:\n{value}")
+
+    def close(self):
+        with self._lock:
+            proc, self._proc = self._proc, None
+            for conn in self._idle:
+                conn.close()
+            self._idle.clear()
+        if proc is not None:
+            proc.stdin.close()  # the worker finishes what is in flight and exits
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            if self._address:
+                Path(self._address).unlink(missing_ok=True)
+                os.rmdir(os.path.dirname(self._address))
+
+
+_client = WorkerClient()
+
+
+def make_image(spec_file, png_file, sidecar_file, log_file, config, in_worker=True):
+    """Make one image, in the worker process when ``in_worker`` (jobs running as threads of the
+    main Snakemake process), else right here."""
+    from .generate import make_image as make_here
+
+    args = (str(spec_file), str(png_file), str(sidecar_file), str(log_file), dict(config))
+    if not in_worker or not config.get("image_worker", True):
+        return make_here(*args)
+    return _client.make_image(*args)
+
+
+def wanted(workflow):
+    """Whether this Snakemake process runs image jobs as its own threads (the case the worker is for)."""
+    return bool(workflow.is_main_process and workflow.local_exec and workflow.use_threads)
+
+
+# ---------------------------------------------------------------------------------------------
+# In the worker process
+
+
+class _Server:
+    def __init__(self, address, authkey):
+        self.listener = Listener(address, family="AF_UNIX", authkey=authkey)
+        self.active = 0
+        self.cond = threading.Condition()
+
+    def serve(self):
+        while True:
+            try:
+                conn = self.listener.accept()
+            except Exception:  # a client that failed the handshake (wrong key): ignore it
+                continue
+            threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
+
+    def _serve_connection(self, conn):
+        from .generate import make_image as make_here
+
+        with conn:
+            while True:
+                try:
+                    args = conn.recv()
+                except (EOFError, OSError):
+                    return
+                with self.cond:
+                    self.active += 1
+                try:
+                    reply = ("ok", make_here(*args))
+                except UserError as exc:
+                    reply = ("failed", str(exc))
+                except BaseException:  # a bug: report it in full to the job, which fails
+                    reply = ("error", traceback.format_exc())
+                finally:
+                    with self.cond:
+                        self.active -= 1
+                        self.cond.notify_all()
+                try:
+                    conn.send(reply)
+                except OSError:
+                    return
+
+    def drain_and_exit(self):
+        """Our Snakemake process is gone: no new calls, finish the ones in flight, exit."""
+        from . import failures
+
+        failures.stop_here("the Snakemake run ended")
+        with self.cond:
+            self.cond.wait_for(lambda: self.active == 0)
+        os._exit(0)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    address = argv[0]
+    authkey = bytes.fromhex(sys.stdin.readline().strip())
+    server = _Server(address, authkey)
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+
+    def watch_parent():
+        sys.stdin.read()  # returns at EOF: the parent closed the pipe or died
+        server.drain_and_exit()
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+    server.serve()
+
+
+if __name__ == "__main__":
+    main()
