@@ -100,6 +100,10 @@ def obtain(request, config, log):
                     result = _from_store(store, key, entry, provider, request, log, number)
                     if result is not None:
                         return result
+                if config.get("mode") == "batch":  # answers come from the batch; never a full-price call
+                    from .batch import failure_reason
+
+                    raise FaultError(Fault(ROW, failure_reason(key)), number)
                 reason = failures.stop_reason()
                 if reason:
                     raise FaultError(Fault("stopped", f"not attempted: the run stopped ({reason})"), number)

@@ -2,12 +2,14 @@
 rather than going through the process-wide logging configuration."""
 
 import datetime
+import sys
 from pathlib import Path
 
 
 class JobLog:
-    def __init__(self, path):
+    def __init__(self, path, echo=False):
         self.path = Path(path) if path else None
+        self.echo = echo  # also print each line to stderr (work done before Snakemake's own log starts)
         self._handle = None
 
     def __enter__(self):
@@ -25,3 +27,5 @@ class JobLog:
         if self._handle:
             self._handle.write(f"{stamp} {message}\n")
             self._handle.flush()
+        if self.echo:
+            print(f"Image.Batch: {message}", file=sys.stderr, flush=True)

@@ -66,6 +66,10 @@ def prepare(config, announce=True, lock=False, dry_run=False):
             f"sync to {settings.destination.describe()}",
             file=sys.stderr,
         )
+    if lock and not dry_run and config.get("mode") == "batch" and settings.provider == "openai":
+        from .batch import run_before_jobs
+
+        run_before_jobs(specs, config)
     images = [(s["folder"], s["image_id"]) for s in specs]
     chunks = chunking.assign(images)
     chunking.write_members(chunks)

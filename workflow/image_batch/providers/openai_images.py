@@ -58,8 +58,11 @@ class OpenAIImagesProvider(ImageProvider):
     def timeout(self):
         return float(self.config.get("timeout", 300))
 
+    def client(self):
+        return _client(self.timeout)
+
     def fetch(self, request):
-        client = _client(self.timeout)
+        client = self.client()
         kwargs = {field: request[field] for field in _OPTIONAL_FIELDS if request.get(field) is not None}
         # response_format is never sent: gpt-image-* models reject it and always return base64.
         raw = client.images.with_raw_response.generate(
@@ -72,6 +75,23 @@ class OpenAIImagesProvider(ImageProvider):
         headers = {name: raw.headers[name] for name in _KEPT_HEADERS if name in raw.headers}
         headers.update({k: v for k, v in raw.headers.items() if k.lower().startswith("x-ratelimit-")})
         return RawResponse(body=raw.content, headers=headers, status=raw.status_code)
+
+    # Batch API: the same request as one JSONL line, and a line's answer as a stored answer.
+    batch_endpoint = "/v1/images/generations"
+
+    def batch_body(self, request):
+        """The JSON body ``fetch`` sends for ``request``, for a Batch API input line."""
+        body = {"model": request["model"], "prompt": request["prompt"], "n": 1}
+        body.update({field: request[field] for field in _OPTIONAL_FIELDS if request.get(field) is not None})
+        body.update(request.get("extra_body") or {})
+        return body
+
+    @staticmethod
+    def batch_answer(response):
+        """A Batch API output line's ``response`` as the RawResponse a live call would have given."""
+        body = json.dumps(response["body"], ensure_ascii=False).encode("utf-8")
+        headers = {"x-request-id": response.get("request_id")} if response.get("request_id") else {}
+        return RawResponse(body=body, headers=headers, status=int(response.get("status_code", 200)))
 
     def _download(self, url, request_id):
         """Some OpenAI-compatible endpoints answer with a URL rather than base64."""

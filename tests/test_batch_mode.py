@@ -1,0 +1,174 @@
+"""Batch mode end to end: `snakemake --config mode=batch` against the stand-in's Batch API."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from image_batch.batch import BatchRunner, input_files
+from image_batch.providers.openai_images import OpenAIImagesProvider
+from tests.conftest import API_KEY, FAST_RETRY, copy_workflow, update_config
+from tests.support.fake_openai import FakeOpenAI
+
+CREATED = 1_790_000_000
+
+
+def sheet(rows):
+    return "image_id,context,description\r\n" + "".join(f"{i},{c},{d}\r\n" for i, c, d in rows)
+
+
+ROWS = [(f"b{i}", "Lakes" if i % 2 else "Hills", f"batch prompt {i}: a calm lake at dawn") for i in range(5)]
+
+
+@pytest.fixture
+def api():
+    with FakeOpenAI(api_key=API_KEY, fixed_created=CREATED) as server:
+        yield server
+
+
+def project(runner, api, rows=ROWS, mode="batch"):
+    runner.env.update(AI_API_KEY=API_KEY, OPENAI_BASE_URL=api.base_url)
+    update_config(runner.root, mode=mode, batch={"poll_seconds": 0.02}, retry=FAST_RETRY)
+    (runner.root / "input.csv").write_text(sheet(rows), newline="")
+    return runner
+
+
+def outputs(root):
+    found = {}
+    for path in sorted((root / "results/images").rglob("*")):
+        if path.is_file():
+            rel = path.relative_to(root / "results/images").as_posix()
+            found[rel] = json.loads(path.read_text()) if path.suffix == ".json" else path.read_bytes()
+    return found
+
+
+def test_batch_run_submits_once_matches_live_and_adds_only_new_rows(runner, api, tmp_path):
+    batch = project(runner, api)
+    result = batch.snakemake("--config", "input_csv=input.csv")
+    assert "submitted batch" in (batch.root / "results/logs/batch.log").read_text()
+    assert len(api.batches_created) == 1 and api.batch_lines_answered == len(ROWS)
+    assert api.calls == []  # not one full-price call
+    assert (batch.root / "results/_SUCCESS.json").exists(), result.output[-3000:]
+
+    # the same rows in live mode, in another folder with its own response store
+    live_root = copy_workflow(tmp_path / "live")
+    live = type(runner)(live_root, dict(runner.env))
+    project(live, api, mode="live")
+    live.snakemake("--config", "input_csv=input.csv")
+    assert len(api.paid_calls) == len(ROWS)
+    from_batch, from_live = outputs(batch.root), outputs(live_root)
+    assert from_batch.keys() == from_live.keys() and len(from_batch) == 2 * len(ROWS)
+    batch_ids = {line["request_id"] for line in api.batch_lines}
+    for name, value in from_batch.items():
+        if name.endswith(".png"):
+            assert value == from_live[name], name
+        else:  # each response has its own request id; everything else is the same
+            assert value.pop("request_id") in batch_ids
+            from_live[name].pop("request_id")
+            assert value == from_live[name], name
+
+    # two new rows later: one more batch, of exactly those two; the old images are not touched
+    before = {p: p.stat().st_mtime_ns for p in (batch.root / "results/images").rglob("*.png")}
+    more = ROWS + [("n1", "Lakes", "a new row"), ("n2", "Hills", "another new row")]
+    (batch.root / "input.csv").write_text(sheet(more), newline="")
+    dry = batch.snakemake("-n", "--config", "input_csv=input.csv")
+    assert dry.output.count("rule generate_image") == 2 and len(api.batches_created) == 1  # a dry run submits nothing
+    batch.snakemake("--config", "input_csv=input.csv")
+    assert len(api.batches_created) == 2 and api.batch_lines_answered == len(ROWS) + 2
+    assert {line["body"]["prompt"] for line in api.batch_lines[-2:]} == {"a new row", "another new row"}
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+    assert len(outputs(batch.root)) == 2 * len(more)
+
+    # nothing left to do: no batch, no call
+    again = batch.snakemake("--config", "input_csv=input.csv")
+    assert len(api.batches_created) == 2 and "Nothing to be done" in again.output
+    # images already made are never paid for again, even with the response store gone
+    shutil.rmtree(batch.root / "response-store")
+    batch.snakemake("--config", "input_csv=input.csv")
+    assert len(api.batches_created) == 2 and api.batch_lines_answered == len(ROWS) + 2
+
+
+def test_refused_line_fails_its_row_with_the_reason(runner, api):
+    batch = project(runner, api)
+    api.set_behavior("prompt 3", "moderation")
+    result = batch.snakemake("--config", "input_csv=input.csv", check=False)
+    assert result.returncode != 0
+    assert "b3" in result.output and "moderation_blocked" in result.output  # the onerror summary
+    assert api.calls == [] and len(api.batches_created) == 1
+    made = outputs(batch.root)
+    assert len(made) == 2 * (len(ROWS) - 1) and "lakes/b3.png" not in made
+    record = json.loads((batch.root / "results/logs/failures/lakes/b3.json").read_text())
+    assert record["disposition"] == "refused" and "safety system" in record["reason"]
+
+
+def test_expired_batch_submits_only_the_lines_not_run(runner, api):
+    batch = project(runner, api)
+    api.expire_batches_after_lines = 2  # each batch runs 2 lines, then expires
+    batch.snakemake("--config", "input_csv=input.csv")
+    # 5 rows: 2 done + 3 expired, then 2 + 1, then 1: three batches, no line answered twice
+    assert [api.batch(b)["status"] for b in api.batches_created] == ["expired", "expired", "completed"]
+    assert api.batch_lines_answered == len(ROWS)
+    assert len({line["custom_id"] for line in api.batch_lines}) == len(ROWS)
+    assert len(outputs(batch.root)) == 2 * len(ROWS)
+
+
+def test_kill_9_while_polling_resumes_the_same_batch(runner, api):
+    api.batch_polls_to_complete = 150  # ~3 s of polling at 0.02 s
+    batch = project(runner, api)
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "4", "--config", "input_csv=input.csv"],
+                           cwd=batch.root, env=batch.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    state = batch.root / "response-store/batches/state.json"
+    deadline = time.monotonic() + 60
+    while not (state.exists() and any(b.get("id") for b in json.loads(state.read_text())["batches"])):
+        assert time.monotonic() < deadline and run.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.3)  # polling now
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert len(api.batches_created) == 1 and not (batch.root / "results/images").exists()
+
+    result = batch.main("input.csv")
+    assert result.returncode == 0, result.output[-3000:]
+    assert len(api.batches_created) == 1 and api.batch_lines_answered == len(ROWS)
+    assert "submitted by an earlier run" in (batch.root / "results/logs/batch.log").read_text()
+    assert len(outputs(batch.root)) == 2 * len(ROWS) and api.calls == []
+
+
+def test_a_batch_created_but_not_heard_of_is_found_not_made_again(tmp_path, api, monkeypatch):
+    """The run dies between the API creating the batch and us recording its id (here: the answer is lost)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AI_API_KEY", API_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
+    config = {"openai": {"model": "gpt-image-test"}, "batch": {"poll_seconds": 0.01}}
+    specs = [{"image_id": i, "context": c, "folder": c.lower(), "request": {
+        "provider": "openai", "endpoint": "images/generations", "model": "gpt-image-test", "prompt": d}}
+        for i, c, d in ROWS]
+    logs = []
+    api.fail_next("batch_create", after=True)
+    with pytest.raises(Exception):
+        BatchRunner(config, logs.append).run(specs)
+    assert len(api.batches_created) == 1
+    result = BatchRunner(config, logs.append).run(specs)
+    assert len(api.batches_created) == 1, "a second batch was submitted for the same requests"
+    assert result["stored"] == len(ROWS) and not result["failed"]
+    assert any("created by an earlier run" in line for line in logs)
+
+
+def test_input_files_split_at_the_limits():
+    provider = OpenAIImagesProvider({"model": "m"})
+    requests = {f"k{i}": {"model": "m", "prompt": "p" * 100, "size": "1024x1024"} for i in range(10)}
+    files = input_files(requests, provider, max_lines=4, max_bytes=10**6)
+    assert [len(keys) for _, keys in files] == [4, 4, 2]
+    line = json.loads(files[0][0].splitlines()[0])
+    assert line == {"custom_id": "k0", "method": "POST", "url": "/v1/images/generations",
+                    "body": {"model": "m", "prompt": "p" * 100, "n": 1, "size": "1024x1024"}}
+    limit = 3 * (len(files[0][0].splitlines()[0]) + 1)  # three lines with their newlines
+    by_bytes = input_files(requests, provider, max_lines=50000, max_bytes=limit)
+    assert [len(keys) for _, keys in by_bytes] == [3, 3, 3, 1]
+    assert all(len(content) <= limit for content, _ in by_bytes)

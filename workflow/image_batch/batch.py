@@ -1,0 +1,324 @@
+"""Batch mode: every image to make that has no answer in the response store is asked for through
+OpenAI's Batch API (half the price, answers within 24 hours), and the answers land in the response
+store. This happens while the Snakefile is read, before Snakemake plans the jobs (in the main
+process of a real run only; a dry run just shows the plan and the estimate). The image jobs then
+make each PNG and sidecar from the store exactly as in live mode, without a live call.
+
+Nothing is ever submitted twice: each batch is recorded in ``<response_store>/batches/state.json``
+(fsynced) before and after it is created, and a batch whose creation a killed run did not get to
+record is found again by the digest of its input, kept in the batch's metadata. A rerun, or a run
+after ``kill -9``, polls the batches it already has. Lines the API did not run (the batch expired
+or was cancelled) or answered with a transient error are submitted again in a next round; lines it
+refused are failures of their own rows, reported with the reason.
+"""
+
+import fcntl
+import hashlib
+import io
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import faults
+from .errors import UserError
+from .fileio import atomic_write_bytes, atomic_write_json
+from .joblog import JobLog
+from .providers import get_provider
+from .redact import redact
+from .store import ResponseStore, request_key, store_root
+
+DONE = Path("results/batch/done.json")
+LOG = Path("results/logs/batch.log")
+TERMINAL = {"completed", "failed", "expired", "cancelled"}
+NOT_RUN = {"batch_expired", "batch_cancelled"}  # lines the API never ran: not billed, submit again
+METADATA_KEY = "image_batch_digest"
+DEFAULTS = {"poll_seconds": 30, "max_lines": 50000, "max_bytes": 200_000_000, "max_rounds": 3,
+            "completion_window": "24h"}
+
+
+def batch_settings(config):
+    return {**DEFAULTS, **(config.get("batch") or {})}
+
+
+class BatchState:
+    """The batches this response store has submitted, persisted so that no run submits twice."""
+
+    def __init__(self, store_dir):
+        self.folder = Path(store_dir) / "batches"
+        self.path = self.folder / "state.json"
+        try:
+            self.data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            self.data = {"batches": []}
+
+    @contextmanager
+    def locked(self):
+        """One batch job per response store at a time (runs in other folders may share a store)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            self.__init__(self.folder.parent)  # re-read: the holder before us may have changed it
+            yield self
+
+    @property
+    def batches(self):
+        return self.data["batches"]
+
+    def save(self):
+        atomic_write_json(self.path, self.data)  # durable: fsynced before we go on
+
+
+def pending(specs, store, exclude=()):
+    """{key: request} for the requests of ``specs`` that have no stored answer (each key once)."""
+    found = {}
+    for spec in specs:
+        request = spec["request"]
+        key = request_key(request)
+        if key not in found and key not in exclude and not store.path(key).exists():
+            found[key] = request
+    return found
+
+
+def input_files(requests, provider, max_lines, max_bytes):
+    """JSONL input files (bytes, keys) for ``requests``, split at the API's per-file limits."""
+    files, buffer, keys, size = [], io.BytesIO(), [], 0
+    for key, request in requests.items():
+        line = json.dumps({"custom_id": key, "method": "POST", "url": provider.batch_endpoint,
+                           "body": provider.batch_body(request)}, ensure_ascii=False).encode("utf-8") + b"\n"
+        if keys and (len(keys) >= max_lines or size + len(line) > max_bytes):
+            files.append((buffer.getvalue(), keys))
+            buffer, keys, size = io.BytesIO(), [], 0
+        buffer.write(line)
+        keys.append(key)
+        size += len(line)
+    if keys:
+        files.append((buffer.getvalue(), keys))
+    return files
+
+
+class BatchRunner:
+    def __init__(self, config, log, client=None, sleep=time.sleep):
+        self.config = config
+        self.settings = batch_settings(config)
+        self.log = log
+        self.provider = get_provider("openai", config)
+        if not hasattr(self.provider, "batch_body"):
+            raise UserError("mode: batch needs the openai provider (an API key); the offline generator has no batches")
+        self.client = client or self.provider.client()
+        self.store = ResponseStore(store_root(config))
+        self.sleep = sleep
+
+    # -- submitting -------------------------------------------------------------------------------
+
+    def _find_created(self, digest):
+        """A batch created for ``digest`` by a run that died before recording it (recent ones only)."""
+        since = time.time() - 25 * 3600
+        for batch in self.client.batches.list(limit=100):
+            if batch.created_at < since:
+                break
+            if (batch.metadata or {}).get(METADATA_KEY) == digest:
+                return batch
+        return None
+
+    def recover(self, state):
+        """Batches a killed run was creating when it died: adopt the ones the API made."""
+        for entry in state.batches:
+            if entry.get("status") == "submitting" and not entry.get("id"):
+                found = self._find_created(entry["digest"])
+                if found is not None:
+                    entry.update(id=found.id, status=found.status, submitted_at=found.created_at)
+                    self.log(f"found batch {found.id}, created by an earlier run that was stopped; polling it")
+                else:
+                    entry.update(status="not-created", collected=True)
+                state.save()
+
+    def submit(self, state, content, keys):
+        digest = hashlib.sha256(content).hexdigest()
+        entry = {"digest": digest, "keys": keys, "lines": len(keys), "bytes": len(content), "status": "submitting"}
+        state.batches.append(entry)
+        state.save()  # before anything is created: a run killed from here on looks before it submits
+        upload = self.client.files.create(file=(f"image-batch-{digest[:16]}.jsonl", content), purpose="batch")
+        entry["input_file_id"] = upload.id
+        state.save()
+        batch = self.client.batches.create(
+            input_file_id=upload.id,
+            endpoint=self.provider.batch_endpoint,
+            completion_window=self.settings["completion_window"],
+            metadata={METADATA_KEY: digest},
+        )
+        entry.update(id=batch.id, status=batch.status, submitted_at=batch.created_at)
+        state.save()
+        self.log(f"submitted batch {batch.id}: {len(keys)} request(s), {len(content):,} bytes")
+        return entry
+
+    # -- waiting and collecting -------------------------------------------------------------------
+
+    def wait(self, state, entries):
+        """Poll until every batch in ``entries`` has ended.  Transient errors are waited out."""
+        while True:
+            running = [e for e in entries if e["status"] not in TERMINAL]
+            if not running:
+                return
+            for entry in running:
+                try:
+                    batch = self.client.batches.retrieve(entry["id"])
+                except Exception as exc:
+                    fault = faults.classify(exc)
+                    if fault is None or fault.disposition == faults.FATAL:
+                        raise
+                    self.log(f"polling {entry['id']} failed ({redact(fault.reason)}); trying again")
+                    continue
+                counts = batch.request_counts
+                if batch.status != entry["status"]:
+                    self.log(f"batch {batch.id}: {batch.status}"
+                             + (f" ({counts.completed}/{counts.total} done, {counts.failed} failed)" if counts else ""))
+                entry.update(status=batch.status, output_file_id=batch.output_file_id,
+                             error_file_id=batch.error_file_id)
+                if batch.errors and batch.errors.data:
+                    entry["errors"] = [f"line {e.line}: {e.message}" if e.line else e.message for e in batch.errors.data]
+                state.save()
+            if any(e["status"] not in TERMINAL for e in entries):
+                self.sleep(float(self.settings["poll_seconds"]))
+
+    def _lines(self, file_id):
+        if not file_id:
+            return []
+        text = self.client.files.content(file_id).read().decode("utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def collect(self, state, entry, requests, result):
+        """Store the answers of one ended batch; note its failed lines in ``result``."""
+        if entry.get("collected"):
+            return
+        keys = set(entry["keys"])
+        for line in self._lines(entry.get("output_file_id")):
+            key, response = line.get("custom_id"), line.get("response") or {}
+            if key not in keys or response.get("status_code") != 200:
+                continue
+            with self.store.lock(key):
+                if not self.store.path(key).exists():
+                    self.store.put(key, requests.get(key) or {"key": key}, self.provider.batch_answer(response))
+            result["request_ids"].append(response.get("request_id"))
+            result["stored"] += 1
+        for line in self._lines(entry.get("error_file_id")):
+            key = line.get("custom_id")
+            if key not in keys:
+                continue
+            error, response = line.get("error") or {}, line.get("response") or {}
+            if error.get("code") in NOT_RUN:
+                continue  # never ran, not billed: asked for again in the next round
+            status = response.get("status_code")
+            detail = ((response.get("body") or {}).get("error") or {})
+            reason = f"the Batch API answered {status}: {detail.get('message') or error.get('message') or 'no reason given'}"
+            if detail.get("code"):
+                reason += f" ({detail['code']})"
+            if status in faults.RETRY_STATUSES or (status or 0) >= 500:
+                result["retry"][key] = reason
+            else:
+                result["failed"][key] = reason
+        if entry["status"] == "failed":  # the whole input was refused: every line fails with its reason
+            reason = "; ".join(entry.get("errors") or ["the Batch API refused the input file"])
+            for key in keys - set(result["failed"]):
+                result["failed"][key] = f"the Batch API refused the batch: {reason}"
+        entry["collected"] = True
+        state.save()
+
+    # -- the whole job ----------------------------------------------------------------------------
+
+    def run(self, specs):
+        result = {"mode": "batch", "batches": [], "stored": 0, "failed": {}, "retry": {}, "request_ids": [],
+                  "rounds": 0}
+        requests_all = {request_key(s["request"]): s["request"] for s in specs}
+        with BatchState(self.store.root).locked() as state:
+            self.recover(state)
+            # batches an earlier (stopped) run submitted and did not collect: wait for those first
+            earlier = [e for e in state.batches if e.get("id") and not e.get("collected")
+                       and set(e["keys"]) & set(requests_all)]
+            for entry in earlier:
+                self.log(f"batch {entry['id']} was submitted by an earlier run ({entry['status']}): polling it, "
+                         "not submitting again")
+            for round_number in range(1, int(self.settings["max_rounds"]) + 1):
+                todo = pending(specs, self.store, exclude=set(result["failed"]))
+                waiting = {k for e in earlier for k in e["keys"]}
+                new = {k: r for k, r in todo.items() if k not in waiting}
+                if not new and not earlier:
+                    break
+                result["rounds"] = round_number
+                if new:
+                    self.log(f"round {round_number}: {len(new)} request(s) not in the response store")
+                entries = list(earlier)
+                for content, keys in input_files(new, self.provider, int(self.settings["max_lines"]),
+                                                 int(self.settings["max_bytes"])):
+                    entries.append(self.submit(state, content, keys))
+                earlier = []
+                result["retry"] = {}
+                self.wait(state, entries)
+                for entry in entries:
+                    self.collect(state, entry, requests_all, result)
+                    result["batches"].append(entry["id"])
+            left = pending(specs, self.store, exclude=set(result["failed"]))
+            for key in left:
+                result["failed"][key] = result["retry"].get(key) or (
+                    f"no answer after {result['rounds']} batch round(s) (the batches expired or were cancelled)")
+        return result
+
+
+def needs_image(spec):
+    """Whether Snakemake will (re)make this spec's image: PNG or sidecar missing, or older than the
+    spec (the workflow's mtime rule).  Images already made are never paid for again."""
+    from .specs import spec_path
+
+    base = Path("results/images") / spec["folder"] / spec["image_id"]
+    try:
+        made = min(base.with_suffix(".png").stat().st_mtime, base.with_suffix(".json").stat().st_mtime)
+        return made < spec_path(spec["folder"], spec["image_id"]).stat().st_mtime
+    except FileNotFoundError:
+        return True
+
+
+def run_before_jobs(specs, config, log_file=LOG):
+    """Batch mode, in the main process of a real run, before Snakemake plans the image jobs: submit
+    the requests of the images to make that have no stored answer, wait for the batches, store the
+    answers, and write DONE (the failed rows and their reasons, for the image jobs to report)."""
+    wanted = [s for s in specs if s["request"]["provider"] == "openai" and needs_image(s)]
+    with JobLog(log_file, echo=True) as log:
+        if wanted:
+            try:
+                result = BatchRunner(config, log).run(wanted)
+            except UserError:
+                raise
+            except Exception as exc:
+                fault = faults.classify(exc)
+                if fault is None:
+                    raise
+                raise UserError(f"batch mode stopped: {redact(fault.reason)}. Batches already submitted are "
+                                f"recorded in {store_root(config)}/batches/state.json; run again to go on "
+                                "(nothing is submitted twice).") from None
+        else:
+            result = {"batches": [], "rounds": 0, "stored": 0, "failed": {}, "request_ids": []}
+        by_key = {request_key(s["request"]): s for s in wanted}
+        failed = {}
+        for key, reason in result["failed"].items():
+            spec = by_key.get(key)
+            if spec:
+                failed[key] = {"image_id": spec["image_id"], "context": spec["context"], "reason": redact(reason)}
+                log(f"FAILED {spec['image_id']} ({spec['context']}): {redact(reason)}")
+        summary = {"mode": "batch", "batches": sorted(set(result["batches"])), "rounds": result["rounds"],
+                   "stored": result["stored"], "failed": failed,
+                   "request_ids": sorted(r for r in result["request_ids"] if r)}
+        if wanted:
+            log(f"batch mode: {result['stored']} answer(s) stored from {len(summary['batches'])} batch(es), "
+                f"{len(failed)} row(s) failed; making the images from the response store")
+        atomic_write_bytes(DONE, (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+    return summary
+
+
+def failure_reason(key, done_file=DONE):
+    """Why the batch gave no answer for ``key`` (for the image job of that row)."""
+    try:
+        failed = json.loads(Path(done_file).read_text(encoding="utf-8")).get("failed", {})
+    except (FileNotFoundError, ValueError):
+        return "the batch gave no answer for this request (run again to submit it)"
+    entry = failed.get(key)
+    return entry["reason"] if entry else "the batch gave no answer for this request (run again to submit it)"
