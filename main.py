@@ -27,6 +27,8 @@ def parse_args(argv):
     parser.add_argument("input_csv", help="the sheet: columns image_id, context, description")
     parser.add_argument("--cores", default=str(os.cpu_count() or 1), help="Snakemake --cores (default: all)")
     parser.add_argument("-n", "--dry-run", action="store_true", help="show what would be made, make nothing")
+    parser.add_argument("--estimate", action="store_true",
+                        help="print the images to make and their estimated cost, live and in batch mode; make nothing")
     parser.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="after --: passed to Snakemake")
     return parser.parse_args(argv)
 
@@ -40,7 +42,7 @@ def snakemake_command(args, configfile):
     command = [sys.executable, "-m", "snakemake", "--cores", args.cores, "--config", f"input_csv={args.input_csv}"]
     if Path.cwd().resolve() != REPO:
         command += ["--snakefile", str(REPO / "Snakefile"), "--configfile", str(configfile)]
-    if args.dry_run:
+    if args.dry_run or args.estimate:
         command.append("--dry-run")
     extra = args.snakemake_args
     if extra and extra[0] == "--":
@@ -59,6 +61,11 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{args.input_csv}: {len(rows)} rows OK", file=sys.stderr)
+    if args.estimate:  # the workflow's own lines from a dry run: the plan and the estimate
+        done = subprocess.run(snakemake_command(args, configfile), capture_output=True, text=True)
+        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Image.Batch:")]
+        print("\n".join(lines) if done.returncode == 0 else done.stdout + done.stderr)
+        return done.returncode
     return subprocess.call(snakemake_command(args, configfile))
 
 

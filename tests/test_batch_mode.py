@@ -53,7 +53,11 @@ def test_batch_run_submits_once_matches_live_and_adds_only_new_rows(runner, api,
     assert "submitted batch" in (batch.root / "results/logs/batch.log").read_text()
     assert len(api.batches_created) == 1 and api.batch_lines_answered == len(ROWS)
     assert api.calls == []  # not one full-price call
-    assert (batch.root / "results/_SUCCESS.json").exists(), result.output[-3000:]
+    assert "estimate: 5 of 5 image(s) to make" in result.output and "in batch mode" in result.output
+    marker = json.loads((batch.root / "results/_SUCCESS.json").read_text())
+    assert marker["cost"]["batch_images"] == len(ROWS) and marker["cost"]["total"] > 0
+    assert set(marker["cost"]["per_context"]) == {"Lakes", "Hills"}
+    assert "cost: $" in (batch.root / "results/logs/sync.log").read_text()
 
     # the same rows in live mode, in another folder with its own response store
     live_root = copy_workflow(tmp_path / "live")
@@ -61,6 +65,8 @@ def test_batch_run_submits_once_matches_live_and_adds_only_new_rows(runner, api,
     project(live, api, mode="live")
     live.snakemake("--config", "input_csv=input.csv")
     assert len(api.paid_calls) == len(ROWS)
+    live_cost = json.loads((live_root / "results/_SUCCESS.json").read_text())["cost"]
+    assert live_cost["batch_images"] == 0 and live_cost["total"] == pytest.approx(2 * marker["cost"]["total"])
     from_batch, from_live = outputs(batch.root), outputs(live_root)
     assert from_batch.keys() == from_live.keys() and len(from_batch) == 2 * len(ROWS)
     batch_ids = {line["request_id"] for line in api.batch_lines}
@@ -77,6 +83,10 @@ def test_batch_run_submits_once_matches_live_and_adds_only_new_rows(runner, api,
     more = ROWS + [("n1", "Lakes", "a new row"), ("n2", "Hills", "another new row")]
     (batch.root / "input.csv").write_text(sheet(more), newline="")
     dry = batch.snakemake("-n", "--config", "input_csv=input.csv")
+    assert "estimate: 2 of 7 image(s) to make, 0 of them served from the response store" in dry.output
+    assert "$0.04 in batch mode" in dry.output  # 2 x 0.042 / 2 (gpt-image-1 list prices, medium 1024x1024)
+    estimate = batch.main("--estimate", "input.csv")
+    assert estimate.returncode == 0 and "2 to pay for: about $0.08 live, $0.04 in batch mode" in estimate.output
     assert dry.output.count("rule generate_image") == 2 and len(api.batches_created) == 1  # a dry run submits nothing
     batch.snakemake("--config", "input_csv=input.csv")
     assert len(api.batches_created) == 2 and api.batch_lines_answered == len(ROWS) + 2

@@ -26,6 +26,7 @@ from .fileio import atomic_write_bytes, atomic_write_json
 from .joblog import JobLog
 from .providers import get_provider
 from .redact import redact
+from .specs import needs_image
 from .store import ResponseStore, request_key, store_root
 
 DONE = Path("results/batch/done.json")
@@ -262,19 +263,6 @@ class BatchRunner:
                 result["failed"][key] = result["retry"].get(key) or (
                     f"no answer after {result['rounds']} batch round(s) (the batches expired or were cancelled)")
         return result
-
-
-def needs_image(spec):
-    """Whether Snakemake will (re)make this spec's image: PNG or sidecar missing, or older than the
-    spec (the workflow's mtime rule).  Images already made are never paid for again."""
-    from .specs import spec_path
-
-    base = Path("results/images") / spec["folder"] / spec["image_id"]
-    try:
-        made = min(base.with_suffix(".png").stat().st_mtime, base.with_suffix(".json").stat().st_mtime)
-        return made < spec_path(spec["folder"], spec["image_id"]).stat().st_mtime
-    except FileNotFoundError:
-        return True
 
 
 def run_before_jobs(specs, config, log_file=LOG):

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import chunks as chunking
+from . import cost
 from . import failures, runlock
 from .fileio import canonical_json, write_if_changed
 from .settings import Settings, load_dotenv_file, resolve
 from .sheet import read_sheet
-from .specs import build_specs, write_manifest, write_specs
-from .store import store_root
+from .providers import PROVIDERS
+from .specs import build_specs, needs_image, write_manifest, write_specs
+from .store import ResponseStore, request_key, store_root
 
 DESTINATION_RECORD = Path("results/specs/_destination.json")
 
@@ -66,6 +68,10 @@ def prepare(config, announce=True, lock=False, dry_run=False):
             f"sync to {settings.destination.describe()}",
             file=sys.stderr,
         )
+        store = ResponseStore(store_root(config))
+        paid = PROVIDERS[settings.provider].paid
+        guess = cost.estimate(specs, config.get("prices"), needs_image, lambda r: store.path(request_key(r)).exists())
+        print(f"Image.Batch: {cost.describe_estimate(guess, paid)}", file=sys.stderr)
     if lock and not dry_run and config.get("mode") == "batch" and settings.provider == "openai":
         from .batch import run_before_jobs
 

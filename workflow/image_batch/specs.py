@@ -126,6 +126,17 @@ def write_specs(specs, root=SPEC_ROOT, protect_paid=False, only_missing=False):
     return len(planned)
 
 
+def needs_image(spec, root=SPEC_ROOT, images="results/images"):
+    """Whether Snakemake will (re)make this spec's image: PNG or sidecar missing, or older than the
+    spec (the workflow's mtime rule).  Images already made are never paid for again."""
+    base = Path(images) / spec["folder"] / spec["image_id"]
+    try:
+        made = min(base.with_suffix(".png").stat().st_mtime, base.with_suffix(".json").stat().st_mtime)
+        return made < spec_path(spec["folder"], spec["image_id"], root).stat().st_mtime
+    except FileNotFoundError:
+        return True
+
+
 def write_manifest(specs, path=MANIFEST):
     """The clean manifest: one line per image with its folder and final prompt."""
     buffer = io.StringIO()

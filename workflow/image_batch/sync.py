@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from . import cost
 from .fileio import HOST, atomic_write_bytes, canonical_json, file_digests
 from .joblog import JobLog
 
@@ -238,7 +239,7 @@ def _marker(destination, files, uploaded):
 
 
 def sync(paths, destination, local_marker, log_file=None, images_root="results/images", settings=None, target=None,
-         chunk_files=None):
+         chunk_files=None, prices=None):
     """Sync ``paths`` (files under ``images_root``), or the files listed in ``chunk_files``, to
     ``destination``; return the marker dict.  ``settings`` is the config's ``sync`` section
     (concurrency, retry_mode, max_attempts)."""
@@ -255,7 +256,7 @@ def sync(paths, destination, local_marker, log_file=None, images_root="results/i
                 files = collect_chunks(chunk_files, images_root, destination.prefix)
             else:
                 files = collect(paths, images_root, destination.prefix)
-            return _sync(files, destination, local_marker, target, log)
+            return _sync(files, destination, local_marker, target, log, prices)
         except Exception as exc:
             from botocore.exceptions import BotoCoreError, ClientError
 
@@ -268,7 +269,7 @@ def sync(paths, destination, local_marker, log_file=None, images_root="results/i
             raise
 
 
-def _sync(files, destination, local_marker, target, log):
+def _sync(files, destination, local_marker, target, log, prices):
     marker_key = f"{destination.prefix}{MARKER_NAME}"
     files = sorted(files, key=lambda f: f.key)
     log(f"syncing {len(files)} files to {destination.describe()}")
@@ -285,6 +286,8 @@ def _sync(files, destination, local_marker, target, log):
             raise SyncError(f"{len(bad)} upload(s) could not be verified, e.g. {bad[0]}; no marker written")
         log(f"uploaded and verified {len(to_upload)} files")
     marker = _marker(destination, files, len(to_upload))
+    marker["cost"] = cost.report_for_files([f.path for f in files], prices)
+    log(cost.describe_report(marker["cost"]))
     previous = target.read(marker_key) if not to_upload and marker_key in remote else None
     if previous is None or json.loads(previous).get("objects") != marker["objects"]:
         target.put(marker_key, canonical_json(marker).encode("utf-8"))

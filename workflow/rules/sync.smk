@@ -26,4 +26,5 @@ rule sync:
             log[0],
             settings=config["sync"],
             chunk_files=input.chunks,
+            prices=config.get("prices"),
         )
