@@ -7,7 +7,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from image_batch.errors import UserError
-from image_batch import chunks, plan, runlock, sync, worker
+from image_batch import chunks, gallery, plan, runlock, sync, worker
 
 validate(config, schema="../schemas/config.schema.yaml")
 

@@ -2,7 +2,13 @@ rule generate_image:
     input:
         spec="results/specs/{folder}/{image_id}.json",
     output:
-        png="results/images/{folder}/{image_id}.png",
+        png=report(
+            "results/images/{folder}/{image_id}.png",
+            caption="../report/image.rst",
+            category="Images",
+            subcategory=gallery.context,
+            labels=gallery.labels,
+        ),
         sidecar="results/images/{folder}/{image_id}.json",
     log:
         "results/logs/images/{folder}/{image_id}.log",
