@@ -40,9 +40,11 @@ class Plan:
         return failures.summary(self.images, self.lines, self.sheet)
 
 
-def prepare(config, announce=True, lock=False, dry_run=False):
+def prepare(config, announce=True, lock=False, dry_run=False, write=True):
     """Validate the sheet and refresh specs, manifest and destination record.  With ``lock`` (the
-    main process of a real run) also take the run lock and clear the previous run's stop flag."""
+    main process of a real run) also take the run lock and clear the previous run's stop flag.
+    With ``write=False`` (a job process of a cluster executor, which re-reads the Snakefile: its
+    inputs come from the main process) only read the sheet and plan; write nothing."""
     load_dotenv_file(".env")
     settings = resolve(config)
     sheet = config["input_csv"]
@@ -54,9 +56,11 @@ def prepare(config, announce=True, lock=False, dry_run=False):
     protect_paid = config.get("provider", "auto") == "auto" and settings.provider == "offline"
     # A dry run beside a live run only adds specs for new rows: rewriting a spec the live run is
     # building from would make its (old) image look newer than the edited request.
-    rewritten = write_specs(specs, protect_paid=protect_paid, only_missing=bool(other_run))
-    write_manifest(specs)
-    write_if_changed(DESTINATION_RECORD, canonical_json(settings.destination.as_dict()).encode("utf-8"))
+    rewritten = 0
+    if write:
+        rewritten = write_specs(specs, protect_paid=protect_paid, only_missing=bool(other_run))
+        write_manifest(specs)
+        write_if_changed(DESTINATION_RECORD, canonical_json(settings.destination.as_dict()).encode("utf-8"))
     if announce:
         if lock_note:
             print(f"Image.Batch: {lock_note}", file=sys.stderr)
@@ -78,5 +82,6 @@ def prepare(config, announce=True, lock=False, dry_run=False):
         run_before_jobs(specs, config)
     images = [(s["folder"], s["image_id"]) for s in specs]
     chunks = chunking.assign(images)
-    chunking.write_members(chunks)
+    if write:
+        chunking.write_members(chunks)
     return Plan(settings, images, chunks, rewritten, {row.image_id: row.line for row in rows}, str(sheet))

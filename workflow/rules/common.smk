@@ -12,8 +12,12 @@ from image_batch import chunks, gallery, plan, runlock, sync, worker
 validate(config, schema="../schemas/config.schema.yaml")
 
 try:
+    # Job processes (cluster executors) re-read the Snakefile: only the main process writes the
+    # plan files and talks to the user; jobs take their inputs from it.
     PLAN = plan.prepare(
         config,
+        announce=workflow.is_main_process,
+        write=workflow.is_main_process,
         lock=workflow.is_main_process,
         dry_run=runlock.looks_like_dry_run(sys.argv),
     )
