@@ -16,6 +16,11 @@ include: "workflow/rules/images.smk"
 include: "workflow/rules/sync.smk"
 
 
+if STORAGE:
+
+    include: "workflow/rules/storage.smk"
+
+
 rule all:
     default_target: True
     input:

@@ -1,7 +1,11 @@
 """The workflow under an executor plugin: every job its own process (snakemake-executor-plugin-cluster-
-generic with a local stand-in scheduler, tests/support/local_cluster.py), on a shared filesystem,
-as on a SLURM cluster. Everything stays on loopback."""
+generic with a local stand-in scheduler, tests/support/local_cluster.py) on a shared filesystem, as
+on a SLURM cluster; and with the S3 storage plugin against moto's server with no shared filesystem:
+each job then runs in a fresh folder holding only the workflow's sources, with an environment that
+has only what `envvars:` passed it, so every file a job reads or writes has to go through its
+declared inputs and outputs, as on Kubernetes or AWS Batch. Everything stays on loopback."""
 
+import hashlib
 import importlib.util
 import io
 import json
@@ -12,14 +16,16 @@ import sys
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, Runner, copy_workflow
-from tests.support.fake_openai import expected_color
-from tests.support.moto_s3 import scrubbed_environ
+from tests.conftest import API_KEY, REPO, Runner, copy_workflow
+from tests.support.fake_openai import FakeOpenAI, expected_color
+from tests.support.moto_s3 import CREDENTIALS, scrubbed_environ
 
 CLUSTER_GENERIC = importlib.util.find_spec("snakemake_executor_plugin_cluster_generic") is not None
 needs_cluster_generic = pytest.mark.skipif(
     not CLUSTER_GENERIC, reason="snakemake-executor-plugin-cluster-generic is not installed"
 )
+STORAGE_S3 = importlib.util.find_spec("snakemake_storage_plugin_s3") is not None
+needs_storage_s3 = pytest.mark.skipif(not STORAGE_S3, reason="snakemake-storage-plugin-s3 is not installed")
 
 SHEET = (
     "image_id,context,description\n"
@@ -112,3 +118,130 @@ def test_jobs_as_separate_processes_make_what_a_local_run_makes(tmp_path):
 
     again = cluster.snakemake("--config", "input_csv=input.csv", *cluster_args(state), timeout=120)
     assert "Nothing to be done" in again.output and len(cluster_jobs(state)) == JOBS
+
+
+@pytest.fixture
+def api():
+    with FakeOpenAI(api_key=API_KEY) as server:
+        yield server
+
+
+@needs_cluster_generic
+@needs_storage_s3
+def test_storage_provider_and_no_shared_filesystem(tmp_path, api, s3):
+    """The stand-in API and moto's S3 for storage and destination; jobs in fresh folders with a
+    bare environment, so the key, the endpoint and the credentials reach them only through
+    `envvars:` and every file only through storage."""
+    client = s3.client()
+    client.create_bucket(Bucket=STORAGE_BUCKET)
+    client.create_bucket(Bucket=DEST_BUCKET)
+    state = tmp_path / "cluster"
+    root = make_project(tmp_path / "project")
+    env = {
+        **scrubbed_environ(),
+        **s3.env(),
+        "AI_API_KEY": API_KEY,
+        "OPENAI_BASE_URL": api.base_url,
+        "S3_BUCKET_NAME": DEST_BUCKET,
+        "LOCAL_CLUSTER_DIR": str(state),
+    }
+    runner = Runner(root, env)
+    args = [
+        "--config", "input_csv=input.csv", 'sync={"prefix": "batch/"}',
+        *cluster_args(state, scratch=root),
+        "--shared-fs-usage", "none",
+        "--default-storage-provider", "s3",
+        "--default-storage-prefix", f"s3://{STORAGE_BUCKET}/run",
+        "--storage-s3-endpoint-url", s3.endpoint_url,
+    ]  # fmt: skip
+
+    result = runner.snakemake(*args, timeout=180)
+    assert planned_images(result.output) == sorted(PROMPTS)
+    jobs = cluster_jobs(state)
+    assert len(jobs) == JOBS and set(jobs.values()) == {"0"}, jobs
+    assert len(api.paid_calls) == len(PROMPTS)
+    assert not (root / "results/images").exists()  # nothing was made here: the jobs ran elsewhere
+
+    stored = s3.objects(STORAGE_BUCKET)
+    synced = s3.objects(DEST_BUCKET)
+    for stem, prompt in PROMPTS.items():
+        png = stored[f"run/results/images/{stem}.png"]
+        check_png(png, prompt, "openai")
+        sidecar = json.loads(stored[f"run/results/images/{stem}.json"])
+        assert sidecar["provider"] == "openai" and sidecar["prompt"] == prompt
+        assert sidecar["sha256"] == hashlib.sha256(png).hexdigest()
+        assert synced[f"batch/{stem}.png"] == png
+        assert synced[f"batch/{stem}.json"] == stored[f"run/results/images/{stem}.json"]
+        assert json.loads(stored[f"run/results/specs/{stem}.json"])["request"]["prompt"] == prompt
+    marker = json.loads(synced["batch/_SUCCESS.json"])
+    assert {o["key"] for o in marker["objects"]} == {f"batch/{s}.{k}" for s in PROMPTS for k in ("png", "json")}
+    assert json.loads(stored["run/results/_SUCCESS.json"]) == marker
+
+    # paid answers went to the response store in storage, not to a job's scratch folder
+    answers = [key for key in stored if key.startswith("run/response-store/")]
+    assert len(answers) == len(PROMPTS), sorted(stored)
+
+    # every image made again, each by a job on another "machine" with an empty folder: all from
+    # the stored answers, no second payment
+    remade = runner.snakemake(*args, "--forcerun", "generate_image", timeout=180)
+    assert planned_images(remade.output) == sorted(PROMPTS), remade.output[-3000:]
+    assert len(api.paid_calls) == len(PROMPTS)
+    assert all(s3.objects(STORAGE_BUCKET)[f"run/results/images/{stem}.png"] == stored[f"run/results/images/{stem}.png"]
+               for stem in PROMPTS)
+
+    # change detection through storage: one edited row remakes that image only
+    (root / "input.csv").write_text(SHEET.replace("An oak on a hill", "A birch by a lake"), encoding="utf-8")
+    edited = runner.snakemake(*args, timeout=180)
+    assert planned_images(edited.output) == ["nature/tree"]
+    assert [call["body"]["prompt"] for call in api.calls[len(PROMPTS):]] == ["A birch by a lake"]
+    synced = s3.objects(DEST_BUCKET)
+    check_png(synced["batch/nature/tree.png"], "A birch by a lake", "openai")
+    assert synced["batch/nature/fox.png"] == stored["run/results/images/nature/fox.png"]
+
+    # no secret in any file the run, its jobs or the stand-in scheduler wrote
+    secrets = [API_KEY.encode(), CREDENTIALS["AWS_SECRET_ACCESS_KEY"].encode()]
+    for path in [*root.rglob("*"), *state.rglob("*")]:
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            assert not any(secret in data for secret in secrets), path
+    for key, body in {**s3.objects(STORAGE_BUCKET), **synced}.items():
+        assert not any(secret in body for secret in secrets), key
+
+
+def test_sync_uploads_keep_their_checksums_whatever_the_environment_says(tmp_path, s3, monkeypatch):
+    """snakemake-storage-plugin-s3 sets AWS_REQUEST_CHECKSUM_CALCULATION=when_required in every
+    Snakemake process once it is installed: the sync's own uploads must still carry a checksum."""
+    from image_batch.sync import S3Target, collect
+
+    for name, value in {**s3.env(), "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required"}.items():
+        monkeypatch.setenv(name, value)
+    s3.client().create_bucket(Bucket=DEST_BUCKET)
+    (tmp_path / "nature").mkdir()
+    (tmp_path / "nature/a.png").write_bytes(b"PNG-a")
+    target = S3Target(DEST_BUCKET)
+    sent = []
+    target.client.meta.events.register("before-send.s3.PutObject", lambda request, **_: sent.append(request.headers))
+    target.upload(collect([tmp_path / "nature/a.png"], tmp_path, ""))
+    assert len(sent) == 1 and any(name.lower().startswith("x-amz-checksum-") for name in sent[0]), sent
+
+
+def test_chunk_digests_and_sync_read_files_where_a_storage_provider_put_them(tmp_path):
+    """With a storage provider, a job's inputs are local copies under .snakemake/storage/...: the
+    digest names them by image, and the sync reads each from where it is."""
+    from image_batch.settings import Destination
+    from image_batch.sync import sync, write_chunk_digest
+
+    copies = tmp_path / ".snakemake/storage/s3/bucket/run/results/images"
+    names = ["nature/a.png", "nature/a.json"]
+    paths = []
+    for name, data in zip(names, (b"PNG-a", b'{"a": 1}')):
+        (copies / name).parent.mkdir(parents=True, exist_ok=True)
+        (copies / name).write_bytes(data)
+        paths.append(str(copies / name))
+    write_chunk_digest(paths, tmp_path / "chunk.json", names=names)
+    assert [entry["name"] for entry in json.loads((tmp_path / "chunk.json").read_text())] == names
+    destination = Destination("local", str(tmp_path / "bucket"), "p/")
+    marker = sync(None, destination, tmp_path / "_SUCCESS.json", chunk_files=[tmp_path / "chunk.json"],
+                  local_paths=dict(zip(names, paths)))
+    assert marker["counts"]["uploaded"] == 2
+    assert (tmp_path / "bucket/p/nature/a.png").read_bytes() == b"PNG-a"

@@ -67,3 +67,56 @@ def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
     os.utime(elsewhere, (1, 1))  # abandoned long ago
     assert remove_stale_parts(tmp_path, min_age=600) == 1 and not elsewhere.exists()
     assert remove_stale_parts(tmp_path, only_dead_writers=False) == 1 and not live.exists()
+
+
+def test_s3_store_keeps_the_same_entries_in_a_bucket(s3, monkeypatch):
+    """response_store: s3://bucket/prefix, against moto's server: put, get, has, reject."""
+    from image_batch.store import S3ResponseStore, open_store
+
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    s3.client().create_bucket(Bucket="answers")
+    store = open_store({"response_store": "s3://answers/team/store/"})
+    assert isinstance(store, S3ResponseStore)
+    key, other = request_key({"prompt": "p"}), request_key({"prompt": "q"})
+    assert store.get(key) is None and not store.has(key)
+    store.put(key, {"prompt": "p"}, RawResponse(body=b"\xff\xfe binary", headers={"x-request-id": "req_1"},
+                                                attachment=b"\x89PNG"))
+    entry = store.get(key)
+    assert entry["body"] == b"\xff\xfe binary" and entry["attachment"] == b"\x89PNG"
+    assert entry["headers"]["x-request-id"] == "req_1" and entry["request"] == {"prompt": "p"}
+    assert set(s3.objects("answers")) == {f"team/store/{key[:2]}/{key}.json"}
+    # a fresh store (another job, another machine) lists once and sees it
+    fresh = S3ResponseStore("s3://answers/team/store")
+    assert fresh.has(key) and not fresh.has(other)
+    fresh.put(other, {"prompt": "q"}, RawResponse(body=b"{}"))
+    assert fresh.has(other)
+    assert S3ResponseStore("s3://answers/team/store").get(other)["body"] == b"{}"
+    store.reject(key, "bad answer")
+    assert store.get(key) is None and not store.has(key)
+    rejected = [k for k in s3.objects("answers") if k.startswith("team/store/rejected/")]
+    assert len(rejected) == 2 and any(k.endswith(".reason.txt") for k in rejected)
+
+
+def test_corrupt_s3_entry_is_set_aside_not_trusted(s3, monkeypatch):
+    from image_batch.store import S3ResponseStore
+
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    client = s3.client()
+    client.create_bucket(Bucket="answers")
+    key = request_key({"prompt": "p"})
+    client.put_object(Bucket="answers", Key=f"{key[:2]}/{key}.json", Body=b'{"key": "trunc')
+    store = S3ResponseStore("s3://answers")
+    assert store.get(key) is None
+    assert [k for k in s3.objects("answers") if not k.startswith("rejected/")] == []
+
+
+def test_storage_root_puts_the_store_where_every_job_sees_it():
+    from image_batch.store import storage_root
+
+    assert storage_root({}, "s3://bucket/run/") == "s3://bucket/run/response-store"
+    assert storage_root({"response_store": "response-store"}, "s3://bucket/run") == "s3://bucket/run/response-store"
+    assert storage_root({"response_store": "s3://other/answers"}, "s3://bucket/run") == "s3://other/answers"
+    assert storage_root({"response_store": "/mnt/shared/store"}, "s3://bucket/run") == "/mnt/shared/store"
+    assert storage_root({}, "gcs://bucket/run") is None

@@ -117,6 +117,14 @@ def test_full_pipeline_rerun_and_change_detection(live, api, s3):
     assert stored["nature/tree.png"] == (root / "results/images/nature/tree.png").read_bytes()
     assert len(json.loads(stored["_SUCCESS.json"])["objects"]) == 10
 
+    # an image deleted with nothing else changed is made again (from the store), though the sync
+    # marker downstream of it is up to date
+    owl = (root / "results/images/nature/owl.png").read_bytes()
+    (root / "results/images/nature/owl.png").unlink()
+    alone = live.snakemake("--config", "input_csv=input.csv")
+    assert planned_images(alone.output) == ["nature/owl"]
+    assert len(api.calls) == 6 and (root / "results/images/nature/owl.png").read_bytes() == owl
+
     # the key is in no file the workflow wrote
     for path in list(root.joinpath("results").rglob("*")) + list(root.joinpath(".snakemake").rglob("*")):
         if path.is_file():

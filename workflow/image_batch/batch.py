@@ -26,8 +26,7 @@ from .fileio import atomic_write_bytes, atomic_write_json
 from .joblog import JobLog
 from .providers import get_provider
 from .redact import redact
-from .specs import needs_image
-from .store import ResponseStore, request_key, store_root
+from .store import open_store, request_key
 
 DONE = Path("results/batch/done.json")
 LOG = Path("results/logs/batch.log")
@@ -76,7 +75,7 @@ def pending(specs, store, exclude=()):
     for spec in specs:
         request = spec["request"]
         key = request_key(request)
-        if key not in found and key not in exclude and not store.path(key).exists():
+        if key not in found and key not in exclude and not store.has(key):
             found[key] = request
     return found
 
@@ -107,7 +106,7 @@ class BatchRunner:
         if not hasattr(self.provider, "batch_body"):
             raise UserError("mode: batch needs the openai provider (an API key); the offline generator has no batches")
         self.client = client or self.provider.client()
-        self.store = ResponseStore(store_root(config))
+        self.store = open_store(config)
         self.sleep = sleep
 
     # -- submitting -------------------------------------------------------------------------------
@@ -198,7 +197,7 @@ class BatchRunner:
             if key not in keys or response.get("status_code") != 200:
                 continue
             with self.store.lock(key):
-                if not self.store.path(key).exists():
+                if not self.store.has(key):
                     self.store.put(key, requests.get(key) or {"key": key}, self.provider.batch_answer(response))
             result["request_ids"].append(response.get("request_id"))
             result["stored"] += 1
@@ -231,7 +230,7 @@ class BatchRunner:
         result = {"mode": "batch", "batches": [], "stored": 0, "failed": {}, "retry": {}, "request_ids": [],
                   "rounds": 0}
         requests_all = {request_key(s["request"]): s["request"] for s in specs}
-        with BatchState(self.store.root).locked() as state:
+        with BatchState(self.store.state_dir).locked() as state:
             self.recover(state)
             # batches an earlier (stopped) run submitted and did not collect: wait for those first
             earlier = [e for e in state.batches if e.get("id") and not e.get("collected")
@@ -265,11 +264,12 @@ class BatchRunner:
         return result
 
 
-def run_before_jobs(specs, config, log_file=LOG):
+def run_before_jobs(to_make, config, log_file=LOG):
     """Batch mode, in the main process of a real run, before Snakemake plans the image jobs: submit
-    the requests of the images to make that have no stored answer, wait for the batches, store the
-    answers, and write DONE (the failed rows and their reasons, for the image jobs to report)."""
-    wanted = [s for s in specs if s["request"]["provider"] == "openai" and needs_image(s)]
+    the requests of the images to make (``to_make``: specs whose image is missing or stale) that
+    have no stored answer, wait for the batches, store the answers, and write DONE (the failed rows
+    and their reasons, for the image jobs to report)."""
+    wanted = [s for s in to_make if s["request"]["provider"] == "openai"]
     with JobLog(log_file, echo=True) as log:
         if wanted:
             try:
@@ -281,7 +281,7 @@ def run_before_jobs(specs, config, log_file=LOG):
                 if fault is None:
                     raise
                 raise UserError(f"batch mode stopped: {redact(fault.reason)}. Batches already submitted are "
-                                f"recorded in {store_root(config)}/batches/state.json; run again to go on "
+                                f"recorded in {open_store(config).state_dir}/batches/state.json; run again to go on "
                                 "(nothing is submitted twice).") from None
         else:
             result = {"batches": [], "rounds": 0, "stored": 0, "failed": {}, "request_ids": []}

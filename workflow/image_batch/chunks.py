@@ -11,11 +11,13 @@ a row reruns only its own chunk (and the sync).
 
 import hashlib
 import math
+import os
 from pathlib import Path
 
 from .fileio import canonical_json, write_if_changed
 
 MEMBERS_ROOT = Path("results/specs/_chunks")
+DIGEST_ROOT = Path("results/sync/chunks")  # the digest_chunk rule's outputs
 TARGET_SIZE = 100
 
 
@@ -50,3 +52,20 @@ def write_members(chunks):
         data = canonical_json(sorted(f"{folder}/{image_id}" for folder, image_id in members)).encode("utf-8")
         written += write_if_changed(members_path(chunk), data)
     return written
+
+
+def touch(chunks, to_make):
+    """Make due again the digest of every chunk holding an image of ``to_make`` ({(folder, image_id)}):
+    its member list's mtime moves past the digest's. Returns how many were touched."""
+    touched = 0
+    for chunk, members in chunks.items():
+        digest = DIGEST_ROOT / f"{chunk}.json"
+        path = members_path(chunk)
+        try:
+            due = digest.stat().st_mtime >= path.stat().st_mtime
+        except FileNotFoundError:
+            continue  # no digest yet (or no member list): the chunk is due anyway
+        if due and any(member in to_make for member in members):
+            os.utime(path)
+            touched += 1
+    return touched

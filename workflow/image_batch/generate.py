@@ -22,7 +22,7 @@ from .joblog import JobLog
 from .providers import get_provider
 from .ratelimit import pacer_for
 from .redact import redact
-from .store import ResponseStore, request_key, store_root
+from .store import open_store, request_key
 
 
 class FaultError(Exception):
@@ -83,7 +83,7 @@ def obtain(request, config, log):
         log("OFFLINE generator: this is a placeholder image, not an AI-generated one")
         return _decode(provider, provider.fetch(request), request)
 
-    store = ResponseStore(store_root(config))
+    store = open_store(config)
     key = request_key(request)
     pacer = pacer_for(
         (request["provider"], os.environ.get("OPENAI_BASE_URL"), request["model"]),

@@ -13,7 +13,7 @@ from .settings import Settings, load_dotenv_file, resolve
 from .sheet import read_sheet
 from .providers import PROVIDERS
 from .specs import build_specs, needs_image, write_manifest, write_specs
-from .store import ResponseStore, request_key, store_root
+from .store import is_remote, open_store, request_key, store_root
 
 DESTINATION_RECORD = Path("results/specs/_destination.json")
 
@@ -40,17 +40,18 @@ class Plan:
         return failures.summary(self.images, self.lines, self.sheet)
 
 
-def prepare(config, announce=True, lock=False, dry_run=False, write=True):
+def prepare(config, announce=True, lock=False, dry_run=False, write=True, local_images=True):
     """Validate the sheet and refresh specs, manifest and destination record.  With ``lock`` (the
     main process of a real run) also take the run lock and clear the previous run's stop flag.
     With ``write=False`` (a job process of a cluster executor, which re-reads the Snakefile: its
-    inputs come from the main process) only read the sheet and plan; write nothing."""
+    inputs come from the main process) only read the sheet and plan; write nothing.  With
+    ``local_images=False`` (a storage provider holds the images) nothing is judged from results/images."""
     load_dotenv_file(".env")
     settings = resolve(config)
     sheet = config["input_csv"]
     rows = read_sheet(sheet, config.get("max_prompt_chars"))
     specs = build_specs(rows, config, settings.provider, sheet)
-    other_run, lock_note = runlock.acquire(dry_run=dry_run, store_root=store_root(config)) if lock else (None, "")
+    other_run, lock_note = runlock.acquire(dry_run=dry_run, store_root=None if is_remote(store_root(config)) else store_root(config)) if lock else (None, "")
     if lock and not dry_run:
         failures.clear_stop()
     protect_paid = config.get("provider", "auto") == "auto" and settings.provider == "offline"
@@ -72,16 +73,27 @@ def prepare(config, announce=True, lock=False, dry_run=False, write=True):
             f"sync to {settings.destination.describe()}",
             file=sys.stderr,
         )
-        store = ResponseStore(store_root(config))
+    batch_now = lock and not dry_run and config.get("mode") == "batch" and settings.provider == "openai"
+    # One look at every image (stat of PNG, sidecar and spec), shared by the estimate, batch mode
+    # and the chunks. With a storage provider the images are not here: every one counts as to make.
+    to_make = [s for s in specs if needs_image(s)] if (announce or write or batch_now) and local_images else specs
+    if announce:
+        store = open_store(config)
         paid = PROVIDERS[settings.provider].paid
-        guess = cost.estimate(specs, config.get("prices"), needs_image, lambda r: store.path(request_key(r)).exists())
+        making = {id(s) for s in to_make}
+        guess = cost.estimate(specs, config.get("prices"), lambda s: id(s) in making, lambda r: store.has(request_key(r)))
         print(f"Image.Batch: {cost.describe_estimate(guess, paid)}", file=sys.stderr)
-    if lock and not dry_run and config.get("mode") == "batch" and settings.provider == "openai":
+    if batch_now:
         from .batch import run_before_jobs
 
-        run_before_jobs(specs, config)
+        run_before_jobs(to_make, config)
     images = [(s["folder"], s["image_id"]) for s in specs]
     chunks = chunking.assign(images)
     if write:
         chunking.write_members(chunks)
+        if local_images:
+            # Snakemake does not remake a missing intermediate file when what depends on it is up
+            # to date: a deleted PNG would stay missing behind an up-to-date sync marker. Touching
+            # its chunk's member list makes that chunk's digest, and so the image, due again.
+            chunking.touch(chunks, {(s["folder"], s["image_id"]) for s in to_make})
     return Plan(settings, images, chunks, rewritten, {row.image_id: row.line for row in rows}, str(sheet))

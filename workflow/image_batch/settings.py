@@ -1,5 +1,6 @@
 """Resolve config/config.yaml + environment (.env included) into the choices a run makes."""
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,6 +8,19 @@ from pathlib import Path
 from .errors import UserError
 
 KEY_VARIABLES = ("AI_API_KEY", "OPENAI_API_KEY")
+# What a job needs from the environment: the API key and endpoint, the bucket, the boto3 credential
+# chain's variables. Declared to jobs that run elsewhere (see passed_variables).
+JOB_VARIABLES = KEY_VARIABLES + (
+    "OPENAI_BASE_URL",
+    "S3_BUCKET_NAME",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+)
 
 
 def load_dotenv_file(path=".env"):
@@ -27,6 +41,12 @@ def api_key(environ=None):
     return None
 
 
+def passed_variables(environ=None):
+    """The names of JOB_VARIABLES that are set (``.env`` included, once loaded), for ``envvars:``."""
+    environ = os.environ if environ is None else environ
+    return [name for name in JOB_VARIABLES if (environ.get(name) or "").strip()]
+
+
 @dataclass(frozen=True)
 class Destination:
     """Where the sync stage sends results/images: an S3 bucket, or a local folder when none is set."""
@@ -43,6 +63,12 @@ class Destination:
 
     def as_dict(self):
         return {"kind": self.kind, "location": self.location, "prefix": self.prefix, "endpoint_url": self.endpoint_url}
+
+    @classmethod
+    def read(cls, path):
+        """The destination recorded by the main process (results/specs/_destination.json)."""
+        with open(path, encoding="utf-8") as handle:
+            return cls(**json.load(handle))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,11 @@ outside results/ (config ``response_store``), so ``rm -rf results`` costs nothin
 
 A per-key lock (flock) makes concurrent jobs with the same request wait for one another instead of
 paying twice. Answers that turn out unusable are moved to ``<root>/rejected/``.
+
+With ``response_store: s3://bucket/prefix`` the same entries live in S3 (:class:`S3ResponseStore`):
+for jobs with no shared filesystem (the S3 storage plugin, Kubernetes, AWS Batch), where a local
+store would die with each job and a retried job would pay again. A run with ``--default-storage-
+provider s3`` and no shared filesystem puts it under the storage prefix unless told otherwise.
 """
 
 import base64
@@ -16,7 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from .fileio import atomic_write_bytes
@@ -28,6 +33,53 @@ DEFAULT_ROOT = "response-store"
 def store_root(config):
     """Where the response store lives: config ``response_store``, else ``response-store``."""
     return config.get("response_store") or DEFAULT_ROOT
+
+
+def is_remote(root):
+    return str(root).startswith("s3://")
+
+
+def open_store(config):
+    """The response store the config names: a local folder, or ``s3://bucket/prefix``."""
+    root = store_root(config)
+    return S3ResponseStore(root) if is_remote(root) else ResponseStore(root)
+
+
+def storage_root(config, storage_prefix):
+    """The response store for a run whose jobs share no filesystem: the configured one when it is
+    in S3 or was set to anything but the default (a volume every job mounts, say); else, with an
+    S3 storage prefix, ``<prefix>/response-store``.  None when nothing shared can be chosen."""
+    root = store_root(config)
+    if is_remote(root) or root != DEFAULT_ROOT:
+        return root
+    if storage_prefix and str(storage_prefix).startswith("s3://"):
+        return f"{str(storage_prefix).rstrip('/')}/{DEFAULT_ROOT}"
+    return None
+
+
+def _entry_bytes(key, request, raw):
+    entry = {
+        "key": key,
+        "request": request,
+        "received_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        "status": raw.status,
+        "headers": raw.headers,
+    }
+    try:
+        entry["body"] = raw.body.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["body_b64"] = base64.b64encode(raw.body).decode("ascii")
+    if raw.attachment is not None:
+        entry["attachment_b64"] = base64.b64encode(raw.attachment).decode("ascii")
+    return json.dumps(entry, ensure_ascii=False).encode("utf-8")
+
+
+def _entry_from_bytes(data):
+    entry = json.loads(data)
+    entry["body"] = base64.b64decode(entry.pop("body_b64")) if "body_b64" in entry else entry["body"].encode()
+    if entry.get("attachment_b64"):
+        entry["attachment"] = base64.b64decode(entry.pop("attachment_b64"))
+    return entry
 
 
 def request_key(request):
@@ -56,33 +108,24 @@ class ResponseStore:
     def get(self, key):
         """The stored entry for ``key`` or None.  Entries carry ``body`` (bytes) and ``headers``."""
         try:
-            entry = json.loads(self.path(key).read_text(encoding="utf-8"))
+            return _entry_from_bytes(self.path(key).read_bytes())
         except FileNotFoundError:
             return None
         except ValueError:
             self.reject(key, "unreadable store entry")
             return None
-        entry["body"] = base64.b64decode(entry.pop("body_b64")) if "body_b64" in entry else entry["body"].encode()
-        if entry.get("attachment_b64"):
-            entry["attachment"] = base64.b64decode(entry.pop("attachment_b64"))
-        return entry
+
+    def has(self, key):
+        return self.path(key).exists()
 
     def put(self, key, request, raw):
         """Keep ``raw`` (a providers.RawResponse) for ``request``: atomically, right away."""
-        entry = {
-            "key": key,
-            "request": request,
-            "received_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
-            "status": raw.status,
-            "headers": raw.headers,
-        }
-        try:
-            entry["body"] = raw.body.decode("utf-8")
-        except UnicodeDecodeError:
-            entry["body_b64"] = base64.b64encode(raw.body).decode("ascii")
-        if raw.attachment is not None:
-            entry["attachment_b64"] = base64.b64encode(raw.attachment).decode("ascii")
-        atomic_write_bytes(self.path(key), json.dumps(entry, ensure_ascii=False).encode("utf-8"))
+        atomic_write_bytes(self.path(key), _entry_bytes(key, request, raw))
+
+    @property
+    def state_dir(self):
+        """Where batch mode keeps its state (see batch.BatchState)."""
+        return self.root
 
     def reject(self, key, reason):
         """Move an unusable entry aside (kept for inspection), so the next look-up misses."""
@@ -94,3 +137,75 @@ class ResponseStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
         (target.with_suffix(".reason.txt")).write_text(reason + "\n", encoding="utf-8")
+
+
+class S3ResponseStore:
+    """The response store in S3 (``s3://bucket/prefix``): the same entries under the same keys,
+    through boto3's standard credential chain (AWS_ENDPOINT_URL honoured).  A PUT is atomic, so an
+    entry is whole or absent.  There is no lock across machines: Snakemake runs one job per image,
+    and two rows with the same request are the same image."""
+
+    def __init__(self, url):
+        import boto3
+        from botocore.config import Config
+
+        bucket, _, prefix = str(url)[len("s3://"):].partition("/")
+        self.url = str(url).rstrip("/")
+        self.bucket = bucket
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.client = boto3.session.Session().client(
+            "s3", config=Config(retries={"mode": "standard", "total_max_attempts": 10},
+                                request_checksum_calculation="when_supported")
+        )
+        self._listed = None
+
+    def object_key(self, key):
+        return f"{self.prefix}{key[:2]}/{key}.json"
+
+    def lock(self, key):
+        return nullcontext()
+
+    def get(self, key):
+        try:
+            data = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+        try:
+            return _entry_from_bytes(data)
+        except ValueError:
+            self.reject(key, "unreadable store entry")
+            return None
+
+    def has(self, key):
+        """Whether an entry exists; the store is listed once, then kept up to date by this object."""
+        if self._listed is None:
+            self._listed = set()
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for item in page.get("Contents", []):
+                    name = item["Key"][len(self.prefix):]
+                    if "/" in name and not name.startswith("rejected/") and name.endswith(".json"):
+                        self._listed.add(name.rsplit("/", 1)[1][: -len(".json")])
+        return key in self._listed
+
+    def put(self, key, request, raw):
+        self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=_entry_bytes(key, request, raw))
+        if self._listed is not None:
+            self._listed.add(key)
+
+    def reject(self, key, reason):
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        target = f"{self.prefix}rejected/{key}-{stamp}"
+        try:
+            self.client.copy_object(Bucket=self.bucket, Key=f"{target}.json",
+                                    CopySource={"Bucket": self.bucket, "Key": self.object_key(key)})
+        except self.client.exceptions.ClientError:
+            return
+        self.client.put_object(Bucket=self.bucket, Key=f"{target}.reason.txt", Body=(reason + "\n").encode())
+        self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+        if self._listed is not None:
+            self._listed.discard(key)
+
+    @property
+    def state_dir(self):
+        """Batch mode's state stays on the machine that runs Snakemake's main process."""
+        return Path("results/batch")

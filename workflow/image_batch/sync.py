@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -37,25 +36,34 @@ class LocalFile:
     sha256: str
 
 
-def digest(paths, images_root):
-    """[{"name", "size", "md5", "sha256"}] for ``paths``; ``name`` is relative to ``images_root``."""
+def digest(paths, images_root, names=None):
+    """[{"name", "size", "md5", "sha256"}] for ``paths``; ``name`` is relative to ``images_root``,
+    or given by ``names`` (parallel to ``paths``: a storage provider's local copies live elsewhere)."""
     root = Path(images_root)
     out = []
-    for path in paths:
+    for index, path in enumerate(paths):
         size, md5, sha = file_digests(path)
-        out.append({"name": Path(path).relative_to(root).as_posix(), "size": size, "md5": md5, "sha256": sha})
+        name = names[index] if names is not None else Path(path).relative_to(root).as_posix()
+        out.append({"name": name, "size": size, "md5": md5, "sha256": sha})
     return out
 
 
-def write_chunk_digest(paths, output, images_root="results/images"):
+def write_chunk_digest(paths, output, images_root="results/images", names=None):
     """The chunk job: digest this chunk's images and sidecars into ``output``."""
-    atomic_write_bytes(output, canonical_json(digest(paths, images_root)).encode("utf-8"), durable=False)
+    atomic_write_bytes(output, canonical_json(digest(paths, images_root, names)).encode("utf-8"), durable=False)
 
 
-def from_digests(entries, images_root, prefix):
+def from_digests(entries, images_root, prefix, local_paths=None):
+    """LocalFiles for digest ``entries``: each at ``images_root``/name, or at ``local_paths[name]``."""
     root = Path(images_root)
     return [
-        LocalFile(f"{prefix}{e['name']}", str(root / PurePosixPath(e["name"])), e["size"], e["md5"], e["sha256"])
+        LocalFile(
+            f"{prefix}{e['name']}",
+            local_paths[e["name"]] if local_paths else str(root / PurePosixPath(e["name"])),
+            e["size"],
+            e["md5"],
+            e["sha256"],
+        )
         for e in entries
     ]
 
@@ -65,13 +73,13 @@ def collect(paths, images_root, prefix):
     return from_digests(digest(paths, images_root), images_root, prefix)
 
 
-def collect_chunks(chunk_files, images_root, prefix):
+def collect_chunks(chunk_files, images_root, prefix, local_paths=None):
     """The files listed by chunk digests (see :func:`write_chunk_digest`)."""
     entries = []
     for chunk_file in chunk_files:
         with open(chunk_file, encoding="utf-8") as handle:
             entries.extend(json.load(handle))
-    return from_digests(entries, images_root, prefix)
+    return from_digests(entries, images_root, prefix, local_paths)
 
 
 def multipart_etag(path, part_size):
@@ -110,12 +118,15 @@ class S3Target:
         self.bucket = bucket
         self.concurrency = concurrency
         # Throttling, 5xx and connection resets are retried by botocore itself (standard or
-        # adaptive mode); uploads carry checksums that S3 verifies (boto3's default).
+        # adaptive mode); uploads carry checksums that S3 verifies (boto3's default, pinned here:
+        # snakemake-storage-plugin-s3, once imported, sets AWS_REQUEST_CHECKSUM_CALCULATION to
+        # when_required in the whole Snakemake process).
         self.client = boto3.session.Session().client(
             "s3",
             config=Config(
                 retries={"mode": retry_mode, "total_max_attempts": max_attempts},
                 max_pool_connections=concurrency + 4,
+                request_checksum_calculation="when_supported",
             ),
         )
         self.listings = 0
@@ -239,10 +250,11 @@ def _marker(destination, files, uploaded):
 
 
 def sync(paths, destination, local_marker, log_file=None, images_root="results/images", settings=None, target=None,
-         chunk_files=None, prices=None):
+         chunk_files=None, prices=None, local_paths=None):
     """Sync ``paths`` (files under ``images_root``), or the files listed in ``chunk_files``, to
     ``destination``; return the marker dict.  ``settings`` is the config's ``sync`` section
-    (concurrency, retry_mode, max_attempts)."""
+    (concurrency, retry_mode, max_attempts).  ``local_paths`` maps a chunk entry's name to where
+    the file is, when not under ``images_root`` (a storage provider's local copies)."""
     settings = settings or {}
     target = target or make_target(
         destination,
@@ -253,7 +265,7 @@ def sync(paths, destination, local_marker, log_file=None, images_root="results/i
     with JobLog(log_file) as log:
         try:
             if chunk_files is not None:
-                files = collect_chunks(chunk_files, images_root, destination.prefix)
+                files = collect_chunks(chunk_files, images_root, destination.prefix, local_paths)
             else:
                 files = collect(paths, images_root, destination.prefix)
             return _sync(files, destination, local_marker, target, log, prices)
@@ -297,3 +309,21 @@ def _sync(files, destination, local_marker, target, log, prices):
     atomic_write_bytes(local_marker, canonical_json(marker).encode("utf-8"))
     log(f"done: {len(to_upload)} uploaded, {len(unchanged)} unchanged, destination listed {target.listings} time(s)")
     return marker
+
+
+def sync_job(inputs, local_marker, log_file, config, names=None):
+    """The sync rule: the chunk digests and the destination recorded by the main process (its
+    inputs ``chunks`` and ``destination``); with ``names``, its input ``images`` are those files'
+    local copies (a storage provider's), in the same order."""
+    from .settings import Destination
+
+    return sync(
+        None,
+        Destination.read(inputs.destination),
+        local_marker,
+        log_file,
+        settings=config["sync"],
+        chunk_files=inputs.chunks,
+        prices=config.get("prices"),
+        local_paths=dict(zip(names, inputs.images)) if names else None,
+    )

@@ -7,9 +7,26 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from image_batch.errors import UserError
-from image_batch import chunks, gallery, plan, runlock, sync, worker
+from image_batch import chunks, gallery, plan, runlock, store, sync, worker
+from image_batch.settings import passed_variables
 
 validate(config, schema="../schemas/config.schema.yaml")
+
+# With a default storage provider (--default-storage-provider s3 ...) every input and output lives
+# in storage, but the plan files are written here, locally, while the Snakefile is parsed: the
+# rule in storage.smk puts them into storage. Jobs that share no filesystem share no local
+# response store either: paid answers then go to one in S3 (store.storage_root).
+STORAGE = bool(workflow.storage_settings.default_storage_provider)
+if STORAGE and not workflow.storage_settings.shared_fs_usage:
+    SHARED_STORE = store.storage_root(config, workflow.storage_settings.default_storage_prefix)
+    if SHARED_STORE:
+        config["response_store"] = SHARED_STORE
+    elif workflow.is_main_process:
+        print(
+            "Image.Batch: WARNING: jobs share no filesystem and the response store is local to "
+            "each job: a retried job pays again. Set response_store: s3://bucket/prefix.",
+            file=sys.stderr,
+        )
 
 try:
     # Job processes (cluster executors) re-read the Snakefile: only the main process writes the
@@ -20,9 +37,19 @@ try:
         write=workflow.is_main_process,
         lock=workflow.is_main_process,
         dry_run=runlock.looks_like_dry_run(sys.argv),
+        local_images=not STORAGE,
     )
 except UserError as error:
     raise WorkflowError(str(error))
+
+# Without a shared filesystem (--shared-fs-usage none; implied by Kubernetes and cloud executors)
+# jobs run where this environment is not: declare the secrets and settings that are set, so the
+# executor passes them (a Kubernetes secret, the batch job's environment). With a shared
+# filesystem jobs inherit the environment, and declaring them would put them in job scripts.
+if not workflow.storage_settings.shared_fs_usage:
+
+    envvars:
+        *passed_variables(),
 
 
 wildcard_constraints:
@@ -31,10 +58,16 @@ wildcard_constraints:
     chunk="all|[0-9a-f]+",
 
 
+def chunk_names(chunk):
+    """The PNGs and sidecars of one sync chunk, relative to results/images."""
+    return [f"{folder}/{image_id}.{kind}" for folder, image_id in PLAN.chunks[chunk] for kind in ("png", "json")]
+
+
 def chunk_images(wildcards):
     """The PNGs and sidecars of one sync chunk."""
-    return [
-        f"results/images/{folder}/{image_id}.{kind}"
-        for folder, image_id in PLAN.chunks[wildcards.chunk]
-        for kind in ("png", "json")
-    ]
+    return [f"results/images/{name}" for name in chunk_names(wildcards.chunk)]
+
+
+def all_image_names():
+    """Every PNG and sidecar, chunk by chunk, relative to results/images."""
+    return [name for chunk in sorted(PLAN.chunks) for name in chunk_names(chunk)]

@@ -7,24 +7,19 @@ rule digest_chunk:
     log:
         "results/logs/chunks/{chunk}.log",
     run:
-        sync.write_chunk_digest(input.images, output[0])
+        sync.write_chunk_digest(input.images, output[0], names=chunk_names(wildcards.chunk))
 
 
 rule sync:
     input:
         chunks=expand("results/sync/chunks/{chunk}.json", chunk=sorted(PLAN.chunks)),
         destination=plan.DESTINATION_RECORD,
+        # With a storage provider the images are not on this job's filesystem: they are inputs
+        # here (fetched from storage), not only named in the chunk digests.
+        images=[f"results/images/{name}" for name in all_image_names()] if STORAGE else [],
     output:
         "results/_SUCCESS.json",
     log:
         "results/logs/sync.log",
     run:
-        sync.sync(
-            None,
-            PLAN.settings.destination,
-            output[0],
-            log[0],
-            settings=config["sync"],
-            chunk_files=input.chunks,
-            prices=config.get("prices"),
-        )
+        sync.sync_job(input, output[0], log[0], config, STORAGE and all_image_names())
