@@ -27,5 +27,10 @@ rule all:
         "results/_SUCCESS.json",
 
 
+onstart:
+    # the executor is known only now, before any job is submitted
+    check_job_environment()
+
+
 onerror:
     print(PLAN.failure_summary(), file=sys.stderr)

@@ -182,3 +182,30 @@ def test_input_files_split_at_the_limits():
     by_bytes = input_files(requests, provider, max_lines=50000, max_bytes=limit)
     assert [len(keys) for _, keys in by_bytes] == [3, 3, 3, 1]
     assert all(len(content) <= limit for content, _ in by_bytes)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_batch_state_survives_rm_rf_results(tmp_path, s3, monkeypatch, where):
+    """A batch run stopped while polling, then `rm -rf results`, then run again: the same batch is
+    polled, none is submitted twice (with the store in S3, the state stays outside results/)."""
+    request = {"provider": "openai", "model": "gpt-image-test", "prompt": "p", "output_format": "png"}
+    with FakeOpenAI(api_key=API_KEY, batch_polls_to_complete=1000) as fake:
+        for name, value in {**s3.env(), "AI_API_KEY": API_KEY, "OPENAI_BASE_URL": fake.base_url}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.chdir(tmp_path)
+        s3.client().create_bucket(Bucket="answers")
+        config = {"openai": {"model": "gpt-image-test"}, "batch": {"poll_seconds": 0.01},
+                  "response_store": "s3://answers/store" if where == "s3" else "response-store"}
+        specs = [{"image_id": f"i{n}", "context": "C", "folder": "c", "request": {**request, "prompt": f"p{n}"}}
+                 for n in range(3)]
+
+        def stop(_seconds):
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            BatchRunner(config, lambda message: None, sleep=stop).run(specs)
+        assert len(fake.batches_created) == 1
+        shutil.rmtree(tmp_path / "results", ignore_errors=True)
+        fake.batch_polls_to_complete = 1
+        result = BatchRunner(config, lambda message: None, sleep=lambda seconds: None).run(specs)
+        assert len(fake.batches_created) == 1 and result["stored"] == 3

@@ -9,6 +9,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import os
 import re
 import shlex
 import sys
@@ -147,7 +148,9 @@ def test_storage_provider_and_no_shared_filesystem(tmp_path, api, s3):
     }
     runner = Runner(root, env)
     args = [
-        "--config", "input_csv=input.csv", 'sync={"prefix": "batch/"}',
+        # cluster-generic writes envvars into job commands: allowed here, where the job scripts
+        # are the test's own (and checked below to be gone)
+        "--config", "input_csv=input.csv", 'sync={"prefix": "batch/"}', "secrets_in_job_commands=True",
         *cluster_args(state, scratch=root),
         "--shared-fs-usage", "none",
         "--default-storage-provider", "s3",
@@ -181,6 +184,11 @@ def test_storage_provider_and_no_shared_filesystem(tmp_path, api, s3):
     answers = [key for key in stored if key.startswith("run/response-store/")]
     assert len(answers) == len(PROMPTS), sorted(stored)
 
+    # nothing changed: nothing to do (plan files staged in the same second as written are not
+    # taken for newer than their copies in storage, whose times have whole seconds)
+    again = runner.snakemake(*args, timeout=180)
+    assert "Nothing to be done" in again.output, again.output[-3000:]
+
     # every image made again, each by a job on another "machine" with an empty folder: all from
     # the stored answers, no second payment
     remade = runner.snakemake(*args, "--forcerun", "generate_image", timeout=180)
@@ -206,6 +214,43 @@ def test_storage_provider_and_no_shared_filesystem(tmp_path, api, s3):
             assert not any(secret in data for secret in secrets), path
     for key, body in {**s3.objects(STORAGE_BUCKET), **synced}.items():
         assert not any(secret in body for secret in secrets), key
+
+
+@needs_cluster_generic
+@needs_storage_s3
+def test_an_executor_that_writes_secrets_into_job_commands_is_refused(tmp_path, api, s3):
+    """No shared filesystem and cluster-generic (which puts envvars into each job's command):
+    the run stops before any job, naming the variables, unless secrets_in_job_commands is set."""
+    s3.client().create_bucket(Bucket=STORAGE_BUCKET)
+    state = tmp_path / "cluster"
+    root = make_project(tmp_path / "project")
+    env = {**scrubbed_environ(), **s3.env(), "AI_API_KEY": API_KEY, "OPENAI_BASE_URL": api.base_url,
+           "LOCAL_CLUSTER_DIR": str(state)}
+    result = Runner(root, env).snakemake(
+        "--config", "input_csv=input.csv", *cluster_args(state, scratch=root),
+        "--shared-fs-usage", "none", "--default-storage-provider", "s3",
+        "--default-storage-prefix", f"s3://{STORAGE_BUCKET}/run", "--storage-s3-endpoint-url", s3.endpoint_url,
+        check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "AI_API_KEY, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY would be in its job scripts" in result.output
+    assert "secrets_in_job_commands=True" in result.output and "Traceback" not in result.output
+    assert cluster_jobs(state) == {} and api.calls == []
+
+
+def test_secrets_in_commands_only_for_executors_that_put_them_there():
+    from types import SimpleNamespace
+
+    from image_batch.settings import secrets_in_commands
+
+    cmd = SimpleNamespace(local_exec=False, pass_envvar_declarations_to_cmd=True)
+    secret = SimpleNamespace(local_exec=False, pass_envvar_declarations_to_cmd=False)
+    local = SimpleNamespace(local_exec=True, pass_envvar_declarations_to_cmd=True)
+    assert "AI_API_KEY would be" in secrets_in_commands({"AI_API_KEY", "OPENAI_BASE_URL"}, cmd, "x", False)
+    assert secrets_in_commands({"AI_API_KEY"}, cmd, "x", True) is None
+    assert secrets_in_commands({"OPENAI_BASE_URL", "S3_BUCKET_NAME"}, cmd, "x", False) is None
+    assert secrets_in_commands({"AI_API_KEY"}, secret, "kubernetes", False) is None
+    assert secrets_in_commands({"AI_API_KEY"}, local, "local", False) is None
 
 
 def test_sync_uploads_keep_their_checksums_whatever_the_environment_says(tmp_path, s3, monkeypatch):
@@ -245,3 +290,16 @@ def test_chunk_digests_and_sync_read_files_where_a_storage_provider_put_them(tmp
                   local_paths=dict(zip(names, paths)))
     assert marker["counts"]["uploaded"] == 2
     assert (tmp_path / "bucket/p/nature/a.png").read_bytes() == b"PNG-a"
+
+
+def test_plan_files_for_storage_get_whole_second_times(tmp_path):
+    """Object storage keeps whole seconds: a plan file's local time is rounded down to match, so
+    its copy made in the same second does not look older than it on the next run."""
+    from image_batch.fileio import floor_mtimes
+
+    (tmp_path / "nature").mkdir()
+    spec = tmp_path / "nature/fox.json"
+    spec.write_text("{}")
+    os.utime(spec, ns=(1_700_000_000_250_000_000, 1_700_000_000_750_000_000))
+    floor_mtimes(tmp_path)
+    assert spec.stat().st_mtime_ns == 1_700_000_000_000_000_000

@@ -2,6 +2,8 @@ import os
 import threading
 import time
 
+import pytest
+
 from image_batch.providers.base import RawResponse
 from image_batch.store import ResponseStore, request_key
 
@@ -120,3 +122,38 @@ def test_storage_root_puts_the_store_where_every_job_sees_it():
     assert storage_root({"response_store": "s3://other/answers"}, "s3://bucket/run") == "s3://other/answers"
     assert storage_root({"response_store": "/mnt/shared/store"}, "s3://bucket/run") == "/mnt/shared/store"
     assert storage_root({}, "gcs://bucket/run") is None
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_two_jobs_with_the_same_request_pay_once(tmp_path, s3, monkeypatch, where):
+    """Two rows with the same description are the same request: jobs making them at once (threads
+    here; machines in a cluster) pay for one answer. Local store: flock; S3 store: a lease."""
+    from image_batch.generate import obtain
+    from tests.conftest import API_KEY
+    from tests.support.fake_openai import FakeOpenAI
+
+    request = {"provider": "openai", "model": "gpt-image-test", "prompt": "same words", "output_format": "png"}
+    with FakeOpenAI(api_key=API_KEY, latency=0.5) as api:
+        for name, value in {**s3.env(), "AI_API_KEY": API_KEY, "OPENAI_BASE_URL": api.base_url}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.chdir(tmp_path)
+        s3.client().create_bucket(Bucket="answers")
+        config = {"openai": {"model": "gpt-image-test"}, "retry": {"max_attempts": 1},
+                  "response_store": "s3://answers/store" if where == "s3" else str(tmp_path / "store")}
+        results, errors = [], []
+
+        def job():
+            try:
+                results.append(obtain(dict(request), config, lambda message: None)[1])
+            except Exception as exc:  # collected, and the test fails on it below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=job) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and len(results) == 2 and results[0] == results[1]
+        assert len(api.paid_calls) == 1
+    if where == "s3":
+        assert not [key for key in s3.objects("answers") if "/leases/" in key]  # released

@@ -8,11 +8,12 @@ from pathlib import Path
 from . import chunks as chunking
 from . import cost
 from . import failures, runlock
-from .fileio import canonical_json, write_if_changed
+from .errors import UserError
+from .fileio import canonical_json, floor_mtimes, write_if_changed
 from .settings import Settings, load_dotenv_file, resolve
 from .sheet import read_sheet
 from .providers import PROVIDERS
-from .specs import build_specs, needs_image, write_manifest, write_specs
+from .specs import SPEC_ROOT, build_specs, needs_image, write_manifest, write_specs
 from .store import is_remote, open_store, request_key, store_root
 
 DESTINATION_RECORD = Path("results/specs/_destination.json")
@@ -73,6 +74,10 @@ def prepare(config, announce=True, lock=False, dry_run=False, write=True, local_
             f"sync to {settings.destination.describe()}",
             file=sys.stderr,
         )
+    if config.get("mode") == "batch" and not local_images:
+        # It would have to know which images storage holds already, or it would pay for them again.
+        raise UserError("mode: batch is not supported with a default storage provider yet: run batch mode on "
+                        "one machine (or a shared filesystem), or use mode: live")
     batch_now = lock and not dry_run and config.get("mode") == "batch" and settings.provider == "openai"
     # One look at every image (stat of PNG, sidecar and spec), shared by the estimate, batch mode
     # and the chunks. With a storage provider the images are not here: every one counts as to make.
@@ -82,7 +87,8 @@ def prepare(config, announce=True, lock=False, dry_run=False, write=True, local_
         paid = PROVIDERS[settings.provider].paid
         making = {id(s) for s in to_make}
         guess = cost.estimate(specs, config.get("prices"), lambda s: id(s) in making, lambda r: store.has(request_key(r)))
-        print(f"Image.Batch: {cost.describe_estimate(guess, paid)}", file=sys.stderr)
+        seen = "" if local_images else " (images in storage are not looked at: every image counted as to make)"
+        print(f"Image.Batch: {cost.describe_estimate(guess, paid)}{seen}", file=sys.stderr)
     if batch_now:
         from .batch import run_before_jobs
 
@@ -91,6 +97,8 @@ def prepare(config, announce=True, lock=False, dry_run=False, write=True, local_
     chunks = chunking.assign(images)
     if write:
         chunking.write_members(chunks)
+        if not local_images:
+            floor_mtimes(SPEC_ROOT)  # the plan files are staged into storage (whole-second times)
         if local_images:
             # Snakemake does not remake a missing intermediate file when what depends on it is up
             # to date: a deleted PNG would stay missing behind an up-to-date sync marker. Touching

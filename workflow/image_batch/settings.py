@@ -41,6 +41,27 @@ def api_key(environ=None):
     return None
 
 
+SECRET_VARIABLES = KEY_VARIABLES + ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def secrets_in_commands(declared, executor_settings, executor_name, allowed):
+    """Why this run must not start, or None: with no shared filesystem, secrets declared with
+    ``envvars:`` and an executor that writes those into each job's command line and job script
+    (``pass_envvar_declarations_to_cmd``), unless ``allowed`` (config secrets_in_job_commands).
+    Jobs run as threads of the local executor have no command line of their own."""
+    secrets = sorted(set(declared) & set(SECRET_VARIABLES))
+    if allowed or not secrets or executor_settings is None or executor_settings.local_exec:
+        return None
+    if not executor_settings.pass_envvar_declarations_to_cmd:
+        return None  # the executor passes them its own way (a Kubernetes secret, say)
+    return (
+        f"the {executor_name} executor writes environment variables into every job's command, so "
+        f"{', '.join(secrets)} would be in its job scripts. Give the jobs these variables by the "
+        "cluster's own means and unset them here, or run with --config secrets_in_job_commands=True "
+        "if job scripts are private to you."
+    )
+
+
 def passed_variables(environ=None):
     """The names of JOB_VARIABLES that are set (``.env`` included, once loaded), for ``envvars:``."""
     environ = os.environ if environ is None else environ

@@ -21,13 +21,16 @@ import fcntl
 import hashlib
 import json
 import os
-from contextlib import contextmanager, nullcontext
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from .fileio import atomic_write_bytes
+from .fileio import HOST, atomic_write_bytes
 
 
 DEFAULT_ROOT = "response-store"
+# An S3 store's per-request lease is taken over after this long: longer than one image's retries.
+LEASE_SECONDS = 1800
 
 
 def store_root(config):
@@ -55,6 +58,15 @@ def storage_root(config, storage_prefix):
     if storage_prefix and str(storage_prefix).startswith("s3://"):
         return f"{str(storage_prefix).rstrip('/')}/{DEFAULT_ROOT}"
     return None
+
+
+def left_behind_note(local_root, remote_root):
+    """What to tell the user when a run's jobs use ``remote_root`` instead of ``local_root``."""
+    note = f"Image.Batch: jobs share no filesystem: paid answers are kept in {remote_root}"
+    if any(Path(local_root).glob("??/*.json")):
+        note += (f". The answers already in {local_root}/ are not seen by this run: copy them there first "
+                 f"(aws s3 sync {local_root}/ {remote_root}/ --exclude 'batches/*') or they may be paid again")
+    return note
 
 
 def _entry_bytes(key, request, raw):
@@ -153,17 +165,71 @@ class S3ResponseStore:
         self.url = str(url).rstrip("/")
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        # checksums both ways, pinned: snakemake-storage-plugin-s3 turns them off process-wide
         self.client = boto3.session.Session().client(
             "s3", config=Config(retries={"mode": "standard", "total_max_attempts": 10},
-                                request_checksum_calculation="when_supported")
+                                request_checksum_calculation="when_supported",
+                                response_checksum_validation="when_supported")
         )
         self._listed = None
 
     def object_key(self, key):
         return f"{self.prefix}{key[:2]}/{key}.json"
 
-    def lock(self, key):
-        return nullcontext()
+    @contextmanager
+    def lock(self, key, stale_after=LEASE_SECONDS, poll=1.0):
+        """A lease per request, so that two jobs with the same request (two rows with the same
+        description) on different machines do not both pay: a conditional PUT (If-None-Match: *)
+        of ``leases/<key>`` that only one can win. The others wait until the answer is stored (they
+        are then served it), the lease is gone, or it is older than ``stale_after`` seconds (its
+        holder died). Stores without conditional writes get no lease."""
+        from botocore.exceptions import ClientError
+
+        lease = f"{self.prefix}leases/{key}"
+        held = False
+        while True:
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=lease, Body=f"{HOST} {os.getpid()}".encode(),
+                                       IfNoneMatch="*")
+                held = True
+                break
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in ("NotImplemented", "501"):
+                    break
+                if code not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                    raise
+            if self._exists(self.object_key(key)):
+                break  # the holder stored the answer: get() will find it
+            age = self._age(lease)
+            if age is not None and age > stale_after:
+                self.client.delete_object(Bucket=self.bucket, Key=lease)
+                continue
+            time.sleep(poll)
+        try:
+            yield
+        finally:
+            if held:
+                self.client.delete_object(Bucket=self.bucket, Key=lease)
+
+    def _head(self, object_key):
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=object_key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def _exists(self, object_key):
+        return self._head(object_key) is not None
+
+    def _age(self, object_key):
+        head = self._head(object_key)
+        if head is None:
+            return None
+        return (datetime.datetime.now(datetime.timezone.utc) - head["LastModified"]).total_seconds()
 
     def get(self, key):
         try:
@@ -207,5 +273,6 @@ class S3ResponseStore:
 
     @property
     def state_dir(self):
-        """Batch mode's state stays on the machine that runs Snakemake's main process."""
-        return Path("results/batch")
+        """Batch mode's state stays on the machine that runs Snakemake's main process, in the
+        local store's usual place (outside results/, which may be deleted at no cost)."""
+        return Path(DEFAULT_ROOT)

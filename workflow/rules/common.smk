@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from image_batch.errors import UserError
 from image_batch import chunks, gallery, plan, runlock, store, sync, worker
-from image_batch.settings import passed_variables
+from image_batch.settings import passed_variables, secrets_in_commands
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -20,6 +20,8 @@ STORAGE = bool(workflow.storage_settings.default_storage_provider)
 if STORAGE and not workflow.storage_settings.shared_fs_usage:
     SHARED_STORE = store.storage_root(config, workflow.storage_settings.default_storage_prefix)
     if SHARED_STORE:
+        if workflow.is_main_process and store.store_root(config) != SHARED_STORE:
+            print(store.left_behind_note(store.store_root(config), SHARED_STORE), file=sys.stderr)
         config["response_store"] = SHARED_STORE
     elif workflow.is_main_process:
         print(
@@ -56,6 +58,21 @@ wildcard_constraints:
     folder="[a-z0-9]+(-[a-z0-9]+)*",
     image_id="[A-Za-z0-9_-][A-Za-z0-9._-]*",
     chunk="all|[0-9a-f]+",
+
+
+def check_job_environment():
+    """Refuse (before any job) to let an executor write secrets into job commands."""
+    if workflow.storage_settings.shared_fs_usage:
+        return
+    plugin = workflow.executor_plugin
+    problem = secrets_in_commands(
+        workflow.envvars,
+        plugin.common_settings if plugin else None,
+        plugin.name if plugin else "local",
+        config.get("secrets_in_job_commands", False),
+    )
+    if problem:
+        raise WorkflowError(f"Image.Batch: {problem}")
 
 
 def chunk_names(chunk):
