@@ -18,6 +18,7 @@ provider s3`` and no shared filesystem puts it under the storage prefix unless t
 import base64
 import datetime
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -43,9 +44,24 @@ def is_remote(root):
 
 
 def open_store(config):
-    """The response store the config names: a local folder, or ``s3://bucket/prefix``."""
+    """The response store the config names: a local folder, or ``s3://bucket/prefix`` (one client
+    per process and store: a boto3 client costs tens of milliseconds to make)."""
     root = store_root(config)
     return S3ResponseStore(root) if is_remote(root) else ResponseStore(root)
+
+
+@functools.lru_cache(maxsize=None)
+def _s3_client(endpoint_url, access_key):
+    """One boto3 client per endpoint and credentials (boto3 clients are thread-safe)."""
+    import boto3
+    from botocore.config import Config
+
+    # checksums both ways, pinned: snakemake-storage-plugin-s3 turns them off process-wide
+    return boto3.session.Session().client(
+        "s3", config=Config(retries={"mode": "standard", "total_max_attempts": 10},
+                            request_checksum_calculation="when_supported",
+                            response_checksum_validation="when_supported")
+    )
 
 
 def storage_root(config, storage_prefix):
@@ -154,23 +170,16 @@ class ResponseStore:
 class S3ResponseStore:
     """The response store in S3 (``s3://bucket/prefix``): the same entries under the same keys,
     through boto3's standard credential chain (AWS_ENDPOINT_URL honoured).  A PUT is atomic, so an
-    entry is whole or absent.  There is no lock across machines: Snakemake runs one job per image,
-    and two rows with the same request are the same image."""
+    entry is whole or absent; the per-request lock is a lease object (see :meth:`lock`)."""
 
     def __init__(self, url):
-        import boto3
-        from botocore.config import Config
-
         bucket, _, prefix = str(url)[len("s3://"):].partition("/")
         self.url = str(url).rstrip("/")
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-        # checksums both ways, pinned: snakemake-storage-plugin-s3 turns them off process-wide
-        self.client = boto3.session.Session().client(
-            "s3", config=Config(retries={"mode": "standard", "total_max_attempts": 10},
-                                request_checksum_calculation="when_supported",
-                                response_checksum_validation="when_supported")
-        )
+        env = os.environ
+        self.client = _s3_client(env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
+                                 env.get("AWS_ACCESS_KEY_ID"))
         self._listed = None
 
     def object_key(self, key):
