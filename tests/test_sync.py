@@ -124,3 +124,33 @@ def test_s3_failure_leaves_no_marker(tmp_path, s3, bucket, monkeypatch):
         sync(paths, dest, tmp_path / "m.json", images_root=images, target=target)
     assert "_SUCCESS.json" not in s3.objects(bucket)
     assert not (tmp_path / "m.json").exists()
+
+
+def test_s3_bucket_whose_etags_are_not_md5s(tmp_path, s3, bucket, monkeypatch):
+    """SSE-KMS buckets (and some S3-compatible stores) give ETags that are not the MD5 of the bytes
+    (here: a loopback proxy in front of moto rewrites every ETag). The first sync is verified by
+    the SHA-256 S3 computed on upload; a resync uploads nothing and lists once; a changed file is
+    uploaded again."""
+    from tests.support.flaky_proxy import FlakyProxy
+
+    images = tmp_path / "images"
+    paths = make_images(images, FILES)
+    with FlakyProxy(s3.endpoint_url, opaque_etags=True) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+        dest = Destination("s3", bucket, "kms/", proxy.url)
+        listed = S3Target(bucket).list("")
+        first = sync(paths, dest, tmp_path / "_SUCCESS.json", images_root=images, target=S3Target(bucket))
+        assert first["counts"]["uploaded"] == 3 and listed == {}
+        etags = {o["key"]: o["etag"] for o in first["objects"]}
+        assert all(etags[o["key"]] != o["md5"] for o in first["objects"])  # opaque indeed
+        assert proxy.count(method="HEAD") == 3  # each upload verified by its checksum
+
+        again = S3Target(bucket)
+        marker = sync(paths, dest, tmp_path / "_SUCCESS.json", images_root=images, target=again)
+        assert marker["counts"]["uploaded"] == 0 and again.listings == 1
+
+        (images / "nature/a.png").write_bytes(b"PNG-A, drawn again")
+        changed = sync(paths, dest, tmp_path / "_SUCCESS.json", images_root=images, target=S3Target(bucket))
+        assert changed["counts"]["uploaded"] == 1
+    assert s3.objects(bucket)["kms/nature/a.png"] == b"PNG-A, drawn again"

@@ -22,8 +22,10 @@ fields (after the last chunk; boto3 sends none) are forwarded as headers, unless
 Standard library only.  Thread-safe.
 """
 
+import hashlib
 import http.client
 import random
+import re
 import socket
 import struct
 import sys
@@ -36,6 +38,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from .loopback import LoopbackServer
 
 MODES = ("reset", "500", "503")
+_ETAG_XML = re.compile(r"(<ETag>)(.*?)(</ETag>)")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+def _opaque(etag):
+    """The ETag an SSE-KMS bucket would give: 32 hex digits that are not the content's MD5."""
+    return _HEX32.sub(lambda m: hashlib.md5(b"kms:" + m.group(0).encode()).hexdigest(), etag)
 
 # Per-connection headers a proxy must not pass on (RFC 9110 7.6.1), plus Expect: the proxy has already answered
 # "100 Continue" itself and holds the whole body.
@@ -99,13 +108,16 @@ class FlakyProxy(LoopbackServer):
     thread_name, owner_attr = "flaky-proxy", "proxy"
 
     def __init__(self, upstream_url, fail_rate=0.0, seed=0, modes=MODES, host="127.0.0.1", port=0,
-                 upstream_timeout=60.0):
+                 upstream_timeout=60.0, opaque_etags=False):
         parsed = urllib.parse.urlsplit(upstream_url)
         if parsed.scheme != "http" or not parsed.hostname:
             raise ValueError(f"upstream must be an http:// URL, not {upstream_url!r}")
         self.upstream_url = upstream_url
         self._upstream = (parsed.hostname, parsed.port or 80)
         self.upstream_timeout = float(upstream_timeout)
+        # As an SSE-KMS bucket answers: every ETag (headers and listings) is not the MD5 of the
+        # object's bytes, but stays the same for the same object.
+        self.opaque_etags = bool(opaque_etags)
         self.modes = _check_modes(modes)
         self.fail_rate = _check_rate(fail_rate)
         self.host, self._port = host, port
@@ -227,6 +239,10 @@ class FlakyProxy(LoopbackServer):
             return
         record["status"] = status
         self._record(record)
+        if self.opaque_etags:
+            answer_headers = [(n, _opaque(v) if n.lower() == "etag" else v) for n, v in answer_headers]
+            payload = _ETAG_XML.sub(lambda m: m.group(1) + _opaque(m.group(2)) + m.group(3), payload.decode("latin-1")
+                                    ).encode("latin-1") if b"<ETag>" in payload else payload
         self._relay(handler, status, reason, answer_headers, payload)
 
     def _forward(self, handler, body, trailers):

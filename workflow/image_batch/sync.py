@@ -6,6 +6,7 @@ Content is compared by MD5 against the S3 ETag (uploads stay single-part below
 size is unchanged but whose bytes differ is uploaded again.
 """
 
+import base64
 import datetime
 import hashlib
 import json
@@ -90,22 +91,41 @@ def multipart_etag(path, part_size):
     return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
 
 
-def same_content(local, remote, part_size=MULTIPART_THRESHOLD):
-    """True when ``remote`` ({"size", "etag"}) holds the bytes of ``local``."""
-    if remote is None or remote["size"] != local.size:
-        return False
+def etag_is_md5(local, remote, part_size=MULTIPART_THRESHOLD):
+    """Whether ``remote``'s ETag is the MD5 of ``local`` (plain and SSE-S3 uploads; multipart: MD5
+    of the parts' MD5s). SSE-KMS, SSE-C and some S3-compatible stores give opaque ETags."""
     etag = remote["etag"].strip('"')
     if "-" in etag:
         return etag == multipart_etag(local.path, part_size)
     return etag == local.md5
 
 
-def plan(files, remote):
+def same_content(local, remote, part_size=MULTIPART_THRESHOLD, known=None):
+    """True when ``remote`` ({"size", "etag"}) holds the bytes of ``local``: its ETag is their MD5,
+    or it is the very object (same ETag) that an earlier sync uploaded, verified and recorded in
+    its marker with the same SHA-256 (``known``: {key: (sha256, etag)})."""
+    if remote is None or remote["size"] != local.size:
+        return False
+    if etag_is_md5(local, remote, part_size):
+        return True
+    return bool(known) and known.get(local.key) == (local.sha256, remote["etag"].strip('"'))
+
+
+def plan(files, remote, known=None):
     """Split ``files`` into (to_upload, unchanged) against the ``remote`` listing."""
     to_upload, unchanged = [], []
     for item in files:
-        (unchanged if same_content(item, remote.get(item.key)) else to_upload).append(item)
+        (unchanged if same_content(item, remote.get(item.key), known=known) else to_upload).append(item)
     return to_upload, unchanged
+
+
+def known_from_marker(data):
+    """{key: (sha256, etag)} of the objects a marker (bytes) records, for :func:`same_content`."""
+    try:
+        objects = json.loads(data).get("objects") or []
+    except (ValueError, AttributeError):
+        return {}
+    return {o["key"]: (o.get("sha256"), o["etag"]) for o in objects if isinstance(o, dict) and o.get("etag")}
 
 
 class S3Target:
@@ -153,12 +173,22 @@ class S3Target:
                     item.path,
                     self.bucket,
                     item.key,
-                    extra_args={"ContentType": CONTENT_TYPES.get(Path(item.path).suffix, "application/octet-stream")},
+                    # S3 checks the SHA-256 on receipt and keeps it: uploads stay verifiable
+                    # where ETags are not MD5s (SSE-KMS buckets)
+                    extra_args={
+                        "ContentType": CONTENT_TYPES.get(Path(item.path).suffix, "application/octet-stream"),
+                        "ChecksumAlgorithm": "SHA256",
+                    },
                 )
                 for item in files
             ]
             for future in futures:
                 future.result()
+
+    def checksum_matches(self, item):
+        """Whether the object at ``item.key`` carries ``item``'s SHA-256 (S3 computed it on upload)."""
+        head = self.client.head_object(Bucket=self.bucket, Key=item.key, ChecksumMode="ENABLED")
+        return head.get("ChecksumSHA256") == base64.b64encode(bytes.fromhex(item.sha256)).decode("ascii")
 
     def read(self, key):
         try:
@@ -213,6 +243,10 @@ class LocalTarget:
         for item in files:
             self._copy(item)
 
+    def checksum_matches(self, item):
+        path = self.root / item.key
+        return path.is_file() and file_digests(path)[2] == item.sha256
+
     def read(self, key):
         try:
             return (self.root / key).read_bytes()
@@ -232,7 +266,7 @@ def make_target(destination, concurrency=16, retry_mode="standard", max_attempts
     return LocalTarget(destination.location)
 
 
-def _marker(destination, files, uploaded):
+def _marker(destination, files, uploaded, listing):
     images = sum(1 for f in files if f.key.endswith(".png"))
     return {
         "destination": destination.describe(),
@@ -245,7 +279,10 @@ def _marker(destination, files, uploaded):
             "uploaded": uploaded,
             "unchanged": len(files) - uploaded,
         },
-        "objects": [{"key": f.key, "size": f.size, "sha256": f.sha256, "md5": f.md5} for f in files],
+        "objects": [
+            {"key": f.key, "size": f.size, "sha256": f.sha256, "md5": f.md5, "etag": listing[f.key]["etag"].strip('"')}
+            for f in files
+        ],
     }
 
 
@@ -287,21 +324,34 @@ def _sync(files, destination, local_marker, target, log, prices):
     log(f"syncing {len(files)} files to {destination.describe()}")
     remote = target.list(destination.prefix)
     to_upload, unchanged = plan(files, remote)
+    previous = None
+    opaque = [f for f in to_upload if f.key in remote and remote[f.key]["size"] == f.size]
+    if opaque and marker_key in remote:
+        # ETags that are not MD5s (SSE-KMS): the last verified sync's marker says what is there
+        previous = target.read(marker_key)
+        to_upload, unchanged = plan(files, remote, known_from_marker(previous))
     log(f"{len(to_upload)} to upload, {len(unchanged)} already there with the same content")
+    listing = remote
     if to_upload:
         if marker_key in remote:
             target.delete(marker_key)  # a sync in progress must not look complete
         target.upload(to_upload)
-        check = target.list(destination.prefix)
-        bad = [f.key for f in to_upload if not same_content(f, check.get(f.key))]
+        listing = target.list(destination.prefix)
+        bad = [
+            f.key
+            for f in to_upload
+            if not (listing.get(f.key) and listing[f.key]["size"] == f.size)
+            or not (etag_is_md5(f, listing[f.key]) or target.checksum_matches(f))
+        ]
         if bad:
             raise SyncError(f"{len(bad)} upload(s) could not be verified, e.g. {bad[0]}; no marker written")
         log(f"uploaded and verified {len(to_upload)} files")
-    marker = _marker(destination, files, len(to_upload))
+    marker = _marker(destination, files, len(to_upload), listing)
     marker["cost"] = cost.report_for_files([f.path for f in files], prices)
     log(cost.describe_report(marker["cost"]))
-    previous = target.read(marker_key) if not to_upload and marker_key in remote else None
-    if previous is None or json.loads(previous).get("objects") != marker["objects"]:
+    if not to_upload and marker_key in remote and previous is None:
+        previous = target.read(marker_key)
+    if to_upload or previous is None or json.loads(previous).get("objects") != marker["objects"]:
         target.put(marker_key, canonical_json(marker).encode("utf-8"))
         log(f"wrote marker {marker_key}")
     else:
