@@ -157,3 +157,19 @@ def test_two_jobs_with_the_same_request_pay_once(tmp_path, s3, monkeypatch, wher
         assert len(api.paid_calls) == 1
     if where == "s3":
         assert not [key for key in s3.objects("answers") if "/leases/" in key]  # released
+
+
+def test_shared_store_says_what_it_chose(tmp_path, monkeypatch):
+    from image_batch.store import shared_store
+
+    monkeypatch.chdir(tmp_path)
+    assert shared_store({}, "s3://bucket/run") == (
+        "s3://bucket/run/response-store", "Image.Batch: jobs share no filesystem: paid answers are kept in "
+        "s3://bucket/run/response-store")
+    (tmp_path / "response-store/ab").mkdir(parents=True)
+    (tmp_path / "response-store/ab/abc.json").write_text("{}")
+    root, note = shared_store({}, "s3://bucket/run")
+    assert root == "s3://bucket/run/response-store" and "aws s3 sync response-store/" in note
+    assert shared_store({"response_store": "s3://other/answers"}, "s3://bucket/run") == ("s3://other/answers", None)
+    root, note = shared_store({}, "gcs://bucket/run")
+    assert root == "response-store" and "WARNING" in note and "a retried job pays again" in note

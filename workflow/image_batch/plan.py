@@ -52,7 +52,9 @@ def prepare(config, announce=True, lock=False, dry_run=False, write=True, local_
     sheet = config["input_csv"]
     rows = read_sheet(sheet, config.get("max_prompt_chars"))
     specs = build_specs(rows, config, settings.provider, sheet)
-    other_run, lock_note = runlock.acquire(dry_run=dry_run, store_root=None if is_remote(store_root(config)) else store_root(config)) if lock else (None, "")
+    root = store_root(config)
+    other_run, lock_note = (runlock.acquire(dry_run=dry_run, store_root=None if is_remote(root) else root)
+                            if lock else (None, ""))
     if lock and not dry_run:
         failures.clear_stop()
     protect_paid = config.get("provider", "auto") == "auto" and settings.provider == "offline"
@@ -99,7 +101,7 @@ def prepare(config, announce=True, lock=False, dry_run=False, write=True, local_
         chunking.write_members(chunks)
         if not local_images:
             floor_mtimes(SPEC_ROOT)  # the plan files are staged into storage (whole-second times)
-        if local_images:
+        else:
             # Snakemake does not remake a missing intermediate file when what depends on it is up
             # to date: a deleted PNG would stay missing behind an up-to-date sync marker. Touching
             # its chunk's member list makes that chunk's digest, and so the image, due again.

@@ -44,15 +44,15 @@ def is_remote(root):
 
 
 def open_store(config):
-    """The response store the config names: a local folder, or ``s3://bucket/prefix`` (one client
-    per process and store: a boto3 client costs tens of milliseconds to make)."""
+    """The response store the config names: a local folder, or ``s3://bucket/prefix``."""
     root = store_root(config)
     return S3ResponseStore(root) if is_remote(root) else ResponseStore(root)
 
 
 @functools.lru_cache(maxsize=None)
 def _s3_client(endpoint_url, access_key):
-    """One boto3 client per endpoint and credentials (boto3 clients are thread-safe)."""
+    """One boto3 client per process, endpoint and credentials, not one per image: a client costs
+    tens of milliseconds to make (and boto3 clients are thread-safe)."""
     import boto3
     from botocore.config import Config
 
@@ -69,20 +69,28 @@ def storage_root(config, storage_prefix):
     in S3 or was set to anything but the default (a volume every job mounts, say); else, with an
     S3 storage prefix, ``<prefix>/response-store``.  None when nothing shared can be chosen."""
     root = store_root(config)
-    if is_remote(root) or root != DEFAULT_ROOT:
+    if root != DEFAULT_ROOT:
         return root
     if storage_prefix and str(storage_prefix).startswith("s3://"):
         return f"{str(storage_prefix).rstrip('/')}/{DEFAULT_ROOT}"
     return None
 
 
-def left_behind_note(local_root, remote_root):
-    """What to tell the user when a run's jobs use ``remote_root`` instead of ``local_root``."""
+def shared_store(config, storage_prefix):
+    """(the response store, what to tell the user) for a run whose jobs share no filesystem: see
+    :func:`storage_root`; when none can be chosen, the configured one, with a warning."""
+    local_root = store_root(config)
+    remote_root = storage_root(config, storage_prefix)
+    if remote_root is None:
+        return local_root, ("Image.Batch: WARNING: jobs share no filesystem and the response store is local to "
+                            "each job: a retried job pays again. Set response_store: s3://bucket/prefix.")
+    if remote_root == local_root:
+        return remote_root, None
     note = f"Image.Batch: jobs share no filesystem: paid answers are kept in {remote_root}"
     if any(Path(local_root).glob("??/*.json")):
         note += (f". The answers already in {local_root}/ are not seen by this run: copy them there first "
                  f"(aws s3 sync {local_root}/ {remote_root}/ --exclude 'batches/*') or they may be paid again")
-    return note
+    return remote_root, note
 
 
 def _entry_bytes(key, request, raw):
@@ -174,7 +182,6 @@ class S3ResponseStore:
 
     def __init__(self, url):
         bucket, _, prefix = str(url)[len("s3://"):].partition("/")
-        self.url = str(url).rstrip("/")
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         env = os.environ

@@ -18,17 +18,9 @@ validate(config, schema="../schemas/config.schema.yaml")
 # response store either: paid answers then go to one in S3 (store.storage_root).
 STORAGE = bool(workflow.storage_settings.default_storage_provider)
 if STORAGE and not workflow.storage_settings.shared_fs_usage:
-    SHARED_STORE = store.storage_root(config, workflow.storage_settings.default_storage_prefix)
-    if SHARED_STORE:
-        if workflow.is_main_process and store.store_root(config) != SHARED_STORE:
-            print(store.left_behind_note(store.store_root(config), SHARED_STORE), file=sys.stderr)
-        config["response_store"] = SHARED_STORE
-    elif workflow.is_main_process:
-        print(
-            "Image.Batch: WARNING: jobs share no filesystem and the response store is local to "
-            "each job: a retried job pays again. Set response_store: s3://bucket/prefix.",
-            file=sys.stderr,
-        )
+    config["response_store"], STORE_NOTE = store.shared_store(config, workflow.storage_settings.default_storage_prefix)
+    if STORE_NOTE and workflow.is_main_process:
+        print(STORE_NOTE, file=sys.stderr)
 
 try:
     # Job processes (cluster executors) re-read the Snakefile: only the main process writes the
