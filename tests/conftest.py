@@ -13,6 +13,20 @@ REPO = Path(__file__).resolve().parents[1]
 API_KEY = "sk-test-SECRET-0123456789abcdef"
 
 
+def set_env(monkeypatch, env):
+    """Set every variable of ``env`` for this test (undone after it)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def use_stand_ins(monkeypatch, tmp_path, s3, api, bucket="answers"):
+    """In-process code under test talks to the stand-in API and moto's S3 (with ``bucket``
+    created), and runs in ``tmp_path``."""
+    set_env(monkeypatch, {**s3.env(), "AI_API_KEY": API_KEY, "OPENAI_BASE_URL": api.base_url})
+    monkeypatch.chdir(tmp_path)
+    s3.client().create_bucket(Bucket=bucket)
+
+
 def copy_workflow(dest):
     """A user's checkout of the workflow in ``dest`` (code, config, profile link; no results)."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")

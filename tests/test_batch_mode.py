@@ -12,7 +12,7 @@ import pytest
 
 from image_batch.batch import BatchRunner, input_files
 from image_batch.providers.openai_images import OpenAIImagesProvider
-from tests.conftest import API_KEY, FAST_RETRY, copy_workflow, update_config
+from tests.conftest import API_KEY, FAST_RETRY, copy_workflow, update_config, use_stand_ins
 from tests.support.fake_openai import FakeOpenAI
 
 CREATED = 1_790_000_000
@@ -190,10 +190,7 @@ def test_batch_state_survives_rm_rf_results(tmp_path, s3, monkeypatch, where):
     polled, none is submitted twice (with the store in S3, the state stays outside results/)."""
     request = {"provider": "openai", "model": "gpt-image-test", "prompt": "p", "output_format": "png"}
     with FakeOpenAI(api_key=API_KEY, batch_polls_to_complete=1000) as fake:
-        for name, value in {**s3.env(), "AI_API_KEY": API_KEY, "OPENAI_BASE_URL": fake.base_url}.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.chdir(tmp_path)
-        s3.client().create_bucket(Bucket="answers")
+        use_stand_ins(monkeypatch, tmp_path, s3, fake)
         config = {"openai": {"model": "gpt-image-test"}, "batch": {"poll_seconds": 0.01},
                   "response_store": "s3://answers/store" if where == "s3" else "response-store"}
         specs = [{"image_id": f"i{n}", "context": "C", "folder": "c", "request": {**request, "prompt": f"p{n}"}}

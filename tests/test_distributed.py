@@ -17,7 +17,7 @@ import sys
 import pytest
 from PIL import Image
 
-from tests.conftest import API_KEY, REPO, Runner, copy_workflow
+from tests.conftest import API_KEY, REPO, Runner, copy_workflow, set_env
 from tests.support.fake_openai import FakeOpenAI, expected_color
 from tests.support.moto_s3 import CREDENTIALS, scrubbed_environ
 
@@ -258,8 +258,7 @@ def test_sync_uploads_keep_their_checksums_whatever_the_environment_says(tmp_pat
     Snakemake process once it is installed: the sync's own uploads must still carry a checksum."""
     from image_batch.sync import S3Target, collect
 
-    for name, value in {**s3.env(), "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required"}.items():
-        monkeypatch.setenv(name, value)
+    set_env(monkeypatch, {**s3.env(), "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required"})
     s3.client().create_bucket(Bucket=DEST_BUCKET)
     (tmp_path / "nature").mkdir()
     (tmp_path / "nature/a.png").write_bytes(b"PNG-a")

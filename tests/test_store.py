@@ -6,6 +6,7 @@ import pytest
 
 from image_batch.providers.base import RawResponse
 from image_batch.store import ResponseStore, request_key
+from tests.conftest import API_KEY, set_env, use_stand_ins
 
 
 def test_key_is_order_independent_and_covers_every_field():
@@ -75,8 +76,7 @@ def test_s3_store_keeps_the_same_entries_in_a_bucket(s3, monkeypatch):
     """response_store: s3://bucket/prefix, against moto's server: put, get, has, reject."""
     from image_batch.store import S3ResponseStore, open_store
 
-    for name, value in s3.env().items():
-        monkeypatch.setenv(name, value)
+    set_env(monkeypatch, s3.env())
     s3.client().create_bucket(Bucket="answers")
     store = open_store({"response_store": "s3://answers/team/store/"})
     assert isinstance(store, S3ResponseStore)
@@ -103,8 +103,7 @@ def test_s3_store_keeps_the_same_entries_in_a_bucket(s3, monkeypatch):
 def test_corrupt_s3_entry_is_set_aside_not_trusted(s3, monkeypatch):
     from image_batch.store import S3ResponseStore
 
-    for name, value in s3.env().items():
-        monkeypatch.setenv(name, value)
+    set_env(monkeypatch, s3.env())
     client = s3.client()
     client.create_bucket(Bucket="answers")
     key = request_key({"prompt": "p"})
@@ -129,15 +128,11 @@ def test_two_jobs_with_the_same_request_pay_once(tmp_path, s3, monkeypatch, wher
     """Two rows with the same description are the same request: jobs making them at once (threads
     here; machines in a cluster) pay for one answer. Local store: flock; S3 store: a lease."""
     from image_batch.generate import obtain
-    from tests.conftest import API_KEY
     from tests.support.fake_openai import FakeOpenAI
 
     request = {"provider": "openai", "model": "gpt-image-test", "prompt": "same words", "output_format": "png"}
     with FakeOpenAI(api_key=API_KEY, latency=0.5) as api:
-        for name, value in {**s3.env(), "AI_API_KEY": API_KEY, "OPENAI_BASE_URL": api.base_url}.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.chdir(tmp_path)
-        s3.client().create_bucket(Bucket="answers")
+        use_stand_ins(monkeypatch, tmp_path, s3, api)
         config = {"openai": {"model": "gpt-image-test"}, "retry": {"max_attempts": 1},
                   "response_store": "s3://answers/store" if where == "s3" else str(tmp_path / "store")}
         results, errors = [], []

@@ -7,6 +7,7 @@ import pytest
 
 from image_batch.settings import Destination
 from image_batch.sync import LocalFile, S3Target, SyncError, collect, plan, same_content, sync
+from tests.conftest import set_env
 
 
 def make_images(root, files):
@@ -64,8 +65,7 @@ def test_local_destination(tmp_path):
 
 @pytest.fixture
 def bucket(s3, monkeypatch):
-    for name, value in s3.env().items():
-        monkeypatch.setenv(name, value)
+    set_env(monkeypatch, s3.env())
     s3.client().create_bucket(Bucket="images")
     return "images"
 
