@@ -17,9 +17,9 @@ import yaml
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "workflow"))
 
-from image_batch.errors import UserError  # noqa: E402
-from image_batch.settings import load_dotenv_file  # noqa: E402
-from image_batch.sheet import read_sheet  # noqa: E402
+from image_batch.common.errors import UserError  # noqa: E402
+from image_batch.common.settings import load_dotenv_file  # noqa: E402
+from image_batch.descriptions.sheet import read_sheet  # noqa: E402
 
 
 def parse_args(argv):
@@ -27,8 +27,11 @@ def parse_args(argv):
     parser.add_argument("input_csv", help="the sheet: columns image_id, context, description")
     parser.add_argument("--cores", default=str(os.cpu_count() or 1), help="Snakemake --cores (default: all)")
     parser.add_argument("-n", "--dry-run", action="store_true", help="show what would be made, make nothing")
-    parser.add_argument("--estimate", action="store_true",
-                        help="print the images to make and their estimated cost, live and in batch mode; make nothing")
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the images to make and their estimated cost, live and in batch mode; make nothing",
+    )
     parser.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="after --: passed to Snakemake")
     return parser.parse_args(argv)
 

@@ -33,15 +33,31 @@ from tests.support.moto_s3 import MotoS3, scrubbed_environ  # noqa: E402
 KEY = "sk-bench-0000000000000000"
 FLOOR_FLAGS = [
     "--force-use-threads",
-    "--max-jobs-per-timespan", "100000/1s",
-    "--scheduler", "greedy",
-    "--scheduler-subsample", "100",
-    "--cores", "32",
+    "--max-jobs-per-timespan",
+    "100000/1s",
+    "--scheduler",
+    "greedy",
+    "--scheduler-subsample",
+    "100",
+    "--cores",
+    "32",
     "--drop-metadata",
 ]
 PARTI = REPO.parent / "shared" / "data" / "parti-prompts.csv"
-CONTEXTS = ["Animals", "Food & Beverage", "Vehicles", "World Knowledge", "Abstract", "Artifacts",
-            "Illustrations", "Indoor Scenes", "Outdoor Scenes", "People", "Produce & Plants", "Arts"]
+CONTEXTS = [
+    "Animals",
+    "Food & Beverage",
+    "Vehicles",
+    "World Knowledge",
+    "Abstract",
+    "Artifacts",
+    "Illustrations",
+    "Indoor Scenes",
+    "Outdoor Scenes",
+    "People",
+    "Produce & Plants",
+    "Arts",
+]
 
 
 def snakemake_cmd(*args):
@@ -113,8 +129,16 @@ def workflow(n, api, extra_env=None, label=None):
     calls = len(api.calls)
     noop, _ = measure(snakemake_cmd(*cfg), root, env, f"{label}-noop")
     stats = api.stats()
-    return {"full": full, "noop": noop, "dry": dry, "mem": max(dry_mem, full_mem), "calls": calls,
-            "noop_calls": len(api.calls) - calls, "429": stats["status_429"], "root": root}
+    return {
+        "full": full,
+        "noop": noop,
+        "dry": dry,
+        "mem": max(dry_mem, full_mem),
+        "calls": calls,
+        "noop_calls": len(api.calls) - calls,
+        "429": stats["status_429"],
+        "root": root,
+    }
 
 
 def row(name, value, floor_value=None, target=None, unit="s"):
@@ -137,12 +161,16 @@ def target1(api, n):
     row("fresh --dry-run", w["dry"], f["dry"], 1.2)
     row("peak memory", w["mem"], f["mem"], 1.5, unit="MB")
     print(f"  floor: full {f['full']:.1f} s, no-op {f['noop']:.1f} s, dry-run {f['dry']:.1f} s, {f['mem']:.0f} MB")
-    print(f"  same-shape floor (1 input, 2 outputs, log per job; explains the gap, not a target): full "
-          f"{shaped['full']:.1f} s ({shaped['full'] / f['full']:.2f}x), no-op {shaped['noop']:.1f} s "
-          f"({shaped['noop'] / f['noop']:.2f}x), dry-run {shaped['dry']:.1f} s ({shaped['dry'] / f['dry']:.2f}x), "
-          f"{shaped['mem']:.0f} MB")
-    print(f"  per-image overhead: workflow {1000 * w['full'] / n:.2f} ms, floor {1000 * f['full'] / n:.2f} ms; "
-          f"API calls {w['calls']} (no-op rerun: {w['noop_calls']}), 429s {w['429']}")
+    print(
+        f"  same-shape floor (1 input, 2 outputs, log per job; explains the gap, not a target): full "
+        f"{shaped['full']:.1f} s ({shaped['full'] / f['full']:.2f}x), no-op {shaped['noop']:.1f} s "
+        f"({shaped['noop'] / f['noop']:.2f}x), dry-run {shaped['dry']:.1f} s ({shaped['dry'] / f['dry']:.2f}x), "
+        f"{shaped['mem']:.0f} MB"
+    )
+    print(
+        f"  per-image overhead: workflow {1000 * w['full'] / n:.2f} ms, floor {1000 * f['full'] / n:.2f} ms; "
+        f"API calls {w['calls']} (no-op rerun: {w['noop_calls']}), 429s {w['429']}"
+    )
     return {"floor": f, "floor_shaped": shaped, "workflow": {k: v for k, v in w.items() if k != "root"}}
 
 
@@ -150,8 +178,9 @@ def target2(api, sizes, dry_size):
     print(f"\nTarget 2: scale. Fresh --dry-run of {dry_size:,} rows (target < 60 s), and per-image time by size")
     root = workflow_project(f"dry-{dry_size}", dry_size)
     env = {**scrubbed_environ(), "AI_API_KEY": KEY, "OPENAI_BASE_URL": api.base_url}
-    dry, mem = measure(snakemake_cmd("-n", "--quiet", "--cores", "8", "--config", "input_csv=input.csv"), root, env,
-                       f"dry-{dry_size}")
+    dry, mem = measure(
+        snakemake_cmd("-n", "--quiet", "--cores", "8", "--config", "input_csv=input.csv"), root, env, f"dry-{dry_size}"
+    )
     print(f"  fresh --dry-run, {dry_size:,} rows: {dry:.1f} s, {mem:.0f} MB  {'OK' if dry < 60 else 'MISS'}")
     shutil.rmtree(root, ignore_errors=True)
     out = {"dry": dry, "dry_mem": mem, "per_image_ms": {}}
@@ -165,23 +194,31 @@ def target2(api, sizes, dry_size):
 
 
 def target3(per_minute, n, latency):
-    print(f"\nTarget 3: stand-in limited to {per_minute} images/minute (429 + retry-after beyond), "
-          f"{n} rows, {latency * 1000:.0f} ms per answer")
+    print(
+        f"\nTarget 3: stand-in limited to {per_minute} images/minute (429 + retry-after beyond), "
+        f"{n} rows, {latency * 1000:.0f} ms per answer"
+    )
     with FakeOpenAI(api_key=KEY, rate_limit_per_minute=per_minute, latency=latency) as api:
         root = workflow_project(f"ratelimit-{n}", n)
         env = {**scrubbed_environ(), "AI_API_KEY": KEY, "OPENAI_BASE_URL": api.base_url}
-        seconds, _ = measure(snakemake_cmd("--cores", "8", "--config", "input_csv=input.csv"), root, env,
-                             "ratelimit")
+        seconds, _ = measure(snakemake_cmd("--cores", "8", "--config", "input_csv=input.csv"), root, env, "ratelimit")
         stats = api.stats()
         ok = [c["time"] for c in api.calls if c["status"] == 200]
         span = (max(ok) - min(ok)) or 1e-9
         throughput = (len(ok) - 1) / span * 60
         made = len(list((root / "results" / "images").rglob("*.png")))
-        print(f"  {made}/{n} images in one run, {seconds:.1f} s; sustained {throughput:.1f}/min = "
-              f"{100 * throughput / per_minute:.1f}% of the limit (target >= 95%); "
-              f"429 answers: {stats['status_429']} (target < {n})")
-        return {"seconds": seconds, "throughput_per_min": throughput, "share": throughput / per_minute,
-                "status_429": stats["status_429"], "made": made}
+        print(
+            f"  {made}/{n} images in one run, {seconds:.1f} s; sustained {throughput:.1f}/min = "
+            f"{100 * throughput / per_minute:.1f}% of the limit (target >= 95%); "
+            f"429 answers: {stats['status_429']} (target < {n})"
+        )
+        return {
+            "seconds": seconds,
+            "throughput_per_min": throughput,
+            "share": throughput / per_minute,
+            "status_429": stats["status_429"],
+            "made": made,
+        }
 
 
 def awscli():
@@ -212,21 +249,40 @@ def target4(api):
         ours, _ = measure(snakemake_cmd("--cores", "8", "--config", "input_csv=input.csv"), root, s3env, "sync-ours")
         log = (root / "results/logs/sync.log").read_text().splitlines()
         job = _log_span(log)
-        theirs, _ = measure([str(aws), "s3", "sync", "--only-show-errors", str(images), "s3://theirs/"], root,
-                            {**env, **s3.env()}, "sync-aws")
+        theirs, _ = measure(
+            [str(aws), "s3", "sync", "--only-show-errors", str(images), "s3://theirs/"],
+            root,
+            {**env, **s3.env()},
+            "sync-aws",
+        )
         (root / "results" / "_SUCCESS.json").unlink()
-        noop, _ = measure(snakemake_cmd("--cores", "8", "--config", "input_csv=input.csv"), root, s3env,
-                          "sync-noop")
+        noop, _ = measure(snakemake_cmd("--cores", "8", "--config", "input_csv=input.csv"), root, s3env, "sync-noop")
         noop_log = (root / "results/logs/sync.log").read_text().splitlines()
-        their_noop, _ = measure([str(aws), "s3", "sync", "--only-show-errors", str(images), "s3://theirs/"], root,
-                                {**env, **s3.env()}, "sync-aws-noop")
+        their_noop, _ = measure(
+            [str(aws), "s3", "sync", "--only-show-errors", str(images), "s3://theirs/"],
+            root,
+            {**env, **s3.env()},
+            "sync-aws-noop",
+        )
         print(f"  {count} files. aws s3 sync: {theirs:.1f} s (no-op {their_noop:.1f} s)")
-        print(f"  workflow, sync job alone: {job:.1f} s = {job / theirs:.2f}x aws s3 sync (target <= 1.05x); "
-              f"whole `snakemake` invocation incl. start-up: {ours:.1f} s = {ours / theirs:.2f}x")
-        print(f"  no-op resync (marker removed, sync rerun): {noop:.1f} s; "
-              + "; ".join(line.split(" ", 1)[1] for line in noop_log if line.split(" ", 1)[-1].startswith(("done", "destination"))))
-        return {"files": count, "aws": theirs, "aws_noop": their_noop, "ours_job": job, "ours_total": ours,
-                "noop": noop}
+        print(
+            f"  workflow, sync job alone: {job:.1f} s = {job / theirs:.2f}x aws s3 sync (target <= 1.05x); "
+            f"whole `snakemake` invocation incl. start-up: {ours:.1f} s = {ours / theirs:.2f}x"
+        )
+        print(
+            f"  no-op resync (marker removed, sync rerun): {noop:.1f} s; "
+            + "; ".join(
+                line.split(" ", 1)[1] for line in noop_log if line.split(" ", 1)[-1].startswith(("done", "destination"))
+            )
+        )
+        return {
+            "files": count,
+            "aws": theirs,
+            "aws_noop": their_noop,
+            "ours_job": job,
+            "ours_total": ours,
+            "noop": noop,
+        }
     finally:
         s3.stop()
 
@@ -249,7 +305,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     targets = set(args.targets.split(","))
     RUNS.mkdir(exist_ok=True)
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     results = {}
     with FakeOpenAI(api_key=KEY) as api:
         if "1" in targets:

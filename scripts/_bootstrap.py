@@ -15,7 +15,7 @@ def load_config(path):
     """The config file as a dict, with .env loaded into the environment first."""
     import yaml
 
-    from image_batch.settings import load_dotenv_file
+    from image_batch.common.settings import load_dotenv_file
 
     load_dotenv_file(".env")
     with open(path, encoding="utf-8") as handle:

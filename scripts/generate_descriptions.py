@@ -10,7 +10,7 @@ import sys
 
 import _bootstrap
 
-from image_batch.errors import UserError
+from image_batch.common.errors import UserError
 from image_batch.plan import prepare
 
 

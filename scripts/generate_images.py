@@ -10,8 +10,8 @@ import sys
 
 import _bootstrap
 
-from image_batch.errors import UserError
-from image_batch.generate import make_image
+from image_batch.common.errors import UserError
+from image_batch.images.generate import make_image
 
 
 def main(argv=None):

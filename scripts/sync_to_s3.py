@@ -11,9 +11,9 @@ from pathlib import Path
 
 import _bootstrap
 
-from image_batch.errors import UserError
-from image_batch.settings import resolve
-from image_batch.sync import sync
+from image_batch.common.errors import UserError
+from image_batch.common.settings import resolve
+from image_batch.sync.upload import sync
 
 
 def main(argv=None):

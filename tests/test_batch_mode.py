@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from image_batch.batch import BatchRunner, input_files
+from image_batch.images.batch import BatchRunner, input_files
 from image_batch.providers.openai_images import OpenAIImagesProvider
 from tests.conftest import API_KEY, FAST_RETRY, copy_workflow, update_config, use_stand_ins
 from tests.support.fake_openai import FakeOpenAI
@@ -130,9 +130,14 @@ def test_expired_batch_submits_only_the_lines_not_run(runner, api):
 def test_kill_9_while_polling_resumes_the_same_batch(runner, api):
     api.batch_polls_to_complete = 150  # ~3 s of polling at 0.02 s
     batch = project(runner, api)
-    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "4", "--config", "input_csv=input.csv"],
-                           cwd=batch.root, env=batch.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "4", "--config", "input_csv=input.csv"],
+        cwd=batch.root,
+        env=batch.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     state = batch.root / "response-store/batches/state.json"
     deadline = time.monotonic() + 60
     while not (state.exists() and any(b.get("id") for b in json.loads(state.read_text())["batches"])):
@@ -156,12 +161,18 @@ def test_a_batch_created_but_not_heard_of_is_found_not_made_again(tmp_path, api,
     monkeypatch.setenv("AI_API_KEY", API_KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
     config = {"openai": {"model": "gpt-image-test"}, "batch": {"poll_seconds": 0.01}}
-    specs = [{"image_id": i, "context": c, "folder": c.lower(), "request": {
-        "provider": "openai", "endpoint": "images/generations", "model": "gpt-image-test", "prompt": d}}
-        for i, c, d in ROWS]
+    specs = [
+        {
+            "image_id": i,
+            "context": c,
+            "folder": c.lower(),
+            "request": {"provider": "openai", "endpoint": "images/generations", "model": "gpt-image-test", "prompt": d},
+        }
+        for i, c, d in ROWS
+    ]
     logs = []
     api.fail_next("batch_create", after=True)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for the lost answer
         BatchRunner(config, logs.append).run(specs)
     assert len(api.batches_created) == 1
     result = BatchRunner(config, logs.append).run(specs)
@@ -176,8 +187,12 @@ def test_input_files_split_at_the_limits():
     files = input_files(requests, provider, max_lines=4, max_bytes=10**6)
     assert [len(keys) for _, keys in files] == [4, 4, 2]
     line = json.loads(files[0][0].splitlines()[0])
-    assert line == {"custom_id": "k0", "method": "POST", "url": "/v1/images/generations",
-                    "body": {"model": "m", "prompt": "p" * 100, "n": 1, "size": "1024x1024"}}
+    assert line == {
+        "custom_id": "k0",
+        "method": "POST",
+        "url": "/v1/images/generations",
+        "body": {"model": "m", "prompt": "p" * 100, "n": 1, "size": "1024x1024"},
+    }
     limit = 3 * (len(files[0][0].splitlines()[0]) + 1)  # three lines with their newlines
     by_bytes = input_files(requests, provider, max_lines=50000, max_bytes=limit)
     assert [len(keys) for _, keys in by_bytes] == [3, 3, 3, 1]
@@ -191,10 +206,15 @@ def test_batch_state_survives_rm_rf_results(tmp_path, s3, monkeypatch, where):
     request = {"provider": "openai", "model": "gpt-image-test", "prompt": "p", "output_format": "png"}
     with FakeOpenAI(api_key=API_KEY, batch_polls_to_complete=1000) as fake:
         use_stand_ins(monkeypatch, tmp_path, s3, fake)
-        config = {"openai": {"model": "gpt-image-test"}, "batch": {"poll_seconds": 0.01},
-                  "response_store": "s3://answers/store" if where == "s3" else "response-store"}
-        specs = [{"image_id": f"i{n}", "context": "C", "folder": "c", "request": {**request, "prompt": f"p{n}"}}
-                 for n in range(3)]
+        config = {
+            "openai": {"model": "gpt-image-test"},
+            "batch": {"poll_seconds": 0.01},
+            "response_store": "s3://answers/store" if where == "s3" else "response-store",
+        }
+        specs = [
+            {"image_id": f"i{n}", "context": "C", "folder": "c", "request": {**request, "prompt": f"p{n}"}}
+            for n in range(3)
+        ]
 
         def stop(_seconds):
             raise KeyboardInterrupt

@@ -4,21 +4,26 @@ import json
 
 import pytest
 
-from image_batch import cost
+from image_batch.costs import cost
 
 PRICES = {
     "batch_discount": 0.5,
     "models": {
-        "m-img": {"per_image": {"low": {"1024x1024": 0.01}, "medium": {"1024x1024": 0.04, "1024x1536": 0.06}},
-                  "per_million_tokens": {"text_input": 5.0, "image_input": 10.0, "image_output": 40.0}},
+        "m-img": {
+            "per_image": {"low": {"1024x1024": 0.01}, "medium": {"1024x1024": 0.04, "1024x1536": 0.06}},
+            "per_million_tokens": {"text_input": 5.0, "image_input": 10.0, "image_output": 40.0},
+        },
         "flat": {"per_image": {"medium": {"1024x1024": 0.02}}},
     },
 }
 
 
 def spec(i, model="m-img", quality="medium", size="1024x1024", context="A"):
-    return {"image_id": f"i{i}", "context": context, "request": {"provider": "openai", "model": model,
-                                                               "quality": quality, "size": size, "prompt": f"p{i}"}}
+    return {
+        "image_id": f"i{i}",
+        "context": context,
+        "request": {"provider": "openai", "model": model, "quality": quality, "size": size, "prompt": f"p{i}"},
+    }
 
 
 def test_image_price_by_model_quality_and_size():
@@ -46,8 +51,15 @@ def test_report_from_usage_per_context_with_batch_discount():
     sidecars = [
         {"context": "A", "provider": "openai", "model": "m-img", "usage": usage, "request_id": "r1"},
         {"context": "A", "provider": "openai", "model": "m-img", "usage": usage, "request_id": "r2"},
-        {"context": "B", "provider": "openai", "model": "flat", "quality": "medium", "size": "1024x1024",
-         "usage": None, "request_id": "r3"},
+        {
+            "context": "B",
+            "provider": "openai",
+            "model": "flat",
+            "quality": "medium",
+            "size": "1024x1024",
+            "usage": None,
+            "request_id": "r3",
+        },
         {"context": "B", "provider": "openai", "model": "nope", "usage": usage, "request_id": "r4"},
         {"context": "C", "provider": "offline", "model": "offline-card"},
     ]

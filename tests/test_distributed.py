@@ -56,11 +56,16 @@ def cluster_args(state, scratch=None):
     helper = f"{shlex.quote(sys.executable)} {shlex.quote(str(LOCAL_CLUSTER))}"
     submit = f"{helper} submit" + (f" --scratch {shlex.quote(str(scratch))}" if scratch else "")
     return [
-        "--executor", "cluster-generic",
-        "--cluster-generic-submit-cmd", submit,
-        "--cluster-generic-status-cmd", f"{helper} status",
-        "--jobs", "4",
-        "--seconds-between-status-checks", "1",
+        "--executor",
+        "cluster-generic",
+        "--cluster-generic-submit-cmd",
+        submit,
+        "--cluster-generic-status-cmd",
+        f"{helper} status",
+        "--jobs",
+        "4",
+        "--seconds-between-status-checks",
+        "1",
     ]
 
 
@@ -194,14 +199,16 @@ def test_storage_provider_and_no_shared_filesystem(tmp_path, api, s3):
     remade = runner.snakemake(*args, "--forcerun", "generate_image", timeout=180)
     assert planned_images(remade.output) == sorted(PROMPTS), remade.output[-3000:]
     assert len(api.paid_calls) == len(PROMPTS)
-    assert all(s3.objects(STORAGE_BUCKET)[f"run/results/images/{stem}.png"] == stored[f"run/results/images/{stem}.png"]
-               for stem in PROMPTS)
+    assert all(
+        s3.objects(STORAGE_BUCKET)[f"run/results/images/{stem}.png"] == stored[f"run/results/images/{stem}.png"]
+        for stem in PROMPTS
+    )
 
     # change detection through storage: one edited row remakes that image only
     (root / "input.csv").write_text(SHEET.replace("An oak on a hill", "A birch by a lake"), encoding="utf-8")
     edited = runner.snakemake(*args, timeout=180)
     assert planned_images(edited.output) == ["nature/tree"]
-    assert [call["body"]["prompt"] for call in api.calls[len(PROMPTS):]] == ["A birch by a lake"]
+    assert [call["body"]["prompt"] for call in api.calls[len(PROMPTS) :]] == ["A birch by a lake"]
     synced = s3.objects(DEST_BUCKET)
     check_png(synced["batch/nature/tree.png"], "A birch by a lake", "openai")
     assert synced["batch/nature/fox.png"] == stored["run/results/images/nature/fox.png"]
@@ -224,8 +231,13 @@ def test_an_executor_that_writes_secrets_into_job_commands_is_refused(tmp_path, 
     s3.client().create_bucket(Bucket=STORAGE_BUCKET)
     state = tmp_path / "cluster"
     root = make_project(tmp_path / "project")
-    env = {**scrubbed_environ(), **s3.env(), "AI_API_KEY": API_KEY, "OPENAI_BASE_URL": api.base_url,
-           "LOCAL_CLUSTER_DIR": str(state)}
+    env = {
+        **scrubbed_environ(),
+        **s3.env(),
+        "AI_API_KEY": API_KEY,
+        "OPENAI_BASE_URL": api.base_url,
+        "LOCAL_CLUSTER_DIR": str(state),
+    }
     result = Runner(root, env).snakemake(
         "--config", "input_csv=input.csv", *cluster_args(state, scratch=root),
         "--shared-fs-usage", "none", "--default-storage-provider", "s3",
@@ -241,7 +253,7 @@ def test_an_executor_that_writes_secrets_into_job_commands_is_refused(tmp_path, 
 def test_secrets_in_commands_only_for_executors_that_put_them_there():
     from types import SimpleNamespace
 
-    from image_batch.settings import secrets_in_commands
+    from image_batch.common.settings import secrets_in_commands
 
     cmd = SimpleNamespace(local_exec=False, pass_envvar_declarations_to_cmd=True)
     secret = SimpleNamespace(local_exec=False, pass_envvar_declarations_to_cmd=False)
@@ -256,7 +268,7 @@ def test_secrets_in_commands_only_for_executors_that_put_them_there():
 def test_sync_uploads_keep_their_checksums_whatever_the_environment_says(tmp_path, s3, monkeypatch):
     """snakemake-storage-plugin-s3 sets AWS_REQUEST_CHECKSUM_CALCULATION=when_required in every
     Snakemake process once it is installed: the sync's own uploads must still carry a checksum."""
-    from image_batch.sync import S3Target, collect
+    from image_batch.sync.upload import S3Target, collect
 
     set_env(monkeypatch, {**s3.env(), "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required"})
     s3.client().create_bucket(Bucket=DEST_BUCKET)
@@ -272,21 +284,26 @@ def test_sync_uploads_keep_their_checksums_whatever_the_environment_says(tmp_pat
 def test_chunk_digests_and_sync_read_files_where_a_storage_provider_put_them(tmp_path):
     """With a storage provider, a job's inputs are local copies under .snakemake/storage/...: the
     digest names them by image, and the sync reads each from where it is."""
-    from image_batch.settings import Destination
-    from image_batch.sync import sync, write_chunk_digest
+    from image_batch.common.settings import Destination
+    from image_batch.sync.upload import sync, write_chunk_digest
 
     copies = tmp_path / ".snakemake/storage/s3/bucket/run/results/images"
     names = ["nature/a.png", "nature/a.json"]
     paths = []
-    for name, data in zip(names, (b"PNG-a", b'{"a": 1}')):
+    for name, data in zip(names, (b"PNG-a", b'{"a": 1}'), strict=False):
         (copies / name).parent.mkdir(parents=True, exist_ok=True)
         (copies / name).write_bytes(data)
         paths.append(str(copies / name))
     write_chunk_digest(paths, tmp_path / "chunk.json", names=names)
     assert [entry["name"] for entry in json.loads((tmp_path / "chunk.json").read_text())] == names
     destination = Destination("local", str(tmp_path / "bucket"), "p/")
-    marker = sync(None, destination, tmp_path / "_SUCCESS.json", chunk_files=[tmp_path / "chunk.json"],
-                  local_paths=dict(zip(names, paths)))
+    marker = sync(
+        None,
+        destination,
+        tmp_path / "_SUCCESS.json",
+        chunk_files=[tmp_path / "chunk.json"],
+        local_paths=dict(zip(names, paths, strict=False)),
+    )
     assert marker["counts"]["uploaded"] == 2
     assert (tmp_path / "bucket/p/nature/a.png").read_bytes() == b"PNG-a"
 
@@ -294,7 +311,7 @@ def test_chunk_digests_and_sync_read_files_where_a_storage_provider_put_them(tmp
 def test_plan_files_for_storage_get_whole_second_times(tmp_path):
     """Object storage keeps whole seconds: a plan file's local time is rounded down to match, so
     its copy made in the same second does not look older than it on the next run."""
-    from image_batch.fileio import floor_mtimes
+    from image_batch.common.fileio import floor_mtimes
 
     (tmp_path / "nature").mkdir()
     spec = tmp_path / "nature/fox.json"

@@ -14,8 +14,10 @@ from PIL import Image
 from tests.support.fake_openai import FakeOpenAI, expected_color
 
 ENDPOINT = "/v1/images/generations"
-BATCH_EXPIRED = {"code": "batch_expired",
-                 "message": "This request could not be executed before the completion window expired."}
+BATCH_EXPIRED = {
+    "code": "batch_expired",
+    "message": "This request could not be executed before the completion window expired.",
+}
 
 
 @pytest.fixture
@@ -30,8 +32,12 @@ def client(srv):
 
 
 def request(custom_id, prompt, **body):
-    return {"custom_id": custom_id, "method": "POST", "url": ENDPOINT,
-            "body": {"model": "gpt-image-1", "prompt": prompt, "size": "1024x1024", **body}}
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": ENDPOINT,
+        "body": {"model": "gpt-image-1", "prompt": prompt, "size": "1024x1024", **body},
+    }
 
 
 def jsonl(*requests):
@@ -68,8 +74,9 @@ def test_round_trip_upload_create_poll_download(srv, client):
     assert client.files.retrieve(uploaded.id) == uploaded
     assert client.files.content(uploaded.id).content == data
 
-    batch = client.batches.create(input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h",
-                                  metadata={"run": "42"})
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint=ENDPOINT, completion_window="24h", metadata={"run": "42"}
+    )
     assert batch.id.startswith("batch_") and batch.status == "validating" and batch.metadata == {"run": "42"}
     assert batch.expires_at == batch.created_at + 24 * 3600 and batch.output_file_id is None
     assert (batch.request_counts.total, batch.request_counts.completed) == (0, 0)
@@ -102,16 +109,26 @@ def test_round_trip_upload_create_poll_download(srv, client):
     assert not any(call["paid"] for call in srv.batch_requests)
 
 
-@pytest.mark.parametrize("params", [
-    {},
-    {"quality": "low", "output_format": "jpeg", "size": "1536x1024"},
-    {"n": 3, "background": "transparent", "output_format": "webp"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"quality": "low", "output_format": "jpeg", "size": "1536x1024"},
+        {"n": 3, "background": "transparent", "output_format": "webp"},
+    ],
+)
 def test_batch_body_is_the_live_body(srv, client, params):
     prompt = "a lighthouse at dusk"
     live = client.images.with_raw_response.generate(model="gpt-image-1", prompt=prompt, **params)
-    batch = submit(client, {"custom_id": "x", "method": "POST", "url": ENDPOINT,
-                            "body": {"model": "gpt-image-1", "prompt": prompt, **params}})
+    batch = submit(
+        client,
+        {
+            "custom_id": "x",
+            "method": "POST",
+            "url": ENDPOINT,
+            "body": {"model": "gpt-image-1", "prompt": prompt, **params},
+        },
+    )
     [line] = lines(client, client.batches.retrieve(batch.id).output_file_id)
     assert line["response"]["body"] == live.http_response.json()
     assert len(srv.paid_calls) == 1 and len(srv.batch_paid_lines) == 1
@@ -121,8 +138,10 @@ def test_created_is_the_answer_time_without_fixed_created():
     with FakeOpenAI(api_key="sk-test") as server:
         client = OpenAI(api_key="sk-test", base_url=server.base_url, max_retries=0, timeout=10)
         live = client.images.with_raw_response.generate(model="gpt-image-1", prompt="a kite").http_response.json()
-        batch = submit(client, {"custom_id": "k", "method": "POST", "url": ENDPOINT,
-                                "body": {"model": "gpt-image-1", "prompt": "a kite"}})
+        batch = submit(
+            client,
+            {"custom_id": "k", "method": "POST", "url": ENDPOINT, "body": {"model": "gpt-image-1", "prompt": "a kite"}},
+        )
         [line] = lines(client, client.batches.retrieve(batch.id).output_file_id)
     body = line["response"]["body"]
     assert abs(body.pop("created") - live.pop("created")) <= 5 and body == live
@@ -134,10 +153,17 @@ def test_errors_go_to_the_error_file_with_the_live_answer(srv, client):
     srv.set_behavior("hangs up", "reset")
     srv.set_behavior("garbled", "not_image")
     srv.fail_times("twice", "overloaded", 1)
-    batch = submit(client, request("ok", "a calm sea"), request("mod", "a forbidden thing"),
-                   request("shaky", "a shaky bridge"), request("reset", "it hangs up"),
-                   request("garbled", "garbled data"), request("first", "twice told"), request("second", "twice told"),
-                   {"custom_id": "noprompt", "method": "POST", "url": ENDPOINT, "body": {"model": "gpt-image-1"}})
+    batch = submit(
+        client,
+        request("ok", "a calm sea"),
+        request("mod", "a forbidden thing"),
+        request("shaky", "a shaky bridge"),
+        request("reset", "it hangs up"),
+        request("garbled", "garbled data"),
+        request("first", "twice told"),
+        request("second", "twice told"),
+        {"custom_id": "noprompt", "method": "POST", "url": ENDPOINT, "body": {"model": "gpt-image-1"}},
+    )
     done = client.batches.retrieve(batch.id)
     assert done.status == "completed"
     assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (8, 3, 5)
@@ -235,7 +261,9 @@ def test_cancel(srv, client):
     assert [line["custom_id"] for line in lines(client, done.output_file_id)] == ["r0", "r1"]
     cancelled = lines(client, done.error_file_id)
     assert [(line["custom_id"], line["error"]["code"], line["response"]) for line in cancelled] == [
-        ("r2", "batch_cancelled", None), ("r3", "batch_cancelled", None)]
+        ("r2", "batch_cancelled", None),
+        ("r3", "batch_cancelled", None),
+    ]
     with pytest.raises(openai.BadRequestError, match="Cannot cancel a batch with status 'cancelled'"):
         client.batches.cancel(batch.id)
 
@@ -249,10 +277,18 @@ def test_cancel(srv, client):
 GOOD = request("a", "fine")
 BAD_FILES = {
     "invalid_json": (b'{"custom_id": "a", ', "invalid_json_line", 1, None),
-    "missing_custom_id": (jsonl({k: v for k, v in GOOD.items() if k != "custom_id"}), "missing_required_parameter",
-                          1, "custom_id"),
-    "missing_body": (jsonl(GOOD, {k: v for k, v in request("b", "x").items() if k != "body"}),
-                     "missing_required_parameter", 2, "body"),
+    "missing_custom_id": (
+        jsonl({k: v for k, v in GOOD.items() if k != "custom_id"}),
+        "missing_required_parameter",
+        1,
+        "custom_id",
+    ),
+    "missing_body": (
+        jsonl(GOOD, {k: v for k, v in request("b", "x").items() if k != "body"}),
+        "missing_required_parameter",
+        2,
+        "body",
+    ),
     "duplicate_custom_id": (jsonl(GOOD, request("b", "x"), request("a", "y")), "duplicate_custom_id", 3, "custom_id"),
     "method": (jsonl({**GOOD, "method": "GET"}), "invalid_value", 1, "method"),
     "url": (jsonl(GOOD, {**request("b", "x"), "url": "/v1/chat/completions"}), "url_mismatch", 2, "url"),
@@ -280,7 +316,9 @@ def test_bad_input_file_fails_the_batch(srv, client, name):
 def test_every_bad_line_is_reported(client):
     batch = submit(client, request("a", "x"), {**request("b", "y"), "method": "PUT"}, request("a", "z"))
     assert [(e.code, e.line) for e in client.batches.retrieve(batch.id).errors.data] == [
-        ("invalid_value", 2), ("duplicate_custom_id", 3)]
+        ("invalid_value", 2),
+        ("duplicate_custom_id", 3),
+    ]
 
 
 def test_batch_limits(srv, client):
@@ -301,17 +339,24 @@ def test_input_file_must_exist_and_be_for_batches(client):
     assert "purpose 'batch'" in client.batches.retrieve(wrong.id).errors.data[0].message
 
 
-@pytest.mark.parametrize("changes, param", [
-    ({"endpoint": "/v1/chat/completions"}, "endpoint"),  # real, but the fake answers image generations only
-    ({"endpoint": "/v1/nope"}, "endpoint"),
-    ({"completion_window": "48h"}, "completion_window"),
-    ({"input_file_id": None}, "input_file_id"),
-    ({"metadata": {f"k{index}": "v" for index in range(17)}}, "metadata"),
-    ({"metadata": {"k": "v" * 513}}, "metadata"),
-])
+@pytest.mark.parametrize(
+    "changes, param",
+    [
+        ({"endpoint": "/v1/chat/completions"}, "endpoint"),  # real, but the fake answers image generations only
+        ({"endpoint": "/v1/nope"}, "endpoint"),
+        ({"completion_window": "48h"}, "completion_window"),
+        ({"input_file_id": None}, "input_file_id"),
+        ({"metadata": {f"k{index}": "v" for index in range(17)}}, "metadata"),
+        ({"metadata": {"k": "v" * 513}}, "metadata"),
+    ],
+)
 def test_bad_create_parameters_are_400(srv, client, changes, param):
-    params = {"input_file_id": upload(client, jsonl(GOOD)).id, "endpoint": ENDPOINT, "completion_window": "24h",
-              **changes}
+    params = {
+        "input_file_id": upload(client, jsonl(GOOD)).id,
+        "endpoint": ENDPOINT,
+        "completion_window": "24h",
+        **changes,
+    }
     with pytest.raises(openai.BadRequestError) as caught:
         client.batches.create(**params)
     assert caught.value.body["param"] == param
@@ -375,7 +420,10 @@ def test_injected_faults_before_and_after(srv, client):
     assert srv.batch(lost)["status"] == "validating"  # the refused poll did not count
     assert client.batches.retrieve(lost).status == "completed"
     assert [call.get("batch_fault") for call in srv.batch_requests if call.get("batch_fault")] == [
-        "server_error", "reset", "overloaded"]
+        "server_error",
+        "reset",
+        "overloaded",
+    ]
 
 
 def test_client_retries_through_a_failed_poll(srv):

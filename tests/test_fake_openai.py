@@ -164,7 +164,7 @@ def test_wrong_format_answers(client, srv, kind, fmt):
 def test_broken_payloads(srv, client):
     srv.set_behavior("junk", "not_image")
     srv.set_behavior("garbled", "bad_base64")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - Pillow raises its own error types
         decode(generate(client, prompt="junk").data[0].b64_json)
     assert generate(client, prompt="garbled").data[0].b64_json == "!!!not-base64"
     assert len(srv.paid_calls) == 2  # the real API bills these too
@@ -186,7 +186,9 @@ def test_url_and_slow(srv, client):
 def test_main_prints_ready_and_stops_on_sigterm():
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.support.fake_openai", "--port", "0"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         line = proc.stdout.readline().split()
@@ -246,8 +248,19 @@ def test_new_transient_kinds_are_retried_by_the_client(srv, kind):
 
 
 def test_every_transient_kind_is_a_behavior():
-    assert set(TRANSIENT) <= {"rate_limit", "server_error", "overloaded", "truncated", "reset", "bad_base64",
-                              "not_image", "timeout_408", "conflict_409", "slow_down", "bad_gateway"}
+    assert set(TRANSIENT) <= {
+        "rate_limit",
+        "server_error",
+        "overloaded",
+        "truncated",
+        "reset",
+        "bad_base64",
+        "not_image",
+        "timeout_408",
+        "conflict_409",
+        "slow_down",
+        "bad_gateway",
+    }
     assert len(TRANSIENT) == 11 and not set(TRANSIENT) & GOOD
     for kind in TRANSIENT:
         Behavior(kind)
@@ -325,8 +338,13 @@ def test_fault_mix_kinds_exclude_and_explicit_rules(srv, client):
     assert outcomes["safe 1"] == outcomes["a safe 2"] == outcomes["pinned"] == 200
     assert outcomes["once"] == 400 and outcomes["doomed"] in (500, 503)
     rules = {call["body"]["prompt"]: call["rule"] for call in srv.calls}
-    assert rules == {"safe 1": "default", "a safe 2": "default", "pinned": "override", "once": "fail_times",
-                     "doomed": "mix"}
+    assert rules == {
+        "safe 1": "default",
+        "a safe 2": "default",
+        "pinned": "override",
+        "once": "fail_times",
+        "doomed": "mix",
+    }
     assert _status(client, "once") in (500, 503)  # fail_times used up: the mix applies again
 
     srv.clear_behaviors()  # removes the mix too

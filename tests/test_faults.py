@@ -2,8 +2,8 @@
 
 import pytest
 
-from image_batch.faults import FATAL, RETRY, ROW, classify, retry_after_seconds
-from image_batch.generate import FaultError, obtain
+from image_batch.images.faults import FATAL, RETRY, ROW, classify, retry_after_seconds
+from image_batch.images.generate import FaultError, obtain
 from image_batch.providers.openai_images import OpenAIImagesProvider
 from tests.support.fake_openai import FakeOpenAI
 
@@ -26,7 +26,7 @@ def fault_for(api, behavior):
     try:
         raw = provider.fetch({**REQUEST, "prompt": "probe"})
         provider.decode(raw, {**REQUEST, "prompt": "probe"})
-    except Exception as exc:  # noqa: BLE001 - the point is to classify whatever comes
+    except Exception as exc:
         return classify(exc, "gpt-image-test")
     return None
 

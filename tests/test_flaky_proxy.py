@@ -41,6 +41,7 @@ def force_trailer_checksums(client):
     """Make botocore send what it sends real S3 over https: an aws-chunked streaming body (Transfer-Encoding:
     chunked, STREAMING-UNSIGNED-PAYLOAD-TRAILER, the CRC32 in a trailer).  Over http it puts the checksum in a
     header, so this flips the checksum location just before botocore applies it."""
+
     def to_trailer(params, **kwargs):
         algorithm = params["context"].get("checksum", {}).get("request_algorithm")
         if isinstance(algorithm, dict):
@@ -77,8 +78,10 @@ def test_uploads_survive_random_faults(proxy, bucket, tmp_path):
     assert all(stored[key] == data for key, data in expected.items())
 
     faulted = proxy.count(faulted=True)
-    assert faulted > 0 and proxy.count(faulted="reset") + proxy.count(faulted="500") + proxy.count(faulted="503") \
-        == faulted
+    assert (
+        faulted > 0
+        and proxy.count(faulted="reset") + proxy.count(faulted="500") + proxy.count(faulted="503") == faulted
+    )
     assert 0.15 < faulted / len(proxy.requests) < 0.45
     # A faulted request never reaches moto and nothing forwarded failed: each object (multipart: each part)
     # was PUT upstream exactly once.
@@ -132,8 +135,12 @@ def test_raw_chunked_request_with_extensions_and_http_trailers(bucket):
         conn.putheader("Transfer-Encoding", "chunked")
         conn.putheader("Trailer", "x-amz-meta-origin")
         conn.endheaders()
-        conn.send(b"5;note=first\r\nhello\r\n" + b"%x\r\n%s\r\n" % (len(body) - 5, body[5:]) + b"0\r\n"
-                  + b"x-amz-meta-origin: trailer\r\n\r\n")
+        conn.send(
+            b"5;note=first\r\nhello\r\n"
+            + b"%x\r\n%s\r\n" % (len(body) - 5, body[5:])
+            + b"0\r\n"
+            + b"x-amz-meta-origin: trailer\r\n\r\n"
+        )
         answer = conn.getresponse()
         answer.read()
         assert answer.status == 200

@@ -3,7 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from image_batch.imaging import NotAnImage, to_png
+from image_batch.images.imaging import NotAnImage, to_png
 from image_batch.providers.offline import OfflineProvider
 
 

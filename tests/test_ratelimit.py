@@ -1,6 +1,6 @@
 import time
 
-from image_batch.ratelimit import Pacer, parse_duration
+from image_batch.images.ratelimit import Pacer, parse_duration
 
 
 def test_parse_duration():

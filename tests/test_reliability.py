@@ -89,7 +89,11 @@ def test_rm_rf_results_costs_nothing_and_restores_identical_files(project_env, a
 def test_code_change_does_not_regenerate(project_env, api):
     write_sheet(project_env, 3)
     project_env.snakemake("--config", "input_csv=input.csv")
-    for rel in ("workflow/image_batch/generate.py", "workflow/rules/images.smk", "workflow/image_batch/providers/openai_images.py"):
+    for rel in (
+        "workflow/image_batch/generate.py",
+        "workflow/rules/images.smk",
+        "workflow/image_batch/providers/openai_images.py",
+    ):
         with open(project_env.root / rel, "a") as handle:
             handle.write("\n# a code change\n")
     (project_env.root / "input.csv").touch()  # and the sheet re-saved unchanged

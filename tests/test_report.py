@@ -6,8 +6,11 @@ import zipfile
 
 import pytest
 
-ROWS = [("cake", "Food & Beverage", "A layered chocolate cake"), ("fox", "Nature", "A red fox in snow"),
-        ("oak", "Nature", "An old oak at dusk")]
+ROWS = [
+    ("cake", "Food & Beverage", "A layered chocolate cake"),
+    ("fox", "Nature", "A red fox in snow"),
+    ("oak", "Nature", "An old oak at dusk"),
+]
 
 
 @pytest.fixture
@@ -27,9 +30,20 @@ def test_html_report_lists_every_image_under_its_context(made):
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if chromium:  # it opens in a browser: the app renders its menu (headless, no network)
-        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-                              "--dump-dom", (made.root / "report.html").as_uri()],
-                             capture_output=True, text=True, timeout=120).stdout
+        dom = subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                (made.root / "report.html").as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
         assert "Results" in dom and "Snakemake" in dom
 
 

@@ -19,8 +19,14 @@ def test_stage_scripts_offline(tmp_path, runner):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "results/manifest.csv").read_text().startswith("image_id,context,folder,prompt")
     spec = tmp_path / "results/specs/nature/fox.json"
-    made = run(tmp_path, env, str(REPO / "scripts/generate_images.py"), str(spec),
-               "results/images/nature/fox.png", "results/images/nature/fox.json")
+    made = run(
+        tmp_path,
+        env,
+        str(REPO / "scripts/generate_images.py"),
+        str(spec),
+        "results/images/nature/fox.png",
+        "results/images/nature/fox.json",
+    )
     assert made.returncode == 0, made.stderr
     assert (tmp_path / "results/images/nature/fox.png").read_bytes().startswith(b"\x89PNG")
     synced = run(tmp_path, env, str(REPO / "scripts/sync_to_s3.py"))

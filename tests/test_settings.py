@@ -1,7 +1,7 @@
 import pytest
 
-from image_batch.errors import UserError
-from image_batch.settings import resolve
+from image_batch.common.errors import UserError
+from image_batch.common.settings import resolve
 
 
 def test_auto_without_key_is_offline_to_local_folder():

@@ -2,8 +2,8 @@
 
 import pytest
 
-from image_batch.errors import SheetError
-from image_batch.sheet import read_sheet
+from image_batch.common.errors import SheetError
+from image_batch.descriptions.sheet import read_sheet
 
 
 def write(tmp_path, data, name="sheet.csv"):
@@ -51,7 +51,7 @@ def test_lf_without_bom_and_column_order(tmp_path):
         ("a1,,desc", "line 2, column context: context is empty"),
         ("a1,!!!,desc", "line 2, column context: context '!!!' gives an empty folder name"),
         ("a1,ctx,", "line 2, column description: description is empty"),
-        ("a1,ctx,\"  \"", "line 2, column description: description is empty"),
+        ('a1,ctx,"  "', "line 2, column description: description is empty"),
         ("a1,ctx,has\x00nul", "line 2, column description: contains a NUL byte"),
         ("a1\x00,ctx,d", "line 2, column image_id: contains a NUL byte"),
     ],

@@ -1,6 +1,6 @@
 import pytest
 
-from image_batch.slug import context_folder
+from image_batch.common.slug import context_folder
 
 
 @pytest.mark.parametrize(

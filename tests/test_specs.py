@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from image_batch.errors import SheetError, UserError
-from image_batch.sheet import Row
-from image_batch.specs import build_prompt, build_specs, spec_path, write_specs
+from image_batch.common.errors import SheetError, UserError
+from image_batch.descriptions.sheet import Row
+from image_batch.descriptions.specs import build_prompt, build_specs, spec_path, write_specs
 
 CONFIG = {
     "max_prompt_chars": 100,
@@ -71,7 +71,9 @@ def test_request_content():
 
 def test_templates():
     row = Row(2, "id0", "Food & Beverage", "food-beverage", "a cake")
-    assert build_prompt(row, {"prompt_template": "Photo: {description} ({context})"}) == "Photo: a cake (Food & Beverage)"
+    assert (
+        build_prompt(row, {"prompt_template": "Photo: {description} ({context})"}) == "Photo: a cake (Food & Beverage)"
+    )
     config = {"prompt_template": "G {description}", "context_templates": {"food-beverage": "F {description}"}}
     assert build_prompt(row, config) == "F a cake"
     assert build_prompt(Row(2, "i", "Other", "other", "x"), config) == "G x"

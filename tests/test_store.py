@@ -4,8 +4,8 @@ import time
 
 import pytest
 
+from image_batch.images.store import ResponseStore, request_key
 from image_batch.providers.base import RawResponse
-from image_batch.store import ResponseStore, request_key
 from tests.conftest import API_KEY, set_env, use_stand_ins
 
 
@@ -55,7 +55,7 @@ def test_lock_serialises_the_same_request(tmp_path):
 def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
     import subprocess
 
-    from image_batch.fileio import HOST, remove_stale_parts
+    from image_batch.common.fileio import HOST, remove_stale_parts
 
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -74,7 +74,7 @@ def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
 
 def test_s3_store_keeps_the_same_entries_in_a_bucket(s3, monkeypatch):
     """response_store: s3://bucket/prefix, against moto's server: put, get, has, reject."""
-    from image_batch.store import S3ResponseStore, open_store
+    from image_batch.images.store import S3ResponseStore, open_store
 
     set_env(monkeypatch, s3.env())
     s3.client().create_bucket(Bucket="answers")
@@ -82,8 +82,11 @@ def test_s3_store_keeps_the_same_entries_in_a_bucket(s3, monkeypatch):
     assert isinstance(store, S3ResponseStore)
     key, other = request_key({"prompt": "p"}), request_key({"prompt": "q"})
     assert store.get(key) is None and not store.has(key)
-    store.put(key, {"prompt": "p"}, RawResponse(body=b"\xff\xfe binary", headers={"x-request-id": "req_1"},
-                                                attachment=b"\x89PNG"))
+    store.put(
+        key,
+        {"prompt": "p"},
+        RawResponse(body=b"\xff\xfe binary", headers={"x-request-id": "req_1"}, attachment=b"\x89PNG"),
+    )
     entry = store.get(key)
     assert entry["body"] == b"\xff\xfe binary" and entry["attachment"] == b"\x89PNG"
     assert entry["headers"]["x-request-id"] == "req_1" and entry["request"] == {"prompt": "p"}
@@ -101,7 +104,7 @@ def test_s3_store_keeps_the_same_entries_in_a_bucket(s3, monkeypatch):
 
 
 def test_corrupt_s3_entry_is_set_aside_not_trusted(s3, monkeypatch):
-    from image_batch.store import S3ResponseStore
+    from image_batch.images.store import S3ResponseStore
 
     set_env(monkeypatch, s3.env())
     client = s3.client()
@@ -114,7 +117,7 @@ def test_corrupt_s3_entry_is_set_aside_not_trusted(s3, monkeypatch):
 
 
 def test_storage_root_puts_the_store_where_every_job_sees_it():
-    from image_batch.store import storage_root
+    from image_batch.images.store import storage_root
 
     assert storage_root({}, "s3://bucket/run/") == "s3://bucket/run/response-store"
     assert storage_root({"response_store": "response-store"}, "s3://bucket/run") == "s3://bucket/run/response-store"
@@ -127,14 +130,17 @@ def test_storage_root_puts_the_store_where_every_job_sees_it():
 def test_two_jobs_with_the_same_request_pay_once(tmp_path, s3, monkeypatch, where):
     """Two rows with the same description are the same request: jobs making them at once (threads
     here; machines in a cluster) pay for one answer. Local store: flock; S3 store: a lease."""
-    from image_batch.generate import obtain
+    from image_batch.images.generate import obtain
     from tests.support.fake_openai import FakeOpenAI
 
     request = {"provider": "openai", "model": "gpt-image-test", "prompt": "same words", "output_format": "png"}
     with FakeOpenAI(api_key=API_KEY, latency=0.5) as api:
         use_stand_ins(monkeypatch, tmp_path, s3, api)
-        config = {"openai": {"model": "gpt-image-test"}, "retry": {"max_attempts": 1},
-                  "response_store": "s3://answers/store" if where == "s3" else str(tmp_path / "store")}
+        config = {
+            "openai": {"model": "gpt-image-test"},
+            "retry": {"max_attempts": 1},
+            "response_store": "s3://answers/store" if where == "s3" else str(tmp_path / "store"),
+        }
         results, errors = [], []
 
         def job():
@@ -155,12 +161,13 @@ def test_two_jobs_with_the_same_request_pay_once(tmp_path, s3, monkeypatch, wher
 
 
 def test_shared_store_says_what_it_chose(tmp_path, monkeypatch):
-    from image_batch.store import shared_store
+    from image_batch.images.store import shared_store
 
     monkeypatch.chdir(tmp_path)
     assert shared_store({}, "s3://bucket/run") == (
-        "s3://bucket/run/response-store", "Image.Batch: jobs share no filesystem: paid answers are kept in "
-        "s3://bucket/run/response-store")
+        "s3://bucket/run/response-store",
+        "Image.Batch: jobs share no filesystem: paid answers are kept in s3://bucket/run/response-store",
+    )
     (tmp_path / "response-store/ab").mkdir(parents=True)
     (tmp_path / "response-store/ab/abc.json").write_text("{}")
     root, note = shared_store({}, "s3://bucket/run")

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from image_batch.settings import Destination
-from image_batch.sync import LocalFile, S3Target, SyncError, collect, plan, same_content, sync
+from image_batch.common.settings import Destination
+from image_batch.sync.upload import LocalFile, S3Target, SyncError, collect, plan, same_content, sync
 from tests.conftest import set_env
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from image_batch import worker
-from image_batch.generate import make_image
-from image_batch.specs import build_specs
-from image_batch.sheet import read_sheet
+from image_batch.descriptions.sheet import read_sheet
+from image_batch.descriptions.specs import build_specs
+from image_batch.images import worker
+from image_batch.images.generate import make_image
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
 
@@ -71,8 +71,10 @@ def test_a_failed_image_comes_back_as_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AI_API_KEY", "sk-test-worker-0000")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens there
-    config = {"openai": {"model": "gpt-image-test", "timeout": 2},
-              "retry": {"max_attempts": 1, "max_seconds": 5, "initial_wait": 0.01, "max_wait": 0.01}}
+    config = {
+        "openai": {"model": "gpt-image-test", "timeout": 2},
+        "retry": {"max_attempts": 1, "max_seconds": 5, "initial_wait": 0.01, "max_wait": 0.01},
+    }
     spec, config = _spec(tmp_path, "openai", config)
     client = worker.WorkerClient()
     try:
@@ -92,7 +94,7 @@ def test_the_worker_goes_when_its_snakemake_process_is_killed(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(WORKFLOW)!r})
-        from image_batch import worker
+        from image_batch.images import worker
         worker.make_image({str(spec)!r}, "a/w1.png", "a/w1.json", "a/w1.log", {config!r})
         print(worker._client._proc.pid, flush=True)
         time.sleep(120)

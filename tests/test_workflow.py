@@ -19,7 +19,7 @@ SHEET = (
     "\r\n"
     "fox,Nature,A red fox in snow\r\n"
     'creme, Café Crème, "Crème brûlée, torched; ünïcödé ✓", x\r\n'
-    "tree,Nature,\"An oak\r\nin two lines\"\r\n"
+    'tree,Nature,"An oak\r\nin two lines"\r\n'
     ",,,\r\n"
 )
 EXPECTED = {

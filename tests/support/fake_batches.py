@@ -46,13 +46,32 @@ from urllib.parse import parse_qs
 
 BATCH_ENDPOINT = "/v1/images/generations"  # the only endpoint the fake can answer in a batch
 # Endpoints the real API accepts for batches (from the client's BatchCreateParams): others are invalid values.
-KNOWN_ENDPOINTS = frozenset({"/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions",
-                             "/v1/moderations", "/v1/images/generations", "/v1/images/edits", "/v1/videos"})
+KNOWN_ENDPOINTS = frozenset(
+    {
+        "/v1/responses",
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/completions",
+        "/v1/moderations",
+        "/v1/images/generations",
+        "/v1/images/edits",
+        "/v1/videos",
+    }
+)
 PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})  # accepted on upload
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 CANCELLABLE = frozenset({"validating", "in_progress", "finalizing"})
-OPERATIONS = ("file_create", "file_list", "file_retrieve", "file_content", "file_delete",
-              "batch_create", "batch_list", "batch_retrieve", "batch_cancel")
+OPERATIONS = (
+    "file_create",
+    "file_list",
+    "file_retrieve",
+    "file_content",
+    "file_delete",
+    "batch_create",
+    "batch_list",
+    "batch_retrieve",
+    "batch_cancel",
+)
 WINDOW = 24 * 3600  # the "24h" completion window
 FILE_LIFETIME = 30 * 24 * 3600  # batch input and output files expire after 30 days
 # Lines that never ran, as the real API writes them to the error file.
@@ -216,15 +235,26 @@ class BatchAPI:
         live = _live()
         fields, files = _parse_multipart(call["headers"].get("content-type", ""), raw)
         if "file" not in files:
-            return 400, live.error_body("Missing required parameter: 'file'.", code="missing_required_parameter",
-                                        param="file"), {}
+            return (
+                400,
+                live.error_body("Missing required parameter: 'file'.", code="missing_required_parameter", param="file"),
+                {},
+            )
         purpose = fields.get("purpose")
         if purpose is None:
-            return 400, live.error_body("Missing required parameter: 'purpose'.", code="missing_required_parameter",
-                                        param="purpose"), {}
+            return (
+                400,
+                live.error_body(
+                    "Missing required parameter: 'purpose'.", code="missing_required_parameter", param="purpose"
+                ),
+                {},
+            )
         if purpose not in PURPOSES:
-            return 400, live.error_body(f"Invalid value for purpose: {purpose!r}.", code="invalid_value",
-                                        param="purpose"), {}
+            return (
+                400,
+                live.error_body(f"Invalid value for purpose: {purpose!r}.", code="invalid_value", param="purpose"),
+                {},
+            )
         filename, data = files["file"]
         if purpose == "batch" and not filename.endswith(".jsonl"):
             # What the real API answers for e.g. a .txt (or the client's default name "upload" for raw bytes).
@@ -236,17 +266,28 @@ class BatchAPI:
     def _store_file(self, filename, data, purpose, by_client=False):
         """Keep ``data`` as a file; its FileObject dict (a copy).  Call with self._batch_lock held."""
         now = int(time.time())
-        meta = {"id": f"file-{uuid.uuid4().hex[:24]}", "object": "file", "bytes": len(data), "created_at": now,
-                "expires_at": now + FILE_LIFETIME if purpose in ("batch", "batch_output") else None,
-                "filename": filename, "purpose": purpose, "status": "processed", "status_details": None}
+        meta = {
+            "id": f"file-{uuid.uuid4().hex[:24]}",
+            "object": "file",
+            "bytes": len(data),
+            "created_at": now,
+            "expires_at": now + FILE_LIFETIME if purpose in ("batch", "batch_output") else None,
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+            "status_details": None,
+        }
         self._uploads[meta["id"]] = {"meta": meta, "data": bytes(data), "by_client": by_client}
         return dict(meta)
 
     def _op_file_list(self, ident, query, raw, call):
         purpose = query.get("purpose")
         with self._batch_lock:
-            files = [dict(entry["meta"]) for entry in self._uploads.values()
-                     if purpose is None or entry["meta"]["purpose"] == purpose]
+            files = [
+                dict(entry["meta"])
+                for entry in self._uploads.values()
+                if purpose is None or entry["meta"]["purpose"] == purpose
+            ]
         if query.get("order", "desc") == "desc":
             files.reverse()
         return _page(files, query, default_limit=10_000, max_limit=10_000)
@@ -279,38 +320,87 @@ class BatchAPI:
             return 400, live.error_body("The request body must be a JSON object."), {}
         for name in ("input_file_id", "endpoint", "completion_window"):
             if body.get(name) is None:
-                return 400, live.error_body(f"Missing required parameter: '{name}'.",
-                                            code="missing_required_parameter", param=name), {}
+                return (
+                    400,
+                    live.error_body(
+                        f"Missing required parameter: '{name}'.", code="missing_required_parameter", param=name
+                    ),
+                    {},
+                )
         endpoint, window, metadata = body["endpoint"], body["completion_window"], body.get("metadata")
         if endpoint not in KNOWN_ENDPOINTS:
-            return 400, live.error_body(f"Invalid value for 'endpoint': {endpoint!r}.", code="invalid_value",
-                                        param="endpoint"), {}
+            return (
+                400,
+                live.error_body(f"Invalid value for 'endpoint': {endpoint!r}.", code="invalid_value", param="endpoint"),
+                {},
+            )
         if endpoint != BATCH_ENDPOINT:
-            return 400, live.error_body(f"fake-openai answers batches for {BATCH_ENDPOINT} only, not {endpoint}.",
-                                        code="invalid_value", param="endpoint"), {}
+            return (
+                400,
+                live.error_body(
+                    f"fake-openai answers batches for {BATCH_ENDPOINT} only, not {endpoint}.",
+                    code="invalid_value",
+                    param="endpoint",
+                ),
+                {},
+            )
         if window != "24h":
-            return 400, live.error_body(f"Invalid value for 'completion_window': {window!r}. Supported values "
-                                        "are: '24h'.", code="invalid_value", param="completion_window"), {}
+            return (
+                400,
+                live.error_body(
+                    f"Invalid value for 'completion_window': {window!r}. Supported values are: '24h'.",
+                    code="invalid_value",
+                    param="completion_window",
+                ),
+                {},
+            )
         if metadata is not None and not _valid_metadata(metadata):
-            return 400, live.error_body("Invalid 'metadata': at most 16 pairs, string keys of at most 64 "
-                                        "characters and string values of at most 512.", code="invalid_value",
-                                        param="metadata"), {}
+            return (
+                400,
+                live.error_body(
+                    "Invalid 'metadata': at most 16 pairs, string keys of at most 64 "
+                    "characters and string values of at most 512.",
+                    code="invalid_value",
+                    param="metadata",
+                ),
+                {},
+            )
         now = int(time.time())
         batch = {
-            "id": f"batch_{uuid.uuid4().hex}", "object": "batch", "endpoint": endpoint, "model": None,
-            "errors": None, "input_file_id": body["input_file_id"], "completion_window": window,
-            "status": "validating", "output_file_id": None, "error_file_id": None, "created_at": now,
-            "in_progress_at": None, "expires_at": now + WINDOW, "finalizing_at": None, "completed_at": None,
-            "failed_at": None, "expired_at": None, "cancelling_at": None, "cancelled_at": None,
-            "request_counts": {"total": 0, "completed": 0, "failed": 0}, "usage": _usage(),
+            "id": f"batch_{uuid.uuid4().hex}",
+            "object": "batch",
+            "endpoint": endpoint,
+            "model": None,
+            "errors": None,
+            "input_file_id": body["input_file_id"],
+            "completion_window": window,
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": now,
+            "in_progress_at": None,
+            "expires_at": now + WINDOW,
+            "finalizing_at": None,
+            "completed_at": None,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": None,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "usage": _usage(),
             "metadata": metadata,
         }
         with self._batch_lock:
             # The input is read now (deleting the file later changes nothing); its verdict shows at the 1st retrieve.
             entries, errors = self._read_input(body["input_file_id"], endpoint)
             self._batches[batch["id"]] = {
-                "batch": batch, "entries": entries, "errors": errors, "polls": 0, "answered": [],
-                "polls_needed": self.batch_polls_to_complete, "expire_after": self.expire_batches_after_lines,
+                "batch": batch,
+                "entries": entries,
+                "errors": errors,
+                "polls": 0,
+                "answered": [],
+                "polls_needed": self.batch_polls_to_complete,
+                "expire_after": self.expire_batches_after_lines,
             }
             return 200, copy.deepcopy(batch), {}
 
@@ -322,20 +412,33 @@ class BatchAPI:
             return [], [_batch_error("invalid_input_file", f"No such File object: {file_id}.", "input_file_id")]
         purpose = entry["meta"]["purpose"]
         if purpose != "batch":
-            return [], [_batch_error("invalid_input_file", f"The input file must have purpose 'batch', not "
-                                     f"{purpose!r}.", "input_file_id")]
+            return [], [
+                _batch_error(
+                    "invalid_input_file", f"The input file must have purpose 'batch', not {purpose!r}.", "input_file_id"
+                )
+            ]
         data = entry["data"]
         if len(data) > self.batch_max_bytes:
-            return [], [_batch_error("file_too_large", f"The input file is larger than the maximum of "
-                                     f"{self.batch_max_bytes} bytes.", "input_file_id")]
+            return [], [
+                _batch_error(
+                    "file_too_large",
+                    f"The input file is larger than the maximum of {self.batch_max_bytes} bytes.",
+                    "input_file_id",
+                )
+            ]
         lines = data.split(b"\n")
         if lines and not lines[-1].strip():
             lines.pop()  # the newline ending the last line
         if not lines:
             return [], [_batch_error("empty_file", "The input file is empty.", "input_file_id")]
         if len(lines) > self.batch_max_lines:
-            return [], [_batch_error("too_many_tasks", f"The input file has {len(lines)} requests; the maximum is "
-                                     f"{self.batch_max_lines}.", "input_file_id")]
+            return [], [
+                _batch_error(
+                    "too_many_tasks",
+                    f"The input file has {len(lines)} requests; the maximum is {self.batch_max_lines}.",
+                    "input_file_id",
+                )
+            ]
         entries, errors, seen, model = [], [], set(), None
         default_model = self.default_model
         for number, line in enumerate(lines, 1):
@@ -347,8 +450,14 @@ class BatchAPI:
             if model is None:
                 model = line_model
             elif line_model != model:
-                errors.append(_batch_error("model_mismatch", f"All requests in a batch must use the same model: "
-                                           f"{line_model!r} is not {model!r}.", "body.model", number))
+                errors.append(
+                    _batch_error(
+                        "model_mismatch",
+                        f"All requests in a batch must use the same model: {line_model!r} is not {model!r}.",
+                        "body.model",
+                        number,
+                    )
+                )
                 continue
             entries.append({**entry, "line": number})
         return entries, errors
@@ -394,8 +503,11 @@ class BatchAPI:
             if state["errors"]:
                 batch.update(status="failed", failed_at=now, errors={"object": "list", "data": state["errors"]})
                 return
-            batch.update(status="in_progress", in_progress_at=now, model=_live()._field(
-                entries[0]["body"], "model", self.default_model))
+            batch.update(
+                status="in_progress",
+                in_progress_at=now,
+                model=_live()._field(entries[0]["body"], "model", self.default_model),
+            )
             batch["request_counts"]["total"] = len(entries)
         budget = len(entries) if state["expire_after"] is None else min(len(entries), int(state["expire_after"]))
         polls, needed = state["polls"], state["polls_needed"]
@@ -414,14 +526,17 @@ class BatchAPI:
         """Answer the entries not yet answered, up to index ``upto`` (with self._batch_lock held)."""
         batch = state["batch"]
         counts, usage = batch["request_counts"], batch["usage"]
-        for entry in state["entries"][len(state["answered"]):upto]:
+        for entry in state["entries"][len(state["answered"]) : upto]:
             status, body, record = self._answer_line(entry)
             record["batch_id"] = batch["id"]
             with self._lock:
                 self._batch_lines.append(record)
-            line = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": entry["custom_id"],
-                    "response": {"status_code": status, "request_id": record["request_id"], "body": body},
-                    "error": None}
+            line = {
+                "id": f"batch_req_{uuid.uuid4().hex}",
+                "custom_id": entry["custom_id"],
+                "response": {"status_code": status, "request_id": record["request_id"], "body": body},
+                "error": None,
+            }
             state["answered"].append((status == 200, line))
             counts["completed" if status == 200 else "failed"] += 1
             if status == 200:
@@ -431,8 +546,15 @@ class BatchAPI:
     def _answer_line(self, entry):
         """(status, body, record) for one line, by the live endpoint's rules (see the module docstring)."""
         live, body = _live(), entry["body"]
-        record = {"custom_id": entry["custom_id"], "line": entry["line"], "body": body, "behavior": None,
-                  "rule": None, "request_id": f"req_{uuid.uuid4().hex}", "time": time.time()}
+        record = {
+            "custom_id": entry["custom_id"],
+            "line": entry["line"],
+            "body": body,
+            "behavior": None,
+            "rule": None,
+            "request_id": f"req_{uuid.uuid4().hex}",
+            "time": time.time(),
+        }
         problem = self._validate(body)
         if problem:
             status, answer, _ = problem
@@ -451,13 +573,20 @@ class BatchAPI:
     def _finish(self, state, status, now):
         """End a batch in ``status``: write its output and error files (with self._batch_lock held)."""
         batch, answered = state["batch"], state["answered"]
-        unrun = state["entries"][len(answered):] if batch["in_progress_at"] else []
+        unrun = state["entries"][len(answered) :] if batch["in_progress_at"] else []
         output = [line for ok, line in answered if ok]
         errors = [line for ok, line in answered if not ok]
         if unrun:
             code, message = _UNRUN[status]
-            errors += [{"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": entry["custom_id"], "response": None,
-                        "error": {"code": code, "message": message}} for entry in unrun]
+            errors += [
+                {
+                    "id": f"batch_req_{uuid.uuid4().hex}",
+                    "custom_id": entry["custom_id"],
+                    "response": None,
+                    "error": {"code": code, "message": message},
+                }
+                for entry in unrun
+            ]
             batch["request_counts"]["failed"] += len(unrun)
             with self._lock:
                 self._unrun_lines += len(unrun)
@@ -484,9 +613,12 @@ def _operation(method, path):
     """(operation, id or None) for a Files/Batch request, (None, None) for an unknown one."""
     parts = path.strip("/").split("/")[1:]  # drop "v1"
     routes = {
-        ("POST", "files", 1): "file_create", ("GET", "files", 1): "file_list",
-        ("GET", "files", 2): "file_retrieve", ("DELETE", "files", 2): "file_delete",
-        ("POST", "batches", 1): "batch_create", ("GET", "batches", 1): "batch_list",
+        ("POST", "files", 1): "file_create",
+        ("GET", "files", 1): "file_list",
+        ("GET", "files", 2): "file_retrieve",
+        ("DELETE", "files", 2): "file_delete",
+        ("POST", "batches", 1): "batch_create",
+        ("GET", "batches", 1): "batch_list",
         ("GET", "batches", 2): "batch_retrieve",
     }
     operation = routes.get((method, parts[0] if parts else None, len(parts)))
@@ -532,16 +664,23 @@ def _read_line(line, endpoint, seen):
     if not isinstance(custom_id, str):
         return None, _batch_error("invalid_value", "Invalid 'custom_id': expected a string.", "custom_id")
     if custom_id in seen:
-        return None, _batch_error("duplicate_custom_id", "The custom_id for this request is a duplicate of another "
-                                  "request. The custom_id parameter must be unique for each request in a batch.",
-                                  "custom_id")
+        return None, _batch_error(
+            "duplicate_custom_id",
+            "The custom_id for this request is a duplicate of another "
+            "request. The custom_id parameter must be unique for each request in a batch.",
+            "custom_id",
+        )
     seen.add(custom_id)
     if request["method"] != "POST":
-        return None, _batch_error("invalid_value", f"Invalid 'method': {request['method']!r}. Only POST is "
-                                  "supported.", "method")
+        return None, _batch_error(
+            "invalid_value", f"Invalid 'method': {request['method']!r}. Only POST is supported.", "method"
+        )
     if request["url"] != endpoint:
-        return None, _batch_error("url_mismatch", f"The URL {request['url']!r} of this request does not match the "
-                                  f"endpoint {endpoint!r} of the batch.", "url")
+        return None, _batch_error(
+            "url_mismatch",
+            f"The URL {request['url']!r} of this request does not match the endpoint {endpoint!r} of the batch.",
+            "url",
+        )
     if not isinstance(request["body"], dict):
         return None, _batch_error("invalid_value", "Invalid 'body': expected an object.", "body")
     return {"custom_id": custom_id, "body": request["body"]}, None
@@ -552,14 +691,24 @@ def _batch_error(code, message, param=None, line=None):
 
 
 def _valid_metadata(metadata):
-    return isinstance(metadata, dict) and len(metadata) <= 16 and all(
-        isinstance(key, str) and len(key) <= 64 and isinstance(value, str) and len(value) <= 512
-        for key, value in metadata.items())
+    return (
+        isinstance(metadata, dict)
+        and len(metadata) <= 16
+        and all(
+            isinstance(key, str) and len(key) <= 64 and isinstance(value, str) and len(value) <= 512
+            for key, value in metadata.items()
+        )
+    )
 
 
 def _usage():
-    return {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
-            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
+    return {
+        "input_tokens": 0,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 0,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 0,
+    }
 
 
 def _page(items, query, default_limit, max_limit):
@@ -569,15 +718,31 @@ def _page(items, query, default_limit, max_limit):
     except ValueError:
         limit = 0
     if not 1 <= limit <= max_limit:
-        return 400, _live().error_body(f"Invalid 'limit': {query.get('limit')!r}. Expected an integer from 1 to "
-                                       f"{max_limit}.", code="invalid_value", param="limit"), {}
+        return (
+            400,
+            _live().error_body(
+                f"Invalid 'limit': {query.get('limit')!r}. Expected an integer from 1 to {max_limit}.",
+                code="invalid_value",
+                param="limit",
+            ),
+            {},
+        )
     after = query.get("after")
     if after is not None:
         ids = [item["id"] for item in items]
-        items = items[ids.index(after) + 1:] if after in ids else []
+        items = items[ids.index(after) + 1 :] if after in ids else []
     data = items[:limit]
-    return 200, {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                 "last_id": data[-1]["id"] if data else None, "has_more": len(items) > limit}, {}
+    return (
+        200,
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": len(items) > limit,
+        },
+        {},
+    )
 
 
 def _no_file(file_id):

@@ -45,8 +45,19 @@ from .fake_batches import BatchAPI, parse_query
 from .loopback import LoopbackServer
 
 # Faults a client should retry (the default kinds of set_fault_mix, in a fixed order so a seed means something).
-TRANSIENT = ("rate_limit", "server_error", "overloaded", "truncated", "reset", "bad_base64", "not_image",
-             "timeout_408", "conflict_409", "slow_down", "bad_gateway")
+TRANSIENT = (
+    "rate_limit",
+    "server_error",
+    "overloaded",
+    "truncated",
+    "reset",
+    "bad_base64",
+    "not_image",
+    "timeout_408",
+    "conflict_409",
+    "slow_down",
+    "bad_gateway",
+)
 # Faults a retry cannot fix.
 PERMANENT = frozenset({"moderation", "quota", "content_policy", "billing", "forbidden", "model_not_found"})
 # Answers that are a 200 with a fully sent, valid image (what good_paid_calls counts).
@@ -62,36 +73,83 @@ FILES = "/v1/_fake/images/"  # where "url" behaviour images are served (GET)
 
 # Canned error answers: behaviour -> (status, message, type, code, extra headers).
 _FAULTS = {
-    "moderation": (400, "Your request was rejected as a result of our safety system.",
-                   "image_generation_user_error", "moderation_blocked", {}),
-    "rate_limit": (429, "Rate limit reached for images per min (IPM): Limit 5, Used 5, Requested 1. "
-                        "Please try again in 1s.", "requests", "rate_limit_exceeded",
-                   {"retry-after-ms": "50", "retry-after": "1"}),
-    "quota": (429, "You exceeded your current quota, please check your plan and billing details.",
-              "insufficient_quota", "insufficient_quota", {}),
-    "server_error": (500, "The server had an error while processing your request. Sorry about that!",
-                     "server_error", None, {}),
+    "moderation": (
+        400,
+        "Your request was rejected as a result of our safety system.",
+        "image_generation_user_error",
+        "moderation_blocked",
+        {},
+    ),
+    "rate_limit": (
+        429,
+        "Rate limit reached for images per min (IPM): Limit 5, Used 5, Requested 1. Please try again in 1s.",
+        "requests",
+        "rate_limit_exceeded",
+        {"retry-after-ms": "50", "retry-after": "1"},
+    ),
+    "quota": (
+        429,
+        "You exceeded your current quota, please check your plan and billing details.",
+        "insufficient_quota",
+        "insufficient_quota",
+        {},
+    ),
+    "server_error": (
+        500,
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+        None,
+        {},
+    ),
     "overloaded": (503, "The server is overloaded or not ready yet.", "server_error", "server_is_overloaded", {}),
     "timeout_408": (408, "Request timed out.", "timeout_error", "request_timeout", {}),
-    "conflict_409": (409, "The request conflicted with another request in progress. Please try again.",
-                     "invalid_request_error", "conflict", {}),
-    "slow_down": (429, "Please reduce your rate of requests.", "requests", "slow_down",
-                  {"retry-after-ms": "50", "retry-after": "1"}),
-    "content_policy": (400, "Your request was rejected as a result of our safety system. Your prompt may contain "
-                            "text that is not allowed by our safety system.", "invalid_request_error",
-                       "content_policy_violation", {}),
-    "billing": (429, "Billing hard limit has been reached.", "invalid_request_error", "billing_hard_limit_reached",
-                {}),
-    "forbidden": (403, "You are not allowed to generate images with this organization.", "invalid_request_error",
-                  None, {}),
-    "model_not_found": (404, "The model `{model}` does not exist or you do not have access to it.",
-                        "invalid_request_error", "model_not_found", {}),
+    "conflict_409": (
+        409,
+        "The request conflicted with another request in progress. Please try again.",
+        "invalid_request_error",
+        "conflict",
+        {},
+    ),
+    "slow_down": (
+        429,
+        "Please reduce your rate of requests.",
+        "requests",
+        "slow_down",
+        {"retry-after-ms": "50", "retry-after": "1"},
+    ),
+    "content_policy": (
+        400,
+        "Your request was rejected as a result of our safety system. Your prompt may contain "
+        "text that is not allowed by our safety system.",
+        "invalid_request_error",
+        "content_policy_violation",
+        {},
+    ),
+    "billing": (429, "Billing hard limit has been reached.", "invalid_request_error", "billing_hard_limit_reached", {}),
+    "forbidden": (
+        403,
+        "You are not allowed to generate images with this organization.",
+        "invalid_request_error",
+        None,
+        {},
+    ),
+    "model_not_found": (
+        404,
+        "The model `{model}` does not exist or you do not have access to it.",
+        "invalid_request_error",
+        "model_not_found",
+        {},
+    ),
 }
 # Faults whose body is not OpenAI's JSON: behaviour -> (status, content type, body), like a proxy in front.
 _RAW_FAULTS = {
-    "bad_gateway": (502, "text/html", b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-                                      b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>"
-                                      b"\r\n</body>\r\n</html>\r\n"),
+    "bad_gateway": (
+        502,
+        "text/html",
+        b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+        b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>"
+        b"\r\n</body>\r\n</html>\r\n",
+    ),
 }
 
 
@@ -168,12 +226,24 @@ class _Handler(BaseHTTPRequestHandler):
 
 class FakeOpenAI(BatchAPI, LoopbackServer):
     """The fake server.  ``with FakeOpenAI() as srv: OpenAI(base_url=srv.base_url, ...)``."""
+
     server_class, handler_class = _Server, _Handler
     thread_name, owner_attr = "fake-openai", "fake"
 
-    def __init__(self, api_key=None, models=None, host="127.0.0.1", port=0, render_size=(64, 64), latency=0.0,
-                 default_model="dall-e-2", rate_limit_per_minute=None, rate_limit_window=60.0, fixed_created=None,
-                 batch_polls_to_complete=1):
+    def __init__(
+        self,
+        api_key=None,
+        models=None,
+        host="127.0.0.1",
+        port=0,
+        render_size=(64, 64),
+        latency=0.0,
+        default_model="dall-e-2",
+        rate_limit_per_minute=None,
+        rate_limit_window=60.0,
+        fixed_created=None,
+        batch_polls_to_complete=1,
+    ):
         self.api_key = api_key  # None: any Bearer key is accepted (but one is required)
         self.models = set(models) if models is not None else None  # None: any "gpt-image-*" model
         self.host, self._port = host, port
@@ -196,7 +266,6 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         self._init_batches(batch_polls_to_complete)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
-
 
     @property
     def base_url(self):
@@ -359,9 +428,11 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         now = time.monotonic() if now is None else now
         self._expire(now)
         reset = self._slots[-1] + self._window - now if self._slots else 0.0
-        return {"x-ratelimit-limit-requests": str(self._limit),
-                "x-ratelimit-remaining-requests": str(max(0, self._limit - len(self._slots))),
-                "x-ratelimit-reset-requests": _duration(reset)}
+        return {
+            "x-ratelimit-limit-requests": str(self._limit),
+            "x-ratelimit-remaining-requests": str(max(0, self._limit - len(self._slots))),
+            "x-ratelimit-reset-requests": _duration(reset),
+        }
 
     # -- request handling ---------------------------------------------------------------------------------------
 
@@ -371,9 +442,20 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         raw = handler.rfile.read(int(headers.get("content-length") or 0))
         # "behavior" stays None only for requests refused before any behaviour applies (auth, validation, bad
         # path, "url" image downloads); "rule" says what chose the behaviour, "limited" marks limiter 429s.
-        call = {"path": handler.path, "method": method, "body": None, "headers": headers, "status": None,
-                "time": time.time(), "behavior": None, "rule": None, "limited": False, "paid": False,
-                "request_id": f"req_{uuid.uuid4().hex}", "peer": handler.client_address}
+        call = {
+            "path": handler.path,
+            "method": method,
+            "body": None,
+            "headers": headers,
+            "status": None,
+            "time": time.time(),
+            "behavior": None,
+            "rule": None,
+            "limited": False,
+            "paid": False,
+            "request_id": f"req_{uuid.uuid4().hex}",
+            "peer": handler.client_address,
+        }
         if self.latency:
             time.sleep(self.latency)
         status, body, extra = self._route(handler, method, raw, call)
@@ -396,7 +478,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             return self._route_batch(method, path, parse_query(query), raw, call)
         if method == "GET" and path.startswith(FILES):
             with self._lock:
-                found = self._files.get(path[len(FILES):])
+                found = self._files.get(path[len(FILES) :])
             if found:
                 return 200, found, {}
         elif method == "POST" and path == GENERATIONS:
@@ -430,8 +512,10 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         if slot is None:
             call["behavior"], call["rule"], call["limited"] = "rate_limit", "limiter", True
             limit = extra["x-ratelimit-limit-requests"]
-            message = (f"Rate limit reached for requests per min (RPM): Limit {limit}, Used {limit}, Requested 1. "
-                       f"Please try again in {int(extra['retry-after-ms']) / 1000:g}s.")
+            message = (
+                f"Rate limit reached for requests per min (RPM): Limit {limit}, Used {limit}, Requested 1. "
+                f"Please try again in {int(extra['retry-after-ms']) / 1000:g}s."
+            )
             return 429, error_body(message, "requests", "rate_limit_exceeded"), extra
         behavior, call["rule"] = self._pick(body["prompt"])
         call["behavior"] = behavior.kind
@@ -602,8 +686,13 @@ def main(argv=None):
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    with FakeOpenAI(api_key=args.api_key, host=args.host, port=args.port, latency=args.latency,
-                    rate_limit_per_minute=args.rate_limit) as server:
+    with FakeOpenAI(
+        api_key=args.api_key,
+        host=args.host,
+        port=args.port,
+        latency=args.latency,
+        rate_limit_per_minute=args.rate_limit,
+    ) as server:
         server.default_behavior = args.behavior
         if args.fault_rate:
             server.set_fault_mix(args.fault_rate, seed=args.fault_seed)

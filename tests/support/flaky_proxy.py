@@ -46,10 +46,23 @@ def _opaque(etag):
     """The ETag an SSE-KMS bucket would give: 32 hex digits that are not the content's MD5."""
     return _HEX32.sub(lambda m: hashlib.md5(b"kms:" + m.group(0).encode()).hexdigest(), etag)
 
+
 # Per-connection headers a proxy must not pass on (RFC 9110 7.6.1), plus Expect: the proxy has already answered
 # "100 Continue" itself and holds the whole body.
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-                         "te", "trailer", "transfer-encoding", "upgrade", "expect"})
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "expect",
+    }
+)
 
 _S3_ERRORS = {
     "500": (500, "Internal Server Error", "InternalError", "We encountered an internal error. Please try again."),
@@ -104,11 +117,21 @@ class _Handler(BaseHTTPRequestHandler):
 
 class FlakyProxy(LoopbackServer):
     """``with FlakyProxy(moto.endpoint_url, fail_rate=0.3) as proxy: boto3.client("s3", endpoint_url=proxy.url)``."""
+
     server_class, handler_class = _Server, _Handler
     thread_name, owner_attr = "flaky-proxy", "proxy"
 
-    def __init__(self, upstream_url, fail_rate=0.0, seed=0, modes=MODES, host="127.0.0.1", port=0,
-                 upstream_timeout=60.0, opaque_etags=False):
+    def __init__(
+        self,
+        upstream_url,
+        fail_rate=0.0,
+        seed=0,
+        modes=MODES,
+        host="127.0.0.1",
+        port=0,
+        upstream_timeout=60.0,
+        opaque_etags=False,
+    ):
         parsed = urllib.parse.urlsplit(upstream_url)
         if parsed.scheme != "http" or not parsed.hostname:
             raise ValueError(f"upstream must be an http:// URL, not {upstream_url!r}")
@@ -128,7 +151,6 @@ class FlakyProxy(LoopbackServer):
         self._server = self._thread = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
-
 
     @property
     def url(self):
@@ -180,6 +202,7 @@ class FlakyProxy(LoopbackServer):
     def count(self, method=None, faulted=None):
         """How many requests matched: ``method`` (None: any); ``faulted`` None: any, True: faulted in any mode,
         False: forwarded, or a mode name ("reset", "500", "503")."""
+
         def wanted(record):
             if method is not None and record["method"] != method.upper():
                 return False
@@ -241,8 +264,13 @@ class FlakyProxy(LoopbackServer):
         self._record(record)
         if self.opaque_etags:
             answer_headers = [(n, _opaque(v) if n.lower() == "etag" else v) for n, v in answer_headers]
-            payload = _ETAG_XML.sub(lambda m: m.group(1) + _opaque(m.group(2)) + m.group(3), payload.decode("latin-1")
-                                    ).encode("latin-1") if b"<ETag>" in payload else payload
+            payload = (
+                _ETAG_XML.sub(
+                    lambda m: m.group(1) + _opaque(m.group(2)) + m.group(3), payload.decode("latin-1")
+                ).encode("latin-1")
+                if b"<ETag>" in payload
+                else payload
+            )
         self._relay(handler, status, reason, answer_headers, payload)
 
     def _forward(self, handler, body, trailers):
@@ -250,9 +278,13 @@ class FlakyProxy(LoopbackServer):
         method = handler.command
         connection_tokens = {token.strip().lower() for token in handler.headers.get("connection", "").split(",")}
         framed = "content-length" in handler.headers or "transfer-encoding" in handler.headers
-        out = [(name, value) for name, value in handler.headers.items()
-               if name.lower() not in _HOP_BY_HOP and name.lower() not in connection_tokens
-               and name.lower() != "content-length"]
+        out = [
+            (name, value)
+            for name, value in handler.headers.items()
+            if name.lower() not in _HOP_BY_HOP
+            and name.lower() not in connection_tokens
+            and name.lower() != "content-length"
+        ]
         present = {name.lower() for name, _ in out}
         out += [(name, value) for name, value in trailers if name.lower() not in present | _HOP_BY_HOP]
         if body or framed:
@@ -295,9 +327,11 @@ class FlakyProxy(LoopbackServer):
             status, reason, code, message = _S3_ERRORS[mode]
         request_id = uuid.uuid4().hex[:16].upper()
         resource = urllib.parse.urlsplit(handler.path).path
-        payload = ('<?xml version="1.0" encoding="UTF-8"?>\n'
-                   f"<Error><Code>{code}</Code><Message>{message}</Message><Resource>{_xml(resource)}</Resource>"
-                   f"<RequestId>{request_id}</RequestId><HostId>flaky-proxy</HostId></Error>").encode()
+        payload = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{code}</Code><Message>{message}</Message><Resource>{_xml(resource)}</Resource>"
+            f"<RequestId>{request_id}</RequestId><HostId>flaky-proxy</HostId></Error>"
+        ).encode()
         if handler.command == "HEAD":
             payload = b""  # S3 answers HEAD errors without a body
         handler.send_response(status, reason)
@@ -310,9 +344,18 @@ class FlakyProxy(LoopbackServer):
 
 
 def _record(handler, faulted, status, chunked, body_bytes, error=None):
-    return {"method": handler.command, "path": handler.path, "faulted": faulted, "status": status,
-            "chunked": chunked, "body_bytes": body_bytes, "host": handler.headers.get("host"), "error": error,
-            "headers": {name.lower(): value for name, value in handler.headers.items()}, "time": time.time()}
+    return {
+        "method": handler.command,
+        "path": handler.path,
+        "faulted": faulted,
+        "status": status,
+        "chunked": chunked,
+        "body_bytes": body_bytes,
+        "host": handler.headers.get("host"),
+        "error": error,
+        "headers": {name.lower(): value for name, value in handler.headers.items()},
+        "time": time.time(),
+    }
 
 
 def _read_chunked(rfile):

@@ -11,7 +11,8 @@ copy of the workflow's sources (the project without results/, .snakemake/ or the
 with an environment that has nothing of the submitting process's but PATH (this Python's first),
 HOME and LANG. So a run
 with ``--shared-fs-usage none`` and a storage provider proves that every file a job reads or writes
-goes through its declared inputs and outputs, and every variable it needs through ``envvars:``. Job state (stdout/stderr, exit code, scratch folders) lives in ``$LOCAL_CLUSTER_DIR``.
+goes through its declared inputs and outputs, and every variable it needs through ``envvars:``.
+Job state (stdout/stderr, exit code, scratch folders) lives in ``$LOCAL_CLUSTER_DIR``.
 Standard library only; nothing is sent anywhere.
 """
 
@@ -46,8 +47,14 @@ def submit(jobscript, scratch=None):
     # `envvars:`; Snakemake removes its folder when the run ends): no copy of it is made here
     with open(state / f"{job_id}.out", "wb") as out:
         subprocess.Popen(
-            ["bash", "-c", 'bash "$1"; echo $? > "$2.part" && mv "$2.part" "$2"', "job",
-             str(Path(jobscript).resolve()), str(state / f"{job_id}.rc")],
+            [
+                "bash",
+                "-c",
+                'bash "$1"; echo $? > "$2.part" && mv "$2.part" "$2"',
+                "job",
+                str(Path(jobscript).resolve()),
+                str(state / f"{job_id}.rc"),
+            ],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -5,16 +5,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import chunks as chunking
-from . import cost
-from . import failures, runlock
-from .errors import UserError
-from .fileio import canonical_json, floor_mtimes, write_if_changed
-from .settings import Settings, load_dotenv_file, resolve
-from .sheet import read_sheet
-from .providers import PROVIDERS
-from .specs import SPEC_ROOT, build_specs, needs_image, write_manifest, write_specs
-from .store import is_remote, open_store, request_key, store_root
+from image_batch.common.errors import UserError
+from image_batch.common.fileio import canonical_json, floor_mtimes, write_if_changed
+from image_batch.common.settings import Settings, load_dotenv_file, resolve
+from image_batch.costs import cost
+from image_batch.descriptions.sheet import read_sheet
+from image_batch.descriptions.specs import SPEC_ROOT, build_specs, needs_image, write_manifest, write_specs
+from image_batch.images import failures
+from image_batch.images.store import is_remote, open_store, request_key, store_root
+from image_batch.providers import PROVIDERS
+from image_batch.run import lock as runlock
+from image_batch.sync import chunks as chunking
 
 DESTINATION_RECORD = Path("results/specs/_destination.json")
 
@@ -53,8 +54,9 @@ def prepare(config, announce=True, lock=False, dry_run=False, write=True, local_
     rows = read_sheet(sheet, config.get("max_prompt_chars"))
     specs = build_specs(rows, config, settings.provider, sheet)
     root = store_root(config)
-    other_run, lock_note = (runlock.acquire(dry_run=dry_run, store_root=None if is_remote(root) else root)
-                            if lock else (None, ""))
+    other_run, lock_note = (
+        runlock.acquire(dry_run=dry_run, store_root=None if is_remote(root) else root) if lock else (None, "")
+    )
     if lock and not dry_run:
         failures.clear_stop()
     protect_paid = config.get("provider", "auto") == "auto" and settings.provider == "offline"
@@ -78,8 +80,10 @@ def prepare(config, announce=True, lock=False, dry_run=False, write=True, local_
         )
     if config.get("mode") == "batch" and not local_images:
         # It would have to know which images storage holds already, or it would pay for them again.
-        raise UserError("mode: batch is not supported with a default storage provider yet: run batch mode on "
-                        "one machine (or a shared filesystem), or use mode: live")
+        raise UserError(
+            "mode: batch is not supported with a default storage provider yet: run batch mode on "
+            "one machine (or a shared filesystem), or use mode: live"
+        )
     batch_now = lock and not dry_run and config.get("mode") == "batch" and settings.provider == "openai"
     # One look at every image (stat of PNG, sidecar and spec), shared by the estimate, batch mode
     # and the chunks. With a storage provider the images are not here: every one counts as to make.
@@ -88,11 +92,13 @@ def prepare(config, announce=True, lock=False, dry_run=False, write=True, local_
         store = open_store(config)
         paid = PROVIDERS[settings.provider].paid
         making = {id(s) for s in to_make}
-        guess = cost.estimate(specs, config.get("prices"), lambda s: id(s) in making, lambda r: store.has(request_key(r)))
+        guess = cost.estimate(
+            specs, config.get("prices"), lambda s: id(s) in making, lambda r: store.has(request_key(r))
+        )
         seen = "" if local_images else " (images in storage are not looked at: every image counted as to make)"
         print(f"Image.Batch: {cost.describe_estimate(guess, paid)}{seen}", file=sys.stderr)
     if batch_now:
-        from .batch import run_before_jobs
+        from image_batch.images.batch import run_before_jobs
 
         run_before_jobs(to_make, config)
     images = [(s["folder"], s["image_id"]) for s in specs]

@@ -6,9 +6,15 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
-from image_batch.errors import UserError
-from image_batch import chunks, gallery, plan, runlock, store, sync, worker
-from image_batch.settings import passed_variables, secrets_in_commands
+from image_batch.common.errors import UserError
+from image_batch.sync import chunks
+from image_batch.report import gallery
+from image_batch import plan
+from image_batch.run import lock as runlock
+from image_batch.images import store
+from image_batch.sync import upload as sync
+from image_batch.images import worker
+from image_batch.common.settings import passed_variables, secrets_in_commands
 
 validate(config, schema="../schemas/config.schema.yaml")
 

@@ -1,8 +1,8 @@
 """Image providers, by name.  Add a backend by writing an ImageProvider subclass and listing it here."""
 
-from .base import GeneratedImage, ImageProvider
-from .offline import OfflineProvider
-from .openai_images import OpenAIImagesProvider
+from image_batch.providers.base import GeneratedImage, ImageProvider
+from image_batch.providers.offline import OfflineProvider
+from image_batch.providers.openai_images import OpenAIImagesProvider
 
 PROVIDERS = {cls.name: cls for cls in (OpenAIImagesProvider, OfflineProvider)}
 

@@ -3,7 +3,7 @@
 A generation is two steps so that a paid answer can be stored before anything else happens:
 ``fetch(request)`` makes one call and returns the answer as received (a :class:`RawResponse`);
 ``decode(raw, request)`` turns it into a :class:`GeneratedImage`.  Neither retries: the caller
-classifies failures (image_batch.faults) and retries.
+classifies failures (image_batch.images.faults) and retries.
 """
 
 from abc import ABC, abstractmethod

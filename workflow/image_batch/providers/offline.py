@@ -11,7 +11,7 @@ import textwrap
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .base import GeneratedImage, ImageProvider, RawResponse
+from image_batch.providers.base import GeneratedImage, ImageProvider, RawResponse
 
 GENERATOR_VERSION = "offline-text-card-1"
 

@@ -7,10 +7,10 @@ import os
 import threading
 import urllib.request
 
-from ..errors import UserError
-from ..faults import DownloadFailed, InvalidResponse
-from ..settings import api_key
-from .base import GeneratedImage, ImageProvider, RawResponse
+from image_batch.common.errors import UserError
+from image_batch.common.settings import api_key
+from image_batch.images.faults import DownloadFailed, InvalidResponse
+from image_batch.providers.base import GeneratedImage, ImageProvider, RawResponse
 
 # Request fields taken from config["openai"] when set (None/absent fields are not sent).
 _OPTIONAL_FIELDS = ("size", "quality", "background", "output_format", "moderation", "output_compression")
@@ -119,7 +119,9 @@ class OpenAIImagesProvider(ImageProvider):
             data = raw.attachment = self._download(item["url"], request_id)  # kept with the stored answer
         else:
             raise InvalidResponse(f"the answer has no image (request id {request_id})")
-        details = {name: answer.get(name) for name in ("size", "quality", "background", "output_format") if answer.get(name)}
+        details = {
+            name: answer.get(name) for name in ("size", "quality", "background", "output_format") if answer.get(name)
+        }
         return GeneratedImage(
             data=data,
             model=request["model"],

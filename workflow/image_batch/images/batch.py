@@ -20,21 +20,26 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import faults
-from .errors import UserError
-from .fileio import atomic_write_bytes, atomic_write_json
-from .joblog import JobLog
-from .providers import get_provider
-from .redact import redact
-from .store import open_store, request_key
+from image_batch.common.errors import UserError
+from image_batch.common.fileio import atomic_write_bytes, atomic_write_json
+from image_batch.common.joblog import JobLog
+from image_batch.common.redact import redact
+from image_batch.images import faults
+from image_batch.images.store import open_store, request_key
+from image_batch.providers import get_provider
 
 DONE = Path("results/batch/done.json")
 LOG = Path("results/logs/batch.log")
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 NOT_RUN = {"batch_expired", "batch_cancelled"}  # lines the API never ran: not billed, submit again
 METADATA_KEY = "image_batch_digest"
-DEFAULTS = {"poll_seconds": 30, "max_lines": 50000, "max_bytes": 200_000_000, "max_rounds": 3,
-            "completion_window": "24h"}
+DEFAULTS = {
+    "poll_seconds": 30,
+    "max_lines": 50000,
+    "max_bytes": 200_000_000,
+    "max_rounds": 3,
+    "completion_window": "24h",
+}
 
 
 def batch_settings(config):
@@ -84,8 +89,18 @@ def input_files(requests, provider, max_lines, max_bytes):
     """JSONL input files (bytes, keys) for ``requests``, split at the API's per-file limits."""
     files, buffer, keys, size = [], io.BytesIO(), [], 0
     for key, request in requests.items():
-        line = json.dumps({"custom_id": key, "method": "POST", "url": provider.batch_endpoint,
-                           "body": provider.batch_body(request)}, ensure_ascii=False).encode("utf-8") + b"\n"
+        line = (
+            json.dumps(
+                {
+                    "custom_id": key,
+                    "method": "POST",
+                    "url": provider.batch_endpoint,
+                    "body": provider.batch_body(request),
+                },
+                ensure_ascii=False,
+            ).encode("utf-8")
+            + b"\n"
+        )
         if keys and (len(keys) >= max_lines or size + len(line) > max_bytes):
             files.append((buffer.getvalue(), keys))
             buffer, keys, size = io.BytesIO(), [], 0
@@ -171,12 +186,17 @@ class BatchRunner:
                     continue
                 counts = batch.request_counts
                 if batch.status != entry["status"]:
-                    self.log(f"batch {batch.id}: {batch.status}"
-                             + (f" ({counts.completed}/{counts.total} done, {counts.failed} failed)" if counts else ""))
-                entry.update(status=batch.status, output_file_id=batch.output_file_id,
-                             error_file_id=batch.error_file_id)
+                    self.log(
+                        f"batch {batch.id}: {batch.status}"
+                        + (f" ({counts.completed}/{counts.total} done, {counts.failed} failed)" if counts else "")
+                    )
+                entry.update(
+                    status=batch.status, output_file_id=batch.output_file_id, error_file_id=batch.error_file_id
+                )
                 if batch.errors and batch.errors.data:
-                    entry["errors"] = [f"line {e.line}: {e.message}" if e.line else e.message for e in batch.errors.data]
+                    entry["errors"] = [
+                        f"line {e.line}: {e.message}" if e.line else e.message for e in batch.errors.data
+                    ]
                 state.save()
             if any(e["status"] not in TERMINAL for e in entries):
                 self.sleep(float(self.settings["poll_seconds"]))
@@ -209,8 +229,10 @@ class BatchRunner:
             if error.get("code") in NOT_RUN:
                 continue  # never ran, not billed: asked for again in the next round
             status = response.get("status_code")
-            detail = ((response.get("body") or {}).get("error") or {})
-            reason = f"the Batch API answered {status}: {detail.get('message') or error.get('message') or 'no reason given'}"
+            detail = (response.get("body") or {}).get("error") or {}
+            reason = (
+                f"the Batch API answered {status}: {detail.get('message') or error.get('message') or 'no reason given'}"
+            )
             if detail.get("code"):
                 reason += f" ({detail['code']})"
             if status in faults.RETRY_STATUSES or (status or 0) >= 500:
@@ -227,17 +249,29 @@ class BatchRunner:
     # -- the whole job ----------------------------------------------------------------------------
 
     def run(self, specs):
-        result = {"mode": "batch", "batches": [], "stored": 0, "failed": {}, "retry": {}, "request_ids": [],
-                  "rounds": 0}
+        result = {
+            "mode": "batch",
+            "batches": [],
+            "stored": 0,
+            "failed": {},
+            "retry": {},
+            "request_ids": [],
+            "rounds": 0,
+        }
         requests_all = {request_key(s["request"]): s["request"] for s in specs}
         with BatchState(self.store.state_dir).locked() as state:
             self.recover(state)
             # batches an earlier (stopped) run submitted and did not collect: wait for those first
-            earlier = [e for e in state.batches if e.get("id") and not e.get("collected")
-                       and set(e["keys"]) & set(requests_all)]
+            earlier = [
+                e
+                for e in state.batches
+                if e.get("id") and not e.get("collected") and set(e["keys"]) & set(requests_all)
+            ]
             for entry in earlier:
-                self.log(f"batch {entry['id']} was submitted by an earlier run ({entry['status']}): polling it, "
-                         "not submitting again")
+                self.log(
+                    f"batch {entry['id']} was submitted by an earlier run ({entry['status']}): polling it, "
+                    "not submitting again"
+                )
             for round_number in range(1, int(self.settings["max_rounds"]) + 1):
                 todo = pending(specs, self.store, exclude=set(result["failed"]))
                 waiting = {k for e in earlier for k in e["keys"]}
@@ -248,8 +282,9 @@ class BatchRunner:
                 if new:
                     self.log(f"round {round_number}: {len(new)} request(s) not in the response store")
                 entries = list(earlier)
-                for content, keys in input_files(new, self.provider, int(self.settings["max_lines"]),
-                                                 int(self.settings["max_bytes"])):
+                for content, keys in input_files(
+                    new, self.provider, int(self.settings["max_lines"]), int(self.settings["max_bytes"])
+                ):
                     entries.append(self.submit(state, content, keys))
                 earlier = []
                 result["retry"] = {}
@@ -260,7 +295,8 @@ class BatchRunner:
             left = pending(specs, self.store, exclude=set(result["failed"]))
             for key in left:
                 result["failed"][key] = result["retry"].get(key) or (
-                    f"no answer after {result['rounds']} batch round(s) (the batches expired or were cancelled)")
+                    f"no answer after {result['rounds']} batch round(s) (the batches expired or were cancelled)"
+                )
         return result
 
 
@@ -280,9 +316,11 @@ def run_before_jobs(to_make, config, log_file=LOG):
                 fault = faults.classify(exc)
                 if fault is None:
                     raise
-                raise UserError(f"batch mode stopped: {redact(fault.reason)}. Batches already submitted are "
-                                f"recorded in {open_store(config).state_dir}/batches/state.json; run again to go on "
-                                "(nothing is submitted twice).") from None
+                raise UserError(
+                    f"batch mode stopped: {redact(fault.reason)}. Batches already submitted are "
+                    f"recorded in {open_store(config).state_dir}/batches/state.json; run again to go on "
+                    "(nothing is submitted twice)."
+                ) from None
         else:
             result = {"batches": [], "rounds": 0, "stored": 0, "failed": {}, "request_ids": []}
         by_key = {request_key(s["request"]): s for s in wanted}
@@ -292,12 +330,19 @@ def run_before_jobs(to_make, config, log_file=LOG):
             if spec:
                 failed[key] = {"image_id": spec["image_id"], "context": spec["context"], "reason": redact(reason)}
                 log(f"FAILED {spec['image_id']} ({spec['context']}): {redact(reason)}")
-        summary = {"mode": "batch", "batches": sorted(set(result["batches"])), "rounds": result["rounds"],
-                   "stored": result["stored"], "failed": failed,
-                   "request_ids": sorted(r for r in result["request_ids"] if r)}
+        summary = {
+            "mode": "batch",
+            "batches": sorted(set(result["batches"])),
+            "rounds": result["rounds"],
+            "stored": result["stored"],
+            "failed": failed,
+            "request_ids": sorted(r for r in result["request_ids"] if r),
+        }
         if wanted:
-            log(f"batch mode: {result['stored']} answer(s) stored from {len(summary['batches'])} batch(es), "
-                f"{len(failed)} row(s) failed; making the images from the response store")
+            log(
+                f"batch mode: {result['stored']} answer(s) stored from {len(summary['batches'])} batch(es), "
+                f"{len(failed)} row(s) failed; making the images from the response store"
+            )
         atomic_write_bytes(DONE, (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode("utf-8"))
     return summary
 

@@ -26,8 +26,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .fileio import HOST, atomic_write_bytes
-
+from image_batch.common.fileio import HOST, atomic_write_bytes
 
 DEFAULT_ROOT = "response-store"
 # An S3 store's per-request lease is taken over after this long: longer than one image's retries.
@@ -49,7 +48,7 @@ def open_store(config):
     return S3ResponseStore(root) if is_remote(root) else ResponseStore(root)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _s3_client(endpoint_url, access_key):
     """One boto3 client per process, endpoint and credentials, not one per image: a client costs
     tens of milliseconds to make (and boto3 clients are thread-safe)."""
@@ -58,9 +57,12 @@ def _s3_client(endpoint_url, access_key):
 
     # checksums both ways, pinned: snakemake-storage-plugin-s3 turns them off process-wide
     return boto3.session.Session().client(
-        "s3", config=Config(retries={"mode": "standard", "total_max_attempts": 10},
-                            request_checksum_calculation="when_supported",
-                            response_checksum_validation="when_supported")
+        "s3",
+        config=Config(
+            retries={"mode": "standard", "total_max_attempts": 10},
+            request_checksum_calculation="when_supported",
+            response_checksum_validation="when_supported",
+        ),
     )
 
 
@@ -82,14 +84,18 @@ def shared_store(config, storage_prefix):
     local_root = store_root(config)
     remote_root = storage_root(config, storage_prefix)
     if remote_root is None:
-        return local_root, ("Image.Batch: WARNING: jobs share no filesystem and the response store is local to "
-                            "each job: a retried job pays again. Set response_store: s3://bucket/prefix.")
+        return local_root, (
+            "Image.Batch: WARNING: jobs share no filesystem and the response store is local to "
+            "each job: a retried job pays again. Set response_store: s3://bucket/prefix."
+        )
     if remote_root == local_root:
         return remote_root, None
     note = f"Image.Batch: jobs share no filesystem: paid answers are kept in {remote_root}"
     if any(Path(local_root).glob("??/*.json")):
-        note += (f". The answers already in {local_root}/ are not seen by this run: copy them there first "
-                 f"(aws s3 sync {local_root}/ {remote_root}/ --exclude 'batches/*') or they may be paid again")
+        note += (
+            f". The answers already in {local_root}/ are not seen by this run: copy them there first "
+            f"(aws s3 sync {local_root}/ {remote_root}/ --exclude 'batches/*') or they may be paid again"
+        )
     return remote_root, note
 
 
@@ -97,7 +103,7 @@ def _entry_bytes(key, request, raw):
     entry = {
         "key": key,
         "request": request,
-        "received_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        "received_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
         "status": raw.status,
         "headers": raw.headers,
     }
@@ -168,7 +174,7 @@ class ResponseStore:
         source = self.path(key)
         if not source.exists():
             return
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%f")
         target = self.root / "rejected" / f"{key}-{stamp}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
@@ -181,12 +187,13 @@ class S3ResponseStore:
     entry is whole or absent; the per-request lock is a lease object (see :meth:`lock`)."""
 
     def __init__(self, url):
-        bucket, _, prefix = str(url)[len("s3://"):].partition("/")
+        bucket, _, prefix = str(url)[len("s3://") :].partition("/")
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         env = os.environ
-        self.client = _s3_client(env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
-                                 env.get("AWS_ACCESS_KEY_ID"))
+        self.client = _s3_client(
+            env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"), env.get("AWS_ACCESS_KEY_ID")
+        )
         self._listed = None
 
     def object_key(self, key):
@@ -205,8 +212,9 @@ class S3ResponseStore:
         held = False
         while True:
             try:
-                self.client.put_object(Bucket=self.bucket, Key=lease, Body=f"{HOST} {os.getpid()}".encode(),
-                                       IfNoneMatch="*")
+                self.client.put_object(
+                    Bucket=self.bucket, Key=lease, Body=f"{HOST} {os.getpid()}".encode(), IfNoneMatch="*"
+                )
                 held = True
                 break
             except ClientError as exc:
@@ -245,7 +253,7 @@ class S3ResponseStore:
         head = self._head(object_key)
         if head is None:
             return None
-        return (datetime.datetime.now(datetime.timezone.utc) - head["LastModified"]).total_seconds()
+        return (datetime.datetime.now(datetime.UTC) - head["LastModified"]).total_seconds()
 
     def get(self, key):
         try:
@@ -264,7 +272,7 @@ class S3ResponseStore:
             self._listed = set()
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
                 for item in page.get("Contents", []):
-                    name = item["Key"][len(self.prefix):]
+                    name = item["Key"][len(self.prefix) :]
                     if "/" in name and not name.startswith("rejected/") and name.endswith(".json"):
                         self._listed.add(name.rsplit("/", 1)[1][: -len(".json")])
         return key in self._listed
@@ -275,11 +283,14 @@ class S3ResponseStore:
             self._listed.add(key)
 
     def reject(self, key, reason):
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%f")
         target = f"{self.prefix}rejected/{key}-{stamp}"
         try:
-            self.client.copy_object(Bucket=self.bucket, Key=f"{target}.json",
-                                    CopySource={"Bucket": self.bucket, "Key": self.object_key(key)})
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=f"{target}.json",
+                CopySource={"Bucket": self.bucket, "Key": self.object_key(key)},
+            )
         except self.client.exceptions.ClientError:
             return
         self.client.put_object(Bucket=self.bucket, Key=f"{target}.reason.txt", Body=(reason + "\n").encode())

@@ -33,16 +33,18 @@ def usage_price(usage, model, prices):
     text_in = details.get("text_tokens", usage.get("input_tokens", 0) - details.get("image_tokens", 0))
     image_in = details.get("image_tokens", 0)
     out = usage.get("output_tokens", 0)
-    return (text_in * rates.get("text_input", 0) + image_in * rates.get("image_input", 0)
-            + out * rates.get("image_output", 0)) / 1_000_000
+    return (
+        text_in * rates.get("text_input", 0)
+        + image_in * rates.get("image_input", 0)
+        + out * rates.get("image_output", 0)
+    ) / 1_000_000
 
 
 def estimate(specs, prices, needs_image, in_store):
     """Images to make, how many the response store already has, and the estimated bill live and in
     batch mode for the rest.  ``needs_image(spec)`` and ``in_store(request)`` are predicates."""
     discount = float((prices or {}).get("batch_discount", 0.5))
-    out = {"images": len(specs), "to_make": 0, "from_store": 0, "to_pay": 0, "live": 0.0, "batch": 0.0,
-           "unpriced": 0}
+    out = {"images": len(specs), "to_make": 0, "from_store": 0, "to_pay": 0, "live": 0.0, "batch": 0.0, "unpriced": 0}
     for spec in specs:
         if not needs_image(spec):
             continue
@@ -63,11 +65,12 @@ def estimate(specs, prices, needs_image, in_store):
 
 def describe_estimate(e, paid=True):
     if not paid:
-        return (f"estimate: {e['to_make']} of {e['images']} image(s) to make, with the offline generator: "
-                "no cost")
-    text = (f"estimate: {e['to_make']} of {e['images']} image(s) to make, {e['from_store']} of them served "
-            f"from the response store (no cost), {e['to_pay']} to pay for: about ${e['live']:,.2f} live, "
-            f"${e['batch']:,.2f} in batch mode")
+        return f"estimate: {e['to_make']} of {e['images']} image(s) to make, with the offline generator: no cost"
+    text = (
+        f"estimate: {e['to_make']} of {e['images']} image(s) to make, {e['from_store']} of them served "
+        f"from the response store (no cost), {e['to_pay']} to pay for: about ${e['live']:,.2f} live, "
+        f"${e['batch']:,.2f} in batch mode"
+    )
     if e["unpriced"]:
         text += f" (+{e['unpriced']} with no price in config prices.models)"
     return text
@@ -86,8 +89,9 @@ def report(sidecars, prices, batch_request_ids=()):
             continue  # the offline generator costs nothing
         price = usage_price(sidecar.get("usage"), sidecar.get("model"), prices)
         if price is None:
-            price = image_price({"model": sidecar.get("model"), "quality": sidecar.get("quality"),
-                                 "size": sidecar.get("size")}, prices)
+            price = image_price(
+                {"model": sidecar.get("model"), "quality": sidecar.get("quality"), "size": sidecar.get("size")}, prices
+            )
         if price is None:
             row["unpriced"] += 1
             continue
@@ -117,9 +121,11 @@ def report_for_files(paths, prices, batch_done="results/batch/done.json"):
 
 
 def describe_report(r):
-    lines = [f"cost: ${r['total']:,.2f} for {r['images']} image(s)"
-             + (f" ({r['batch_images']} at the batch price)" if r["batch_images"] else "")
-             + (f"; {r['unpriced']} with no price in config" if r["unpriced"] else "")]
+    lines = [
+        f"cost: ${r['total']:,.2f} for {r['images']} image(s)"
+        + (f" ({r['batch_images']} at the batch price)" if r["batch_images"] else "")
+        + (f"; {r['unpriced']} with no price in config" if r["unpriced"] else "")
+    ]
     for name, row in r["per_context"].items():
         lines.append(f"  {name}: ${row['cost']:,.2f} for {row['images']} image(s)")
     return "\n".join(lines)

@@ -14,7 +14,7 @@ import math
 import os
 from pathlib import Path
 
-from .fileio import canonical_json, write_if_changed
+from image_batch.common.fileio import canonical_json, write_if_changed
 
 MEMBERS_ROOT = Path("results/specs/_chunks")
 DIGEST_ROOT = Path("results/sync/chunks")  # the digest_chunk rule's outputs

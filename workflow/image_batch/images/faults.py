@@ -79,7 +79,7 @@ def classify(exc, model=None):
     """A :class:`Fault` for ``exc``, or None when it is not an API fault (a bug: let it raise)."""
     import openai
 
-    from .imaging import NotAnImage
+    from image_batch.images.imaging import NotAnImage
 
     if isinstance(exc, (InvalidResponse, NotAnImage)):
         return Fault(RETRY, f"unusable answer: {exc}")
@@ -95,7 +95,9 @@ def classify(exc, model=None):
     headers = exc.response.headers if exc.response is not None else {}
     label = f"{status} {code}".strip()
     if status == 429 and code in QUOTA_CODES:
-        return Fault(FATAL, f"{label}: {message} -- the account is out of quota or credit: check your plan and billing.")
+        return Fault(
+            FATAL, f"{label}: {message} -- the account is out of quota or credit: check your plan and billing."
+        )
     if status == 401:
         return Fault(FATAL, f"{label}: {message} -- the API key was refused: check AI_API_KEY.")
     if status == 403:

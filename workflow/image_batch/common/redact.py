@@ -2,7 +2,7 @@
 
 import os
 
-from .settings import KEY_VARIABLES
+from image_batch.common.settings import KEY_VARIABLES
 
 SECRET_VARIABLES = (*KEY_VARIABLES, "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 

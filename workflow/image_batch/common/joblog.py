@@ -23,7 +23,7 @@ class JobLog:
             self._handle.close()
 
     def __call__(self, message):
-        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         if self._handle:
             self._handle.write(f"{stamp} {message}\n")
             self._handle.flush()

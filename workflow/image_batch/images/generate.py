@@ -2,7 +2,7 @@
 
 For a paid provider the response store is consulted first (under a per-request lock); a call is
 made only when it has no usable answer, and the answer is stored the moment it arrives. Failures
-are classified (image_batch.faults): transient ones are retried with backoff (tenacity), a refused
+are classified (image_batch.images.faults): transient ones are retried with backoff (tenacity), a refused
 row fails alone, a fatal one stops the run's API calls.
 """
 
@@ -13,16 +13,16 @@ import os
 
 import tenacity
 
-from . import failures
-from .errors import UserError
-from .faults import FATAL, RETRY, ROW, DownloadFailed, Fault, InvalidResponse, classify
-from .fileio import atomic_write_bytes, atomic_write_json
-from .imaging import NotAnImage, to_png
-from .joblog import JobLog
-from .providers import get_provider
-from .ratelimit import pacer_for
-from .redact import redact
-from .store import open_store, request_key
+from image_batch.common.errors import UserError
+from image_batch.common.fileio import atomic_write_bytes, atomic_write_json
+from image_batch.common.joblog import JobLog
+from image_batch.common.redact import redact
+from image_batch.images import failures
+from image_batch.images.faults import FATAL, RETRY, ROW, DownloadFailed, Fault, InvalidResponse, classify
+from image_batch.images.imaging import NotAnImage, to_png
+from image_batch.images.ratelimit import pacer_for
+from image_batch.images.store import open_store, request_key
+from image_batch.providers import get_provider
 
 
 class FaultError(Exception):
@@ -38,9 +38,7 @@ class ImageFailed(UserError):
 
 def _iso(timestamp=None):
     moment = (
-        datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
-        if timestamp
-        else datetime.datetime.now(datetime.timezone.utc)
+        datetime.datetime.fromtimestamp(timestamp, datetime.UTC) if timestamp else datetime.datetime.now(datetime.UTC)
     )
     return moment.isoformat(timespec="seconds")
 
@@ -58,7 +56,10 @@ def _retrying(settings, log):
         return backoff(state)
 
     def before_sleep(state):
-        log(f"attempt {state.attempt_number} failed: {redact(state.outcome.exception())}; retrying in {state.upcoming_sleep:.2f}s")
+        log(
+            f"attempt {state.attempt_number} failed: {redact(state.outcome.exception())}; "
+            f"retrying in {state.upcoming_sleep:.2f}s"
+        )
 
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(lambda e: isinstance(e, FaultError) and e.fault.disposition == RETRY),
@@ -101,7 +102,7 @@ def obtain(request, config, log):
                     if result is not None:
                         return result
                 if config.get("mode") == "batch":  # answers come from the batch; never a full-price call
-                    from .batch import failure_reason
+                    from image_batch.images.batch import failure_reason
 
                     raise FaultError(Fault(ROW, failure_reason(key)), number)
                 reason = failures.stop_reason()
@@ -156,10 +157,12 @@ def _from_store(store, key, entry, provider, request, log, number):
 
 
 def _as_raw(entry):
-    from .providers.base import RawResponse
+    from image_batch.providers.base import RawResponse
 
     return RawResponse(
-        body=entry["body"], headers=entry.get("headers") or {}, status=entry.get("status", 200),
+        body=entry["body"],
+        headers=entry.get("headers") or {},
+        status=entry.get("status", 200),
         attachment=entry.get("attachment"),
     )
 
@@ -179,7 +182,11 @@ def make_image(spec_file, png_file, sidecar_file, log_file, config):
             if fault.disposition == FATAL:
                 failures.stop_run(fault.reason)
             disposition = {RETRY: "gave-up", ROW: "refused", FATAL: "fatal"}.get(fault.disposition, "stopped")
-            reason = fault.reason if fault.disposition != RETRY else f"gave up after {exc.attempts} attempt(s): {fault.reason}"
+            reason = (
+                fault.reason
+                if fault.disposition != RETRY
+                else f"gave up after {exc.attempts} attempt(s): {fault.reason}"
+            )
             failures.record_failure(spec, disposition, reason, exc.attempts)
             log(f"FAILED: {redact(reason)}")
             raise ImageFailed(f"image {spec['image_id']} ({spec['context']}): {redact(reason)}") from None

@@ -15,9 +15,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from . import cost
-from .fileio import HOST, atomic_write_bytes, canonical_json, file_digests
-from .joblog import JobLog
+from image_batch.common.fileio import HOST, atomic_write_bytes, canonical_json, file_digests
+from image_batch.common.joblog import JobLog
+from image_batch.costs import cost
 
 MARKER_NAME = "_SUCCESS.json"
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
@@ -271,7 +271,7 @@ def _marker(destination, files, uploaded, listing):
     return {
         "destination": destination.describe(),
         "prefix": destination.prefix,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "counts": {
             "objects": len(files),
             "images": images,
@@ -286,8 +286,18 @@ def _marker(destination, files, uploaded, listing):
     }
 
 
-def sync(paths, destination, local_marker, log_file=None, images_root="results/images", settings=None, target=None,
-         chunk_files=None, prices=None, local_paths=None):
+def sync(
+    paths,
+    destination,
+    local_marker,
+    log_file=None,
+    images_root="results/images",
+    settings=None,
+    target=None,
+    chunk_files=None,
+    prices=None,
+    local_paths=None,
+):
     """Sync ``paths`` (files under ``images_root``), or the files listed in ``chunk_files``, to
     ``destination``; return the marker dict.  ``settings`` is the config's ``sync`` section
     (concurrency, retry_mode, max_attempts).  ``local_paths`` maps a chunk entry's name to where
@@ -365,7 +375,7 @@ def sync_job(inputs, local_marker, log_file, config, names=None):
     """The sync rule: the chunk digests and the destination recorded by the main process (its
     inputs ``chunks`` and ``destination``); with ``names``, its input ``images`` are those files'
     local copies (a storage provider's), in the same order."""
-    from .settings import Destination
+    from image_batch.common.settings import Destination
 
     return sync(
         None,
@@ -375,5 +385,5 @@ def sync_job(inputs, local_marker, log_file, config, names=None):
         settings=config["sync"],
         chunk_files=inputs.chunks,
         prices=config.get("prices"),
-        local_paths=dict(zip(names, inputs.images)) if names else None,
+        local_paths=dict(zip(names, inputs.images, strict=False)) if names else None,
     )

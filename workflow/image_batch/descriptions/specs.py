@@ -14,9 +14,9 @@ import os
 import string
 from pathlib import Path
 
-from .errors import SheetError, UserError
-from .fileio import canonical_json, write_if_changed
-from .providers import PROVIDERS
+from image_batch.common.errors import SheetError, UserError
+from image_batch.common.fileio import canonical_json, write_if_changed
+from image_batch.providers import PROVIDERS
 
 SPEC_ROOT = Path("results/specs")
 MANIFEST = Path("results/manifest.csv")
@@ -145,6 +145,13 @@ def write_manifest(specs, path=MANIFEST):
     for spec in specs:
         request = spec["request"]
         writer.writerow(
-            [spec["image_id"], spec["context"], spec["folder"], request["prompt"], request["provider"], request["model"]]
+            [
+                spec["image_id"],
+                spec["context"],
+                spec["folder"],
+                request["prompt"],
+                request["provider"],
+                request["model"],
+            ]
         )
     return write_if_changed(path, buffer.getvalue().encode("utf-8"))

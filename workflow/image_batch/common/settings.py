@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from image_batch.common.errors import UserError
 
 KEY_VARIABLES = ("AI_API_KEY", "OPENAI_API_KEY")
 # What a job needs from the environment: the API key and endpoint, the bucket, the boto3 credential

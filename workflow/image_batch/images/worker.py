@@ -3,7 +3,7 @@
 Image jobs run as threads of the Snakemake process (``force-use-threads``), so every API call,
 decode, store write and PNG write of every job shared one interpreter lock with Snakemake's own
 scheduler: at thousands of images the threads spent more time handing the lock to each other than
-working.  Instead, the first image job of a run starts this worker (``python -m image_batch.worker``);
+working.  Instead, the first image job of a run starts this worker (``python -m image_batch.images.worker``);
 each job thread then only sends its paths over a Unix socket and waits, and the worker runs
 :func:`image_batch.generate.make_image` in its own threads, on the other core.  The work done for an
 image is exactly the same, in the same working directory, with the same response store, locks and
@@ -26,9 +26,9 @@ import traceback
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
 
-from .errors import UserError
+from image_batch.common.errors import UserError
 
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # the folder holding image_batch/
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding image_batch/
 
 
 class WorkerError(UserError):
@@ -56,8 +56,11 @@ class WorkerClient:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "image_batch.worker", address],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=os.getcwd(),
+            [sys.executable, "-m", "image_batch.images.worker", address],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=os.getcwd(),
         )
         # The key goes through the pipe, not the command line; the pipe stays open as the
         # worker's sign of life from us.
@@ -87,8 +90,10 @@ class WorkerClient:
             kind, value = conn.recv()
         except (EOFError, OSError) as exc:
             conn.close()
-            raise WorkerError(f"the image worker process stopped while making this image ({exc!r}); run again "
-                              "to make it (anything already paid for is in the response store)") from None
+            raise WorkerError(
+                f"the image worker process stopped while making this image ({exc!r}); run again "
+                "to make it (anything already paid for is in the response store)"
+            ) from None
         with self._lock:
             self._idle.append(conn)
         if kind == "ok":
@@ -120,7 +125,7 @@ _client = WorkerClient()
 def make_image(spec_file, png_file, sidecar_file, log_file, config, in_worker=True):
     """Make one image, in the worker process when ``in_worker`` (jobs running as threads of the
     main Snakemake process), else right here."""
-    from .generate import make_image as make_here
+    from image_batch.images.generate import make_image as make_here
 
     args = (str(spec_file), str(png_file), str(sidecar_file), str(log_file), dict(config))
     if not in_worker or not config.get("image_worker", True):
@@ -152,7 +157,7 @@ class _Server:
             threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
 
     def _serve_connection(self, conn):
-        from .generate import make_image as make_here
+        from image_batch.images.generate import make_image as make_here
 
         with conn:
             while True:
@@ -179,7 +184,7 @@ class _Server:
 
     def drain_and_exit(self):
         """Our Snakemake process is gone: no new calls, finish the ones in flight, exit."""
-        from . import failures
+        from image_batch.images import failures
 
         failures.stop_here("the Snakemake run ended")
         with self.cond:

@@ -13,8 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import UserError
-from .fileio import remove_stale_parts
+from image_batch.common.errors import UserError
+from image_batch.common.fileio import remove_stale_parts
 
 LOCK_FILE = Path(".snakemake/image-batch.lock")
 SNAKEMAKE_LOCKS = Path(".snakemake/locks")
@@ -23,10 +23,28 @@ ALIVE = "another run is alive"
 
 
 _PASSIVE = (
-    "dryrun", "lint", "list_rules", "list_target_rules", "list_changes", "list_untracked", "summary",
-    "detailed_summary", "dag", "rulegraph", "filegraph", "d3dag", "unlock", "cleanup_metadata",
-    "cleanup_shadow", "delete_all_output", "delete_temp_output", "report", "archive", "export_cwl",
-    "containerize", "list_conda_envs",
+    "dryrun",
+    "lint",
+    "list_rules",
+    "list_target_rules",
+    "list_changes",
+    "list_untracked",
+    "summary",
+    "detailed_summary",
+    "dag",
+    "rulegraph",
+    "filegraph",
+    "d3dag",
+    "unlock",
+    "cleanup_metadata",
+    "cleanup_shadow",
+    "delete_all_output",
+    "delete_temp_output",
+    "report",
+    "archive",
+    "export_cwl",
+    "containerize",
+    "list_conda_envs",
 )
 
 
@@ -45,7 +63,7 @@ def looks_like_dry_run(argv):
 def acquire(dry_run=False, store_root=None):
     """Take the run lock (or, for a dry run, only check it).  Returns (ALIVE or None, note for the log)."""
     LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(LOCK_FILE, "a+")
+    handle = open(LOCK_FILE, "a+")  # noqa: SIM115 - held for the life of the process
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -53,7 +71,10 @@ def acquire(dry_run=False, store_root=None):
         holder = handle.read().strip() or "another process"
         handle.close()
         if dry_run:
-            return ALIVE, f"note: a run is in progress in this folder ({holder}); requests it is working on are not rewritten"
+            return (
+                ALIVE,
+                f"note: a run is in progress in this folder ({holder}); requests it is working on are not rewritten",
+            )
         raise UserError(
             f"another Image.Batch run is working in this folder ({holder}). Wait for it to finish "
             "or stop it, then run again. (Nothing was changed.)"
@@ -72,7 +93,7 @@ def acquire(dry_run=False, store_root=None):
         remove_stale_parts(store_root, min_age=600)
     handle.seek(0)
     handle.truncate()
-    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     handle.write(f"pid {os.getpid()}, started {started}\n")
     handle.flush()
     _held.append(handle)

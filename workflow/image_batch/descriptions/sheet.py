@@ -14,13 +14,13 @@ import fastjsonschema
 import jsonschema
 import yaml
 
-from .errors import SheetError
-from .slug import context_folder
+from image_batch.common.errors import SheetError
+from image_batch.common.slug import context_folder
 
 COLUMNS = ("image_id", "context", "description")
 MAX_FOLDER_CHARS = 100
 OPTIONAL_COLUMNS = ("variant",)  # per-row: any new value asks for a fresh image of that row
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "images.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "images.schema.yaml"
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,10 @@ def read_sheet(path, max_description_chars=32000):
             start, prev_end = prev_end + 1, reader.line_num
             if not any(cell.strip() for cell in record):
                 continue  # blank line, or an empty spreadsheet row like ",,"
-            if len(record) > len(header) and any(cell.strip() for cell in record[len(header):]):
+            if len(record) > len(header) and any(cell.strip() for cell in record[len(header) :]):
                 problems.append(
                     f"line {start}: {len(record)} values but the header has {len(header)} columns; "
-                    "quote a description that contains commas, e.g. \"red, white and blue\""
+                    'quote a description that contains commas, e.g. "red, white and blue"'
                 )
                 continue
             # line breaks inside a cell as "\n", whatever the export used, so a re-export with other

@@ -10,15 +10,15 @@ import datetime
 import json
 from pathlib import Path
 
-from .fileio import atomic_write_json
-from .redact import redact
+from image_batch.common.fileio import atomic_write_json
+from image_batch.common.redact import redact
 
 FAILURES = Path("results/logs/failures")
 STOP_FLAG = Path("results/logs/STOP.json")
 
 
 def _now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def record_path(folder, image_id):

@@ -1,0 +1,1 @@
+"""What the stages share: errors, settings, file writes, redaction, slugs, job logs."""

@@ -1,0 +1,1 @@
+"""Prices and costs: the model catalogue, estimates before a run, the bill after it."""

@@ -1,0 +1,1 @@
+"""What snakemake --report shows: the gallery by context."""

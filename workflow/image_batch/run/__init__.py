@@ -1,0 +1,1 @@
+"""What only a real run does: the run lock, the stop flag, the summary."""
