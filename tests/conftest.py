@@ -13,6 +13,20 @@ REPO = Path(__file__).resolve().parents[1]
 API_KEY = "sk-test-SECRET-0123456789abcdef"
 
 
+def settings_for(**changes):
+    """Typed settings as the workflow reads them: the schema's defaults, ``input_csv`` set, and
+    ``changes`` (top-level keys; dicts are merged into the section)."""
+    from image_batch.common.settings import load_settings
+
+    config = {"input_csv": "sheet.csv"}
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return load_settings(config)
+
+
 def set_env(monkeypatch, env):
     """Set every variable of ``env`` for this test (undone after it)."""
     for name, value in env.items():

@@ -1,13 +1,23 @@
-"""Resolve config/config.yaml + environment (.env included) into the choices a run makes."""
+"""Settings, read once: config/config.yaml (defaults from workflow/schemas/config.schema.yaml, the one place
+they live) into a typed, frozen :class:`Settings`; then the environment (``.env`` included) decides the
+provider and the sync destination (:func:`resolve` -> :class:`Choices`)."""
 
-import json
+import copy
+import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from image_batch.common.errors import UserError
 
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+REPO = Path(__file__).resolve().parents[3]
+DEFAULT_CATALOG = REPO / "config" / "models.yaml"
+
 KEY_VARIABLES = ("AI_API_KEY", "OPENAI_API_KEY")
+SECRET_VARIABLES = KEY_VARIABLES + ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 # What a job needs from the environment: the API key and endpoint, the bucket, the boto3 credential
 # chain's variables. Declared to jobs that run elsewhere (see passed_variables).
 JOB_VARIABLES = KEY_VARIABLES + (
@@ -21,6 +31,154 @@ JOB_VARIABLES = KEY_VARIABLES + (
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_S3",
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# The config file, as typed settings
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    max_attempts: int
+    max_seconds: float
+    initial_wait: float
+    max_wait: float
+    max_unusable: int
+    same_error_stop: int
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    poll_seconds: float
+    max_lines: int
+    max_bytes: int
+    max_rounds: int
+    completion_window: str
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    prefix: str
+    bucket: str
+    local_destination: str
+    concurrency: int
+    retry_mode: str
+    max_attempts: int
+    delete_removed: bool
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything config/config.yaml says, with every default filled in from the schema."""
+
+    input_csv: str
+    input_sheet: str | None
+    csv_delimiter: str
+    provider: str  # as configured: auto, openai, offline (or a plugin's name)
+    prompt_template: str | None
+    context_templates: dict
+    max_prompt_chars: int
+    variant: str
+    mode: str
+    batch: BatchSettings
+    retry: RetrySettings
+    sync: SyncSettings
+    response_store: str
+    model_catalog: str | None
+    image_worker: bool
+    secrets_in_job_commands: bool
+    progress_seconds: float
+    legacy_prices: bool  # an old config file still has a `prices` section (now ignored: see the catalogue)
+    sections: dict = field(repr=False)  # per-provider sections, as written: {"openai": {...}}
+
+    def section(self, name):
+        """A provider's own section of the config (e.g. ``openai``), a plain dict."""
+        return copy.deepcopy(dict(self.sections.get(name) or {}))
+
+    @property
+    def catalog_path(self):
+        return Path(self.model_catalog) if self.model_catalog else DEFAULT_CATALOG
+
+
+@functools.lru_cache(maxsize=1)
+def _schema():
+    return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def _validator():
+    """A validator that also fills in the schema's defaults (nested objects included)."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": properties})(_schema())
+
+
+def with_defaults(config):
+    """A copy of ``config`` checked against the schema, every default filled in. Raises UserError."""
+    config = copy.deepcopy(dict(config or {}))
+    errors = sorted(_validator().iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        lines = []
+        for error in errors[:10]:
+            where = ".".join(str(p) for p in error.path) or "(top level)"
+            lines.append(f"  config {where}: {error.message}")
+        raise UserError("the configuration is not valid:\n" + "\n".join(lines))
+    return config
+
+
+def _frozen(mapping):
+    return copy.deepcopy(dict(mapping or {}))
+
+
+def load_settings(config):
+    """The typed settings for ``config`` (a dict as Snakemake or yaml reads config/config.yaml)."""
+    c = with_defaults(config)
+    known = {"openai", "offline"} | {k for k, v in c.items() if isinstance(v, dict) and k not in _NOT_SECTIONS}
+    return Settings(
+        input_csv=str(c["input_csv"]),
+        input_sheet=c["input_sheet"],
+        csv_delimiter=c["csv_delimiter"],
+        provider=c["provider"],
+        prompt_template=c["prompt_template"],
+        context_templates=_frozen(c["context_templates"]),
+        max_prompt_chars=int(c["max_prompt_chars"]),
+        variant="" if c["variant"] is None else str(c["variant"]),
+        mode=c["mode"],
+        batch=BatchSettings(**c["batch"]),
+        retry=RetrySettings(**c["retry"]),
+        sync=SyncSettings(**{**c["sync"], "bucket": c["sync"]["bucket"] or ""}),
+        response_store=c["response_store"],
+        model_catalog=c["model_catalog"],
+        image_worker=bool(c["image_worker"]),
+        secrets_in_job_commands=bool(c["secrets_in_job_commands"]),
+        progress_seconds=float(c["progress_seconds"]),
+        legacy_prices="prices" in (config or {}),
+        sections=_frozen({name: c.get(name) or {} for name in known}),
+    )
+
+
+_NOT_SECTIONS = {"batch", "retry", "sync", "context_templates", "prices"}
+
+
+def read_config_file(path):
+    """The config file as a dict (a clear error when it is not YAML)."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: cannot read the configuration: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# The environment
 
 
 def load_dotenv_file(path=".env"):
@@ -39,9 +197,6 @@ def api_key(environ=None):
         if value:
             return value
     return None
-
-
-SECRET_VARIABLES = KEY_VARIABLES + ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def secrets_in_commands(declared, executor_settings, executor_name, allowed):
@@ -87,46 +242,55 @@ class Destination:
 
     @classmethod
     def read(cls, path):
-        """The destination recorded by the main process (results/specs/_destination.json)."""
-        with open(path, encoding="utf-8") as handle:
-            return cls(**json.load(handle))
+        """The destination recorded for this run (see run.actions): a clear error when unreadable."""
+        from image_batch.common.fileio import read_json
+
+        data = read_json(path, "the sync destination record")
+        try:
+            return cls(**data)
+        except TypeError:
+            raise UserError(f"{path}: the sync destination record is not valid; delete it and run again") from None
 
 
 @dataclass(frozen=True)
-class Settings:
-    provider: str  # resolved provider name: "openai" or "offline"
+class Choices:
+    """What the environment decides for a run: the provider and the sync destination."""
+
+    provider: str  # resolved provider name: "openai", "offline", ...
     provider_note: str  # why this provider was chosen, for the log
     destination: Destination
 
 
-def resolve(config, environ=None):
-    """Decide provider and sync destination.  Raises UserError when the combination is unsafe."""
+def destination(settings, environ=None):
     environ = os.environ if environ is None else environ
-    sync_cfg = config.get("sync") or {}
-    bucket = (sync_cfg.get("bucket") or environ.get("S3_BUCKET_NAME") or "").strip()
-    prefix = (sync_cfg.get("prefix") or "").strip().lstrip("/")
+    bucket = (settings.sync.bucket or environ.get("S3_BUCKET_NAME") or "").strip()
+    prefix = (settings.sync.prefix or "").strip().lstrip("/")
     if ".." in prefix.split("/") or "\\" in prefix:
         raise UserError(f"sync.prefix {prefix!r} is not allowed: use a plain path like 'batches/2026-11/'")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     if bucket:
         endpoint = (environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or "").strip() or None
-        destination = Destination("s3", bucket, prefix, endpoint)
-    else:
-        destination = Destination("local", sync_cfg.get("local_destination") or "results/bucket", prefix)
+        return Destination("s3", bucket, prefix, endpoint)
+    return Destination("local", settings.sync.local_destination or "results/bucket", prefix)
 
-    wanted = config.get("provider", "auto")
+
+def resolve(settings, environ=None):
+    """Decide provider and sync destination.  Raises UserError when the combination is unsafe."""
+    environ = os.environ if environ is None else environ
+    where = destination(settings, environ)
+    wanted = settings.provider
     key = api_key(environ)
     if wanted == "auto":
         if key:
-            return Settings("openai", "AI_API_KEY is set", destination)
-        if bucket:
+            return Choices("openai", "AI_API_KEY is set", where)
+        if where.kind == "s3":
             raise UserError(
-                f"S3_BUCKET_NAME is set ({bucket}) but no API key is: refusing to generate offline "
+                f"S3_BUCKET_NAME is set ({where.location}) but no API key is: refusing to generate offline "
                 "placeholders and upload them. Set AI_API_KEY (in the environment or .env), unset "
                 "S3_BUCKET_NAME to work offline, or set provider: offline explicitly in the config."
             )
-        return Settings("offline", "no AI_API_KEY set", destination)
+        return Choices("offline", "no AI_API_KEY set", where)
     if wanted == "openai" and not key:
         raise UserError("provider is 'openai' but no API key is set: set AI_API_KEY (in the environment or .env).")
-    return Settings(wanted, f"provider: {wanted} in config", destination)
+    return Choices(wanted, f"provider: {wanted} in config", where)
