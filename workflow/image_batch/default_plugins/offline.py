@@ -11,7 +11,8 @@ import textwrap
 
 from PIL import Image, ImageDraw, ImageFont
 
-from image_batch.providers.base import GeneratedImage, ImageProvider, RawResponse
+from image_batch.hookspecs import hookimpl
+from image_batch.providers import GeneratedImage, ImageProvider, RawResponse
 
 GENERATOR_VERSION = "offline-text-card-1"
 
@@ -26,7 +27,7 @@ class OfflineProvider(ImageProvider):
     paid = False
 
     @classmethod
-    def request_params(cls, config):
+    def request_params(cls, config, environ=None):
         return {"model": GENERATOR_VERSION, "size": str(config.get("size") or "512x512")}
 
     def fetch(self, request):
@@ -60,3 +61,8 @@ class OfflineProvider(ImageProvider):
 
     def decode(self, raw, request):
         return GeneratedImage(data=raw.body, model=GENERATOR_VERSION, details={"size": request.get("size")})
+
+
+@hookimpl
+def register_image_providers(register):
+    register(OfflineProvider)

@@ -1,4 +1,8 @@
-"""OpenAI Images API (or any OpenAI-compatible endpoint via OPENAI_BASE_URL), with the official client."""
+"""OpenAI Images API (or any OpenAI-compatible endpoint via OPENAI_BASE_URL), with the official client.
+
+The endpoint is part of every request's identity (``base_url`` in the request, so in the response
+store's key): an answer paid for at one endpoint (a gateway, a stand-in) is never served for another.
+"""
 
 import base64
 import binascii
@@ -9,11 +13,16 @@ import urllib.request
 
 from image_batch.common.errors import UserError
 from image_batch.common.settings import api_key
-from image_batch.images.faults import DownloadFailed, InvalidResponse
-from image_batch.providers.base import GeneratedImage, ImageProvider, RawResponse
+from image_batch.hookspecs import hookimpl
+from image_batch.images.faults import RETRY, DownloadFailed, Fault, InvalidResponse, classify_api_error
+from image_batch.providers import GeneratedImage, ImageProvider, RawResponse
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 # Request fields taken from config["openai"] when set (None/absent fields are not sent).
 _OPTIONAL_FIELDS = ("size", "quality", "background", "output_format", "moderation", "output_compression")
+# Sent in the JSON body only (the client has no keyword for them yet): gpt-image-2.6's complexity.
+_BODY_FIELDS = ("complexity",)
 # Answer headers worth keeping with a stored answer (never the request's Authorization).
 _KEPT_HEADERS = ("x-request-id", "openai-processing-ms", "openai-version", "openai-model", "content-type")
 
@@ -21,7 +30,7 @@ _clients = {}
 _clients_lock = threading.Lock()
 
 
-def _client(timeout):
+def _client(timeout, base_url):
     """One client per key/endpoint/timeout, shared by the threads of this process.  Its own retries
     are off: image_batch.generate classifies failures and retries (so retries never multiply)."""
     from openai import OpenAI
@@ -29,7 +38,6 @@ def _client(timeout):
     key = api_key()
     if not key:
         raise UserError("provider 'openai' needs an API key: set AI_API_KEY (in the environment or .env).")
-    base_url = os.environ.get("OPENAI_BASE_URL") or None
     cache_key = (key, base_url, timeout)
     with _clients_lock:
         if cache_key not in _clients:
@@ -37,17 +45,24 @@ def _client(timeout):
         return _clients[cache_key]
 
 
+def base_url(environ=None):
+    """The endpoint requests go to: OPENAI_BASE_URL, else OpenAI's own; without a trailing slash."""
+    environ = os.environ if environ is None else environ
+    return ((environ.get("OPENAI_BASE_URL") or "").strip() or DEFAULT_BASE_URL).rstrip("/")
+
+
 class OpenAIImagesProvider(ImageProvider):
     name = "openai"
     paid = True
+    batch = True
 
     @classmethod
-    def request_params(cls, config):
+    def request_params(cls, config, environ=None):
         model = config.get("model")
         if not model:
             raise UserError("config openai.model is not set: name the image model to use (e.g. a gpt-image-* model).")
-        params = {"endpoint": "images/generations", "model": str(model)}
-        for field in _OPTIONAL_FIELDS:
+        params = {"endpoint": "images/generations", "base_url": base_url(environ), "model": str(model)}
+        for field in _OPTIONAL_FIELDS + _BODY_FIELDS:
             if config.get(field) is not None:
                 params[field] = config[field]
         if config.get("extra_body"):
@@ -58,18 +73,29 @@ class OpenAIImagesProvider(ImageProvider):
     def timeout(self):
         return float(self.config.get("timeout", 300))
 
-    def client(self):
-        return _client(self.timeout)
+    def client(self, request=None):
+        return _client(self.timeout, (request or {}).get("base_url") or base_url())
+
+    batch_client = client
+
+    def describe_endpoint(self, request):
+        return request.get("base_url") or base_url()
+
+    @staticmethod
+    def _extra_body(request):
+        body = {field: request[field] for field in _BODY_FIELDS if request.get(field) is not None}
+        body.update(request.get("extra_body") or {})
+        return body or None
 
     def fetch(self, request):
-        client = self.client()
+        client = self.client(request)
         kwargs = {field: request[field] for field in _OPTIONAL_FIELDS if request.get(field) is not None}
         # response_format is never sent: gpt-image-* models reject it and always return base64.
         raw = client.images.with_raw_response.generate(
             model=request["model"],
             prompt=request["prompt"],
             n=1,
-            extra_body=request.get("extra_body") or None,
+            extra_body=self._extra_body(request),
             **kwargs,
         )
         headers = {name: raw.headers[name] for name in _KEPT_HEADERS if name in raw.headers}
@@ -83,11 +109,10 @@ class OpenAIImagesProvider(ImageProvider):
         """The JSON body ``fetch`` sends for ``request``, for a Batch API input line."""
         body = {"model": request["model"], "prompt": request["prompt"], "n": 1}
         body.update({field: request[field] for field in _OPTIONAL_FIELDS if request.get(field) is not None})
-        body.update(request.get("extra_body") or {})
+        body.update(self._extra_body(request) or {})
         return body
 
-    @staticmethod
-    def batch_answer(response):
+    def batch_answer(self, response):
         """A Batch API output line's ``response`` as the RawResponse a live call would have given."""
         body = json.dumps(response["body"], ensure_ascii=False).encode("utf-8")
         headers = {"x-request-id": response.get("request_id")} if response.get("request_id") else {}
@@ -130,3 +155,32 @@ class OpenAIImagesProvider(ImageProvider):
             created=answer.get("created"),
             details=details,
         )
+
+    def classify(self, exc, request=None):
+        """What an exception from :meth:`fetch` means (faults.Fault), or None for a bug."""
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):
+            return Fault(RETRY, "the API did not answer in time")
+        if isinstance(exc, openai.APIConnectionError):
+            return Fault(RETRY, f"connection problem: {exc.__cause__ or exc}")
+        if not isinstance(exc, openai.APIStatusError):
+            return None
+        body = exc.body if isinstance(getattr(exc, "body", None), dict) else {}
+        error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+        message = str(error.get("message") or getattr(exc, "message", None) or exc)
+        headers = exc.response.headers if exc.response is not None else {}
+        return classify_api_error(
+            exc.status_code,
+            getattr(exc, "code", None) or error.get("code"),
+            getattr(exc, "param", None) or error.get("param"),
+            message,
+            headers,
+            request,
+            getattr(exc, "type", None) or error.get("type"),
+        )
+
+
+@hookimpl
+def register_image_providers(register):
+    register(OpenAIImagesProvider)

@@ -1,13 +1,18 @@
-"""Classify what went wrong with one API call, and decide what to do about it.
+"""What went wrong with one API call, and what to do about it.
 
-- retry:  transient (429 rate limits, 408/409, 5xx, timeouts, resets, a body cut short, broken
-          base64, bytes that are not an image). Retried with backoff that honours retry-after(-ms).
-- fatal:  nothing will work until the user fixes something (quota/billing, 401, 403, unknown
-          model). No retry; the whole run stops calling the API.
-- row:    this request is refused (moderation, other 400s). No retry; the other rows go on.
+- retry:  transient (429 rate limits, 408/409/425, 5xx, timeouts, resets, a body cut short, broken
+          base64, bytes that are not an image). Retried with backoff that honours retry-after(-ms);
+          a retry-after that is neither seconds nor an HTTP date is ignored (backoff decides).
+- fatal:  nothing will work until the user fixes something: billing or quota (whatever the status),
+          401, 403, an unknown or retired model, a 400 about a setting of the request (model, size,
+          quality, background, output format, ...). No retry; the whole run stops calling the API.
+- row:    this request is refused (moderation, other 400s). No retry; the other rows go on. As a
+          safety net, the same refusal code on several rows in a row, with no success in between,
+          stops the run too (images.failures.note_refusal).
 
-The openai client's own retries are switched off (max_retries=0) so that retries do not multiply:
-this module and tenacity do them, with the classification above.
+Providers classify their own exceptions (``ImageProvider.classify``) with :func:`classify_api_error`
+for HTTP APIs shaped like OpenAI's. The openai client's own retries are off (max_retries=0), so that
+retries do not multiply: image_batch.images.generate retries, with tenacity.
 """
 
 import email.utils
@@ -16,14 +21,35 @@ from dataclasses import dataclass
 
 RETRY, FATAL, ROW = "retry", "fatal", "row"
 
-QUOTA_CODES = {
+# Codes meaning the account cannot pay: whatever the status (OpenAI sends billing_hard_limit_reached
+# with 400, insufficient_quota with 429).
+BILLING_CODES = {
     "insufficient_quota",
     "billing_hard_limit_reached",
     "billing_not_active",
     "billing_limit_reached",
     "account_deactivated",
+    "organization_spend_limit_exceeded",
+    "project_spend_limit_exceeded",
 }
 MODERATION_CODES = {"moderation_blocked", "content_policy_violation", "content_filter", "safety_violation"}
+# Request fields that are settings of the whole run: a 400 naming one of them fails every row alike.
+SETTING_PARAMS = {
+    "model",
+    "size",
+    "quality",
+    "background",
+    "output_format",
+    "output_compression",
+    "moderation",
+    "complexity",
+    "n",
+    "response_format",
+    "style",
+    "input_fidelity",
+    "partial_images",
+    "stream",
+}
 RETRY_STATUSES = {408, 409, 425, 429}
 
 
@@ -38,80 +64,106 @@ class DownloadFailed(Exception):
 
 @dataclass
 class Fault:
-    disposition: str  # RETRY, FATAL or ROW
+    disposition: str  # RETRY, FATAL or ROW (or "stopped")
     reason: str
     retry_after: float | None = None  # seconds, from the answer's headers
     status: int | None = None
     headers: dict | None = None
+    code: str | None = None  # the API's error code, for the same-refusal safety net
+
+
+def _number(value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and number not in (float("inf"), float("-inf")) else None
 
 
 def retry_after_seconds(headers):
-    """Seconds to wait as the server asked: retry-after-ms, else retry-after (seconds or HTTP date)."""
+    """Seconds to wait as the server asked: retry-after-ms, else retry-after (seconds or an HTTP
+    date). None when absent or unreadable: the caller's backoff decides then."""
     if not headers:
         return None
-    value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return max(float(value) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value:
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value) if value else None
-            if parsed is not None:
-                return max(parsed.timestamp() - time.time(), 0.0)
-    return None
+    millis = _number(headers.get("retry-after-ms"))
+    if millis is not None:
+        return max(millis / 1000.0, 0.0)
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    seconds = _number(value)
+    if seconds is not None:
+        return max(seconds, 0.0)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment is None:
+        return None
+    try:
+        return max(moment.timestamp() - time.time(), 0.0)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
-def _message(exc):
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-    return str(getattr(exc, "message", None) or exc)
+def classify_api_error(status, code, param, message, headers, request=None, type_=None):
+    """A :class:`Fault` for an HTTP error answer of an OpenAI-shaped API."""
+    request = request or {}
+    code = code or ""
+    label = f"{status} {code}".strip()
+    if code in BILLING_CODES or type_ in BILLING_CODES:
+        return Fault(
+            FATAL,
+            f"{label}: {message} -- the account cannot pay (billing or quota): "
+            "check your plan, billing and spend limits.",
+            status=status,
+            code=code,
+        )
+    if status == 401:
+        return Fault(FATAL, f"{label}: {message} -- the API key was refused: check AI_API_KEY.", status=status)
+    if status == 403:
+        return Fault(
+            FATAL,
+            f"{label}: {message} -- access denied: check that the key's project may use model "
+            f"{request.get('model')!r} (some image models need organisation verification).",
+            status=status,
+        )
+    if status == 404:
+        if code == "model_not_found" or "model" in message.lower():
+            return Fault(
+                FATAL,
+                f"{label}: {message} -- model {request.get('model')!r} is not available: set openai.model in "
+                "config/config.yaml to a current model (config/models.yaml lists them).",
+                status=status,
+                code=code,
+            )
+        return Fault(FATAL, f"{label}: {message} -- the endpoint was not found: check OPENAI_BASE_URL.", status=status)
+    if status in RETRY_STATUSES or status >= 500:
+        return Fault(RETRY, f"{label}: {message}", retry_after_seconds(headers), status, dict(headers or {}), code)
+    if code in MODERATION_CODES:
+        return Fault(ROW, f"refused by the safety system ({code}): {message}", status=status, code=code)
+    if status == 400 and param in SETTING_PARAMS:
+        value = request.get(param)
+        shown = f" = {value!r}" if value is not None else ""
+        fix = (
+            "choose a current model (config/models.yaml lists them)"
+            if param == "model"
+            else f"change openai.{param} in config/config.yaml (config/models.yaml lists what each model takes)"
+        )
+        return Fault(
+            FATAL,
+            f"{label}: the API refused the setting {param}{shown} for model {request.get('model')!r}: "
+            f"{message} -- {fix}.",
+            status=status,
+            code=code,
+        )
+    return Fault(ROW, f"the API refused the request ({label}): {message}", status=status, code=code)
 
 
-def classify(exc, model=None):
-    """A :class:`Fault` for ``exc``, or None when it is not an API fault (a bug: let it raise)."""
-    import openai
-
+def classify_local(exc):
+    """Faults that are not HTTP errors: an answer that turned out unusable."""
     from image_batch.images.imaging import NotAnImage
 
     if isinstance(exc, (InvalidResponse, NotAnImage)):
         return Fault(RETRY, f"unusable answer: {exc}")
-    if isinstance(exc, openai.APITimeoutError):
-        return Fault(RETRY, "the API did not answer in time")
-    if isinstance(exc, openai.APIConnectionError):
-        return Fault(RETRY, f"connection problem: {exc.__cause__ or exc}")
-    if not isinstance(exc, openai.APIStatusError):
-        return None
-    status = exc.status_code
-    code = getattr(exc, "code", None) or ""
-    message = _message(exc)
-    headers = exc.response.headers if exc.response is not None else {}
-    label = f"{status} {code}".strip()
-    if status == 429 and code in QUOTA_CODES:
-        return Fault(
-            FATAL, f"{label}: {message} -- the account is out of quota or credit: check your plan and billing."
-        )
-    if status == 401:
-        return Fault(FATAL, f"{label}: {message} -- the API key was refused: check AI_API_KEY.")
-    if status == 403:
-        return Fault(
-            FATAL,
-            f"{label}: {message} -- access denied: check that the key's project may use model {model!r} "
-            "(some image models need organisation verification).",
-        )
-    if status == 404:
-        if code == "model_not_found" or "model" in message.lower():
-            return Fault(FATAL, f"{label}: {message} -- set openai.model in config/config.yaml to a model you can use.")
-        return Fault(FATAL, f"{label}: {message} -- the endpoint was not found: check OPENAI_BASE_URL.")
-    if status in RETRY_STATUSES or status >= 500:
-        return Fault(RETRY, f"{label}: {message}", retry_after_seconds(headers), status, dict(headers))
-    if code in MODERATION_CODES:
-        return Fault(ROW, f"refused by the safety system ({code}): {message}")
-    return Fault(ROW, f"the API refused the request ({label}): {message}")
+    return None

@@ -1,0 +1,53 @@
+"""The plugin manager: Image.Batch's default plugins and any installed package that declares an
+entry point in the ``image_batch`` group (see hookspecs)."""
+
+import importlib
+import threading
+
+import pluggy
+
+from image_batch import hookspecs
+from image_batch.common.errors import UserError
+
+DEFAULT_PLUGINS = (
+    "image_batch.default_plugins.openai_images",
+    "image_batch.default_plugins.offline",
+)
+
+_lock = threading.Lock()
+_manager = None
+
+
+def manager():
+    """The process-wide plugin manager, loaded on first use."""
+    global _manager
+    with _lock:
+        if _manager is None:
+            pm = pluggy.PluginManager("image_batch")
+            pm.add_hookspecs(hookspecs)
+            for name in DEFAULT_PLUGINS:
+                pm.register(importlib.import_module(name), name)
+            pm.load_setuptools_entrypoints("image_batch")
+            _manager = pm
+        return _manager
+
+
+def providers():
+    """{name: ImageProvider subclass} of every registered provider."""
+    found = {}
+
+    def register(cls):
+        if cls.name in found and found[cls.name] is not cls:
+            raise UserError(f"two plugins register an image provider named {cls.name!r}")
+        found[cls.name] = cls
+
+    manager().hook.register_image_providers(register=register)
+    return found
+
+
+def provider_class(name):
+    """The provider class registered as ``name`` (a clear error naming the ones there are)."""
+    found = providers()
+    if name not in found:
+        raise UserError(f"no image provider named {name!r}; installed: {', '.join(sorted(found))}")
+    return found[name]
