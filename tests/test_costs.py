@@ -1,0 +1,238 @@
+"""The model catalogue (config/models.yaml), the checks a run makes before any call, the cost of an
+answer from its usage, the estimate before a run and the report after it."""
+
+import datetime
+import json
+
+import pytest
+import yaml
+
+from image_batch.common.errors import UserError
+from image_batch.costs import bill
+from image_batch.costs.catalog import Catalog, formula_tokens, load_catalog
+from image_batch.costs.estimate import describe, estimate
+from tests.conftest import REPO
+
+CATALOG = load_catalog(REPO / "config" / "models.yaml")
+TODAY = datetime.date(2026, 11, 27)
+
+
+def request(**fields):
+    return {"provider": "openai", "model": "gpt-image-2.5-sunburst", "quality": "medium", "size": "1024x1024", **fields}
+
+
+def test_the_shipped_catalogue_is_valid_and_dated():
+    data = yaml.safe_load((REPO / "config" / "models.yaml").read_text())
+    assert str(data["checked"]) == "2026-11-27"
+    for name, model in CATALOG.models.items():
+        assert model.source, f"{name} has no source"
+        if model.rates or model.per_image:
+            assert model.price_source, f"{name}'s prices have no source"
+
+
+def test_default_model_is_current():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    model = CATALOG.lookup(config["openai"]["model"])
+    assert model is not None and model.status(TODAY) == ("current", None)
+
+
+@pytest.mark.parametrize(
+    "name, state",
+    [
+        ("gpt-image-1", "retired"),
+        ("dall-e-2", "retired"),
+        ("dall-e-3", "retired"),
+        ("gpt-image-1-mini", "shutting-down"),
+        ("gpt-image-1.5", "shutting-down"),
+        ("gpt-image-1.5-2025-12-16", "shutting-down"),
+        ("chatgpt-image-latest", "shutting-down"),
+        ("gpt-image-2", "current"),
+        ("gpt-image-2-2026-04-21", "current"),
+        ("gpt-image-2.5-sunburst", "current"),
+        ("gpt-image-2.5-flare-2026-09-08", "current"),
+        ("gpt-image-2.6-sunburst", "current"),
+        ("gpt-image-2.6-flare", "current"),
+    ],
+)
+def test_statuses_on_2026_11_27(name, state):
+    assert CATALOG.lookup(name).status(TODAY)[0] == state
+
+
+def test_a_model_is_retired_from_its_shutdown_day():
+    assert CATALOG.lookup("gpt-image-1.5").status(datetime.date(2026, 12, 1))[0] == "retired"
+    assert CATALOG.lookup("gpt-image-1.5").status(datetime.date(2026, 11, 30)) == ("shutting-down", 1)
+
+
+def problems(**fields):
+    return CATALOG.check(request(**fields), TODAY)
+
+
+def test_retired_model_is_refused_naming_the_fix():
+    found, _ = problems(model="gpt-image-1")
+    assert len(found) == 1 and "shut down on 2026-10-23" in found[0] and "gpt-image-2.6-sunburst" in found[0]
+
+
+def test_model_shutting_down_within_30_days_is_a_warning():
+    found, warnings = problems(model="gpt-image-1.5")
+    assert not found and len(warnings) == 1 and "2026-12-01" in warnings[0] and "in 4 day(s)" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        ({"model": "gpt-image-2", "quality": "xhigh"}, ["quality 'xhigh'", "low, medium, high, auto"]),
+        ({"model": "gpt-image-2", "background": "transparent"}, ["background 'transparent'"]),
+        ({"model": "gpt-image-1.5", "size": "2048x2048"}, ["size '2048x2048'"]),
+        ({"size": "1000x1000"}, ["multiples of 16"]),
+        ({"size": "3840x1024"}, ["aspect ratio"]),
+        ({"size": "512x512"}, ["at least 655,360 pixels"]),
+        ({"size": "3840x3840"}, ["at most 8,294,400 pixels"]),
+        ({"size": "big"}, ["not WIDTHxHEIGHT"]),
+        ({"complexity": "low"}, ["complexity is not taken"]),
+        ({"model": "gpt-image-2.6-flare", "complexity": "extreme"}, ["complexity 'extreme'"]),
+        ({"background": "transparent", "output_format": "jpeg"}, ["needs output_format png or webp"]),
+    ],
+)
+def test_settings_a_model_does_not_take_are_refused(fields, words):
+    found, _ = problems(**fields)
+    assert found, fields
+    for word in words:
+        assert word in found[0]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"quality": "xhigh"},
+        {"quality": "max", "size": "2048x1152"},
+        {"model": "gpt-image-2.6-sunburst", "complexity": "medium", "quality": "max"},
+        {"model": "gpt-image-2", "size": "3840x2160"},
+        {"model": "gpt-image-2", "size": "auto", "background": "opaque"},
+        {"model": "gpt-image-1-mini", "size": "1536x1024", "background": "transparent"},
+    ],
+)
+def test_settings_a_model_takes_pass(fields):
+    assert problems(**fields)[0] == []
+
+
+def test_a_model_not_in_the_catalogue_is_used_unchecked_with_a_warning():
+    found, warnings = problems(model="my-gateway-model", quality="ultra")
+    assert found == [] and "not in the model catalogue" in warnings[0]
+
+
+def test_gpt_image_2_tokens_follow_openais_calculator():
+    # figures published with the calculator and seen in real usage
+    assert formula_tokens(96, 1024, 1024) == 7024
+    assert formula_tokens(16, 1024, 1024) == 196
+    assert formula_tokens(96, 1536, 1024) == 5488
+    assert formula_tokens(96, 3840, 2160) == 13342
+    assert CATALOG.typical_output_tokens("gpt-image-2", "medium", "1024x1024") == (
+        1756,
+        "typical tokens of gpt-image-2 (gpt-image-2 rule)",
+    )
+    assert CATALOG.typical_output_tokens("gpt-image-1-mini", "high", "1024x1536")[0] == 6240
+    tokens, why = CATALOG.typical_output_tokens("gpt-image-2.5-sunburst", "xhigh", "1024x1024")
+    assert tokens is None and "xhigh" in why
+
+
+def usage(text_in, image_out, text_out=0, details=True):
+    out = {"input_tokens": text_in, "input_tokens_details": {"text_tokens": text_in, "image_tokens": 0}}
+    out["output_tokens"] = image_out + text_out
+    if details:
+        out["output_tokens_details"] = {"image_tokens": image_out, "text_tokens": text_out}
+    out["total_tokens"] = text_in + image_out + text_out
+    return out
+
+
+def test_answer_cost_at_list_prices_live_and_batch():
+    live = bill.answer_cost(CATALOG, "gpt-image-2.5-sunburst", usage(40, 1756))
+    assert live["usd"] == pytest.approx((40 * 5.00 + 1756 * 30.00) / 1e6)
+    assert live["price"] == "live" and live["basis"] == "usage" and live["tokens"]["image_output"] == 1756
+    batch = bill.answer_cost(CATALOG, "gpt-image-2.5-sunburst", usage(40, 1756), "batch")
+    assert batch["usd"] == pytest.approx(live["usd"] / 2) and batch["price"] == "batch"
+
+
+def test_text_output_is_priced_apart_and_unpriced_when_no_price_is_listed():
+    cost = bill.answer_cost(CATALOG, "gpt-image-2", usage(10, 1000, text_out=100))
+    assert cost["usd"] == pytest.approx((10 * 5 + 1000 * 30 + 100 * 10) / 1e6)
+    # gpt-image-2.6's page lists no text-output price: such an answer is unpriced, not guessed
+    cost = bill.answer_cost(CATALOG, "gpt-image-2.6-sunburst", usage(10, 1000, text_out=100))
+    assert cost["usd"] is None and "text_output" in cost["why"]
+    assert bill.answer_cost(CATALOG, "gpt-image-2.6-sunburst", usage(10, 1000))["usd"] is not None
+
+
+def test_output_without_details_is_priced_as_image_tokens():
+    cost = bill.answer_cost(CATALOG, "gpt-image-2", usage(10, 1000, details=False))
+    assert cost["usd"] == pytest.approx((10 * 5 + 1000 * 30) / 1e6)
+
+
+def test_unknown_model_is_unpriced():
+    assert bill.answer_cost(CATALOG, "other-model", usage(1, 1))["usd"] is None
+
+
+def spec(i, **fields):
+    return {"image_id": f"i{i}", "folder": "a", "context": "A", "request": {**request(**fields), "prompt": "x" * 40}}
+
+
+def test_estimate_from_the_catalogues_typical_tokens_says_so():
+    specs = [spec(i) for i in range(4)]
+    e = estimate(specs, CATALOG, lambda s: True, lambda r: False)
+    each = (10 * 5.00 + 1756 * 30.00) / 1e6  # 40 characters ~ 10 text tokens; gpt-image-2 medium 1024x1024
+    assert e["to_pay"] == 4 and e["live"] == pytest.approx(4 * each) and e["batch"] == pytest.approx(2 * each)
+    text = "\n".join(describe(e))
+    assert "typical tokens" in text and "assumed" in text
+
+
+def test_estimate_from_your_own_answers_wins():
+    means = {("gpt-image-2.5-sunburst", "medium", "1024x1024"): {"n": 3, "output_tokens": 1000.0}}
+    e = estimate([spec(0)], CATALOG, lambda s: True, lambda r: False, means)
+    assert e["live"] == pytest.approx((10 * 5 + 1000 * 30) / 1e6)
+    assert "your 3 stored answer(s)" in "\n".join(describe(e))
+
+
+def test_estimate_never_prices_one_quality_as_another():
+    e = estimate([spec(0, quality="xhigh"), spec(1)], CATALOG, lambda s: True, lambda r: False)
+    assert e["unpriced"] == 1 and e["to_pay"] == 2
+    assert e["live"] == pytest.approx((10 * 5 + 1756 * 30) / 1e6)
+    assert "unpriced" in "\n".join(describe(e))
+
+
+def test_estimate_uses_published_per_image_prices():
+    e = estimate([spec(0, model="gpt-image-1-mini", quality="high")], CATALOG, lambda s: True, lambda r: False)
+    assert e["live"] == pytest.approx(0.036)
+
+
+def test_estimate_counts_images_in_the_store_as_free():
+    specs = [spec(0), spec(1), spec(2)]
+    e = estimate(specs, CATALOG, lambda s: s["image_id"] != "i2", lambda r: r is specs[0]["request"])
+    assert (e["images"], e["to_make"], e["from_store"], e["to_pay"]) == (3, 2, 1, 1)
+
+
+def test_report_adds_up_what_each_sidecar_recorded():
+    sidecars = [
+        {"context": "A", "provider": "openai", "cost": {"usd": 0.05, "price": "live"}},
+        {"context": "A", "provider": "openai", "cost": {"usd": 0.025, "price": "batch"}},
+        {"context": "B", "provider": "openai", "cost": {"usd": None, "price": "live"}},
+        {"context": "B", "provider": "offline"},
+    ]
+    r = bill.report(sidecars)
+    assert r["total"] == pytest.approx(0.075) and r["images"] == 4 and r["unpriced"] == 1
+    assert r["batch_images"] == 1 and r["per_context"]["A"]["cost"] == pytest.approx(0.075)
+    assert "$0.07" in bill.describe_report(r) or "$0.08" in bill.describe_report(r)
+
+
+def test_a_broken_catalogue_is_a_clear_error(tmp_path):
+    path = tmp_path / "models.yaml"
+    path.write_text("checked: 2026-11-27\nproviders: {}\nmodels: {m: {qualities: low}}\n")
+    with pytest.raises(UserError, match="not valid at models.m.qualities"):
+        load_catalog(path)
+    path.write_text("{{{")
+    with pytest.raises(UserError, match="cannot read the model catalogue"):
+        load_catalog(path)
+
+
+def test_same_as_inherits_and_overrides():
+    data = {"checked": "2026-11-27", "providers": {}, "models": {"a": {"qualities": ["low"], "source": "s"}}}
+    data["models"]["b"] = {"same_as": "a", "source": "t"}
+    catalog = Catalog(json.loads(json.dumps(data)))
+    assert catalog.lookup("b").qualities == ("low",) and catalog.lookup("b").source == "t"

@@ -1,0 +1,301 @@
+"""The model catalogue (config/models.yaml): what each model takes, when it shuts down, what it costs.
+
+Read once per process (:func:`load_catalog`). :meth:`Catalog.check` is what a run and a dry run
+ask before anything is called: a model that has shut down, or a setting the model does not take,
+is refused with the fix; a model shutting down within 30 days is warned about.
+"""
+
+import datetime
+import functools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from image_batch.common.errors import UserError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "models.schema.yaml"
+WARN_DAYS = 30
+PRICE_FIELDS = (
+    "text_input",
+    "cached_text_input",
+    "text_output",
+    "image_input",
+    "cached_image_input",
+    "image_output",
+)
+
+
+def today():
+    return datetime.datetime.now(datetime.UTC).date()
+
+
+def _as_text(value):
+    """YAML reads 2026-11-04 as a date: dates become ISO strings, everywhere."""
+    if isinstance(value, dict):
+        return {str(k): _as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_text(v) for v in value]
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    return value
+
+
+def _date(text):
+    return datetime.date.fromisoformat(text) if text else None
+
+
+def parse_size(size):
+    """(width, height) of "WxH", else None."""
+    parts = str(size or "").lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    provider: str
+    source: str
+    released: datetime.date | None = None
+    announced: datetime.date | None = None
+    shutdown: datetime.date | None = None
+    replacement: str | None = None
+    qualities: tuple | None = None
+    sizes: str | None = None  # the name of a size rule
+    backgrounds: tuple | None = None
+    output_formats: tuple | None = None
+    complexity: tuple | None = None
+    rates: dict = field(default_factory=dict)  # per million tokens
+    per_image: dict = field(default_factory=dict)  # quality -> size -> USD
+    price_source: str = ""
+    token_rule: str | None = None
+    tokens_assumed: bool = False
+
+    def status(self, on=None):
+        """("current" | "shutting-down" | "retired", days left or None)."""
+        on = on or today()
+        if self.shutdown is None:
+            return "current", None
+        if on >= self.shutdown:
+            return "retired", 0
+        return "shutting-down", (self.shutdown - on).days
+
+
+class Catalog:
+    def __init__(self, data, path="config/models.yaml"):
+        self.path = str(path)
+        self.checked = data["checked"]
+        self.providers = data.get("providers") or {}
+        self.size_rules = data.get("size_rules") or {}
+        self.token_rules = data.get("token_rules") or {}
+        self.models = {}
+        self.aliases = {}
+        raw = data.get("models") or {}
+        for name in raw:
+            entry = self._resolve(raw, name, set())
+            prices = entry.get("prices") or {}
+            tokens = entry.get("typical_output_tokens") or {}
+            model = Model(
+                name=name,
+                provider=entry.get("provider", "openai"),
+                source=entry.get("source", ""),
+                released=_date(entry.get("released")),
+                announced=_date(entry.get("announced")),
+                shutdown=_date(entry.get("shutdown")),
+                replacement=entry.get("replacement"),
+                qualities=tuple(entry["qualities"]) if "qualities" in entry else None,
+                sizes=entry.get("sizes"),
+                backgrounds=tuple(entry["backgrounds"]) if "backgrounds" in entry else None,
+                output_formats=tuple(entry["output_formats"]) if "output_formats" in entry else None,
+                complexity=tuple(entry["complexity"]) if "complexity" in entry else None,
+                rates=dict(prices.get("per_million_tokens") or {}),
+                per_image={q: dict(s) for q, s in (prices.get("per_image") or {}).items()},
+                price_source=prices.get("source", ""),
+                token_rule=tokens.get("rule"),
+                tokens_assumed=bool(tokens.get("assumed")),
+            )
+            self.models[name] = model
+            for snapshot in entry.get("snapshots") or ():
+                self.aliases[snapshot] = name
+        for name, model in self.models.items():
+            for attr, rules in (("sizes", self.size_rules), ("token_rule", self.token_rules)):
+                value = getattr(model, attr)
+                if value and value not in rules:
+                    raise UserError(f"{self.path}: model {name}: unknown {attr} rule {value!r}")
+
+    @staticmethod
+    def _resolve(raw, name, seen):
+        entry = dict(raw[name])
+        base = entry.pop("same_as", None)
+        if base is None:
+            return entry
+        if base in seen or base not in raw:
+            raise UserError(f"model catalogue: {name}: same_as {base!r} is unknown or circular")
+        return {**Catalog._resolve(raw, base, seen | {name}), **entry}
+
+    def lookup(self, name):
+        """The catalogue entry for model ``name`` (a dated snapshot finds its model), or None."""
+        name = str(name or "")
+        return self.models.get(name) or self.models.get(self.aliases.get(name, ""))
+
+    def batch_discount(self, provider="openai"):
+        return float((self.providers.get(provider) or {}).get("batch_discount", 0.5))
+
+    def default_endpoint(self, provider="openai"):
+        return (self.providers.get(provider) or {}).get("endpoint")
+
+    # -- checks -----------------------------------------------------------------------------------
+
+    def check(self, request, on=None):
+        """(problems, warnings) for ``request``'s settings: one line each, naming the fix."""
+        model = self.lookup(request.get("model"))
+        name = request.get("model")
+        if model is None:
+            return [], [
+                f"model {name!r} is not in the model catalogue ({self.path}): its settings are not checked "
+                "and its cost is reported as unpriced"
+            ]
+        problems, warnings = [], []
+        state, days = model.status(on)
+        instead = f"e.g. {model.replacement}" if model.replacement else "see the catalogue"
+        if state == "retired":
+            problems.append(
+                f"openai.model {name!r} was shut down on {model.shutdown} ({model.source}): set openai.model to a "
+                f"current model, {instead} ({self.path} lists them)"
+            )
+            return problems, warnings
+        if state == "shutting-down" and days <= WARN_DAYS:
+            warnings.append(
+                f"openai.model {name!r} shuts down on {model.shutdown}, in {days} day(s): switch to a current "
+                f"model before then ({instead}); requests after that date will fail"
+            )
+        quality = request.get("quality")
+        if quality is not None and model.qualities is not None and quality not in model.qualities:
+            problems.append(self._not_taken("quality", quality, name, model.qualities))
+        size = request.get("size")
+        if size is not None and model.sizes:
+            problem = self._size_problem(size, name, self.size_rules[model.sizes])
+            if problem:
+                problems.append(problem)
+        background = request.get("background")
+        if background is not None and model.backgrounds is not None and background not in model.backgrounds:
+            problems.append(self._not_taken("background", background, name, model.backgrounds))
+        fmt = request.get("output_format")
+        if fmt is not None and model.output_formats is not None and fmt not in model.output_formats:
+            problems.append(self._not_taken("output_format", fmt, name, model.output_formats))
+        if background == "transparent" and fmt not in (None, "png", "webp"):
+            problems.append(
+                f"openai.background 'transparent' needs output_format png or webp, not {fmt!r}: change one of them"
+            )
+        complexity = request.get("complexity")
+        if complexity is not None:
+            if not model.complexity:
+                problems.append(
+                    f"openai.complexity is not taken by {name!r} (only by models that list it in {self.path}): "
+                    "set it to null"
+                )
+            elif complexity not in model.complexity:
+                problems.append(self._not_taken("complexity", complexity, name, model.complexity))
+        return problems, warnings
+
+    def _not_taken(self, setting, value, name, allowed):
+        return (
+            f"openai.{setting} {value!r} is not taken by {name!r} (it takes {', '.join(allowed)}): "
+            f"change openai.{setting} in config/config.yaml"
+        )
+
+    @staticmethod
+    def _size_problem(size, name, rule):
+        if size in (rule.get("sizes") or ()):
+            return None
+        named = ", ".join(rule.get("sizes") or ())
+        fix = f"change openai.size in config/config.yaml (model {name!r} takes "
+        if "multiple_of" not in rule:
+            return f"openai.size {size!r} is not taken by {name!r}: {fix}{named})"
+        dims = parse_size(size)
+        if dims is None:
+            return f"openai.size {size!r} is not WIDTHxHEIGHT: {fix}WIDTHxHEIGHT or {named})"
+        width, height = dims
+        step, ratio = rule["multiple_of"], rule.get("max_ratio")
+        edge, low, high = rule.get("max_edge"), rule.get("min_pixels"), rule.get("max_pixels")
+        why = None
+        if width % step or height % step:
+            why = f"both sides must be multiples of {step}"
+        elif ratio and max(width, height) > ratio * min(width, height):
+            why = f"the aspect ratio must be within {ratio:g}:1"
+        elif edge and max(width, height) > edge:
+            why = f"the longer side must be at most {edge} px"
+        elif low and width * height < low:
+            why = f"it must have at least {low:,} pixels"
+        elif high and width * height > high:
+            why = f"it must have at most {high:,} pixels"
+        if why:
+            return f"openai.size {size!r} is not taken by {name!r}: {why}; {fix}sizes within those limits, or {named})"
+        return None
+
+    # -- tokens and prices ------------------------------------------------------------------------
+
+    def typical_output_tokens(self, model_name, quality, size):
+        """(tokens, note) the catalogue gives for one image, or (None, why not)."""
+        model = self.lookup(model_name)
+        if model is None:
+            return None, f"model {model_name!r} is not in the catalogue"
+        if not model.token_rule:
+            return None, f"no typical tokens for {model.name}"
+        rule = self.token_rules[model.token_rule]
+        note = f"typical tokens of {model.name} ({model.token_rule} rule{', assumed' if model.tokens_assumed else ''})"
+        if "table" in rule:
+            value = (rule["table"].get(quality) or {}).get(size)
+            return (value, note) if value is not None else (None, f"no typical tokens for {quality} {size}")
+        factor = (rule["formula"]["factors"]).get(quality)
+        dims = parse_size(size)
+        if factor is None or dims is None:
+            return None, f"no typical tokens for {model.name} {quality} {size}"
+        return formula_tokens(factor, *dims), note
+
+    def per_image_price(self, model_name, quality, size):
+        model = self.lookup(model_name)
+        if model is None:
+            return None
+        value = (model.per_image.get(quality) or {}).get(size)
+        return float(value) if value is not None else None
+
+    def rates(self, model_name):
+        model = self.lookup(model_name)
+        return dict(model.rates) if model else {}
+
+
+def formula_tokens(factor, width, height):
+    """gpt-image-2's output tokens for one image (OpenAI's calculator; see config/models.yaml)."""
+    longer, shorter = max(width, height), min(width, height)
+    steps = (2 * factor * shorter + longer) // (2 * longer)
+    return math.ceil(factor * steps * (2_000_000 + width * height) / 4_000_000)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path, mtime_ns):
+    import jsonschema
+
+    try:
+        data = _as_text(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: cannot read the model catalogue: {exc}") from None
+    schema = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        where = ".".join(str(p) for p in errors[0].path) or "(top level)"
+        raise UserError(f"{path}: the model catalogue is not valid at {where}: {errors[0].message}")
+    return Catalog(data, path)
+
+
+def load_catalog(path):
+    """The catalogue at ``path``, read and checked once per process (again if the file changes)."""
+    path = Path(path)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the model catalogue: {exc.strerror}") from None
+    return _load(str(path), mtime)

@@ -1,0 +1,104 @@
+"""What a run will cost, before it starts, and how sure that figure is.
+
+For each model, quality and size among the images to pay for, the price of one image comes from,
+in this order: the mean ``usage`` of your own answers already in the response store for the same
+model, quality and size (your own bills); the per-image price the provider publishes; the
+catalogue's typical output tokens. With none of these the images are reported as unpriced: never
+priced as another quality or size.
+"""
+
+import math
+from collections import defaultdict
+
+from image_batch.costs.bill import answer_cost, money
+
+# Text tokens of a prompt, for estimates only (the bill uses the answer's own count).
+CHARS_PER_TOKEN = 4
+
+
+def _usage(text_tokens, image_tokens):
+    return {
+        "input_tokens": text_tokens,
+        "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
+        "output_tokens": image_tokens,
+        "output_tokens_details": {"image_tokens": image_tokens, "text_tokens": 0},
+    }
+
+
+def price_one(catalog, model, quality, size, prompt_chars, own):
+    """(USD for one image or None, basis, note)."""
+    text_tokens = math.ceil(prompt_chars / CHARS_PER_TOKEN)
+    if own and own.get("output_tokens") is not None:
+        out = own.get("image_output_tokens", own["output_tokens"])
+        text_in = own.get("text_input_tokens", text_tokens)
+        cost = answer_cost(catalog, model, _usage(round(text_in), round(out)))
+        if cost["usd"] is not None:
+            return cost["usd"], "own", f"from the mean usage of your {own['n']} stored answer(s) for these settings"
+    per_image = catalog.per_image_price(model, quality, size)
+    if per_image is not None:
+        return per_image, "per_image", f"at the list price per image ({catalog.lookup(model).price_source})"
+    tokens, note = catalog.typical_output_tokens(model, quality, size)
+    if tokens is None:
+        return None, "unpriced", note
+    cost = answer_cost(catalog, model, _usage(text_tokens, tokens))
+    if cost["usd"] is None:
+        return None, "unpriced", cost.get("why", "no price")
+    return cost["usd"], "typical", f"from the catalogue's {note}: about {tokens:,} output tokens each"
+
+
+def estimate(specs, catalog, to_make, in_store, usage_means=None, paid=True):
+    """Images to make, how many the response store already has, and the estimated bill live and in
+    batch mode for the rest. ``to_make(spec)`` and ``in_store(request)`` are predicates;
+    ``usage_means`` is the store's {(model, quality, size): mean usage}."""
+    out = {"images": len(specs), "to_make": 0, "from_store": 0, "to_pay": 0, "live": 0.0, "batch": 0.0}
+    out["unpriced"], out["groups"] = 0, []
+    groups = defaultdict(list)
+    for spec in specs:
+        if not to_make(spec):
+            continue
+        out["to_make"] += 1
+        request = spec["request"]
+        if not paid:
+            continue
+        if in_store(request):
+            out["from_store"] += 1
+            continue
+        out["to_pay"] += 1
+        groups[(request.get("model"), request.get("quality"), request.get("size"))].append(len(request["prompt"]))
+    means = usage_means or {}
+    for (model, quality, size), lengths in sorted(groups.items(), key=lambda item: str(item[0])):
+        chars = sum(lengths) / len(lengths)
+        each, basis, note = price_one(catalog, model, quality, size, chars, means.get((model, quality, size)))
+        entry = catalog.lookup(model)
+        discount = catalog.batch_discount(entry.provider) if entry else 0.5
+        group = {"model": model, "quality": quality, "size": size, "images": len(lengths), "basis": basis}
+        group.update(note=note, each=each)
+        out["groups"].append(group)
+        if each is None:
+            out["unpriced"] += len(lengths)
+            continue
+        out["live"] += each * len(lengths)
+        out["batch"] += each * len(lengths) * discount
+    out["live"], out["batch"] = round(out["live"], 6), round(out["batch"], 6)
+    return out
+
+
+def describe(e, paid=True):
+    """The estimate as lines for the log: the totals, then how each price was found."""
+    if not paid:
+        return [f"estimate: {e['to_make']} of {e['images']} image(s) to make, with the offline generator: no cost"]
+    text = (
+        f"estimate: {e['to_make']} of {e['images']} image(s) to make, {e['from_store']} of them served "
+        f"from the response store (no cost), {e['to_pay']} to pay for: about {money(e['live'])} live, "
+        f"{money(e['batch'])} in batch mode"
+    )
+    if e["unpriced"]:
+        text += f", plus {e['unpriced']} unpriced"
+    lines = [text]
+    for g in e["groups"]:
+        head = f"  {g['images']} x {g['model']} {g['quality'] or 'default quality'} {g['size'] or 'default size'}"
+        if g["each"] is None:
+            lines.append(f"{head}: unpriced ({g['note']})")
+        else:
+            lines.append(f"{head} at about {money(g['each'])} each, {g['note']}")
+    return lines
