@@ -1,3 +1,4 @@
+import json
 import os
 import threading
 import time
@@ -5,8 +6,8 @@ import time
 import pytest
 
 from image_batch.images.store import ResponseStore, request_key
-from image_batch.providers.base import RawResponse
-from tests.conftest import API_KEY, set_env, use_stand_ins
+from image_batch.providers import RawResponse
+from tests.conftest import API_KEY, set_env, settings_for, use_stand_ins
 
 
 def test_key_is_order_independent_and_covers_every_field():
@@ -78,7 +79,7 @@ def test_s3_store_keeps_the_same_entries_in_a_bucket(s3, monkeypatch):
 
     set_env(monkeypatch, s3.env())
     s3.client().create_bucket(Bucket="answers")
-    store = open_store({"response_store": "s3://answers/team/store/"})
+    store = open_store(settings_for(response_store="s3://answers/team/store/"))
     assert isinstance(store, S3ResponseStore)
     key, other = request_key({"prompt": "p"}), request_key({"prompt": "q"})
     assert store.get(key) is None and not store.has(key)
@@ -119,11 +120,14 @@ def test_corrupt_s3_entry_is_set_aside_not_trusted(s3, monkeypatch):
 def test_storage_root_puts_the_store_where_every_job_sees_it():
     from image_batch.images.store import storage_root
 
-    assert storage_root({}, "s3://bucket/run/") == "s3://bucket/run/response-store"
-    assert storage_root({"response_store": "response-store"}, "s3://bucket/run") == "s3://bucket/run/response-store"
-    assert storage_root({"response_store": "s3://other/answers"}, "s3://bucket/run") == "s3://other/answers"
-    assert storage_root({"response_store": "/mnt/shared/store"}, "s3://bucket/run") == "/mnt/shared/store"
-    assert storage_root({}, "gcs://bucket/run") is None
+    def at(root):
+        return settings_for(response_store=root)
+
+    assert storage_root(settings_for(), "s3://bucket/run/") == "s3://bucket/run/response-store"
+    assert storage_root(at("response-store"), "s3://bucket/run") == "s3://bucket/run/response-store"
+    assert storage_root(at("s3://other/answers"), "s3://bucket/run") == "s3://other/answers"
+    assert storage_root(at("/mnt/shared/store"), "s3://bucket/run") == "/mnt/shared/store"
+    assert storage_root(settings_for(), "gcs://bucket/run") is None
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
@@ -133,19 +137,19 @@ def test_two_jobs_with_the_same_request_pay_once(tmp_path, s3, monkeypatch, wher
     from image_batch.images.generate import obtain
     from tests.support.fake_openai import FakeOpenAI
 
-    request = {"provider": "openai", "model": "gpt-image-test", "prompt": "same words", "output_format": "png"}
     with FakeOpenAI(api_key=API_KEY, latency=0.5) as api:
+        request = {"provider": "openai", "base_url": api.base_url, "model": "gpt-image-2.5-sunburst"}
+        request.update(prompt="same words", output_format="png")
         use_stand_ins(monkeypatch, tmp_path, s3, api)
-        config = {
-            "openai": {"model": "gpt-image-test"},
-            "retry": {"max_attempts": 1},
-            "response_store": "s3://answers/store" if where == "s3" else str(tmp_path / "store"),
-        }
+        config = settings_for(
+            retry={"max_attempts": 1},
+            response_store="s3://answers/store" if where == "s3" else str(tmp_path / "store"),
+        )
         results, errors = [], []
 
         def job():
             try:
-                results.append(obtain(dict(request), config, lambda message: None)[1])
+                results.append(obtain(dict(request), config, lambda message: None).png)
             except Exception as exc:  # collected, and the test fails on it below
                 errors.append(exc)
 
@@ -164,14 +168,172 @@ def test_shared_store_says_what_it_chose(tmp_path, monkeypatch):
     from image_batch.images.store import shared_store
 
     monkeypatch.chdir(tmp_path)
-    assert shared_store({}, "s3://bucket/run") == (
+    assert shared_store(settings_for(), "s3://bucket/run") == (
         "s3://bucket/run/response-store",
         "Image.Batch: jobs share no filesystem: paid answers are kept in s3://bucket/run/response-store",
     )
     (tmp_path / "response-store/ab").mkdir(parents=True)
     (tmp_path / "response-store/ab/abc.json").write_text("{}")
-    root, note = shared_store({}, "s3://bucket/run")
+    root, note = shared_store(settings_for(), "s3://bucket/run")
     assert root == "s3://bucket/run/response-store" and "aws s3 sync response-store/" in note
-    assert shared_store({"response_store": "s3://other/answers"}, "s3://bucket/run") == ("s3://other/answers", None)
-    root, note = shared_store({}, "gcs://bucket/run")
+    assert shared_store(settings_for(response_store="s3://other/answers"), "s3://bucket/run") == (
+        "s3://other/answers",
+        None,
+    )
+    root, note = shared_store(settings_for(), "gcs://bucket/run")
     assert root == "response-store" and "WARNING" in note and "a retried job pays again" in note
+
+
+# -- format history: answers stored before requests carried their endpoint ---------------------
+
+OLD = {"provider": "openai", "endpoint": "images/generations", "model": "m", "prompt": "p", "size": "1024x1024"}
+
+
+def new_request(base_url):
+    return {**OLD, "base_url": base_url}
+
+
+def legacy_store(tmp_path):
+    """A store as versions before 2026-11-27 left it: keyed by the request without its endpoint."""
+    from image_batch.images.store import unkeyed_request
+
+    store = ResponseStore(tmp_path / "store")
+    old_key = request_key(unkeyed_request(new_request("http://a/v1")))
+    assert old_key == request_key(OLD)
+    data = {"key": old_key, "request": OLD, "status": 200, "headers": {"openai-processing-ms": "5"}, "body": "{}"}
+    (tmp_path / "store" / old_key[:2]).mkdir(parents=True)
+    (tmp_path / "store" / old_key[:2] / f"{old_key}.json").write_text(json.dumps(data))
+    return store
+
+
+def test_old_answers_are_served_for_the_endpoint_the_store_records_only(tmp_path):
+    store = legacy_store(tmp_path)
+    # before any run of this version: they belong to the endpoint in use (what the run will record)
+    assert store.has_answer(new_request("http://a/v1"), "http://a/v1")
+    note = store.adopt("http://a/v1")
+    assert "http://a/v1" in note and "STORE.json" in note
+    assert json.loads((tmp_path / "store" / "STORE.json").read_text())["unkeyed_endpoint"] == "http://a/v1"
+    fresh = ResponseStore(tmp_path / "store")
+    found = fresh.lookup(new_request("http://a/v1"))
+    assert found is not None and found.legacy and found.origin == "live"
+    # never for another endpoint, whatever that run's endpoint is
+    assert fresh.lookup(new_request("https://api.openai.com/v1"), "https://api.openai.com/v1") is None
+    assert not fresh.has_answer(new_request("http://b/v1"), "http://b/v1")
+    assert fresh.adopt("http://b/v1") is None  # recorded once, never moved by a later run
+
+
+def test_a_new_store_records_no_unkeyed_endpoint(tmp_path):
+    store = ResponseStore(tmp_path / "store")
+    assert store.adopt("http://a/v1") is None
+    assert json.loads((tmp_path / "store" / "STORE.json").read_text())["unkeyed_endpoint"] is None
+
+
+def test_a_broken_store_record_is_a_clear_error(tmp_path):
+    from image_batch.common.errors import UserError
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "STORE.json").write_text("{not json")
+    with pytest.raises(UserError, match="STORE.json is not readable"):
+        ResponseStore(tmp_path / "store").unkeyed_endpoint("http://a/v1")
+
+
+def test_old_batch_answers_keep_their_batch_price(tmp_path):
+    store = legacy_store(tmp_path)
+    key = request_key(OLD)
+    entry = json.loads((tmp_path / "store" / key[:2] / f"{key}.json").read_text())
+    entry["headers"] = {"x-request-id": "req_b"}  # a batch line's answer, as the old version stored it
+    (tmp_path / "store" / key[:2] / f"{key}.json").write_text(json.dumps(entry))
+    (tmp_path / "store" / "batches").mkdir()
+    state = {"batches": [{"id": "batch_1", "keys": [key], "collected": True, "status": "completed"}]}
+    (tmp_path / "store" / "batches" / "state.json").write_text(json.dumps(state))
+    store.adopt("http://a/v1")
+    assert ResponseStore(tmp_path / "store").lookup(new_request("http://a/v1")).origin == "batch"
+
+
+def test_a_store_write_that_fails_keeps_the_answer_in_a_rescue_folder(tmp_path, monkeypatch):
+    from image_batch.images import store as store_module
+
+    monkeypatch.chdir(tmp_path)
+    rescue = tmp_path / "rescue"
+    monkeypatch.setattr(store_module, "RESCUE_ROOTS", (rescue,))
+    monkeypatch.setattr(store_module.time, "sleep", lambda s: None)
+    store = ResponseStore(tmp_path / "store")
+
+    def disk_full(key, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_put_bytes", disk_full)
+    request = new_request("http://a/v1")
+    key = request_key(request)
+    said = []
+    where = store.keep(key, request, RawResponse(body=b'{"data": [1]}'), "live", said.append)
+    assert where == rescue / key[:2] / f"{key}.json" and where.exists()
+    assert "kept in" in said[0] and str(where) in said[0]
+    found = store.lookup(request)
+    assert found.rescued == where and found.entry["body"] == b'{"data": [1]}'
+
+
+def test_usage_journal_gives_the_mean_of_your_own_answers(tmp_path):
+    store = ResponseStore(tmp_path / "store")
+    request = new_request("http://a/v1") | {"quality": "high"}
+    for tokens in (1000, 2000):
+        body = json.dumps({"usage": {"input_tokens": 10, "output_tokens": tokens}}).encode()
+        store.keep(request_key({**request, "prompt": str(tokens)}), request, RawResponse(body=body))
+    means = store.usage_means()
+    assert means[("m", "high", "1024x1024")]["n"] == 2
+    assert means[("m", "high", "1024x1024")]["output_tokens"] == 1500
+
+
+def test_files_of_the_store_are_private(tmp_path):
+    store = ResponseStore(tmp_path / "store")
+    key = request_key(OLD)
+    store.put(key, OLD, RawResponse(body=b"{}"))
+    assert store.path(key).stat().st_mode & 0o077 == 0
+
+
+# -- the S3 lease: conditional writes only, renewed while held ---------------------------------
+
+
+def test_s3_lease_is_renewed_while_held_and_taken_over_only_when_stale(s3, monkeypatch):
+    from image_batch.images.store import S3ResponseStore
+
+    set_env(monkeypatch, s3.env())
+    s3.client().create_bucket(Bucket="answers")
+    store = S3ResponseStore("s3://answers/store")
+    key = request_key(OLD)
+    lease = f"store/leases/{key}"
+    with store.lock(key, stale_after=0.4):
+        first = s3.client().head_object(Bucket="answers", Key=lease)["ETag"]
+        time.sleep(0.5)  # renewed every stale_after / 4: never stale while held
+        second = s3.client().head_object(Bucket="answers", Key=lease)["ETag"]
+        assert first != second
+        # a second job waiting on the same request does not take it over while it is renewed
+        waited = []
+
+        def other():
+            with S3ResponseStore("s3://answers/store").lock(key, stale_after=0.4, poll=0.05):
+                waited.append(time.monotonic())
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        time.sleep(0.6)
+        assert waited == []
+    thread.join(timeout=10)
+    assert waited and not [k for k in s3.objects("answers") if "leases/" in k]
+
+
+def test_a_stale_s3_lease_goes_to_one_waiter_only(s3, monkeypatch):
+    from image_batch.images.store import S3ResponseStore
+
+    set_env(monkeypatch, s3.env())
+    client = s3.client()
+    client.create_bucket(Bucket="answers")
+    key = request_key(OLD)
+    lease = f"store/leases/{key}"
+    client.put_object(Bucket="answers", Key=lease, Body=b"a holder that died")
+    stale = client.head_object(Bucket="answers", Key=lease)["ETag"]
+    store = S3ResponseStore("s3://answers/store")
+    # two waiters see the same stale ETag: the conditional write lets exactly one win
+    first, _ = store._try_lease(lease, stale)
+    second, _ = store._try_lease(lease, stale)
+    assert first is not None and second is None

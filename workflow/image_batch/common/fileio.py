@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes and content hashes."""
+"""Small file helpers: atomic writes that honour the umask, JSON reads with clear errors, content hashes."""
 
 import hashlib
 import json
@@ -11,14 +11,29 @@ from pathlib import Path
 HOST = socket.gethostname().replace(".", "-") or "host"
 
 
-def atomic_write_bytes(path, data: bytes, durable=True) -> None:
+def _read_umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Files made for the user get the mode any program's new files get (0666 less the umask), not
+# mkstemp's private 0600: in a container run as root, the host user must be able to open them.
+UMASK = _read_umask()
+FILE_MODE = 0o666 & ~UMASK
+
+
+def atomic_write_bytes(path, data: bytes, durable=True, private=False) -> None:
     """Write ``data`` to ``path`` so that readers only ever see the old or the complete new file:
     write a temporary file in the same folder, fsync it (unless ``durable`` is False: files derived
-    again on every run need not survive a power cut), then rename it into place."""
+    again on every run need not survive a power cut), then rename it into place. The file gets the
+    umask's mode, or 0600 when ``private`` (the response store)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{HOST}.{os.getpid()}.", suffix=".part", dir=path.parent)
     try:
+        if not private:
+            os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             if durable:
@@ -72,6 +87,23 @@ def remove_stale_parts(root, only_dead_writers=True, min_age=0):
                     continue
                 removed += 1
     return removed
+
+
+def read_json(path, what):
+    """The JSON in ``path`` (``what`` it is, for the message); a clear UserError when it is missing,
+    unreadable or not JSON: never a traceback."""
+    from image_batch.common.errors import UserError
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} is missing; run again to make it") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: {what} cannot be read ({exc}); delete it and run again") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{path}: {what} is not valid JSON ({exc}); delete it and run again") from None
 
 
 def canonical_json(obj) -> str:

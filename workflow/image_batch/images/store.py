@@ -1,18 +1,28 @@
 """The response store: every successful paid API answer, kept as received, keyed by its request.
 
-``<root>/<key[:2]>/<key>.json`` where ``key`` is the SHA-256 of the canonical JSON of the full
-request (provider, endpoint, model, prompt, size, quality, output format, background, extra body,
-variant). An answer is written atomically the moment it arrives, before it is decoded or checked,
-so a crash afterwards loses nothing that was paid for. Every generation looks here first. It lives
-outside results/ (config ``response_store``), so ``rm -rf results`` costs nothing to redo.
+Layout (a compatibility contract: users keep stores for years, and every version must serve every
+answer an older one stored, so that an upgrade never pays again):
+
+- ``<root>/<key[:2]>/<key>.json``: one answer; ``key`` is the SHA-256 of the canonical JSON of the
+  full request (provider, endpoint and its ``base_url``, model, prompt, size, quality, output
+  format, background, extra body, variant, ...). Written atomically the moment it arrives, before
+  it is decoded or checked, so a crash afterwards loses nothing that was paid for.
+- ``<root>/STORE.json``: the store's format (2) and ``unkeyed_endpoint``: the endpoint of the
+  answers stored before requests carried their endpoint (format 1, versions before 2026-11-27:
+  their key is the request without ``base_url``). Those answers are served for that endpoint only.
+  When a run of this version first meets such a store, it records the endpoint of that run (the
+  one the earlier version used with the same environment); edit the file if they came from another.
+- ``<root>/usage.jsonl``: one line of usage per answer (model, quality, size, tokens): estimates
+  use the mean of your own answers.
+- ``<root>/rejected/``: answers that turned out unusable, kept for inspection.
+- ``<root>/batches/``: batch mode's state (see images.batch).
 
 A per-key lock (flock) makes concurrent jobs with the same request wait for one another instead of
-paying twice. Answers that turn out unusable are moved to ``<root>/rejected/``.
+paying twice. A store write that fails is retried; failing that, the answer is kept in a rescue
+folder (:data:`RESCUE_ROOTS`) and served from there, never dropped.
 
-With ``response_store: s3://bucket/prefix`` the same entries live in S3 (:class:`S3ResponseStore`):
-for jobs with no shared filesystem (the S3 storage plugin, Kubernetes, AWS Batch), where a local
-store would die with each job and a retried job would pay again. A run with ``--default-storage-
-provider s3`` and no shared filesystem puts it under the storage prefix unless told otherwise.
+With ``response_store: s3://bucket/prefix`` the same entries live in S3 (:class:`S3ResponseStore`),
+for jobs with no shared filesystem.
 """
 
 import base64
@@ -22,29 +32,44 @@ import functools
 import hashlib
 import json
 import os
+import sys
+import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from image_batch.common.errors import UserError
 from image_batch.common.fileio import HOST, atomic_write_bytes
 
 DEFAULT_ROOT = "response-store"
-# An S3 store's per-request lease is taken over after this long: longer than one image's retries.
-LEASE_SECONDS = 1800
+FORMAT = 2
+META_NAME = "STORE.json"
+USAGE_NAME = "usage.jsonl"
+# An S3 store's per-request lease is taken over after this long without renewal (its holder died).
+LEASE_SECONDS = 300
+CLOCK_SKEW = 60  # seconds of difference allowed between this machine's clock and S3's
+# Where a paid answer goes when the store cannot take it (disk full, S3 down): tried in this order.
+RESCUE_ROOTS = (
+    Path("response-store-rescue"),
+    Path(tempfile.gettempdir()) / "image-batch-rescue",
+    Path.home() / ".cache" / "image-batch" / "rescue",
+)
+PUT_ATTEMPTS = 4
 
 
-def store_root(config):
-    """Where the response store lives: config ``response_store``, else ``response-store``."""
-    return config.get("response_store") or DEFAULT_ROOT
+def store_root(settings):
+    """Where the response store lives: config ``response_store`` (default ``response-store``)."""
+    return settings.response_store or DEFAULT_ROOT
 
 
 def is_remote(root):
     return str(root).startswith("s3://")
 
 
-def open_store(config):
-    """The response store the config names: a local folder, or ``s3://bucket/prefix``."""
-    root = store_root(config)
+def open_store(settings, root=None):
+    """The response store the settings name: a local folder, or ``s3://bucket/prefix``."""
+    root = root or store_root(settings)
     return S3ResponseStore(root) if is_remote(root) else ResponseStore(root)
 
 
@@ -66,11 +91,11 @@ def _s3_client(endpoint_url, access_key):
     )
 
 
-def storage_root(config, storage_prefix):
+def storage_root(settings, storage_prefix):
     """The response store for a run whose jobs share no filesystem: the configured one when it is
     in S3 or was set to anything but the default (a volume every job mounts, say); else, with an
     S3 storage prefix, ``<prefix>/response-store``.  None when nothing shared can be chosen."""
-    root = store_root(config)
+    root = store_root(settings)
     if root != DEFAULT_ROOT:
         return root
     if storage_prefix and str(storage_prefix).startswith("s3://"):
@@ -78,11 +103,11 @@ def storage_root(config, storage_prefix):
     return None
 
 
-def shared_store(config, storage_prefix):
+def shared_store(settings, storage_prefix):
     """(the response store, what to tell the user) for a run whose jobs share no filesystem: see
     :func:`storage_root`; when none can be chosen, the configured one, with a warning."""
-    local_root = store_root(config)
-    remote_root = storage_root(config, storage_prefix)
+    local_root = store_root(settings)
+    remote_root = storage_root(settings, storage_prefix)
     if remote_root is None:
         return local_root, (
             "Image.Batch: WARNING: jobs share no filesystem and the response store is local to "
@@ -99,9 +124,26 @@ def shared_store(config, storage_prefix):
     return remote_root, note
 
 
-def _entry_bytes(key, request, raw):
+# ---------------------------------------------------------------------------------------------
+# Keys and entries
+
+
+def request_key(request):
+    """The store key of ``request``: SHA-256 of its canonical JSON (format 2: endpoint included)."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def unkeyed_request(request):
+    """``request`` as versions before format 2 keyed it: without its endpoint (``base_url``)."""
+    return {k: v for k, v in request.items() if k != "base_url"}
+
+
+def _entry_bytes(key, request, raw, origin):
     entry = {
         "key": key,
+        "format": FORMAT,
+        "origin": origin,  # "live" or "batch": what the answer cost (the batch price is lower)
         "request": request,
         "received_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
         "status": raw.status,
@@ -118,20 +160,222 @@ def _entry_bytes(key, request, raw):
 
 def _entry_from_bytes(data):
     entry = json.loads(data)
+    if not isinstance(entry, dict) or ("body" not in entry and "body_b64" not in entry):
+        raise ValueError("not a store entry")
     entry["body"] = base64.b64decode(entry.pop("body_b64")) if "body_b64" in entry else entry["body"].encode()
     if entry.get("attachment_b64"):
         entry["attachment"] = base64.b64decode(entry.pop("attachment_b64"))
     return entry
 
 
-def request_key(request):
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+def usage_line(request, usage):
+    """One line of the usage journal: what an answer for ``request`` used."""
+    usage = usage or {}
+    details_in = usage.get("input_tokens_details") or {}
+    details_out = usage.get("output_tokens_details") or {}
+    line = {
+        "model": request.get("model"),
+        "quality": request.get("quality"),
+        "size": request.get("size"),
+        "input_tokens": usage.get("input_tokens"),
+        "text_input_tokens": details_in.get("text_tokens"),
+        "image_input_tokens": details_in.get("image_tokens"),
+        "output_tokens": usage.get("output_tokens"),
+        "image_output_tokens": details_out.get("image_tokens"),
+        "text_output_tokens": details_out.get("text_tokens"),
+    }
+    return json.dumps(line, sort_keys=True) + "\n"
 
 
-class ResponseStore:
+class Found:
+    """A stored answer found for a request: ``entry`` (dict), where it was (``key``, ``legacy``:
+    found under the key of format 1, ``rescued``: found in a rescue folder)."""
+
+    def __init__(self, key, entry, legacy=False, rescued=None, batch_keys=frozenset()):
+        self.key, self.entry, self.legacy, self.rescued = key, entry, legacy, rescued
+        self._batch_keys = batch_keys
+
+    @property
+    def origin(self):
+        """ "batch" or "live": what the answer was bought at. Entries of format 1 do not say; those
+        that batch mode collected are the ones its record (batches/state.json) lists."""
+        if self.entry.get("origin"):
+            return self.entry["origin"]
+        # (a live answer carries the API's processing time header; a batch line's answer does not)
+        live_headers = "openai-processing-ms" in (self.entry.get("headers") or {})
+        return "batch" if self.key in self._batch_keys and not live_headers else "live"
+
+
+# ---------------------------------------------------------------------------------------------
+# The store, with what local and S3 stores share
+
+
+class _Store:
+    """Look-ups that know the store's format history and the rescue folders."""
+
+    _meta = None
+
+    def meta(self):
+        """STORE.json as a dict ({} when the store has none yet)."""
+        if self._meta is None:
+            data = self._read_meta()
+            if data is None:
+                return {}
+            self._meta = data
+        return self._meta
+
+    def unkeyed_endpoint(self, current=None):
+        """The endpoint that format-1 answers (stored without their endpoint) belong to: the one
+        STORE.json names; with no STORE.json yet and such answers present, ``current`` (the endpoint
+        of this run, which the run records before its first call); None when there are none."""
+        meta = self.meta()
+        if meta:
+            return meta.get("unkeyed_endpoint")
+        return current if self.has_entries() else None
+
+    def adopt(self, endpoint):
+        """Write STORE.json (format 2) if missing: format-1 answers already here belong to
+        ``endpoint``. Returns a note for the user when there were such answers, else None."""
+        if self.meta():
+            return None
+        legacy = self.has_entries()
+        self._write_meta(
+            {
+                "format": FORMAT,
+                "unkeyed_endpoint": endpoint if legacy else None,
+                "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "note": "unkeyed_endpoint: the endpoint of answers stored before requests carried their "
+                "endpoint (Image.Batch before 2026-11-27); they are served for that endpoint only",
+            }
+        )
+        self._meta = None
+        if legacy:
+            return (
+                f"response store {self.describe()}: answers stored by earlier versions are taken as answers of "
+                f"{endpoint} (recorded in {META_NAME}; edit it if they came from another endpoint)"
+            )
+        return None
+
+    def lookup(self, request, current_endpoint=None):
+        """The stored answer for ``request`` (a :class:`Found`), or None: under its own key; for a
+        request to the endpoint of format-1 answers, under its format-1 key; in a rescue folder."""
+        key = request_key(request)
+        entry = self.get(key)
+        if entry is not None:
+            return Found(key, entry, batch_keys=self._legacy_batch_keys(entry))
+        if "base_url" in request and request["base_url"] == self.unkeyed_endpoint(current_endpoint):
+            old = request_key(unkeyed_request(request))
+            entry = self.get(old)
+            if entry is not None:
+                return Found(old, entry, legacy=True, batch_keys=self._legacy_batch_keys(entry))
+        for root in RESCUE_ROOTS:
+            path = root / key[:2] / f"{key}.json"
+            if path.is_file():
+                try:
+                    return Found(key, _entry_from_bytes(path.read_bytes()), rescued=path)
+                except (OSError, ValueError):
+                    continue
+        return None
+
+    def _legacy_batch_keys(self, entry):
+        """The keys batch mode collected, for entries that do not record their origin (format 1)."""
+        if entry.get("origin"):
+            return frozenset()
+        if getattr(self, "_batch_key_cache", None) is None:
+            path = Path(self.state_dir) / "batches" / "state.json"
+            try:
+                batches = json.loads(path.read_text(encoding="utf-8")).get("batches") or []
+                self._batch_key_cache = frozenset(k for b in batches if b.get("collected") for k in b.get("keys") or ())
+            except (OSError, ValueError, AttributeError):
+                self._batch_key_cache = frozenset()
+        return self._batch_key_cache
+
+    def has_answer(self, request, current_endpoint=None):
+        """Whether a stored answer would serve ``request`` (cheap: no entry is read)."""
+        if self.has(request_key(request)):
+            return True
+        if "base_url" in request and request["base_url"] == self.unkeyed_endpoint(current_endpoint):
+            return self.has(request_key(unkeyed_request(request)))
+        return False
+
+    def keep(self, key, request, raw, origin="live", log=print):
+        """Store a paid answer: retried on failure; failing that, kept in a rescue folder with one
+        clear message. Returns where it went (None: the store)."""
+        data = _entry_bytes(key, request, raw, origin)
+        error = None
+        for attempt in range(PUT_ATTEMPTS):
+            try:
+                self._put_bytes(key, data)
+                break
+            except Exception as exc:  # disk full, S3 down after botocore's own retries, ...
+                error = exc
+                time.sleep(min(0.2 * 2**attempt, 2.0))
+        else:
+            return self._rescue(key, data, error, log)
+        try:
+            self.note_usage(request, raw)
+        except Exception:  # the journal only feeds estimates: never fail a paid answer for it
+            pass
+        return None
+
+    def _rescue(self, key, data, error, log):
+        problems = [f"{self.describe()}: {error}"]
+        for root in RESCUE_ROOTS:
+            path = root / key[:2] / f"{key}.json"
+            try:
+                atomic_write_bytes(path, data, private=True)
+            except OSError as exc:
+                problems.append(f"{root}: {exc.strerror or exc}")
+                continue
+            message = (
+                f"the response store could not keep a paid answer ({error}); it is kept in {path} and will be "
+                "served from there (copy it into the store when the store works again)"
+            )
+            log(f"WARNING: {message}")
+            print(f"Image.Batch: WARNING: {message}", file=sys.stderr, flush=True)
+            return path
+        raise UserError(
+            "a paid answer could not be kept anywhere: " + "; ".join(problems) + ". Free some space and run again."
+        )
+
+    def note_usage(self, request, raw):
+        try:
+            usage = json.loads(raw.body).get("usage")
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            return
+        if usage:
+            self._append_usage(usage_line(request, usage))
+
+    def usage_means(self):
+        """{(model, quality, size): {"n": answers, "<field>": mean, ...}} from the usage journal."""
+        sums = {}
+        for line in self._usage_lines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            group = sums.setdefault((row.get("model"), row.get("quality"), row.get("size")), {"n": 0})
+            group["n"] += 1
+            for name, value in row.items():
+                if name.endswith("_tokens") and isinstance(value, (int, float)):
+                    group[name] = group.get(name, 0) + value
+                    group[f"{name}#n"] = group.get(f"{name}#n", 0) + 1
+        means = {}
+        for group_key, group in sums.items():
+            mean = {"n": group["n"]}
+            for name, value in group.items():
+                if name.endswith("_tokens"):
+                    mean[name] = value / group[f"{name}#n"]
+            means[group_key] = mean
+        return means
+
+
+class ResponseStore(_Store):
     def __init__(self, root):
         self.root = Path(root)
+
+    def describe(self):
+        return str(self.root)
 
     def path(self, key):
         return self.root / key[:2] / f"{key}.json"
@@ -151,18 +395,62 @@ class ResponseStore:
         """The stored entry for ``key`` or None.  Entries carry ``body`` (bytes) and ``headers``."""
         try:
             return _entry_from_bytes(self.path(key).read_bytes())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        except ValueError:
-            self.reject(key, "unreadable store entry")
+        except OSError as exc:  # not readable: never "not there" (that would pay again)
+            raise UserError(f"the response store cannot be read ({exc}): fix its permissions and run again") from None
+        except (ValueError, UnicodeDecodeError):
+            self.reject(key, "unreadable store entry (not a complete JSON answer)")
             return None
 
     def has(self, key):
         return self.path(key).exists()
 
-    def put(self, key, request, raw):
+    def has_entries(self):
+        """Whether any answer is stored (stops at the first)."""
+        if not self.root.is_dir():
+            return False
+        for shard in self.root.iterdir():
+            if len(shard.name) == 2 and shard.is_dir() and any(p.suffix == ".json" for p in shard.iterdir()):
+                return True
+        return False
+
+    def put(self, key, request, raw, origin="live"):
         """Keep ``raw`` (a providers.RawResponse) for ``request``: atomically, right away."""
-        atomic_write_bytes(self.path(key), _entry_bytes(key, request, raw))
+        self._put_bytes(key, _entry_bytes(key, request, raw, origin))
+
+    def _put_bytes(self, key, data):
+        atomic_write_bytes(self.path(key), data, private=True)
+
+    def _read_meta(self):
+        path = self.root / META_NAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path} is not readable ({exc}): fix or delete it (it names the store's format)") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path} is not a JSON object: fix or delete it")
+        return data
+
+    def _write_meta(self, data):
+        atomic_write_bytes(self.root / META_NAME, (json.dumps(data, indent=1) + "\n").encode("utf-8"), private=True)
+
+    def _append_usage(self, line):
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / USAGE_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+
+    def _usage_lines(self):
+        try:
+            with open(self.root / USAGE_NAME, encoding="utf-8") as handle:
+                yield from handle
+        except FileNotFoundError:
+            return
 
     @property
     def state_dir(self):
@@ -181,13 +469,14 @@ class ResponseStore:
         (target.with_suffix(".reason.txt")).write_text(reason + "\n", encoding="utf-8")
 
 
-class S3ResponseStore:
+class S3ResponseStore(_Store):
     """The response store in S3 (``s3://bucket/prefix``): the same entries under the same keys,
     through boto3's standard credential chain (AWS_ENDPOINT_URL honoured).  A PUT is atomic, so an
     entry is whole or absent; the per-request lock is a lease object (see :meth:`lock`)."""
 
     def __init__(self, url):
         bucket, _, prefix = str(url)[len("s3://") :].partition("/")
+        self.url = str(url)
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         env = os.environ
@@ -196,45 +485,66 @@ class S3ResponseStore:
         )
         self._listed = None
 
+    def describe(self):
+        return self.url
+
     def object_key(self, key):
         return f"{self.prefix}{key[:2]}/{key}.json"
+
+    # -- the lease ----------------------------------------------------------------------------------
 
     @contextmanager
     def lock(self, key, stale_after=LEASE_SECONDS, poll=1.0):
         """A lease per request, so that two jobs with the same request (two rows with the same
-        description) on different machines do not both pay: a conditional PUT (If-None-Match: *)
-        of ``leases/<key>`` that only one can win. The others wait until the answer is stored (they
-        are then served it), the lease is gone, or it is older than ``stale_after`` seconds (its
-        holder died). Stores without conditional writes get no lease."""
-        from botocore.exceptions import ClientError
-
+        description) on different machines do not both pay. Every change of the lease object is a
+        conditional write: it is created with ``If-None-Match: *`` (only one job can win), renewed
+        by its holder every ``stale_after / 4`` seconds with ``If-Match`` on its own ETag, taken
+        over when not renewed for ``stale_after`` seconds (its holder died) with ``If-Match`` on
+        the stale ETag (of two jobs that both see it stale, only one wins), and released with a
+        conditional delete. The others wait until the answer is stored (they are then served it)
+        or the lease is free. Stores without conditional writes get no lease."""
         lease = f"{self.prefix}leases/{key}"
-        held = False
-        while True:
-            try:
-                self.client.put_object(
-                    Bucket=self.bucket, Key=lease, Body=f"{HOST} {os.getpid()}".encode(), IfNoneMatch="*"
-                )
-                held = True
+        etag, seen = None, None  # seen: (the lease's ETag, since when we see it unchanged)
+        while etag is None:
+            etag, supported = self._try_lease(lease, None)
+            if not supported or etag is not None:
                 break
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code in ("NotImplemented", "501"):
-                    break
-                if code not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
-                    raise
             if self._exists(self.object_key(key)):
                 break  # the holder stored the answer: get() will find it
-            age = self._age(lease)
-            if age is not None and age > stale_after:
-                self.client.delete_object(Bucket=self.bucket, Key=lease)
-                continue
+            head = self._head(lease)
+            if head is not None:
+                if seen is None or seen[0] != head["ETag"]:
+                    seen = (head["ETag"], time.monotonic())
+                # stale: not renewed for stale_after by our own clock, or by S3's (with room for skew)
+                age = (datetime.datetime.now(datetime.UTC) - head["LastModified"]).total_seconds()
+                if time.monotonic() - seen[1] > stale_after or age > stale_after + CLOCK_SKEW:
+                    etag, _ = self._try_lease(lease, head["ETag"])  # only one of the waiters wins
+                    if etag is not None:
+                        break
             time.sleep(poll)
+        holder = _LeaseRenewer(self, lease, etag, stale_after / 4) if etag else None
         try:
             yield
         finally:
-            if held:
-                self.client.delete_object(Bucket=self.bucket, Key=lease)
+            if holder is not None:
+                holder.release()
+
+    def _try_lease(self, lease, replace_etag):
+        """(ETag of the lease we now hold or None, whether the store takes conditional writes)."""
+        from botocore.exceptions import ClientError
+
+        body = f"{HOST} {os.getpid()} {time.time():.6f}".encode()
+        condition = {"IfMatch": replace_etag} if replace_etag else {"IfNoneMatch": "*"}
+        try:
+            answer = self.client.put_object(Bucket=self.bucket, Key=lease, Body=body, **condition)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NotImplemented", "501"):
+                return None, False
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409", "NoSuchKey", "404"):
+                return None, True
+            raise
+        return answer["ETag"], True
 
     def _head(self, object_key):
         from botocore.exceptions import ClientError
@@ -249,11 +559,7 @@ class S3ResponseStore:
     def _exists(self, object_key):
         return self._head(object_key) is not None
 
-    def _age(self, object_key):
-        head = self._head(object_key)
-        if head is None:
-            return None
-        return (datetime.datetime.now(datetime.UTC) - head["LastModified"]).total_seconds()
+    # -- entries ------------------------------------------------------------------------------------
 
     def get(self, key):
         try:
@@ -262,25 +568,61 @@ class S3ResponseStore:
             return None
         try:
             return _entry_from_bytes(data)
-        except ValueError:
-            self.reject(key, "unreadable store entry")
+        except (ValueError, UnicodeDecodeError):
+            self.reject(key, "unreadable store entry (not a complete JSON answer)")
             return None
 
-    def has(self, key):
-        """Whether an entry exists; the store is listed once, then kept up to date by this object."""
+    def _list(self):
         if self._listed is None:
             self._listed = set()
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
                 for item in page.get("Contents", []):
                     name = item["Key"][len(self.prefix) :]
-                    if "/" in name and not name.startswith("rejected/") and name.endswith(".json"):
+                    if "/" in name and not name.startswith(("rejected/", "leases/")) and name.endswith(".json"):
                         self._listed.add(name.rsplit("/", 1)[1][: -len(".json")])
-        return key in self._listed
+        return self._listed
 
-    def put(self, key, request, raw):
-        self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=_entry_bytes(key, request, raw))
+    def has(self, key):
+        """Whether an entry exists; the store is listed once, then kept up to date by this object."""
+        return key in self._list()
+
+    def has_entries(self):
+        return bool(self._list())
+
+    def put(self, key, request, raw, origin="live"):
+        self._put_bytes(key, _entry_bytes(key, request, raw, origin))
+
+    def _put_bytes(self, key, data):
+        self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data)
         if self._listed is not None:
             self._listed.add(key)
+
+    def _read_meta(self):
+        try:
+            data = self.client.get_object(Bucket=self.bucket, Key=f"{self.prefix}{META_NAME}")["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+        try:
+            meta = json.loads(data)
+        except ValueError as exc:
+            raise UserError(f"{self.url}/{META_NAME} is not readable ({exc}): fix or delete it") from None
+        if not isinstance(meta, dict):
+            raise UserError(f"{self.url}/{META_NAME} is not a JSON object: fix or delete it")
+        return meta
+
+    def _write_meta(self, data):
+        body = (json.dumps(data, indent=1) + "\n").encode("utf-8")
+        self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}{META_NAME}", Body=body)
+
+    def _append_usage(self, line):
+        """S3 has no append: one small object per answer under usage/ (read back by usage_means)."""
+        name = hashlib.sha256(line.encode("utf-8")).hexdigest()[:16]
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%f")
+        self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}usage/{stamp}-{name}.json", Body=line.encode())
+
+    def _usage_lines(self):
+        """Usage objects are not read back from S3 (one GET each): estimates use the catalogue."""
+        return iter(())
 
     def reject(self, key, reason):
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -303,3 +645,41 @@ class S3ResponseStore:
         """Batch mode's state stays on the machine that runs Snakemake's main process, in the
         local store's usual place (outside results/, which may be deleted at no cost)."""
         return Path(DEFAULT_ROOT)
+
+
+class _LeaseRenewer:
+    """Keeps an S3 lease fresh while it is held (a thread re-PUTs it with If-Match on its ETag), and
+    releases it with a conditional delete. A lease lost to another job (its renewal refused) is
+    noted, never overwritten."""
+
+    def __init__(self, store, lease, etag, every):
+        self.store, self.lease, self.etag, self.every = store, lease, etag, max(every, 0.05)
+        self.lost = False
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="s3-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                etag, _ = self.store._try_lease(self.lease, self.etag)
+                if etag is None:
+                    self.lost = True
+                    return
+                self.etag = etag
+
+    def release(self):
+        from botocore.exceptions import ClientError
+
+        self._stop.set()
+        with self._lock:
+            if self.lost:
+                return
+            try:
+                self.store.client.delete_object(Bucket=self.store.bucket, Key=self.lease, IfMatch=self.etag)
+            except ClientError:
+                pass  # already taken over or gone: not ours to delete
+        self._thread.join(timeout=5)
