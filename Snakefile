@@ -25,12 +25,18 @@ rule all:
     default_target: True
     input:
         "results/_SUCCESS.json",
+        # images deleted behind an up-to-date sync (see image_batch.sync.chunks.missing_behind)
+        PLAN.missing,
 
 
 onstart:
-    # the executor is known only now, before any job is submitted
-    check_job_environment()
+    # a real run has started (never a dry run, --touch, --lint, --report ...): lock, batches, ...
+    start_run()
+
+
+onsuccess:
+    actions.finish(PLAN, ok=True)
 
 
 onerror:
-    print(PLAN.failure_summary(), file=sys.stderr)
+    actions.finish(PLAN, ok=False)

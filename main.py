@@ -1,39 +1,75 @@
 #!/usr/bin/env python3
 """Image.Batch, the classic entry point: ``python main.py input.csv``.
 
-Checks the sheet (clear errors, nothing generated), then runs the Snakemake workflow on it from
-the current folder: images go to ./results, settings come from ./config/config.yaml when present
-(else the workflow's own) and ./.env.  Extra arguments after ``--`` go to Snakemake as they are.
+Checks the sheet (clear errors, nothing generated), then runs the Snakemake workflow on it from the
+current folder: images go to ./results, settings come from ./config/config.yaml when present (else
+the workflow's own) and ./.env. Options may come before or after the sheet; whatever follows ``--``
+is added to the Snakemake command (a ``--config`` there is merged with the sheet, never replaces it).
+
+    python main.py my-sheet.csv [--dry-run | --estimate] [--cores N] [-- SNAKEMAKE ARGS...]
+    python main.py --report report.html [my-sheet.csv]   # the gallery (default: the last run's sheet)
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "workflow"))
 
 from image_batch.common.errors import UserError  # noqa: E402
-from image_batch.common.settings import load_dotenv_file  # noqa: E402
+from image_batch.common.settings import load_dotenv_file, load_settings, read_config_file  # noqa: E402
 from image_batch.descriptions.sheet import read_sheet  # noqa: E402
 
+LAST_RUN = Path("results/logs/last-run.json")
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description="Generate one image per row of a CSV sheet and sync them to S3.")
-    parser.add_argument("input_csv", help="the sheet: columns image_id, context, description")
-    parser.add_argument("--cores", default=str(os.cpu_count() or 1), help="Snakemake --cores (default: all)")
-    parser.add_argument("-n", "--dry-run", action="store_true", help="show what would be made, make nothing")
-    parser.add_argument(
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="main.py",
+        description="Generate one image per row of a sheet and sync them to S3 (a Snakemake workflow).",
+        epilog="Anything after -- goes to snakemake, e.g.: python main.py my.csv -- --config mode=batch",
+    )
+    p.add_argument("input_csv", nargs="?", help="the sheet: columns image_id, context, description")
+    p.add_argument("--cores", default=str(os.cpu_count() or 1), help="Snakemake --cores (default: all)")
+    p.add_argument("-n", "--dry-run", action="store_true", help="show what would be made, make nothing")
+    p.add_argument(
         "--estimate",
         action="store_true",
         help="print the images to make and their estimated cost, live and in batch mode; make nothing",
     )
-    parser.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="after --: passed to Snakemake")
-    return parser.parse_args(argv)
+    p.add_argument("--report", metavar="FILE", help="write the gallery (report.html or report.zip); make nothing")
+    return p
+
+
+def split_argv(argv):
+    """(our arguments, Snakemake's): everything after the first ``--`` is Snakemake's."""
+    if "--" in argv:
+        at = argv.index("--")
+        return argv[:at], argv[at + 1 :]
+    return argv, []
+
+
+def take_config(args):
+    """(the KEY=VALUE items of every --config/-C in Snakemake ``args``, the other args)."""
+    items, rest, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--config", "-C"):
+            i += 1
+            while i < len(args) and not args[i].startswith("-"):
+                items.append(args[i])
+                i += 1
+            continue
+        if arg.startswith("--config="):
+            items.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+        i += 1
+    return items, rest
 
 
 def config_file():
@@ -41,35 +77,74 @@ def config_file():
     return local if local.is_file() else REPO / "config" / "config.yaml"
 
 
-def snakemake_command(args, configfile):
-    command = [sys.executable, "-m", "snakemake", "--cores", args.cores, "--config", f"input_csv={args.input_csv}"]
+def last_run_sheet():
+    try:
+        return json.loads(LAST_RUN.read_text(encoding="utf-8")).get("input_csv")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def overrides(items):
+    """--config KEY=VALUE items as a dict (values as YAML, as Snakemake reads them)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--config {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            out[key] = value
+    return out
+
+
+def snakemake_command(args, configfile, config_items, extra):
+    command = [sys.executable, "-m", "snakemake", "--cores", args.cores]
     if Path.cwd().resolve() != REPO:
         command += ["--snakefile", str(REPO / "Snakefile"), "--configfile", str(configfile)]
     if args.dry_run or args.estimate:
         command.append("--dry-run")
-    extra = args.snakemake_args
-    if extra and extra[0] == "--":
-        extra = extra[1:]
-    return command + extra
+    if args.report:
+        command += ["--report", args.report]
+    return command + extra + ["--config", *config_items]
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    ours, extra = split_argv(sys.argv[1:] if argv is None else list(argv))
+    args = parser().parse_intermixed_args(ours)
     load_dotenv_file(".env")
     configfile = config_file()
-    config = yaml.safe_load(configfile.read_text(encoding="utf-8")) or {}
     try:
-        rows = read_sheet(args.input_csv, config.get("max_prompt_chars", 32000))
+        items, extra = take_config(extra)
+        given = overrides(items)
+        sheet = args.input_csv
+        if sheet is None:
+            if not args.report:
+                raise UserError("name the sheet to use: python main.py my-sheet.csv (see --help)")
+            sheet = given.get("input_csv") or last_run_sheet()
+        if "input_csv" in given and sheet is not None and str(given["input_csv"]) != sheet:
+            raise UserError(
+                f"the sheet is given twice: {sheet} and --config input_csv={given['input_csv']}; give it once"
+            )
+        config = {**read_config_file(configfile), **given}
+        if sheet is not None:
+            config["input_csv"] = sheet
+        settings = load_settings(config)
+        rows = read_sheet(settings.input_csv, settings.max_prompt_chars)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{args.input_csv}: {len(rows)} rows OK", file=sys.stderr)
+    print(f"{settings.input_csv}: {len(rows)} rows OK", file=sys.stderr)
+    config_items = [f"input_csv={settings.input_csv}"] + [i for i in items if not i.startswith("input_csv=")]
+    command = snakemake_command(args, configfile, config_items, extra)
     if args.estimate:  # the workflow's own lines from a dry run: the plan and the estimate
-        done = subprocess.run(snakemake_command(args, configfile), capture_output=True, text=True)
+        done = subprocess.run(command, capture_output=True, text=True)
         lines = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Image.Batch:")]
         print("\n".join(lines) if done.returncode == 0 else done.stdout + done.stderr)
         return done.returncode
-    return subprocess.call(snakemake_command(args, configfile))
+    return subprocess.call(command)
 
 
 if __name__ == "__main__":

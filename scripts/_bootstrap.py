@@ -11,15 +11,13 @@ def add_config_argument(parser):
     parser.add_argument("--config", default=str(REPO / "config" / "config.yaml"), help="the workflow's config file")
 
 
-def load_config(path):
-    """The config file as a dict, with .env loaded into the environment first."""
-    import yaml
-
-    from image_batch.common.settings import load_dotenv_file
+def load_config(path, **changes):
+    """The typed settings of the config file (with ``changes``), .env loaded into the environment
+    first. Raises UserError for a config that is not valid."""
+    from image_batch.common.settings import load_dotenv_file, load_settings, read_config_file
 
     load_dotenv_file(".env")
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    return load_settings({**read_config_file(path), **changes})
 
 
 def fail(error):

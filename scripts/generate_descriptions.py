@@ -11,7 +11,8 @@ import sys
 import _bootstrap
 
 from image_batch.common.errors import UserError
-from image_batch.plan import prepare
+from image_batch.descriptions.specs import write_manifest
+from image_batch.plan import make_plan
 
 
 def main(argv=None):
@@ -19,10 +20,9 @@ def main(argv=None):
     parser.add_argument("input_csv")
     _bootstrap.add_config_argument(parser)
     args = parser.parse_args(argv)
-    config = _bootstrap.load_config(args.config)
-    config["input_csv"] = args.input_csv
     try:
-        plan = prepare(config)
+        plan = make_plan(_bootstrap.load_config(args.config, input_csv=args.input_csv))
+        write_manifest(plan.specs)
     except UserError as error:
         return _bootstrap.fail(error)
     print(f"{len(plan.images)} images; {plan.rewritten} request file(s) new or changed; see results/manifest.csv")

@@ -22,9 +22,9 @@ def main(argv=None):
     parser.add_argument("--log", default=None)
     _bootstrap.add_config_argument(parser)
     args = parser.parse_args(argv)
-    config = _bootstrap.load_config(args.config)
     try:
-        sidecar = make_image(args.spec, args.png, args.sidecar, args.log, config)
+        settings = _bootstrap.load_config(args.config)
+        sidecar = make_image(args.spec, args.png, args.sidecar, args.log, settings)
     except UserError as error:
         return _bootstrap.fail(error)
     print(f"{args.png}: {sidecar['bytes']} bytes, sha256 {sidecar['sha256']}")

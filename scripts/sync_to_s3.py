@@ -6,13 +6,14 @@ or to the local destination folder when no bucket is set, then write the markers
 """
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 import _bootstrap
 
 from image_batch.common.errors import UserError
-from image_batch.common.settings import resolve
+from image_batch.common.settings import destination
 from image_batch.sync.upload import sync
 
 
@@ -23,17 +24,16 @@ def main(argv=None):
     parser.add_argument("--marker", default="results/_SUCCESS.json")
     _bootstrap.add_config_argument(parser)
     args = parser.parse_args(argv)
-    config = _bootstrap.load_config(args.config)
-    if args.prefix is not None:
-        config.setdefault("sync", {})["prefix"] = args.prefix
-    config["provider"] = "offline"  # syncing needs no image provider
     try:
-        destination = resolve(config).destination
+        settings = _bootstrap.load_config(args.config)
+        if args.prefix is not None:
+            settings = dataclasses.replace(settings, sync=dataclasses.replace(settings.sync, prefix=args.prefix))
+        where = destination(settings)
     except UserError as error:
         return _bootstrap.fail(error)
     files = sorted(p for p in Path(args.images).rglob("*") if p.suffix in (".png", ".json") and p.is_file())
-    marker = sync(files, destination, args.marker, images_root=args.images, settings=config.get("sync"))
-    print(f"{destination.describe()}: {marker['counts']}")
+    marker = sync(files, where, args.marker, images_root=args.images, settings=settings.sync)
+    print(f"{where.describe()}: {marker['counts']}")
     return 0
 
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from image_batch.default_plugins.openai_images import OpenAIImagesProvider
 from image_batch.images.batch import BatchRunner, input_files
-from image_batch.providers.openai_images import OpenAIImagesProvider
-from tests.conftest import API_KEY, FAST_RETRY, copy_workflow, update_config, use_stand_ins
+from tests.conftest import API_KEY, FAST_RETRY, copy_workflow, settings_for, update_config, use_stand_ins
 from tests.support.fake_openai import FakeOpenAI
 
 CREATED = 1_790_000_000
@@ -76,6 +76,9 @@ def test_batch_run_submits_once_matches_live_and_adds_only_new_rows(runner, api,
         else:  # each response has its own request id; everything else is the same
             assert value.pop("request_id") in batch_ids
             from_live[name].pop("request_id")
+            batch_cost, live_cost_each = value.pop("cost"), from_live[name].pop("cost")
+            assert (batch_cost["price"], live_cost_each["price"]) == ("batch", "live")
+            assert batch_cost["usd"] == pytest.approx(live_cost_each["usd"] / 2)
             assert value == from_live[name], name
 
     # two new rows later: one more batch, of exactly those two; the old images are not touched
@@ -84,9 +87,10 @@ def test_batch_run_submits_once_matches_live_and_adds_only_new_rows(runner, api,
     (batch.root / "input.csv").write_text(sheet(more), newline="")
     dry = batch.snakemake("-n", "--config", "input_csv=input.csv")
     assert "estimate: 2 of 7 image(s) to make, 0 of them served from the response store" in dry.output
-    assert "$0.04 in batch mode" in dry.output  # 2 x 0.042 / 2 (gpt-image-1 list prices, medium 1024x1024)
+    # 2 images x (272 image tokens x $30/M + a few text tokens x $5/M) / 2, from the store's own usage
+    assert "$0.0082 in batch mode" in dry.output and "from the mean usage of your 5 stored answer(s)" in dry.output
     estimate = batch.main("--estimate", "input.csv")
-    assert estimate.returncode == 0 and "2 to pay for: about $0.08 live, $0.04 in batch mode" in estimate.output
+    assert estimate.returncode == 0 and "2 to pay for: about $0.02 live, $0.0082 in batch mode" in estimate.output
     assert dry.output.count("rule generate_image") == 2 and len(api.batches_created) == 1  # a dry run submits nothing
     batch.snakemake("--config", "input_csv=input.csv")
     assert len(api.batches_created) == 2 and api.batch_lines_answered == len(ROWS) + 2
@@ -160,15 +164,11 @@ def test_a_batch_created_but_not_heard_of_is_found_not_made_again(tmp_path, api,
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AI_API_KEY", API_KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
-    config = {"openai": {"model": "gpt-image-test"}, "batch": {"poll_seconds": 0.01}}
+    config = settings_for(batch={"poll_seconds": 0.01})
+    request = {"provider": "openai", "endpoint": "images/generations", "base_url": api.base_url}
+    request["model"] = "gpt-image-2.5-sunburst"
     specs = [
-        {
-            "image_id": i,
-            "context": c,
-            "folder": c.lower(),
-            "request": {"provider": "openai", "endpoint": "images/generations", "model": "gpt-image-test", "prompt": d},
-        }
-        for i, c, d in ROWS
+        {"image_id": i, "context": c, "folder": c.lower(), "request": {**request, "prompt": d}} for i, c, d in ROWS
     ]
     logs = []
     api.fail_next("batch_create", after=True)
@@ -203,14 +203,14 @@ def test_input_files_split_at_the_limits():
 def test_batch_state_survives_rm_rf_results(tmp_path, s3, monkeypatch, where):
     """A batch run stopped while polling, then `rm -rf results`, then run again: the same batch is
     polled, none is submitted twice (with the store in S3, the state stays outside results/)."""
-    request = {"provider": "openai", "model": "gpt-image-test", "prompt": "p", "output_format": "png"}
     with FakeOpenAI(api_key=API_KEY, batch_polls_to_complete=1000) as fake:
+        request = {"provider": "openai", "base_url": fake.base_url, "model": "gpt-image-2.5-sunburst"}
+        request.update(prompt="p", output_format="png")
         use_stand_ins(monkeypatch, tmp_path, s3, fake)
-        config = {
-            "openai": {"model": "gpt-image-test"},
-            "batch": {"poll_seconds": 0.01},
-            "response_store": "s3://answers/store" if where == "s3" else "response-store",
-        }
+        config = settings_for(
+            batch={"poll_seconds": 0.01},
+            response_store="s3://answers/store" if where == "s3" else "response-store",
+        )
         specs = [
             {"image_id": f"i{n}", "context": "C", "folder": "c", "request": {**request, "prompt": f"p{n}"}}
             for n in range(3)

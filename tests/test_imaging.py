@@ -3,8 +3,8 @@ import io
 import pytest
 from PIL import Image
 
+from image_batch.default_plugins.offline import OfflineProvider
 from image_batch.images.imaging import NotAnImage, to_png
-from image_batch.providers.offline import OfflineProvider
 
 
 def encoded(fmt, mode="RGB", color=(200, 10, 30)):

@@ -1,5 +1,7 @@
 import time
 
+import pytest
+
 from image_batch.images.ratelimit import Pacer, parse_duration
 
 
@@ -37,3 +39,17 @@ def test_exhausted_budget_and_retry_after_pause_everyone():
     start = time.monotonic()
     pacer.wait()
     assert time.monotonic() - start >= 0.08
+
+
+def test_the_images_limit_paces_too_and_its_reset_pauses():
+    pacer = Pacer()
+    pacer.observe({"x-ratelimit-limit-requests": "1000", "x-ratelimit-limit-images": "60"})
+    assert pacer.per_minute == pytest.approx(60 * 0.97)
+    pacer.observe({"x-ratelimit-remaining-images": "0", "x-ratelimit-reset-images": "1m30s"})
+    assert pacer._paused_until - time.monotonic() == pytest.approx(90, abs=1)
+
+
+def test_unreadable_limit_headers_are_ignored():
+    pacer = Pacer(per_minute=100)
+    pacer.observe({"x-ratelimit-limit-images": "many", "x-ratelimit-remaining-images": "0"})
+    assert pacer.per_minute == pytest.approx(97) and pacer._paused_until == 0

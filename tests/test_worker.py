@@ -1,5 +1,6 @@
 """The image worker: jobs of a local run are made in one helper process, with the same results."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from image_batch.descriptions.sheet import read_sheet
 from image_batch.descriptions.specs import build_specs
 from image_batch.images import worker
 from image_batch.images.generate import make_image
+from tests.conftest import settings_for
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
 
@@ -22,7 +24,7 @@ WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
 def _spec(tmp_path, provider="offline", config=None):
     sheet = tmp_path / "in.csv"
     sheet.write_text("image_id,context,description\nw1,Kitchen,a red kettle\n")
-    config = config or {"offline": {"size": "64x64"}}
+    config = config or settings_for(offline={"size": "64x64"})
     [spec] = build_specs(read_sheet(sheet), config, provider, sheet)
     path = tmp_path / "results" / "specs" / "kitchen" / "w1.json"
     path.parent.mkdir(parents=True)
@@ -71,10 +73,10 @@ def test_a_failed_image_comes_back_as_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AI_API_KEY", "sk-test-worker-0000")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens there
-    config = {
-        "openai": {"model": "gpt-image-test", "timeout": 2},
-        "retry": {"max_attempts": 1, "max_seconds": 5, "initial_wait": 0.01, "max_wait": 0.01},
-    }
+    config = settings_for(
+        openai={"model": "gpt-image-2.5-sunburst", "timeout": 2},
+        retry={"max_attempts": 1, "max_seconds": 5, "initial_wait": 0.01, "max_wait": 0.01},
+    )
     spec, config = _spec(tmp_path, "openai", config)
     client = worker.WorkerClient()
     try:
@@ -95,7 +97,9 @@ def test_the_worker_goes_when_its_snakemake_process_is_killed(tmp_path):
         import sys, time
         sys.path.insert(0, {str(WORKFLOW)!r})
         from image_batch.images import worker
-        worker.make_image({str(spec)!r}, "a/w1.png", "a/w1.json", "a/w1.log", {config!r})
+        from image_batch.common.settings import load_settings
+        settings = load_settings({{"input_csv": "in.csv", "offline": {{"size": "64x64"}}}})
+        worker.make_image({str(spec)!r}, "a/w1.png", "a/w1.json", "a/w1.log", settings)
         print(worker._client._proc.pid, flush=True)
         time.sleep(120)
     """)
@@ -116,6 +120,6 @@ def test_jobs_in_other_processes_make_images_where_they_are(tmp_path, monkeypatc
     spec, config = _spec(tmp_path)
     before = worker._client._proc
     worker.make_image(spec, "a/w1.png", "a/w1.json", "a/w1.log", config, in_worker=False)
-    worker.make_image(spec, "b/w1.png", "b/w1.json", "b/w1.log", {**config, "image_worker": False})
+    worker.make_image(spec, "b/w1.png", "b/w1.json", "b/w1.log", dataclasses.replace(config, image_worker=False))
     assert worker._client._proc is before is None
     assert Path("a/w1.png").read_bytes() == Path("b/w1.png").read_bytes()

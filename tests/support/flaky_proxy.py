@@ -37,7 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .loopback import LoopbackServer
 
-MODES = ("reset", "500", "503")
+MODES = ("reset", "500", "503")  # drawn by random faults: all worth retrying
+RULE_MODES = MODES + ("403",)  # for fail_matching: 403 AccessDenied is never retried by botocore
 _ETAG_XML = re.compile(r"(<ETag>)(.*?)(</ETag>)")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 
@@ -67,6 +68,7 @@ _HOP_BY_HOP = frozenset(
 _S3_ERRORS = {
     "500": (500, "Internal Server Error", "InternalError", "We encountered an internal error. Please try again."),
     "503": (503, "Slow Down", "SlowDown", "Please reduce your request rate."),
+    "403": (403, "Forbidden", "AccessDenied", "Access Denied"),
 }
 
 
@@ -148,6 +150,7 @@ class FlakyProxy(LoopbackServer):
         self._lock = threading.Lock()
         self._requests = []
         self._break = None  # [forwards left before breaking, mode] once break_after is called
+        self._rules = []  # [(method or None, compiled path pattern, mode)] from fail_matching
         self._server = self._thread = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -174,13 +177,26 @@ class FlakyProxy(LoopbackServer):
             self._break = [int(n), mode]
 
     def heal(self):
-        """Undo break_after (the random fault rate stays)."""
+        """Undo break_after and fail_matching (the random fault rate stays)."""
         with self._lock:
             self._break = None
+            self._rules.clear()
 
-    def _decide(self):
+    def fail_matching(self, pattern, mode="403", method=None):
+        """Fail every request whose path matches the regex ``pattern`` (and ``method``, if given) with
+        ``mode`` until heal(): a bucket that refuses writes to one prefix, say ("403": AccessDenied,
+        which botocore does not retry)."""
+        if mode not in RULE_MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {RULE_MODES}")
+        with self._lock:
+            self._rules.append((method.upper() if method else None, re.compile(pattern), mode))
+
+    def _decide(self, method=None, path=""):
         """The fault mode for the next request, or None to forward it."""
         with self._lock:
+            for rule_method, pattern, mode in self._rules:
+                if (rule_method is None or rule_method == method) and pattern.search(path):
+                    return mode
             if self._break is not None and self._break[0] <= 0:
                 return self._break[1]
             if self.fail_rate and self._rng.random() < self.fail_rate:
@@ -237,7 +253,7 @@ class FlakyProxy(LoopbackServer):
             self._record(_record(handler, None, None, False, 0, f"bad request body: {error}"))
             handler.close_connection = True
             return
-        mode = self._decide()
+        mode = self._decide(handler.command, handler.path)
         record = _record(handler, mode, None, chunked, len(body))
         if mode == "reset":
             self._record(record)

@@ -1,23 +1,31 @@
-"""What the Snakefile runs while it is parsed (also on --dry-run): validate the sheet and bring the
-per-image specs, the manifest and the destination record up to date."""
+"""Planning: what the Snakefile computes while it is parsed (every dry run, estimate, --touch, --lint,
+--report ... included). It reads and checks the sheet and the settings and computes the plan; the only
+files it writes are the ones staleness needs (the per-image request files and the sync chunks'
+member lists, each only when its content changes). Everything that acts (the run lock, the stop
+flag, the destination record, batch submission, paying) belongs to a real run: see image_batch.run.
+"""
 
+import hashlib
+import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from image_batch.common.errors import UserError
-from image_batch.common.fileio import canonical_json, floor_mtimes, write_if_changed
-from image_batch.common.settings import Settings, load_dotenv_file, resolve
-from image_batch.costs import cost
+from image_batch.common.fileio import canonical_json, floor_mtimes
+from image_batch.common.settings import Choices, Settings, load_dotenv_file, resolve
+from image_batch.costs.catalog import load_catalog
+from image_batch.costs.estimate import describe as describe_estimate
+from image_batch.costs.estimate import estimate
 from image_batch.descriptions.sheet import read_sheet
-from image_batch.descriptions.specs import SPEC_ROOT, build_specs, needs_image, write_manifest, write_specs
+from image_batch.descriptions.specs import SPEC_ROOT, build_specs, needs_image, write_specs
 from image_batch.images import failures
-from image_batch.images.store import is_remote, open_store, request_key, store_root
-from image_batch.providers import PROVIDERS
+from image_batch.images.store import open_store
+from image_batch.providers import provider_class
 from image_batch.run import lock as runlock
 from image_batch.sync import chunks as chunking
 
-DESTINATION_RECORD = Path("results/specs/_destination.json")
+DESTINATION_ROOT = Path("results/sync")
 
 OFFLINE_BANNER = """
 ############################################################################
@@ -32,84 +40,155 @@ OFFLINE_BANNER = """
 @dataclass
 class Plan:
     settings: Settings
+    choices: Choices
+    specs: list  # spec dicts, in sheet order
     images: list  # (folder, image_id) in sheet order
     chunks: dict  # chunk id -> [(folder, image_id)]
-    rewritten: int
-    lines: dict  # image_id -> line in the sheet
+    places: dict  # image_id -> where its row is ("line 7", "sheet 'Images', row 7")
     sheet: str
+    rewritten: int = 0
+    to_make: set = field(default_factory=set)  # (folder, image_id) whose image is missing or stale
+    estimate: dict | None = None
+    warnings: list = field(default_factory=list)
+    endpoint: str | None = None  # where a paid provider's requests go
+    missing: list = field(default_factory=list)  # PNGs deleted behind an up-to-date sync: targets
+
+    @property
+    def paid(self):
+        return provider_class(self.choices.provider).paid
+
+    @property
+    def destination_record(self):
+        """The destination of this plan's sync, as a file named by its content: a run that syncs
+        elsewhere needs another file (made by the record_destination rule of a real run), so a
+        dry run beside a live run can never change where the live run syncs."""
+        data = canonical_json(self.choices.destination.as_dict()).encode("utf-8")
+        return DESTINATION_ROOT / f"destination-{hashlib.sha256(data).hexdigest()[:16]}.json"
+
+    @property
+    def destination_content(self):
+        return self.choices.destination.as_dict()
+
+    def spec_of(self, folder, image_id):
+        return self._by_image[(folder, image_id)]
+
+    def __post_init__(self):
+        self._by_image = {(s["folder"], s["image_id"]): s for s in self.specs}
 
     def failure_summary(self):
-        return failures.summary(self.images, self.lines, self.sheet)
+        return failures.summary(self.images, self.places, self.sheet)
 
 
-def prepare(config, announce=True, lock=False, dry_run=False, write=True, local_images=True):
-    """Validate the sheet and refresh specs, manifest and destination record.  With ``lock`` (the
-    main process of a real run) also take the run lock and clear the previous run's stop flag.
-    With ``write=False`` (a job process of a cluster executor, which re-reads the Snakefile: its
-    inputs come from the main process) only read the sheet and plan; write nothing.  With
-    ``local_images=False`` (a storage provider holds the images) nothing is judged from results/images."""
-    load_dotenv_file(".env")
-    settings = resolve(config)
-    sheet = config["input_csv"]
-    rows = read_sheet(sheet, config.get("max_prompt_chars"))
-    specs = build_specs(rows, config, settings.provider, sheet)
-    root = store_root(config)
-    other_run, lock_note = (
-        runlock.acquire(dry_run=dry_run, store_root=None if is_remote(root) else root) if lock else (None, "")
-    )
-    if lock and not dry_run:
-        failures.clear_stop()
-    protect_paid = config.get("provider", "auto") == "auto" and settings.provider == "offline"
-    # A dry run beside a live run only adds specs for new rows: rewriting a spec the live run is
-    # building from would make its (old) image look newer than the edited request.
-    rewritten = 0
-    if write:
-        rewritten = write_specs(specs, protect_paid=protect_paid, only_missing=bool(other_run))
-        write_manifest(specs)
-        write_if_changed(DESTINATION_RECORD, canonical_json(settings.destination.as_dict()).encode("utf-8"))
-    if announce:
-        if lock_note:
-            print(f"Image.Batch: {lock_note}", file=sys.stderr)
-        if settings.provider == "offline":
-            print(OFFLINE_BANNER, file=sys.stderr)
-        print(
-            f"Image.Batch: {len(specs)} images from {sheet} with provider {settings.provider} "
-            f"({settings.provider_note}); {rewritten} new or changed request(s); "
-            f"sync to {settings.destination.describe()}",
-            file=sys.stderr,
+def read_rows(settings):
+    """The sheet's rows, checked (SheetError lists every problem)."""
+    return read_sheet(settings.input_csv, settings.max_prompt_chars)
+
+
+def check_models(settings, choices, specs):
+    """Warnings for the log; UserError for a model that shut down or a setting it does not take."""
+    if not specs or not provider_class(choices.provider).paid:
+        return []
+    catalog = load_catalog(settings.catalog_path)
+    request = {k: v for k, v in specs[0]["request"].items() if k != "prompt"}
+    problems, warnings = catalog.check(request)
+    if problems:
+        raise UserError("\n".join(["the settings cannot be used (nothing was called):"] + [f"  {p}" for p in problems]))
+    if settings.legacy_prices:
+        warnings.append(
+            "config: the `prices` section is no longer used: prices come from the model catalogue "
+            f"({catalog.path}); remove the section to silence this"
         )
-    if config.get("mode") == "batch" and not local_images:
+    return warnings
+
+
+def make_plan(settings, write=True, local_images=True, announce=True):
+    """The plan for ``settings``. ``write=False`` (a job process of a cluster executor, which
+    re-reads the Snakefile) writes nothing; ``local_images=False`` (a storage provider holds the
+    images) judges nothing from results/images."""
+    load_dotenv_file(".env")
+    choices = resolve(settings)
+    sheet = settings.input_csv
+    rows = read_rows(settings)
+    specs = build_specs(rows, settings, choices.provider, sheet)
+    warnings = check_models(settings, choices, specs)
+    if settings.mode == "batch" and not local_images:
         # It would have to know which images storage holds already, or it would pay for them again.
         raise UserError(
             "mode: batch is not supported with a default storage provider yet: run batch mode on "
             "one machine (or a shared filesystem), or use mode: live"
         )
-    batch_now = lock and not dry_run and config.get("mode") == "batch" and settings.provider == "openai"
-    # One look at every image (stat of PNG, sidecar and spec), shared by the estimate, batch mode
-    # and the chunks. With a storage provider the images are not here: every one counts as to make.
-    to_make = [s for s in specs if needs_image(s)] if (announce or write or batch_now) and local_images else specs
-    if announce:
-        store = open_store(config)
-        paid = PROVIDERS[settings.provider].paid
-        making = {id(s) for s in to_make}
-        guess = cost.estimate(
-            specs, config.get("prices"), lambda s: id(s) in making, lambda r: store.has(request_key(r))
-        )
-        seen = "" if local_images else " (images in storage are not looked at: every image counted as to make)"
-        print(f"Image.Batch: {cost.describe_estimate(guess, paid)}{seen}", file=sys.stderr)
-    if batch_now:
-        from image_batch.images.batch import run_before_jobs
-
-        run_before_jobs(to_make, config)
-    images = [(s["folder"], s["image_id"]) for s in specs]
-    chunks = chunking.assign(images)
+    if settings.mode == "batch" and not getattr(provider_class(choices.provider), "batch", False):
+        warnings.append(f"mode: batch has no effect with the {choices.provider} provider: images are made one by one")
+    plan = Plan(
+        settings,
+        choices,
+        specs,
+        [(s["folder"], s["image_id"]) for s in specs],
+        {},
+        {row.image_id: getattr(row, "place", None) or f"line {row.line}" for row in rows},
+        str(sheet),
+        warnings=warnings,
+    )
+    plan.endpoint = specs[0]["request"].get("base_url") if specs else None
+    protect_paid = settings.provider == "auto" and choices.provider == "offline"
     if write:
-        chunking.write_members(chunks)
+        # Beside a live run only new rows get request files: rewriting one the live run is making an
+        # image from would make its (old) image look newer than the edited request.
+        alive = runlock.holder() is not None
+        plan.rewritten = write_specs(specs, protect_paid=protect_paid, only_missing=alive)
+    if local_images:
+        plan.to_make = {(s["folder"], s["image_id"]) for s in specs if needs_image(s)}
+    else:
+        plan.to_make = set(plan.images)
+    if announce:
+        plan.estimate = _estimate(plan)
+    plan.chunks = chunking.assign(plan.images)
+    if local_images:
+        plan.missing = chunking.missing_behind(plan.chunks, plan.to_make)
+    if write:
+        chunking.write_members(plan.chunks)
         if not local_images:
             floor_mtimes(SPEC_ROOT)  # the plan files are staged into storage (whole-second times)
-        else:
-            # Snakemake does not remake a missing intermediate file when what depends on it is up
-            # to date: a deleted PNG would stay missing behind an up-to-date sync marker. Touching
-            # its chunk's member list makes that chunk's digest, and so the image, due again.
-            chunking.touch(chunks, {(s["folder"], s["image_id"]) for s in to_make})
-    return Plan(settings, images, chunks, rewritten, {row.image_id: row.line for row in rows}, str(sheet))
+    if announce:
+        tell(plan, local_images)
+    return plan
+
+
+def _estimate(plan):
+    paid = plan.paid
+    catalog = load_catalog(plan.settings.catalog_path) if paid else None
+    store = open_store(plan.settings) if paid else None
+    means = store.usage_means() if paid else {}
+    return estimate(
+        plan.specs,
+        catalog,
+        lambda s: (s["folder"], s["image_id"]) in plan.to_make,
+        (lambda r: store.has_answer(r, plan.endpoint)) if paid else (lambda r: False),
+        means,
+        paid,
+    )
+
+
+def tell(plan, local_images=True, out=sys.stderr):
+    """What the plan is, for the person running it: one line each."""
+    if plan.choices.provider == "offline":
+        print(OFFLINE_BANNER, file=out)
+    for warning in plan.warnings:
+        print(f"Image.Batch: WARNING: {warning}", file=out)
+    print(
+        f"Image.Batch: {len(plan.specs)} images from {plan.sheet} with provider {plan.choices.provider} "
+        f"({plan.choices.provider_note}); {plan.rewritten} new or changed request(s); "
+        f"sync to {plan.choices.destination.describe()}",
+        file=out,
+    )
+    if plan.estimate is not None:
+        lines = describe_estimate(plan.estimate, plan.paid)
+        seen = "" if local_images else " (images in storage are not looked at: every image counted as to make)"
+        lines[0] += seen
+        for line in lines:
+            print(f"Image.Batch: {line}", file=out)
+
+
+def estimate_record(plan):
+    """The estimate as kept with a run, to compare with the bill at its end."""
+    return json.loads(json.dumps(plan.estimate or {}))

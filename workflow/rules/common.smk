@@ -1,46 +1,55 @@
+import atexit
+import dataclasses
 import sys
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
-
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
+from image_batch import plan as planning
 from image_batch.common.errors import UserError
-from image_batch.sync import chunks
+from image_batch.common.settings import load_settings, passed_variables, secrets_in_commands
+from image_batch.images import store, worker
 from image_batch.report import gallery
-from image_batch import plan
-from image_batch.run import lock as runlock
-from image_batch.images import store
-from image_batch.sync import upload as sync
-from image_batch.images import worker
-from image_batch.common.settings import passed_variables, secrets_in_commands
+from image_batch.run import actions, quiet
+from image_batch.sync import chunks, upload
 
-validate(config, schema="../schemas/config.schema.yaml")
+
+def fail(error):
+    """A user's problem (bad sheet, bad setting): its message as written, no traceback, exit 2."""
+    print(f"Image.Batch: {error}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+if workflow.is_main_process:
+    quiet.install()
 
 # With a default storage provider (--default-storage-provider s3 ...) every input and output lives
 # in storage, but the plan files are written here, locally, while the Snakefile is parsed: the
 # rule in storage.smk puts them into storage. Jobs that share no filesystem share no local
-# response store either: paid answers then go to one in S3 (store.storage_root).
+# response store either: paid answers then go to one in S3 (store.shared_store).
 STORAGE = bool(workflow.storage_settings.default_storage_provider)
-if STORAGE and not workflow.storage_settings.shared_fs_usage:
-    config["response_store"], STORE_NOTE = store.shared_store(config, workflow.storage_settings.default_storage_prefix)
-    if STORE_NOTE and workflow.is_main_process:
-        print(STORE_NOTE, file=sys.stderr)
-
 try:
-    # Job processes (cluster executors) re-read the Snakefile: only the main process writes the
-    # plan files and talks to the user; jobs take their inputs from it.
-    PLAN = plan.prepare(
-        config,
-        announce=workflow.is_main_process,
+    # config/config.yaml, checked against workflow/schemas/config.schema.yaml (which holds every
+    # default), read once into typed settings
+    SETTINGS = load_settings(config)
+    if STORAGE and not workflow.storage_settings.shared_fs_usage:
+        root, note = store.shared_store(SETTINGS, workflow.storage_settings.default_storage_prefix)
+        SETTINGS = dataclasses.replace(SETTINGS, response_store=root)
+        if note and workflow.is_main_process:
+            print(note, file=sys.stderr)
+    # Planning only computes (and writes the request files staleness needs): job processes of
+    # cluster executors re-read the Snakefile and write nothing; acting is for a real run's onstart.
+    PLAN = planning.make_plan(
+        SETTINGS,
         write=workflow.is_main_process,
-        lock=workflow.is_main_process,
-        dry_run=runlock.looks_like_dry_run(sys.argv),
         local_images=not STORAGE,
+        announce=workflow.is_main_process,
     )
 except UserError as error:
-    raise WorkflowError(str(error))
+    fail(error)
+
+if workflow.is_main_process:
+    atexit.register(actions.at_exit, workflow, PLAN)
 
 # Without a shared filesystem (--shared-fs-usage none; implied by Kubernetes and cloud executors)
 # jobs run where this environment is not: declare the secrets and settings that are set, so the
@@ -58,19 +67,24 @@ wildcard_constraints:
     chunk="all|[0-9a-f]+",
 
 
-def check_job_environment():
-    """Refuse (before any job) to let an executor write secrets into job commands."""
-    if workflow.storage_settings.shared_fs_usage:
-        return
-    plugin = workflow.executor_plugin
-    problem = secrets_in_commands(
-        workflow.envvars,
-        plugin.common_settings if plugin else None,
-        plugin.name if plugin else "local",
-        config.get("secrets_in_job_commands", False),
-    )
-    if problem:
-        raise WorkflowError(f"Image.Batch: {problem}")
+def start_run():
+    """onstart: refuse an executor that would write secrets into job commands, then everything a
+    real run does before its first job (the lock, batches, ...: image_batch.run.actions)."""
+    try:
+        problem = None
+        if not workflow.storage_settings.shared_fs_usage:
+            plugin = workflow.executor_plugin
+            problem = secrets_in_commands(
+                workflow.envvars,
+                plugin.common_settings if plugin else None,
+                plugin.name if plugin else "local",
+                SETTINGS.secrets_in_job_commands,
+            )
+        if problem:
+            raise UserError(problem)
+        actions.start(workflow, PLAN)
+    except UserError as error:
+        fail(error)
 
 
 def chunk_names(chunk):

@@ -21,6 +21,6 @@ rule generate_image:
             output.png,
             output.sidecar,
             log[0],
-            config,
+            SETTINGS,
             in_worker=worker.wanted(workflow),
         )

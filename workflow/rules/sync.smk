@@ -7,13 +7,28 @@ rule digest_chunk:
     log:
         "results/logs/chunks/{chunk}.log",
     run:
-        sync.write_chunk_digest(input.images, output[0], names=chunk_names(wildcards.chunk))
+        upload.write_chunk_digest(input.images, output[0], names=chunk_names(wildcards.chunk))
+
+
+# Where this run syncs, decided while the Snakefile was parsed and written by the run itself: the
+# file is named by its content, so a dry run that resolves another destination (another
+# S3_BUCKET_NAME, say) names another file and never changes the one a live run reads.
+rule record_destination:
+    output:
+        str(PLAN.destination_record),
+    log:
+        "results/logs/destination.log",
+    localrule: True
+    params:
+        destination=PLAN.destination_content,
+    run:
+        upload.write_destination(params.destination, output[0], log[0])
 
 
 rule sync:
     input:
         chunks=expand("results/sync/chunks/{chunk}.json", chunk=sorted(PLAN.chunks)),
-        destination=plan.DESTINATION_RECORD,
+        destination=str(PLAN.destination_record),
         # With a storage provider the images are not on this job's filesystem: they are inputs
         # here (fetched from storage), not only named in the chunk digests.
         images=[f"results/images/{name}" for name in all_image_names()] if STORAGE else [],
@@ -22,4 +37,4 @@ rule sync:
     log:
         "results/logs/sync.log",
     run:
-        sync.sync_job(input, output[0], log[0], config, STORAGE and all_image_names())
+        upload.sync_job(input, output[0], log[0], SETTINGS, STORAGE and all_image_names())

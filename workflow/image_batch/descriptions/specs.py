@@ -16,7 +16,7 @@ from pathlib import Path
 
 from image_batch.common.errors import SheetError, UserError
 from image_batch.common.fileio import canonical_json, write_if_changed
-from image_batch.providers import PROVIDERS
+from image_batch.providers import provider_class
 
 SPEC_ROOT = Path("results/specs")
 MANIFEST = Path("results/manifest.csv")
@@ -27,15 +27,15 @@ def spec_path(folder, image_id, root=SPEC_ROOT):
     return Path(root) / folder / f"{image_id}.json"
 
 
-def _template_for(row, config):
-    per_context = config.get("context_templates") or {}
-    return per_context.get(row.context) or per_context.get(row.folder) or config.get("prompt_template")
+def _template_for(row, settings):
+    per_context = settings.context_templates or {}
+    return per_context.get(row.context) or per_context.get(row.folder) or settings.prompt_template
 
 
-def build_prompt(row, config):
+def build_prompt(row, settings):
     """The description as written, or the configured template with {description}, {context},
     {image_id} and {folder} filled in."""
-    template = _template_for(row, config)
+    template = _template_for(row, settings)
     if not template:
         return row.description
     values = {"description": row.description, "context": row.context, "image_id": row.image_id, "folder": row.folder}
@@ -52,18 +52,17 @@ def build_prompt(row, config):
         ) from None
 
 
-def build_specs(rows, config, provider_name, sheet_path):
+def build_specs(rows, settings, provider_name, sheet_path, environ=None):
     """Spec dicts for every row, in sheet order.  Checks the final prompt's length."""
-    provider_cls = PROVIDERS[provider_name]
-    params = provider_cls.request_params(config.get(provider_name) or {})
-    limit = int(config.get("max_prompt_chars") or 0)
-    global_variant = "" if config.get("variant") is None else str(config["variant"])
+    params = provider_class(provider_name).request_params(settings.section(provider_name), environ)
+    limit = settings.max_prompt_chars
+    global_variant = settings.variant
     specs, problems = [], []
     for row in rows:
-        prompt = build_prompt(row, config)
+        prompt = build_prompt(row, settings)
         if limit and len(prompt) > limit:
             problems.append(
-                f"line {row.line}, column description: the prompt made from it is {len(prompt)} "
+                f"{_place(row)}, column description: the prompt made from it is {len(prompt)} "
                 f"characters long; the model allows at most {limit}"
             )
         request = {"provider": provider_name, **params, "prompt": prompt}
@@ -76,11 +75,34 @@ def build_specs(rows, config, provider_name, sheet_path):
     return specs
 
 
-def write_specs(specs, root=SPEC_ROOT, protect_paid=False, only_missing=False):
+def _place(row):
+    return getattr(row, "place", None) or f"line {row.line}"
+
+
+def _paid(provider_name):
+    try:
+        return provider_class(provider_name).paid
+    except UserError:
+        return False
+
+
+def paid_image(spec, images="results/images"):
+    """Whether this spec's image exists and was made by a paid provider (its sidecar says so)."""
+    sidecar = Path(images) / spec["folder"] / f"{spec['image_id']}.json"
+    try:
+        made_by = json.loads(sidecar.read_text(encoding="utf-8")).get("provider")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(made_by) and _paid(made_by) and (Path(images) / spec["folder"] / f"{spec['image_id']}.png").exists()
+
+
+def write_specs(specs, root=SPEC_ROOT, protect_paid=False, only_missing=False, images="results/images"):
     """Write each spec whose content changed; return how many were (re)written.
 
     With ``protect_paid`` (the offline generator chosen only because no key is set), refuse to
-    replace a spec made for a paid provider: that would overwrite paid images with placeholders."""
+    replace the request of an image that a paid provider made and that exists: that would
+    overwrite a paid image with a placeholder. (Only images that exist count: request files alone,
+    written by a dry run or an estimate with a key, protect nothing.)"""
     planned = []
     replaced_paid = []
     index_path = Path(root) / INDEX_NAME
@@ -102,13 +124,8 @@ def write_specs(specs, root=SPEC_ROOT, protect_paid=False, only_missing=False):
             old = None
         if old == data or (only_missing and old is not None):
             continue
-        if protect_paid and old is not None:
-            try:
-                old_provider = json.loads(old)["request"]["provider"]
-            except (ValueError, KeyError, TypeError):
-                old_provider = None
-            if old_provider in PROVIDERS and PROVIDERS[old_provider].paid:
-                replaced_paid.append(spec["image_id"])
+        if protect_paid and paid_image(spec, images):
+            replaced_paid.append(spec["image_id"])
         planned.append((path, data))
     if replaced_paid:
         raise UserError(

@@ -1,8 +1,9 @@
 """Batch mode: every image to make that has no answer in the response store is asked for through
 OpenAI's Batch API (half the price, answers within 24 hours), and the answers land in the response
-store. This happens while the Snakefile is read, before Snakemake plans the jobs (in the main
-process of a real run only; a dry run just shows the plan and the estimate). The image jobs then
-make each PNG and sidecar from the store exactly as in live mode, without a live call.
+store (marked as batch answers: their images are billed at the batch price). This happens when a
+real run starts (Snakemake's onstart, once the jobs are planned; never in a dry run, --touch or
+any other mode that runs no job). The image jobs then make each PNG and sidecar from the store
+exactly as in live mode, without a live call.
 
 Nothing is ever submitted twice: each batch is recorded in ``<response_store>/batches/state.json``
 (fsynced) before and after it is created, and a batch whose creation a killed run did not get to
@@ -33,17 +34,9 @@ LOG = Path("results/logs/batch.log")
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 NOT_RUN = {"batch_expired", "batch_cancelled"}  # lines the API never ran: not billed, submit again
 METADATA_KEY = "image_batch_digest"
-DEFAULTS = {
-    "poll_seconds": 30,
-    "max_lines": 50000,
-    "max_bytes": 200_000_000,
-    "max_rounds": 3,
-    "completion_window": "24h",
-}
-
-
-def batch_settings(config):
-    return {**DEFAULTS, **(config.get("batch") or {})}
+# A batch a killed run was creating is looked for among the batches created since shortly before
+# the run recorded that it was about to create it: no time limit short of the API's own retention.
+CLOCK_SLACK = 3600
 
 
 class BatchState:
@@ -52,10 +45,20 @@ class BatchState:
     def __init__(self, store_dir):
         self.folder = Path(store_dir) / "batches"
         self.path = self.folder / "state.json"
+        if not self.path.exists():
+            self.data = {"batches": []}
+            return
         try:
             self.data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            self.data = {"batches": []}
+            problem = None if isinstance(self.data, dict) and isinstance(self.data.get("batches"), list) else "not"
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            problem = f"not valid JSON ({exc}), so"
+        if problem:
+            raise UserError(
+                f"{self.path}: batch mode's record of submitted batches is {problem} in the form "
+                '{"batches": [...]}: restore it from a backup; moving it aside starts a new record, and the '
+                "batches it listed would not be collected (their requests would be submitted, and paid, again)"
+            )
 
     @contextmanager
     def locked(self):
@@ -80,7 +83,7 @@ def pending(specs, store, exclude=()):
     for spec in specs:
         request = spec["request"]
         key = request_key(request)
-        if key not in found and key not in exclude and not store.has(key):
+        if key not in found and key not in exclude and not store.has_answer(request, request.get("base_url")):
             found[key] = request
     return found
 
@@ -113,24 +116,23 @@ def input_files(requests, provider, max_lines, max_bytes):
 
 
 class BatchRunner:
-    def __init__(self, config, log, client=None, sleep=time.sleep):
-        self.config = config
-        self.settings = batch_settings(config)
+    def __init__(self, settings, log, client=None, sleep=time.sleep, provider="openai"):
+        self.batch = settings.batch
         self.log = log
-        self.provider = get_provider("openai", config)
-        if not hasattr(self.provider, "batch_body"):
-            raise UserError("mode: batch needs the openai provider (an API key); the offline generator has no batches")
-        self.client = client or self.provider.client()
-        self.store = open_store(config)
+        self.provider = get_provider(provider, settings)
+        if not self.provider.batch:
+            raise UserError(f"mode: batch needs a provider with a Batch API; {provider!r} has none")
+        self.client = client or self.provider.batch_client()
+        self.store = open_store(settings)
         self.sleep = sleep
 
     # -- submitting -------------------------------------------------------------------------------
 
-    def _find_created(self, digest):
-        """A batch created for ``digest`` by a run that died before recording it (recent ones only)."""
-        since = time.time() - 25 * 3600
+    def _find_created(self, digest, since):
+        """A batch created for ``digest`` by a run that died before recording it. The list is newest
+        first: it is read back to shortly before the run recorded that it was about to create one."""
         for batch in self.client.batches.list(limit=100):
-            if batch.created_at < since:
+            if since is not None and batch.created_at < since - CLOCK_SLACK:
                 break
             if (batch.metadata or {}).get(METADATA_KEY) == digest:
                 return batch
@@ -140,7 +142,7 @@ class BatchRunner:
         """Batches a killed run was creating when it died: adopt the ones the API made."""
         for entry in state.batches:
             if entry.get("status") == "submitting" and not entry.get("id"):
-                found = self._find_created(entry["digest"])
+                found = self._find_created(entry["digest"], entry.get("started_at"))
                 if found is not None:
                     entry.update(id=found.id, status=found.status, submitted_at=found.created_at)
                     self.log(f"found batch {found.id}, created by an earlier run that was stopped; polling it")
@@ -151,6 +153,7 @@ class BatchRunner:
     def submit(self, state, content, keys):
         digest = hashlib.sha256(content).hexdigest()
         entry = {"digest": digest, "keys": keys, "lines": len(keys), "bytes": len(content), "status": "submitting"}
+        entry["started_at"] = int(time.time())
         state.batches.append(entry)
         state.save()  # before anything is created: a run killed from here on looks before it submits
         upload = self.client.files.create(file=(f"image-batch-{digest[:16]}.jsonl", content), purpose="batch")
@@ -159,7 +162,7 @@ class BatchRunner:
         batch = self.client.batches.create(
             input_file_id=upload.id,
             endpoint=self.provider.batch_endpoint,
-            completion_window=self.settings["completion_window"],
+            completion_window=self.batch.completion_window,
             metadata={METADATA_KEY: digest},
         )
         entry.update(id=batch.id, status=batch.status, submitted_at=batch.created_at)
@@ -199,7 +202,7 @@ class BatchRunner:
                     ]
                 state.save()
             if any(e["status"] not in TERMINAL for e in entries):
-                self.sleep(float(self.settings["poll_seconds"]))
+                self.sleep(float(self.batch.poll_seconds))
 
     def _lines(self, file_id):
         if not file_id:
@@ -218,7 +221,8 @@ class BatchRunner:
                 continue
             with self.store.lock(key):
                 if not self.store.has(key):
-                    self.store.put(key, requests.get(key) or {"key": key}, self.provider.batch_answer(response))
+                    answer = self.provider.batch_answer(response)
+                    self.store.keep(key, requests.get(key) or {"key": key}, answer, "batch", self.log)
             result["request_ids"].append(response.get("request_id"))
             result["stored"] += 1
         for line in self._lines(entry.get("error_file_id")):
@@ -272,7 +276,7 @@ class BatchRunner:
                     f"batch {entry['id']} was submitted by an earlier run ({entry['status']}): polling it, "
                     "not submitting again"
                 )
-            for round_number in range(1, int(self.settings["max_rounds"]) + 1):
+            for round_number in range(1, self.batch.max_rounds + 1):
                 todo = pending(specs, self.store, exclude=set(result["failed"]))
                 waiting = {k for e in earlier for k in e["keys"]}
                 new = {k: r for k, r in todo.items() if k not in waiting}
@@ -282,9 +286,7 @@ class BatchRunner:
                 if new:
                     self.log(f"round {round_number}: {len(new)} request(s) not in the response store")
                 entries = list(earlier)
-                for content, keys in input_files(
-                    new, self.provider, int(self.settings["max_lines"]), int(self.settings["max_bytes"])
-                ):
+                for content, keys in input_files(new, self.provider, self.batch.max_lines, self.batch.max_bytes):
                     entries.append(self.submit(state, content, keys))
                 earlier = []
                 result["retry"] = {}
@@ -300,16 +302,16 @@ class BatchRunner:
         return result
 
 
-def run_before_jobs(to_make, config, log_file=LOG):
-    """Batch mode, in the main process of a real run, before Snakemake plans the image jobs: submit
-    the requests of the images to make (``to_make``: specs whose image is missing or stale) that
-    have no stored answer, wait for the batches, store the answers, and write DONE (the failed rows
-    and their reasons, for the image jobs to report)."""
+def run_before_jobs(to_make, settings, log_file=LOG):
+    """Batch mode, when a real run starts (before its first job): submit the requests of the image
+    jobs of this run (``to_make``: their specs) that have no stored answer, wait for the batches,
+    store the answers, and write DONE (the failed rows and their reasons, for the image jobs to
+    report)."""
     wanted = [s for s in to_make if s["request"]["provider"] == "openai"]
     with JobLog(log_file, echo=True) as log:
         if wanted:
             try:
-                result = BatchRunner(config, log).run(wanted)
+                result = BatchRunner(settings, log).run(wanted)
             except UserError:
                 raise
             except Exception as exc:
@@ -318,7 +320,7 @@ def run_before_jobs(to_make, config, log_file=LOG):
                     raise
                 raise UserError(
                     f"batch mode stopped: {redact(fault.reason)}. Batches already submitted are "
-                    f"recorded in {open_store(config).state_dir}/batches/state.json; run again to go on "
+                    f"recorded in {open_store(settings).state_dir}/batches/state.json; run again to go on "
                     "(nothing is submitted twice)."
                 ) from None
         else:

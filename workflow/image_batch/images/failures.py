@@ -1,12 +1,18 @@
-"""Per-image failure records and the run-wide stop flag.
+"""Per-image failure records, the run-wide stop flag, and the same-refusal safety net.
 
 A failed image leaves ``results/logs/failures/<folder>/<image_id>.json`` saying why; a successful
-retry removes it.  A fatal API answer (bad key, no quota, unknown model) writes
+retry removes it.  A fatal API answer (bad key, billing, a retired model, a refused setting) writes
 ``results/logs/STOP.json``: every later image job fails at once without calling the API, so the
-run ends quickly with one clear message.  The flag is cleared when the workflow starts again.
+run ends quickly with one clear message.  The flag is cleared when a real run starts again.
+
+The safety net: the same refusal code (a 400 the classification did not see as fatal) on several
+rows in a row, with no success in between, is almost surely about the settings, not the rows: it
+stops the run too (config ``retry.same_error_stop``; moderation refusals are about their prompt
+and never count).
 """
 
 import datetime
+import fcntl
 import json
 from pathlib import Path
 
@@ -15,6 +21,7 @@ from image_batch.common.redact import redact
 
 FAILURES = Path("results/logs/failures")
 STOP_FLAG = Path("results/logs/STOP.json")
+STREAK = Path("results/logs/refusals.json")
 
 
 def _now():
@@ -69,7 +76,44 @@ def clear_stop():
     STOP_FLAG.unlink(missing_ok=True)
 
 
-def summary(images, lines, sheet):
+def clear_streak():
+    STREAK.unlink(missing_ok=True)
+
+
+def _streak_update(change):
+    STREAK.parent.mkdir(parents=True, exist_ok=True)
+    with open(STREAK.with_suffix(".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            data = json.loads(STREAK.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            data = {}
+        data = change(data)
+        if data:
+            atomic_write_json(STREAK, data)
+        else:
+            STREAK.unlink(missing_ok=True)
+        return data
+
+
+def note_refusal(code):
+    """Count one more row refused with ``code`` since the last success; returns the count."""
+    code = code or "(no code)"
+
+    def change(data):
+        count = data.get(code, 0) + 1 if set(data) <= {code} else 1
+        return {code: count}
+
+    return _streak_update(change)[code]
+
+
+def note_success():
+    """An image was made: the refusal streak starts again."""
+    if STREAK.exists():
+        _streak_update(lambda data: {})
+
+
+def summary(images, places, sheet):
     """A text listing every failed image of this plan, or '' when none failed."""
     failed, stopped = [], 0
     for folder, image_id in images:
@@ -91,9 +135,9 @@ def summary(images, lines, sheet):
     if failed:
         out.append(f"Image.Batch: {len(failed)} image(s) failed:")
         for record in failed:
-            line = lines.get(record["image_id"], "?")
-            out.append(
-                f"  {sheet}, line {line}, image_id {record['image_id']} ({record['context']}): {record['reason']}"
-            )
+            place = places.get(record["image_id"], "?")
+            if isinstance(place, int):
+                place = f"line {place}"
+            out.append(f"  {sheet}, {place}, image_id {record['image_id']} ({record['context']}): {record['reason']}")
     out.append("Run the same command again to retry; images already made are kept and not paid for again.")
     return "\n".join(out)

@@ -1,15 +1,15 @@
 """The images stage: make one image from its spec, write the PNG and its sidecar atomically.
 
 For a paid provider the response store is consulted first (under a per-request lock); a call is
-made only when it has no usable answer, and the answer is stored the moment it arrives. Failures
-are classified (image_batch.images.faults): transient ones are retried with backoff (tenacity), a refused
-row fails alone, a fatal one stops the run's API calls.
+made only when it has no usable answer, and the answer is kept the moment it arrives (a store that
+cannot take it is retried, then a rescue folder keeps it). Failures are classified by the provider
+(images.faults): transient ones are retried with backoff (tenacity), a refused row fails alone, a
+fatal one stops the run's API calls. Each sidecar records what its answer cost.
 """
 
 import datetime
 import hashlib
 import json
-import os
 
 import tenacity
 
@@ -17,12 +17,15 @@ from image_batch.common.errors import UserError
 from image_batch.common.fileio import atomic_write_bytes, atomic_write_json
 from image_batch.common.joblog import JobLog
 from image_batch.common.redact import redact
+from image_batch.costs.bill import answer_cost
+from image_batch.costs.catalog import load_catalog
 from image_batch.images import failures
-from image_batch.images.faults import FATAL, RETRY, ROW, DownloadFailed, Fault, InvalidResponse, classify
+from image_batch.images.faults import FATAL, RETRY, ROW, DownloadFailed, Fault, InvalidResponse, classify_local
 from image_batch.images.imaging import NotAnImage, to_png
 from image_batch.images.ratelimit import pacer_for
 from image_batch.images.store import open_store, request_key
-from image_batch.providers import get_provider
+from image_batch.providers import RawResponse, get_provider
+from image_batch.run import ledger
 
 
 class FaultError(Exception):
@@ -43,16 +46,15 @@ def _iso(timestamp=None):
     return moment.isoformat(timespec="seconds")
 
 
-def _retrying(settings, log):
-    settings = settings or {}
-    max_wait = float(settings.get("max_wait", 60))
-    initial = float(settings.get("initial_wait", 1))
-    backoff = tenacity.wait_exponential_jitter(multiplier=initial, max=max_wait, jitter=initial)
+def _retrying(retry, log):
+    backoff = tenacity.wait_exponential_jitter(
+        multiplier=retry.initial_wait, max=retry.max_wait, jitter=retry.initial_wait
+    )
 
     def wait(state):
         fault = getattr(state.outcome.exception(), "fault", None)
         if fault is not None and fault.retry_after is not None:
-            return min(fault.retry_after, max_wait)
+            return min(fault.retry_after, retry.max_wait)
         return backoff(state)
 
     def before_sleep(state):
@@ -63,8 +65,7 @@ def _retrying(settings, log):
 
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(lambda e: isinstance(e, FaultError) and e.fault.disposition == RETRY),
-        stop=tenacity.stop_after_attempt(int(settings.get("max_attempts", 8)))
-        | tenacity.stop_after_delay(float(settings.get("max_seconds", 900))),
+        stop=tenacity.stop_after_attempt(retry.max_attempts) | tenacity.stop_after_delay(retry.max_seconds),
         wait=wait,
         before_sleep=before_sleep,
         reraise=True,
@@ -77,31 +78,39 @@ def _decode(provider, raw, request):
     return image, png, info
 
 
-def obtain(request, config, log):
-    """(GeneratedImage, png bytes, info) for ``request``: from the store, else from the provider."""
-    provider = get_provider(request["provider"], config)
+class Outcome:
+    """An image and how it was obtained: ``paid`` (a call of this run), ``store`` (an answer paid
+    for before), ``offline`` (a placeholder); ``origin`` says at which price its answer was bought."""
+
+    def __init__(self, image, png, info, how, origin="live"):
+        self.image, self.png, self.info, self.how, self.origin = image, png, info, how, origin
+
+
+def obtain(request, settings, log):
+    """The :class:`Outcome` for ``request``: from the store, else from the provider."""
+    provider = get_provider(request["provider"], settings)
     if not provider.paid:
         log("OFFLINE generator: this is a placeholder image, not an AI-generated one")
-        return _decode(provider, provider.fetch(request), request)
+        image, png, info = _decode(provider, provider.fetch(request), request)
+        return Outcome(image, png, info, ledger.OFFLINE)
 
-    store = open_store(config)
-    key = request_key(request)
+    store = open_store(settings)
+    section = settings.section(request["provider"])
     pacer = pacer_for(
-        (request["provider"], os.environ.get("OPENAI_BASE_URL"), request["model"]),
-        (config.get(request["provider"]) or {}).get("requests_per_minute"),
+        (request["provider"], request.get("base_url"), request["model"]), section.get("requests_per_minute")
     )
-    max_unusable = int((config.get("retry") or {}).get("max_unusable", 3))
     unusable = 0
+    key = request_key(request)
     with store.lock(key):
-        for attempt in _retrying(config.get("retry"), log):
+        for attempt in _retrying(settings.retry, log):
             with attempt:
                 number = attempt.retry_state.attempt_number
-                entry = store.get(key)
-                if entry is not None:  # paid for already (by an earlier run, or an earlier attempt)
-                    result = _from_store(store, key, entry, provider, request, log, number)
+                found = store.lookup(request, request.get("base_url"))
+                if found is not None:  # paid for already (by an earlier run, or an earlier attempt)
+                    result = _from_store(store, found, provider, request, log, number)
                     if result is not None:
                         return result
-                if config.get("mode") == "batch":  # answers come from the batch; never a full-price call
+                if settings.mode == "batch" and provider.batch:  # answers come from the batch, never full price
                     from image_batch.images.batch import failure_reason
 
                     raise FaultError(Fault(ROW, failure_reason(key)), number)
@@ -113,61 +122,102 @@ def obtain(request, config, log):
                 try:
                     raw = provider.fetch(request)
                 except Exception as exc:  # classified below; anything unclassified is a bug and raises
-                    fault = classify(exc, request.get("model"))
+                    fault = provider.classify(exc, request) or classify_local(exc)
                     if fault is None:
                         raise
                     pacer.observe(fault.headers)
                     if fault.status == 429:
                         pacer.pause(fault.retry_after)  # everyone waits, not just this job
                     raise FaultError(fault, number) from None
-                store.put(key, request, raw)  # paid for: keep it before anything else can fail
+                # paid for: keep it before anything else can fail
+                store.keep(key, request, raw, "live", log)
                 pacer.observe(raw.headers)
                 log(f"answer stored as {key[:12]} (request id {raw.headers.get('x-request-id')})")
                 try:
-                    result = _decode(provider, raw, request)
+                    image, png, info = _decode(provider, raw, request)
                 except DownloadFailed as exc:  # the stored answer is retried, not the API
                     raise FaultError(Fault(RETRY, str(exc)), number) from None
                 except (InvalidResponse, NotAnImage) as exc:
                     store.reject(key, str(exc))
                     unusable += 1
-                    if unusable >= max_unusable:  # likely deterministic: stop paying for it
+                    if unusable >= settings.retry.max_unusable:  # likely deterministic: stop paying for it
                         reason = f"the API gave {unusable} unusable answers for this row; last: {exc}"
                         raise FaultError(Fault(ROW, reason), number) from None
-                    raise FaultError(classify(exc), number) from None
+                    raise FaultError(classify_local(exc), number) from None
                 if raw.attachment is not None:
-                    store.put(key, request, raw)  # keep the downloaded image with its answer
-                return result
+                    store.keep(key, request, raw, "live", log)  # keep the downloaded image with its answer
+                return Outcome(image, png, info, ledger.PAID, "live")
 
 
-def _from_store(store, key, entry, provider, request, log, number):
+def _from_store(store, found, provider, request, log, number):
     """The image from a stored answer, or None when the entry turned out unusable (moved aside)."""
-    raw = _as_raw(entry)
-    try:
-        result = _decode(provider, raw, request)
-    except DownloadFailed as exc:
-        raise FaultError(Fault(RETRY, str(exc)), number) from None
-    except (InvalidResponse, NotAnImage) as exc:
-        store.reject(key, str(exc))
-        log(f"stored answer {key[:12]} unusable ({exc}); asking the API again")
-        return None
-    if raw.attachment is not None and entry.get("attachment") is None:
-        store.put(key, request, raw)
-    log(f"served from the response store ({key[:12]}); no API call")
-    return result
-
-
-def _as_raw(entry):
-    from image_batch.providers.base import RawResponse
-
-    return RawResponse(
+    entry = found.entry
+    raw = RawResponse(
         body=entry["body"],
         headers=entry.get("headers") or {},
         status=entry.get("status", 200),
         attachment=entry.get("attachment"),
     )
+    try:
+        image, png, info = _decode(provider, raw, request)
+    except DownloadFailed as exc:
+        raise FaultError(Fault(RETRY, str(exc)), number) from None
+    except (InvalidResponse, NotAnImage) as exc:
+        if found.rescued is None:
+            store.reject(found.key, str(exc))
+        log(f"stored answer {found.key[:12]} unusable ({exc}); asking the API again")
+        return None
+    origin = found.origin
+    if found.rescued is not None:
+        # back into the store now that it works; the rescue copy goes once the store has it
+        try:
+            store.put(found.key, request, raw, origin)
+            found.rescued.unlink(missing_ok=True)
+            log(f"moved the rescued answer {found.rescued} into the response store")
+        except Exception as exc:
+            log(f"the rescued answer stays in {found.rescued} ({exc})")
+    elif raw.attachment is not None and entry.get("attachment") is None:
+        store.keep(found.key, request, raw, origin, log)
+    older = ", stored by an earlier version" if found.legacy else ""
+    log(f"served from the response store ({found.key[:12]}{older}); no API call")
+    return Outcome(image, png, info, ledger.STORE, origin)
 
 
-def make_image(spec_file, png_file, sidecar_file, log_file, config):
+def sidecar_for(spec, outcome, catalog):
+    request = spec["request"]
+    image, info, png = outcome.image, outcome.info, outcome.png
+    sidecar = {
+        "image_id": spec["image_id"],
+        "context": spec["context"],
+        "folder": spec["folder"],
+        "prompt": request["prompt"],
+        "provider": request["provider"],
+        "model": image.model,
+        "size": image.details.get("size") or request.get("size"),
+        "quality": image.details.get("quality") or request.get("quality"),
+        "background": image.details.get("background") or request.get("background"),
+        "request_id": image.request_id,
+        "usage": image.usage,
+        "created": _iso(image.created),
+        "width": info["width"],
+        "height": info["height"],
+        "source_format": info["source_format"],
+        "sha256": hashlib.sha256(png).hexdigest(),
+        "bytes": len(png),
+    }
+    if request.get("base_url"):
+        sidecar["endpoint"] = request["base_url"]
+    if request.get("variant"):
+        sidecar["variant"] = request["variant"]
+    if catalog is not None:
+        # priced as requested (the size and quality billed are the ones asked for)
+        sidecar["cost"] = answer_cost(
+            catalog, request["model"], image.usage, outcome.origin, request.get("quality"), request.get("size")
+        )
+    return sidecar
+
+
+def make_image(spec_file, png_file, sidecar_file, log_file, settings):
     """Generate the image described by ``spec_file``.  The PNG and the sidecar are each written to
     a temporary name and renamed into place, so a crash never leaves a half-written file."""
     with open(spec_file, encoding="utf-8") as handle:
@@ -176,44 +226,46 @@ def make_image(spec_file, png_file, sidecar_file, log_file, config):
     failures.clear_failure(spec["folder"], spec["image_id"])
     with JobLog(log_file) as log:
         try:
-            image, png, info = obtain(request, config, log)
+            outcome = obtain(request, settings, log)
         except FaultError as exc:
             fault = exc.fault
+            if fault.disposition == ROW and fault.code and settings.retry.same_error_stop:
+                from image_batch.images.faults import MODERATION_CODES
+
+                if fault.code not in MODERATION_CODES:
+                    count = failures.note_refusal(fault.code)
+                    if count >= settings.retry.same_error_stop:
+                        fault = Fault(
+                            FATAL,
+                            f"{count} rows in a row were refused with {fault.code} and none succeeded in between "
+                            f"(last: {fault.reason}): this is about the settings, not the rows; fix them and run again",
+                        )
             if fault.disposition == FATAL:
                 failures.stop_run(fault.reason)
             disposition = {RETRY: "gave-up", ROW: "refused", FATAL: "fatal"}.get(fault.disposition, "stopped")
-            reason = (
-                fault.reason
-                if fault.disposition != RETRY
-                else f"gave up after {exc.attempts} attempt(s): {fault.reason}"
-            )
+            reason = fault.reason
+            if fault.disposition == RETRY:
+                reason = f"gave up after {exc.attempts} attempt(s): {fault.reason}"
             failures.record_failure(spec, disposition, reason, exc.attempts)
+            ledger.record(spec["folder"], spec["image_id"], ledger.FAILED)
             log(f"FAILED: {redact(reason)}")
             raise ImageFailed(f"image {spec['image_id']} ({spec['context']}): {redact(reason)}") from None
-        if info.get("converted_from"):
-            log(f"converted {info['converted_from']} answer to PNG")
-        sidecar = {
-            "image_id": spec["image_id"],
-            "context": spec["context"],
-            "folder": spec["folder"],
-            "prompt": request["prompt"],
-            "provider": request["provider"],
-            "model": image.model,
-            "size": image.details.get("size") or request.get("size"),
-            "quality": image.details.get("quality") or request.get("quality"),
-            "background": image.details.get("background") or request.get("background"),
-            "request_id": image.request_id,
-            "usage": image.usage,
-            "created": _iso(image.created),
-            "width": info["width"],
-            "height": info["height"],
-            "source_format": info["source_format"],
-            "sha256": hashlib.sha256(png).hexdigest(),
-            "bytes": len(png),
-        }
-        if request.get("variant"):
-            sidecar["variant"] = request["variant"]
-        atomic_write_bytes(png_file, png)
+        if outcome.info.get("converted_from"):
+            log(f"converted {outcome.info['converted_from']} answer to PNG")
+        paid = outcome.how != ledger.OFFLINE
+        catalog = load_catalog(settings.catalog_path) if paid else None
+        sidecar = sidecar_for(spec, outcome, catalog)
+        atomic_write_bytes(png_file, outcome.png)
         atomic_write_json(sidecar_file, sidecar)
-        log(f"wrote {png_file} ({len(png)} bytes, sha256 {sidecar['sha256']})")
+        if paid:
+            failures.note_success()
+        cost = (sidecar.get("cost") or {}).get("usd")
+        ledger.record(
+            spec["folder"],
+            spec["image_id"],
+            outcome.how,
+            cost if outcome.how == ledger.PAID else 0.0,
+            (sidecar.get("cost") or {}).get("price"),
+        )
+        log(f"wrote {png_file} ({len(outcome.png)} bytes, sha256 {sidecar['sha256']})")
     return sidecar

@@ -1,10 +1,11 @@
 """Pace API calls to the account's rate limit, shared by every image job of the process.
 
-The pace is the smaller of ``openai.requests_per_minute`` (config) and the limit the API reports
-in ``x-ratelimit-limit-requests`` (requests per minute), times a small safety margin, so calls go
-out evenly just under the limit instead of in bursts that earn 429s. When the API says
-``x-ratelimit-remaining-requests: 0`` or answers 429 with ``retry-after``, every job waits until
-then, rather than each retrying on its own.
+The pace is the smallest of ``openai.requests_per_minute`` (config) and the limits the API reports
+in ``x-ratelimit-limit-requests`` and, for image models limited in images per minute,
+``x-ratelimit-limit-images`` (each image request makes one image), times a small safety margin, so
+calls go out evenly just under the limit instead of in bursts that earn 429s. When the API says
+``x-ratelimit-remaining-requests: 0`` or ``x-ratelimit-remaining-images: 0``, or answers 429 with
+``retry-after``, every job waits until then, rather than each retrying on its own.
 """
 
 import re
@@ -12,6 +13,7 @@ import threading
 import time
 
 MARGIN = 0.97
+UNITS = ("requests", "images")  # x-ratelimit-*-<unit> headers that limit image generation
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
 
 
@@ -27,14 +29,14 @@ def parse_duration(text):
 class Pacer:
     def __init__(self, per_minute=None):
         self.configured = float(per_minute) if per_minute else None
-        self.reported = None
+        self.reported = {}  # "requests" / "images" -> the limit the API reported
         self._next = 0.0
         self._paused_until = 0.0
         self._lock = threading.Lock()
 
     @property
     def per_minute(self):
-        limits = [v for v in (self.configured, self.reported) if v]
+        limits = [v for v in (self.configured, *self.reported.values()) if v]
         return min(limits) * MARGIN if limits else None
 
     def wait(self):
@@ -51,16 +53,17 @@ class Pacer:
         """Learn from an answer's x-ratelimit-* headers."""
         if not headers:
             return
-        try:
-            limit = float(headers.get("x-ratelimit-limit-requests") or 0)
-        except ValueError:
-            limit = 0
-        if limit > 0:
-            self.reported = limit
-        if headers.get("x-ratelimit-remaining-requests") == "0":
-            reset = parse_duration(headers.get("x-ratelimit-reset-requests"))
-            if reset:
-                self.pause(reset)
+        for unit in UNITS:
+            try:
+                limit = float(headers.get(f"x-ratelimit-limit-{unit}") or 0)
+            except ValueError:
+                limit = 0
+            if limit > 0:
+                self.reported[unit] = limit
+            if str(headers.get(f"x-ratelimit-remaining-{unit}", "")).strip() == "0":
+                reset = parse_duration(headers.get(f"x-ratelimit-reset-{unit}"))
+                if reset:
+                    self.pause(reset)
 
     def pause(self, seconds):
         """Everyone waits ``seconds`` from now (a 429's retry-after, or an exhausted budget)."""

@@ -122,13 +122,13 @@ class WorkerClient:
 _client = WorkerClient()
 
 
-def make_image(spec_file, png_file, sidecar_file, log_file, config, in_worker=True):
+def make_image(spec_file, png_file, sidecar_file, log_file, settings, in_worker=True):
     """Make one image, in the worker process when ``in_worker`` (jobs running as threads of the
     main Snakemake process), else right here."""
     from image_batch.images.generate import make_image as make_here
 
-    args = (str(spec_file), str(png_file), str(sidecar_file), str(log_file), dict(config))
-    if not in_worker or not config.get("image_worker", True):
+    args = (str(spec_file), str(png_file), str(sidecar_file), str(log_file), settings)
+    if not in_worker or not settings.image_worker:
         return make_here(*args)
     return _client.make_image(*args)
 

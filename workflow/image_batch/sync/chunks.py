@@ -11,7 +11,6 @@ a row reruns only its own chunk (and the sync).
 
 import hashlib
 import math
-import os
 from pathlib import Path
 
 from image_batch.common.fileio import canonical_json, write_if_changed
@@ -54,18 +53,17 @@ def write_members(chunks):
     return written
 
 
-def touch(chunks, to_make):
-    """Make due again the digest of every chunk holding an image of ``to_make`` ({(folder, image_id)}):
-    its member list's mtime moves past the digest's. Returns how many were touched."""
-    touched = 0
+def missing_behind(chunks, to_make, images="results/images"):
+    """The PNGs of images to make whose chunk was already digested: deleted (or never made) behind
+    an up-to-date sync. Snakemake does not remake a missing intermediate file when what depends on it
+    is up to date, so these become targets of the run (a computation: nothing is touched)."""
+    missing = []
     for chunk, members in chunks.items():
-        digest = DIGEST_ROOT / f"{chunk}.json"
-        path = members_path(chunk)
-        try:
-            due = digest.stat().st_mtime >= path.stat().st_mtime
-        except FileNotFoundError:
-            continue  # no digest yet (or no member list): the chunk is due anyway
-        if due and any(member in to_make for member in members):
-            os.utime(path)
-            touched += 1
-    return touched
+        if not (DIGEST_ROOT / f"{chunk}.json").exists():
+            continue  # never digested: the chunk job is due anyway, and makes its images
+        for folder, image_id in members:
+            if (folder, image_id) in to_make:
+                base = Path(images) / folder / image_id
+                if not (base.with_suffix(".png").exists() and base.with_suffix(".json").exists()):
+                    missing.append(f"{base}.png")
+    return missing

@@ -17,7 +17,8 @@ from pathlib import Path, PurePosixPath
 
 from image_batch.common.fileio import HOST, atomic_write_bytes, canonical_json, file_digests
 from image_batch.common.joblog import JobLog
-from image_batch.costs import cost
+from image_batch.common.settings import Destination
+from image_batch.costs import bill
 
 MARKER_NAME = "_SUCCESS.json"
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
@@ -47,6 +48,13 @@ def digest(paths, images_root, names=None):
         name = names[index] if names is not None else Path(path).relative_to(root).as_posix()
         out.append({"name": name, "size": size, "md5": md5, "sha256": sha})
     return out
+
+
+def write_destination(destination, output, log_file=None):
+    """The record_destination rule: where this run syncs (decided when its Snakefile was parsed)."""
+    atomic_write_bytes(output, canonical_json(dict(destination)).encode("utf-8"), durable=False)
+    with JobLog(log_file) as log:
+        log(f"this run syncs to {Destination(**destination).describe()}")
 
 
 def write_chunk_digest(paths, output, images_root="results/images", names=None):
@@ -295,27 +303,25 @@ def sync(
     settings=None,
     target=None,
     chunk_files=None,
-    prices=None,
     local_paths=None,
 ):
     """Sync ``paths`` (files under ``images_root``), or the files listed in ``chunk_files``, to
     ``destination``; return the marker dict.  ``settings`` is the config's ``sync`` section
     (concurrency, retry_mode, max_attempts).  ``local_paths`` maps a chunk entry's name to where
     the file is, when not under ``images_root`` (a storage provider's local copies)."""
-    settings = settings or {}
-    target = target or make_target(
-        destination,
-        int(settings.get("concurrency", 16)),
-        settings.get("retry_mode", "standard"),
-        int(settings.get("max_attempts", 10)),
-    )
+    if target is None:
+        target = (
+            make_target(destination, settings.concurrency, settings.retry_mode, settings.max_attempts)
+            if settings is not None
+            else make_target(destination)
+        )
     with JobLog(log_file) as log:
         try:
             if chunk_files is not None:
                 files = collect_chunks(chunk_files, images_root, destination.prefix, local_paths)
             else:
                 files = collect(paths, images_root, destination.prefix)
-            return _sync(files, destination, local_marker, target, log, prices)
+            return _sync(files, destination, local_marker, target, log)
         except Exception as exc:
             from botocore.exceptions import BotoCoreError, ClientError
 
@@ -328,7 +334,24 @@ def sync(
             raise
 
 
-def _sync(files, destination, local_marker, target, log, prices):
+def _sidecars(files):
+    for item in files:
+        if item.path.endswith(".json"):
+            try:
+                with open(item.path, encoding="utf-8") as handle:
+                    yield json.load(handle)
+            except (OSError, ValueError):
+                continue
+
+
+def _objects(marker_bytes):
+    try:
+        return json.loads(marker_bytes).get("objects")
+    except (ValueError, AttributeError):
+        return None  # a broken marker: written again
+
+
+def _sync(files, destination, local_marker, target, log):
     marker_key = f"{destination.prefix}{MARKER_NAME}"
     files = sorted(files, key=lambda f: f.key)
     log(f"syncing {len(files)} files to {destination.describe()}")
@@ -357,11 +380,11 @@ def _sync(files, destination, local_marker, target, log, prices):
             raise SyncError(f"{len(bad)} upload(s) could not be verified, e.g. {bad[0]}; no marker written")
         log(f"uploaded and verified {len(to_upload)} files")
     marker = _marker(destination, files, len(to_upload), listing)
-    marker["cost"] = cost.report_for_files([f.path for f in files], prices)
-    log(cost.describe_report(marker["cost"]))
+    marker["cost"] = bill.report(_sidecars(files))
+    log(bill.describe_report(marker["cost"]))
     if not to_upload and marker_key in remote and previous is None:
         previous = target.read(marker_key)
-    if to_upload or previous is None or json.loads(previous).get("objects") != marker["objects"]:
+    if to_upload or previous is None or _objects(previous) != marker["objects"]:
         target.put(marker_key, canonical_json(marker).encode("utf-8"))
         log(f"wrote marker {marker_key}")
     else:
@@ -371,19 +394,16 @@ def _sync(files, destination, local_marker, target, log, prices):
     return marker
 
 
-def sync_job(inputs, local_marker, log_file, config, names=None):
+def sync_job(inputs, local_marker, log_file, settings, names=None):
     """The sync rule: the chunk digests and the destination recorded by the main process (its
     inputs ``chunks`` and ``destination``); with ``names``, its input ``images`` are those files'
     local copies (a storage provider's), in the same order."""
-    from image_batch.common.settings import Destination
-
     return sync(
         None,
         Destination.read(inputs.destination),
         local_marker,
         log_file,
-        settings=config["sync"],
+        settings=settings.sync,
         chunk_files=inputs.chunks,
-        prices=config.get("prices"),
         local_paths=dict(zip(names, inputs.images, strict=False)) if names else None,
     )

@@ -1,0 +1,255 @@
+"""What only a real run does, once it has started (Snakemake's ``onstart``: the DAG is built, no job
+has run; never in a dry run, ``--touch``, ``--lint``, ``--report`` ...), and how it ends.
+
+At the start: take the run lock, clear the previous run's stop flag and dead writers' temp files,
+record the run (its estimate, the sheet for ``--report``), settle the response store's format,
+submit and wait for batches (``mode: batch``), start the progress line. At the end: the summary.
+"""
+
+import datetime
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from image_batch.common.fileio import atomic_write_bytes, remove_stale_parts
+from image_batch.costs.bill import money
+from image_batch.descriptions.specs import write_manifest
+from image_batch.images import failures
+from image_batch.images.store import is_remote, open_store, store_root
+from image_batch.run import ledger, lock
+
+LAST_RUN = Path("results/logs/last-run.json")
+SUMMARY_LOG = Path("results/logs/summary.log")
+MARKER = Path("results/_SUCCESS.json")
+
+
+class Run:
+    """One real run: started by :func:`start`, ended by :func:`finish`."""
+
+    def __init__(self, plan, to_make):
+        self.plan = plan
+        self.to_make = to_make  # (folder, image_id) of the image jobs this run will run
+        now = datetime.datetime.now(datetime.UTC)
+        self.started = now
+        self.id = now.strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}"
+        self.ledger = ledger.path_for(self.id)
+        self.progress = None
+        self.ended = False
+        self.summary = None
+
+    def record(self):
+        return {
+            "run": self.id,
+            "started": self.started.isoformat(timespec="seconds"),
+            "input_csv": self.plan.settings.input_csv,
+            "input_sheet": self.plan.settings.input_sheet,
+            "provider": self.plan.choices.provider,
+            "images": len(self.plan.images),
+            "image_jobs": len(self.to_make),
+            "destination": self.plan.choices.destination.describe(),
+            "estimate": self.plan.estimate,
+        }
+
+
+_current = []
+
+
+def image_jobs(workflow, rule="generate_image"):
+    """(folder, image_id) of the image jobs this run will run (from the DAG Snakemake built)."""
+    return [
+        (job.wildcards_dict["folder"], job.wildcards_dict["image_id"])
+        for job in workflow.dag.needrun_jobs()
+        if job.rule.name == rule
+    ]
+
+
+def acts(workflow):
+    """Whether this invocation really runs jobs (not a dry run, not --touch)."""
+    return not workflow.dryrun and not workflow.touch
+
+
+def start(workflow, plan, out=sys.stderr):
+    """``onstart``: everything a real run does before its first job."""
+    if not acts(workflow):
+        return None
+    lock.acquire()
+    # No other run is alive here: temp files under results/ are leftovers of a dead one.
+    remove_stale_parts("results", only_dead_writers=False)
+    root = store_root(plan.settings)
+    if not is_remote(root):
+        # the store may be shared with runs in other folders (or containers, whose pids we cannot
+        # see): only temp files of dead writers that are also old enough to be abandoned
+        remove_stale_parts(root, min_age=600)
+    failures.clear_stop()
+    failures.clear_streak()
+    run = Run(plan, image_jobs(workflow))
+    _current.append(run)
+    os.environ[ledger.VARIABLE] = str(run.ledger)
+    record = run.record()
+    text = (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8")
+    atomic_write_bytes(ledger.RUNS / f"{run.id}.json", text, durable=False)
+    atomic_write_bytes(LAST_RUN, text, durable=False)
+    write_manifest(plan.specs)
+    if plan.paid:
+        note = open_store(plan.settings).adopt(plan.endpoint)
+        if note:
+            print(f"Image.Batch: {note}", file=out)
+    if plan.settings.mode == "batch" and getattr(plan_provider(plan), "batch", False):
+        from image_batch.images.batch import run_before_jobs
+
+        run_before_jobs([plan.spec_of(*image) for image in run.to_make], plan.settings)
+    if plan.settings.progress_seconds and run.to_make:
+        run.progress = Progress(run, plan.settings.progress_seconds, out)
+        run.progress.start()
+    return run
+
+
+def plan_provider(plan):
+    from image_batch.providers import provider_class
+
+    return provider_class(plan.choices.provider)
+
+
+def finish(plan, ok):
+    """``onsuccess`` / ``onerror``: stop the progress line, keep the summary in the log; it is
+    printed when the process exits (:func:`at_exit`), after Snakemake's own last lines."""
+    if not _current or _current[-1].ended:
+        return
+    run = _current[-1]
+    run.ended = True
+    if run.progress:
+        run.progress.stop()
+    run.summary = summary(run, ok)
+    SUMMARY_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with open(SUMMARY_LOG, "a", encoding="utf-8") as handle:
+        handle.write(f"{run.started.isoformat(timespec='seconds')} run {run.id}\n" + "\n".join(run.summary) + "\n\n")
+
+
+def at_exit(workflow, plan, out=sys.stderr):
+    """The last words of a real run: its summary (or, when Snakemake found nothing to do and so
+    called neither onstart nor onsuccess, that everything is made). Nothing for other modes."""
+    if _current:
+        lines = getattr(_current[-1], "summary", None)
+        if lines:
+            print("\n".join(lines), file=out, flush=True)
+        return
+    if workflow.executor_plugin is None or not acts(workflow):
+        return
+    where = plan.choices.destination.describe()
+    print(
+        f"Image.Batch: summary: nothing to do: all {len(plan.images)} image(s) are made and synced to {where}"
+        + (f" (marker {MARKER})" if MARKER.exists() else ""),
+        file=out,
+        flush=True,
+    )
+
+
+def _read_marker(run):
+    try:
+        marker = json.loads(MARKER.read_text(encoding="utf-8"))
+        created = datetime.datetime.fromisoformat(marker["created"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return marker if created >= run.started.replace(microsecond=0) else None
+
+
+def summary(run, ok):
+    """The end-of-run summary: made, served from the store, failed (listed), placeholders, cost
+    against the estimate, destination and markers."""
+    plan = run.plan
+    counts = ledger.Reader(run.ledger).read().counts()
+    made = counts[ledger.PAID] + counts[ledger.STORE] + counts[ledger.OFFLINE]
+    lines = [f"Image.Batch: summary of run {run.id} ({'finished' if ok else 'ended with errors'})"]
+    parts = [f"{len(plan.images)} image(s) in the sheet", f"{len(run.to_make)} to make"]
+    parts.append(
+        f"{made} made ({counts[ledger.PAID]} paid for, {counts[ledger.STORE]} served from the response store"
+        + (f", {counts[ledger.OFFLINE]} OFFLINE PLACEHOLDERS" if counts[ledger.OFFLINE] else "")
+        + ")"
+    )
+    parts.append(f"{counts[ledger.FAILED]} failed")
+    not_run = len(run.to_make) - made - counts[ledger.FAILED]
+    if not_run > 0:
+        parts.append(f"{not_run} not made")
+    lines.append("  images: " + ", ".join(parts))
+    if plan.paid:
+        estimate = plan.estimate or {}
+        batch = plan.settings.mode == "batch"
+        guess = estimate.get("batch" if batch else "live")
+        text = f"  cost: {money(counts['usd'])} paid in this run"
+        if counts["unpriced"]:
+            text += f" (+{counts['unpriced']} unpriced)"
+        if guess is not None:
+            text += f"; estimate before the run: {money(guess)}"
+            if guess:
+                text += f" ({(counts['usd'] - guess) / guess:+.0%})"
+            if estimate.get("unpriced"):
+                text += f" (+{estimate['unpriced']} unpriced)"
+        lines.append(text)
+    marker = _read_marker(run)
+    if marker is not None:
+        total = (marker.get("cost") or {}).get("total")
+        cost = f"; all images {money(total)}" if total is not None and plan.paid else ""
+        lines.append(
+            f"  destination: {marker.get('destination')} ({marker['counts']['uploaded']} file(s) sent); "
+            f"markers: {marker.get('destination')}_SUCCESS.json and {MARKER}{cost}"
+        )
+        removed = marker.get("removed") or {}
+        if removed.get("listed"):
+            lines.append(f"  removed rows: {removed['summary']}")
+    else:
+        lines.append(f"  destination: {plan.choices.destination.describe()}: not synced in this run")
+    failed = plan.failure_summary()
+    if failed:
+        lines.extend("  " + line for line in failed.splitlines())
+    lines.append(f"  log: {SUMMARY_LOG}; images: results/images/; ledger: {run.ledger}")
+    return lines
+
+
+class Progress:
+    """A progress line every few seconds: done / total, rate, time left, cost so far."""
+
+    def __init__(self, run, every, out):
+        self.run, self.every, self.out = run, float(every), out
+        self.reader = ledger.Reader(run.ledger)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="image-batch-progress", daemon=True)
+        self.began = time.monotonic()
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+    def _loop(self):
+        while not self._stop.wait(self.every):
+            print(f"Image.Batch: {self.line()}", file=self.out, flush=True)
+
+    def line(self):
+        counts = self.reader.read().counts()
+        total = len(self.run.to_make)
+        done = counts[ledger.PAID] + counts[ledger.STORE] + counts[ledger.OFFLINE] + counts[ledger.FAILED]
+        elapsed = max(time.monotonic() - self.began, 1e-6)
+        rate = done / elapsed
+        left = (total - done) / rate if rate > 0 else None
+        text = f"progress: {done:,} of {total:,} image(s), {rate:.1f}/s"
+        if left is not None and done < total:
+            text += f", about {_duration(left)} left"
+        if counts[ledger.FAILED]:
+            text += f", {counts[ledger.FAILED]} failed"
+        if self.run.plan.paid:
+            text += f", {money(counts['usd'])} so far"
+        return text
+
+
+def _duration(seconds):
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -1,0 +1,74 @@
+"""The run's ledger: one line per image job of a real run (made and paid, served from the response
+store, placeholder, failed; and what it cost), appended by the jobs as they end. The progress
+line and the end-of-run summary read it. Its path reaches the jobs (threads, the image worker)
+through the environment variable :data:`VARIABLE`, set when the run starts."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+VARIABLE = "IMAGE_BATCH_LEDGER"
+RUNS = Path("results/logs/runs")
+
+PAID, STORE, OFFLINE, FAILED = "paid", "store", "offline", "failed"
+
+
+def path_for(run_id):
+    return RUNS / f"{run_id}.jsonl"
+
+
+def record(folder, image_id, outcome, usd=None, price=None):
+    """Append one image's outcome to the current run's ledger (nothing outside a real run)."""
+    target = os.environ.get(VARIABLE)
+    if not target:
+        return
+    line = json.dumps(
+        {"image": f"{folder}/{image_id}", "outcome": outcome, "usd": usd, "price": price, "t": round(time.time(), 3)}
+    )
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))  # one write per line: lines never interleave
+    finally:
+        os.close(fd)
+
+
+class Reader:
+    """Reads a ledger as it grows (the progress thread calls :meth:`read` every few seconds)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.offset = 0
+        self.partial = b""
+        self.entries = {}  # image -> last entry (a retried job's last word counts)
+
+    def read(self):
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return self
+        self.offset += len(data)
+        data = self.partial + data
+        lines = data.split(b"\n")
+        self.partial = lines.pop()
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            self.entries[entry.get("image")] = entry
+        return self
+
+    def counts(self):
+        out = {PAID: 0, STORE: 0, OFFLINE: 0, FAILED: 0, "usd": 0.0, "unpriced": 0}
+        for entry in self.entries.values():
+            out[entry["outcome"]] = out.get(entry["outcome"], 0) + 1
+            if entry["outcome"] == PAID:
+                if entry.get("usd") is None:
+                    out["unpriced"] += 1
+                else:
+                    out["usd"] += float(entry["usd"])
+        return out
