@@ -14,6 +14,7 @@ from PIL import Image
 from tests.support.fake_openai import FakeOpenAI, expected_color
 
 ENDPOINT = "/v1/images/generations"
+MODEL = "gpt-image-2.5-sunburst"  # the workflow's default model
 BATCH_EXPIRED = {
     "code": "batch_expired",
     "message": "This request could not be executed before the completion window expired.",
@@ -36,7 +37,7 @@ def request(custom_id, prompt, **body):
         "custom_id": custom_id,
         "method": "POST",
         "url": ENDPOINT,
-        "body": {"model": "gpt-image-1", "prompt": prompt, "size": "1024x1024", **body},
+        "body": {"model": MODEL, "prompt": prompt, "size": "1024x1024", **body},
     }
 
 
@@ -82,10 +83,11 @@ def test_round_trip_upload_create_poll_download(srv, client):
     assert (batch.request_counts.total, batch.request_counts.completed) == (0, 0)
 
     done = client.batches.retrieve(batch.id)  # batch_polls_to_complete defaults to 1
-    assert done.status == "completed" and done.model == "gpt-image-1" and done.errors is None
+    assert done.status == "completed" and done.model == MODEL and done.errors is None
     assert done.in_progress_at and done.finalizing_at and done.completed_at and done.error_file_id is None
     assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (2, 2, 0)
-    assert done.usage.output_tokens == 272 * 3 and done.usage.total_tokens == 3 + 3 + 272 * 3
+    # 1024x1024 image tokens (research §4): medium 1756, high 7024; text: ceil(characters / 4) = 3 and 3.
+    assert done.usage.output_tokens == 1756 + 2 * 7024 and done.usage.total_tokens == 3 + 3 + 1756 + 2 * 7024
     assert client.files.retrieve(done.output_file_id).purpose == "batch_output"
 
     out = {line["custom_id"]: line for line in lines(client, done.output_file_id)}
@@ -119,14 +121,14 @@ def test_round_trip_upload_create_poll_download(srv, client):
 )
 def test_batch_body_is_the_live_body(srv, client, params):
     prompt = "a lighthouse at dusk"
-    live = client.images.with_raw_response.generate(model="gpt-image-1", prompt=prompt, **params)
+    live = client.images.with_raw_response.generate(model=MODEL, prompt=prompt, **params)
     batch = submit(
         client,
         {
             "custom_id": "x",
             "method": "POST",
             "url": ENDPOINT,
-            "body": {"model": "gpt-image-1", "prompt": prompt, **params},
+            "body": {"model": MODEL, "prompt": prompt, **params},
         },
     )
     [line] = lines(client, client.batches.retrieve(batch.id).output_file_id)
@@ -137,10 +139,10 @@ def test_batch_body_is_the_live_body(srv, client, params):
 def test_created_is_the_answer_time_without_fixed_created():
     with FakeOpenAI(api_key="sk-test") as server:
         client = OpenAI(api_key="sk-test", base_url=server.base_url, max_retries=0, timeout=10)
-        live = client.images.with_raw_response.generate(model="gpt-image-1", prompt="a kite").http_response.json()
+        live = client.images.with_raw_response.generate(model=MODEL, prompt="a kite").http_response.json()
         batch = submit(
             client,
-            {"custom_id": "k", "method": "POST", "url": ENDPOINT, "body": {"model": "gpt-image-1", "prompt": "a kite"}},
+            {"custom_id": "k", "method": "POST", "url": ENDPOINT, "body": {"model": MODEL, "prompt": "a kite"}},
         )
         [line] = lines(client, client.batches.retrieve(batch.id).output_file_id)
     body = line["response"]["body"]
@@ -162,7 +164,7 @@ def test_errors_go_to_the_error_file_with_the_live_answer(srv, client):
         request("garbled", "garbled data"),
         request("first", "twice told"),
         request("second", "twice told"),
-        {"custom_id": "noprompt", "method": "POST", "url": ENDPOINT, "body": {"model": "gpt-image-1"}},
+        {"custom_id": "noprompt", "method": "POST", "url": ENDPOINT, "body": {"model": MODEL}},
     )
     done = client.batches.retrieve(batch.id)
     assert done.status == "completed"
@@ -471,7 +473,7 @@ def test_batch_lines_use_no_rate_limit_slots():
         client = OpenAI(api_key="sk-test", base_url=server.base_url, max_retries=0, timeout=10)
         done = client.batches.retrieve(submit(client, *prompts(3)).id)
         assert done.request_counts.completed == 3
-        client.images.generate(model="gpt-image-1", prompt="live after the batch")  # the one slot is still free
+        client.images.generate(model=MODEL, prompt="live after the batch")  # the one slot is still free
 
 
 def test_concurrent_polls_answer_each_line_once(srv, client):

@@ -46,8 +46,9 @@ def test_generate_returns_png_of_prompt_colour(srv, client):
     assert image.format == "PNG" and image.size == (64, 64)
     assert image.convert("RGB").getpixel((10, 10)) == expected_color("a red fox")
     assert response.size == "1024x1024" and response.output_format == "png" and response.quality == "medium"
-    assert response.usage.input_tokens == 3 and response.usage.output_tokens == 272
-    assert response.usage.total_tokens == 275
+    # gpt-image-2, medium, 1024x1024: 1756 image tokens (research §4); "a red fox": ceil(9 / 4) = 3 text tokens.
+    assert response.usage.input_tokens == 3 and response.usage.output_tokens == 1756
+    assert response.usage.total_tokens == 1759
     [call] = srv.calls_for("a red fox")
     assert call["status"] == 200 and call["path"] == "/v1/images/generations"
     assert call["headers"]["authorization"] == "Bearer sk-test"
@@ -96,7 +97,7 @@ def test_response_format_is_rejected_for_gpt_image(srv, client):
 
 def test_unknown_model_and_missing_prompt(client):
     with pytest.raises(openai.NotFoundError) as caught:
-        generate(client, model="dall-e-3")
+        generate(client, model="gpt-image-9")
     assert caught.value.code == "model_not_found"
     with pytest.raises(openai.BadRequestError):
         generate(client, prompt="")
@@ -195,7 +196,7 @@ def test_main_prints_ready_and_stops_on_sigterm():
         assert line[0] == "READY" and line[1].startswith("http://127.0.0.1:")
         request = urllib.request.Request(
             line[1] + "/images/generations",
-            data=json.dumps({"model": "gpt-image-1", "prompt": "hi"}).encode(),
+            data=json.dumps({"model": "gpt-image-2", "prompt": "hi"}).encode(),
             headers={"Authorization": "Bearer x", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=5) as answer:
@@ -217,7 +218,7 @@ def test_main_prints_ready_and_stops_on_sigterm():
         ("slow_down", openai.RateLimitError, 429, "slow_down"),
         ("bad_gateway", openai.InternalServerError, 502, None),
         ("content_policy", openai.BadRequestError, 400, "content_policy_violation"),
-        ("billing", openai.RateLimitError, 429, "billing_hard_limit_reached"),
+        ("billing", openai.BadRequestError, 400, "billing_hard_limit_reached"),
         ("forbidden", openai.PermissionDeniedError, 403, None),
         ("model_not_found", openai.NotFoundError, 404, "model_not_found"),
     ],
@@ -368,7 +369,7 @@ def test_rate_limiter_burst_gets_429_with_retry_after():
         client = OpenAI(api_key="sk-any", base_url=server.base_url, max_retries=0, timeout=10)
         remaining = []
         for index in range(3):
-            raw = client.images.with_raw_response.generate(model="gpt-image-1", prompt=f"burst {index}")
+            raw = client.images.with_raw_response.generate(model="gpt-image-2", prompt=f"burst {index}")
             assert raw.headers["x-ratelimit-limit-requests"] == "3"
             remaining.append(raw.headers["x-ratelimit-remaining-requests"])
         assert remaining == ["2", "1", "0"]

@@ -16,7 +16,9 @@ no files yet) and earlier ones ``in_progress`` with ``request_counts`` growing. 
 ``cancelling``, then ``cancelled`` at the next retrieve.
 
 Lines are answered with the live endpoint's own logic (``_validate``, ``_pick``, ``_answer``, ``_success``), so a
-prompt's ``response.body`` equals a live answer's (only ``created`` may differ: set ``fixed_created``), and
+prompt's ``response.body`` equals a live answer's (only ``created`` may differ: set ``fixed_created``; and a
+moderation refusal names the line's own request id), a line the real API refuses on the server's ``today`` (a
+retired or unknown model, a size or quality the model does not take, ...) gets the live 4xx body, and
 ``fail_times`` / ``set_fault_mix`` draws are used up by batch lines as by live calls.  As in the real API, the
 output file holds the 200 answers and the error file the other answers (``response.status_code`` 4xx/5xx with the
 live error body; ``error`` null) plus the lines never run: ``response`` null and ``error`` ``batch_expired`` (or
@@ -555,18 +557,18 @@ class BatchAPI:
             "request_id": f"req_{uuid.uuid4().hex}",
             "time": time.time(),
         }
-        problem = self._validate(body)
+        settings, problem = self._validate(body)
         if problem:
             status, answer, _ = problem
         else:
             behavior, record["rule"] = self._pick(body["prompt"])
             kind = record["behavior"] = behavior.kind
             if kind in live._FAULTS:
-                status, answer, _ = self._answer(body, behavior)
+                status, answer, _ = self._answer(body, behavior, record["request_id"], settings)
             elif kind in _NO_JSON_ANSWER:
                 status, answer, _ = self._answer(body, live.Behavior("server_error"))
             else:  # a 200 as live, bad data included; "slow" does not sleep
-                status, answer = 200, self._success(body, kind)
+                status, answer = 200, self._success(body, kind, settings)
         record.update(status=status, paid=status == 200)
         return status, answer, record
 
