@@ -601,8 +601,9 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         if kind == "moderation":
             status, answer = real.moderation_error(request_id or "req_unknown")
             return status, answer, {}
-        if kind == "retired_model":
-            status, answer = real.retired_error(model, self.retired_answer, self.current_models)
+        if kind == "retired_model":  # as if the model had just been shut down: it is no longer among today's
+            supported = [name for name in self.current_models if name != model]
+            status, answer = real.retired_error(model, self.retired_answer, supported)
             return status, answer, {}
         if kind in _FAULTS:
             status, message, type_, code, extra = _FAULTS[kind]
