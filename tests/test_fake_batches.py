@@ -482,3 +482,60 @@ def test_concurrent_polls_answer_each_line_once(srv, client):
         statuses = set(pool.map(lambda _: client.batches.retrieve(batch.id).status, range(8)))
     assert statuses == {"completed"} and srv.batch_lines_answered == 6
     assert len(lines(client, srv.batch(batch.id)["output_file_id"])) == 6
+
+
+# -- lines follow the real API of the server's "today" ----------------------------------------------------------------
+
+
+def test_lines_with_a_retired_model_get_the_live_400(srv, client):
+    live = client.images.with_raw_response  # the same request live, for its answer
+    with pytest.raises(openai.BadRequestError) as caught:
+        live.generate(model="gpt-image-1", prompt="an old model", size="1024x1024")
+    retired = [request(f"r{index}", f"an old model {index}", model="gpt-image-1") for index in range(2)]
+    done = client.batches.retrieve(submit(client, *retired).id)
+    assert done.status == "completed" and done.model == "gpt-image-1" and done.output_file_id is None
+    assert (done.request_counts.completed, done.request_counts.failed) == (0, 2)
+    errors = lines(client, done.error_file_id)
+    assert [line["response"]["status_code"] for line in errors] == [400, 400]
+    assert all(line["response"]["body"] == caught.value.response.json() for line in errors)
+    error = errors[0]["response"]["body"]["error"]
+    assert (error["code"], error["param"]) == ("invalid_value", "model")
+    assert error["message"].startswith("Invalid value: 'gpt-image-1'. Supported values are: 'gpt-image-1-mini', ")
+    assert srv.batch_stats()["paid"] == 0
+
+
+def test_lines_are_validated_and_billed_per_model(srv, client):
+    srv.set_behavior("forbidden", "moderation")
+    done = client.batches.retrieve(
+        submit(
+            client,
+            request("xhigh", "fine detail", quality="xhigh"),
+            request("odd", "odd size", size="1792x936"),
+            request("complex", "planned", complexity="low"),
+            request("mod", "a forbidden thing"),
+            request("auto", "defaults", size="auto", quality="auto"),
+        ).id
+    )
+    out = {line["custom_id"]: line["response"]["body"] for line in lines(client, done.output_file_id)}
+    errors = {line["custom_id"]: line["response"] for line in lines(client, done.error_file_id)}
+    assert set(out) == {"xhigh", "auto"} and set(errors) == {"odd", "complex", "mod"}
+    assert out["xhigh"]["usage"]["output_tokens"] == 15804  # 1024x1024 at the assumed xhigh factor 144
+    assert out["xhigh"]["usage"]["input_tokens"] == 3  # ceil(len("fine detail") / 4)
+    assert (out["auto"]["size"], out["auto"]["quality"], out["auto"]["usage"]["output_tokens"]) == (
+        "1024x1024",
+        "medium",
+        1756,
+    )
+    assert errors["odd"]["body"]["error"]["message"] == (
+        "Invalid size '1792x936'. Width and height must both be divisible by 16."
+    )
+    assert errors["complex"]["body"]["error"]["code"] == "unknown_parameter"  # 2.5 takes no complexity
+    moderation = errors["mod"]["body"]["error"]
+    assert moderation["code"] == "moderation_blocked" and errors["mod"]["request_id"] in moderation["message"]
+    assert done.usage.output_tokens == 15804 + 1756 and done.usage.input_tokens == 3 + 2
+
+
+def test_complexity_lines_on_2_6(client):
+    planned = [request(c, f"plan {c}", model="gpt-image-2.6-flare", complexity=c) for c in ("low", "high")]
+    done = client.batches.retrieve(submit(client, *planned).id)
+    assert done.request_counts.completed == 2 and done.usage.output_tokens == 2 * 1756

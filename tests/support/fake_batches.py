@@ -24,9 +24,9 @@ output file holds the 200 answers and the error file the other answers (``respon
 live error body; ``error`` null) plus the lines never run: ``response`` null and ``error`` ``batch_expired`` (or
 ``batch_cancelled``).  Per-prompt behaviours in batch mode: GOOD kinds and ``not_image`` / ``bad_base64`` give the
 same 200 body as live ("slow" does not sleep); canned JSON faults (every PERMANENT kind, ``rate_limit``,
-``server_error``, ``overloaded``, ``timeout_408``, ``conflict_409``, ``slow_down``) give error lines with the
-live status and body; faults that have no JSON answer (``reset``, ``truncated``, ``bad_gateway``) give a 500
-``server_error`` line.  ``request_counts.failed`` counts every error-file line, so a finished batch has
+``bad_retry_after``, ``server_error``, ``overloaded``, ``timeout_408``, ``conflict_409``, ``slow_down``) give error
+lines with the live status and body; faults that have no JSON answer (``reset``, ``truncated``, ``bad_gateway``)
+give a 500 ``server_error`` line.  ``request_counts.failed`` counts every error-file line, so a finished batch has
 ``completed + failed == total``.
 
 Batch lines are not live calls: they are logged in ``batch_lines`` (``batch_paid_lines`` bill at half price, see
