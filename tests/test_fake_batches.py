@@ -14,6 +14,7 @@ from PIL import Image
 from tests.support.fake_openai import FakeOpenAI, expected_color
 
 ENDPOINT = "/v1/images/generations"
+MODEL = "gpt-image-2.5-sunburst"  # the workflow's default model
 BATCH_EXPIRED = {
     "code": "batch_expired",
     "message": "This request could not be executed before the completion window expired.",
@@ -36,7 +37,7 @@ def request(custom_id, prompt, **body):
         "custom_id": custom_id,
         "method": "POST",
         "url": ENDPOINT,
-        "body": {"model": "gpt-image-1", "prompt": prompt, "size": "1024x1024", **body},
+        "body": {"model": MODEL, "prompt": prompt, "size": "1024x1024", **body},
     }
 
 
@@ -82,10 +83,11 @@ def test_round_trip_upload_create_poll_download(srv, client):
     assert (batch.request_counts.total, batch.request_counts.completed) == (0, 0)
 
     done = client.batches.retrieve(batch.id)  # batch_polls_to_complete defaults to 1
-    assert done.status == "completed" and done.model == "gpt-image-1" and done.errors is None
+    assert done.status == "completed" and done.model == MODEL and done.errors is None
     assert done.in_progress_at and done.finalizing_at and done.completed_at and done.error_file_id is None
     assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (2, 2, 0)
-    assert done.usage.output_tokens == 272 * 3 and done.usage.total_tokens == 3 + 3 + 272 * 3
+    # 1024x1024 image tokens (research §4): medium 1756, high 7024; text: ceil(characters / 4) = 3 and 3.
+    assert done.usage.output_tokens == 1756 + 2 * 7024 and done.usage.total_tokens == 3 + 3 + 1756 + 2 * 7024
     assert client.files.retrieve(done.output_file_id).purpose == "batch_output"
 
     out = {line["custom_id"]: line for line in lines(client, done.output_file_id)}
@@ -119,14 +121,14 @@ def test_round_trip_upload_create_poll_download(srv, client):
 )
 def test_batch_body_is_the_live_body(srv, client, params):
     prompt = "a lighthouse at dusk"
-    live = client.images.with_raw_response.generate(model="gpt-image-1", prompt=prompt, **params)
+    live = client.images.with_raw_response.generate(model=MODEL, prompt=prompt, **params)
     batch = submit(
         client,
         {
             "custom_id": "x",
             "method": "POST",
             "url": ENDPOINT,
-            "body": {"model": "gpt-image-1", "prompt": prompt, **params},
+            "body": {"model": MODEL, "prompt": prompt, **params},
         },
     )
     [line] = lines(client, client.batches.retrieve(batch.id).output_file_id)
@@ -137,10 +139,10 @@ def test_batch_body_is_the_live_body(srv, client, params):
 def test_created_is_the_answer_time_without_fixed_created():
     with FakeOpenAI(api_key="sk-test") as server:
         client = OpenAI(api_key="sk-test", base_url=server.base_url, max_retries=0, timeout=10)
-        live = client.images.with_raw_response.generate(model="gpt-image-1", prompt="a kite").http_response.json()
+        live = client.images.with_raw_response.generate(model=MODEL, prompt="a kite").http_response.json()
         batch = submit(
             client,
-            {"custom_id": "k", "method": "POST", "url": ENDPOINT, "body": {"model": "gpt-image-1", "prompt": "a kite"}},
+            {"custom_id": "k", "method": "POST", "url": ENDPOINT, "body": {"model": MODEL, "prompt": "a kite"}},
         )
         [line] = lines(client, client.batches.retrieve(batch.id).output_file_id)
     body = line["response"]["body"]
@@ -162,7 +164,7 @@ def test_errors_go_to_the_error_file_with_the_live_answer(srv, client):
         request("garbled", "garbled data"),
         request("first", "twice told"),
         request("second", "twice told"),
-        {"custom_id": "noprompt", "method": "POST", "url": ENDPOINT, "body": {"model": "gpt-image-1"}},
+        {"custom_id": "noprompt", "method": "POST", "url": ENDPOINT, "body": {"model": MODEL}},
     )
     done = client.batches.retrieve(batch.id)
     assert done.status == "completed"
@@ -471,7 +473,7 @@ def test_batch_lines_use_no_rate_limit_slots():
         client = OpenAI(api_key="sk-test", base_url=server.base_url, max_retries=0, timeout=10)
         done = client.batches.retrieve(submit(client, *prompts(3)).id)
         assert done.request_counts.completed == 3
-        client.images.generate(model="gpt-image-1", prompt="live after the batch")  # the one slot is still free
+        client.images.generate(model=MODEL, prompt="live after the batch")  # the one slot is still free
 
 
 def test_concurrent_polls_answer_each_line_once(srv, client):
@@ -480,3 +482,60 @@ def test_concurrent_polls_answer_each_line_once(srv, client):
         statuses = set(pool.map(lambda _: client.batches.retrieve(batch.id).status, range(8)))
     assert statuses == {"completed"} and srv.batch_lines_answered == 6
     assert len(lines(client, srv.batch(batch.id)["output_file_id"])) == 6
+
+
+# -- lines follow the real API of the server's "today" ----------------------------------------------------------------
+
+
+def test_lines_with_a_retired_model_get_the_live_400(srv, client):
+    live = client.images.with_raw_response  # the same request live, for its answer
+    with pytest.raises(openai.BadRequestError) as caught:
+        live.generate(model="gpt-image-1", prompt="an old model", size="1024x1024")
+    retired = [request(f"r{index}", f"an old model {index}", model="gpt-image-1") for index in range(2)]
+    done = client.batches.retrieve(submit(client, *retired).id)
+    assert done.status == "completed" and done.model == "gpt-image-1" and done.output_file_id is None
+    assert (done.request_counts.completed, done.request_counts.failed) == (0, 2)
+    errors = lines(client, done.error_file_id)
+    assert [line["response"]["status_code"] for line in errors] == [400, 400]
+    assert all(line["response"]["body"] == caught.value.response.json() for line in errors)
+    error = errors[0]["response"]["body"]["error"]
+    assert (error["code"], error["param"]) == ("invalid_value", "model")
+    assert error["message"].startswith("Invalid value: 'gpt-image-1'. Supported values are: 'gpt-image-1-mini', ")
+    assert srv.batch_stats()["paid"] == 0
+
+
+def test_lines_are_validated_and_billed_per_model(srv, client):
+    srv.set_behavior("forbidden", "moderation")
+    done = client.batches.retrieve(
+        submit(
+            client,
+            request("xhigh", "fine detail", quality="xhigh"),
+            request("odd", "odd size", size="1792x936"),
+            request("complex", "planned", complexity="low"),
+            request("mod", "a forbidden thing"),
+            request("auto", "defaults", size="auto", quality="auto"),
+        ).id
+    )
+    out = {line["custom_id"]: line["response"]["body"] for line in lines(client, done.output_file_id)}
+    errors = {line["custom_id"]: line["response"] for line in lines(client, done.error_file_id)}
+    assert set(out) == {"xhigh", "auto"} and set(errors) == {"odd", "complex", "mod"}
+    assert out["xhigh"]["usage"]["output_tokens"] == 15804  # 1024x1024 at the assumed xhigh factor 144
+    assert out["xhigh"]["usage"]["input_tokens"] == 3  # ceil(len("fine detail") / 4)
+    assert (out["auto"]["size"], out["auto"]["quality"], out["auto"]["usage"]["output_tokens"]) == (
+        "1024x1024",
+        "medium",
+        1756,
+    )
+    assert errors["odd"]["body"]["error"]["message"] == (
+        "Invalid size '1792x936'. Width and height must both be divisible by 16."
+    )
+    assert errors["complex"]["body"]["error"]["code"] == "unknown_parameter"  # 2.5 takes no complexity
+    moderation = errors["mod"]["body"]["error"]
+    assert moderation["code"] == "moderation_blocked" and errors["mod"]["request_id"] in moderation["message"]
+    assert done.usage.output_tokens == 15804 + 1756 and done.usage.input_tokens == 3 + 2
+
+
+def test_complexity_lines_on_2_6(client):
+    planned = [request(c, f"plan {c}", model="gpt-image-2.6-flare", complexity=c) for c in ("low", "high")]
+    done = client.batches.retrieve(submit(client, *planned).id)
+    assert done.request_counts.completed == 2 and done.usage.output_tokens == 2 * 1756

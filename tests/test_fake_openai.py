@@ -3,11 +3,14 @@
 import base64
 import io
 import json
+import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 
 import openai
@@ -15,7 +18,16 @@ import pytest
 from openai import OpenAI
 from PIL import Image
 
-from tests.support.fake_openai import GOOD, TRANSIENT, Behavior, FakeOpenAI, expected_color
+from tests.support.fake_openai import (
+    BEHAVIORS,
+    GOOD,
+    MORE_TRANSIENT,
+    TRANSIENT,
+    Behavior,
+    FakeOpenAI,
+    _duration,
+    expected_color,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,8 +58,9 @@ def test_generate_returns_png_of_prompt_colour(srv, client):
     assert image.format == "PNG" and image.size == (64, 64)
     assert image.convert("RGB").getpixel((10, 10)) == expected_color("a red fox")
     assert response.size == "1024x1024" and response.output_format == "png" and response.quality == "medium"
-    assert response.usage.input_tokens == 3 and response.usage.output_tokens == 272
-    assert response.usage.total_tokens == 275
+    # gpt-image-2, medium, 1024x1024: 1756 image tokens (research §4); "a red fox": ceil(9 / 4) = 3 text tokens.
+    assert response.usage.input_tokens == 3 and response.usage.output_tokens == 1756
+    assert response.usage.total_tokens == 1759
     [call] = srv.calls_for("a red fox")
     assert call["status"] == 200 and call["path"] == "/v1/images/generations"
     assert call["headers"]["authorization"] == "Bearer sk-test"
@@ -96,7 +109,7 @@ def test_response_format_is_rejected_for_gpt_image(srv, client):
 
 def test_unknown_model_and_missing_prompt(client):
     with pytest.raises(openai.NotFoundError) as caught:
-        generate(client, model="dall-e-3")
+        generate(client, model="gpt-image-9")
     assert caught.value.code == "model_not_found"
     with pytest.raises(openai.BadRequestError):
         generate(client, prompt="")
@@ -195,7 +208,7 @@ def test_main_prints_ready_and_stops_on_sigterm():
         assert line[0] == "READY" and line[1].startswith("http://127.0.0.1:")
         request = urllib.request.Request(
             line[1] + "/images/generations",
-            data=json.dumps({"model": "gpt-image-1", "prompt": "hi"}).encode(),
+            data=json.dumps({"model": "gpt-image-2", "prompt": "hi"}).encode(),
             headers={"Authorization": "Bearer x", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=5) as answer:
@@ -217,7 +230,7 @@ def test_main_prints_ready_and_stops_on_sigterm():
         ("slow_down", openai.RateLimitError, 429, "slow_down"),
         ("bad_gateway", openai.InternalServerError, 502, None),
         ("content_policy", openai.BadRequestError, 400, "content_policy_violation"),
-        ("billing", openai.RateLimitError, 429, "billing_hard_limit_reached"),
+        ("billing", openai.BadRequestError, 400, "billing_hard_limit_reached"),
         ("forbidden", openai.PermissionDeniedError, 403, None),
         ("model_not_found", openai.NotFoundError, 404, "model_not_found"),
     ],
@@ -368,7 +381,7 @@ def test_rate_limiter_burst_gets_429_with_retry_after():
         client = OpenAI(api_key="sk-any", base_url=server.base_url, max_retries=0, timeout=10)
         remaining = []
         for index in range(3):
-            raw = client.images.with_raw_response.generate(model="gpt-image-1", prompt=f"burst {index}")
+            raw = client.images.with_raw_response.generate(model="gpt-image-2", prompt=f"burst {index}")
             assert raw.headers["x-ratelimit-limit-requests"] == "3"
             remaining.append(raw.headers["x-ratelimit-remaining-requests"])
         assert remaining == ["2", "1", "0"]
@@ -415,3 +428,488 @@ def test_rate_limiter_slot_frees_after_retry_after(srv):
     generate(retrying, prompt="three")
     assert time.monotonic() - started < 3
     assert [call["status"] for call in srv.calls_for("three")][-1] == 200
+
+
+# -- the real API of 2026-11-27 (research file issue10-facts.md) -------------------------------------------------------
+
+# Written out by hand from the research, not taken from the stand-in's table: what should answer on 2026-11-27.
+TODAYS_MODELS = [
+    "gpt-image-1-mini",
+    "gpt-image-1.5",
+    "gpt-image-1.5-2025-12-16",
+    "gpt-image-2",
+    "gpt-image-2-2026-04-21",
+    "gpt-image-2.5-sunburst",
+    "gpt-image-2.5-sunburst-2026-09-08",
+    "gpt-image-2.5-flare",
+    "gpt-image-2.5-flare-2026-09-08",
+    "gpt-image-2.6-sunburst",
+    "gpt-image-2.6-flare",
+    "chatgpt-image-latest",
+]
+GONE_1X = ["gpt-image-1-mini", "gpt-image-1.5", "gpt-image-1.5-2025-12-16", "chatgpt-image-latest"]  # 2026-12-01
+SUPPORTED_TODAY = (
+    "'gpt-image-1-mini', 'gpt-image-1.5', 'gpt-image-1.5-2025-12-16', 'gpt-image-2', 'gpt-image-2-2026-04-21', "
+    "'gpt-image-2.5-sunburst', 'gpt-image-2.5-sunburst-2026-09-08', 'gpt-image-2.5-flare', "
+    "'gpt-image-2.5-flare-2026-09-08', 'gpt-image-2.6-sunburst', 'gpt-image-2.6-flare', and 'chatgpt-image-latest'"
+)
+
+
+def refusal(call):
+    """(status, the error object) of an APIStatusError the call raises."""
+    with pytest.raises(openai.APIStatusError) as caught:
+        call()
+    return caught.value.status_code, caught.value.response.json()["error"]
+
+
+def post(srv, body, key="sk-test"):
+    """Raw POST to the generations endpoint: (status, headers, parsed JSON body)."""
+    request = urllib.request.Request(
+        srv.base_url + "/images/generations",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.headers, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, json.load(error)
+
+
+@pytest.mark.parametrize("model", TODAYS_MODELS)
+def test_every_model_of_today_answers(client, model):
+    response = generate(client, model=model)
+    assert response.size == "1024x1024" and response.quality == "medium"
+    assert response.usage.output_tokens == (1056 if "image-1" in model or model.startswith("chatgpt") else 1756)
+
+
+@pytest.mark.parametrize("model", ["gpt-image-1", "dall-e-2", "dall-e-3"])
+def test_retired_models_are_refused_with_the_models_of_today(srv, client, model):
+    status, error = refusal(lambda: generate(client, model=model))
+    assert status == 400
+    assert error == {
+        "message": f"Invalid value: '{model}'. Supported values are: {SUPPORTED_TODAY}.",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "invalid_value",
+    }
+    assert srv.paid_calls == [] and srv.calls[0]["behavior"] is None
+
+
+def test_unknown_model_body(client):
+    status, error = refusal(lambda: generate(client, model="gpt-image-9"))
+    assert status == 404
+    assert error == {
+        "message": "The model `gpt-image-9` does not exist or you do not have access to it.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "model_not_found",
+    }
+
+
+def test_omitted_model_means_dall_e_2_which_is_retired(client):
+    status, error = refusal(lambda: client.images.generate(prompt="no model named"))
+    assert status == 400 and error["message"].startswith("Invalid value: 'dall-e-2'. Supported values are: ")
+
+
+def test_the_1x_models_stop_on_2026_12_01(srv, client):
+    srv.today = date(2026, 11, 30)
+    for model in GONE_1X:
+        generate(client, model=model)
+    srv.today = date(2026, 12, 1)
+    for model in GONE_1X:
+        status, error = refusal(lambda model=model: generate(client, model=model))
+        assert (status, error["code"], error["param"]) == (400, "invalid_value", "model")
+    assert error["message"] == (
+        "Invalid value: 'chatgpt-image-latest'. Supported values are: 'gpt-image-2', 'gpt-image-2-2026-04-21', "
+        "'gpt-image-2.5-sunburst', 'gpt-image-2.5-sunburst-2026-09-08', 'gpt-image-2.5-flare', "
+        "'gpt-image-2.5-flare-2026-09-08', 'gpt-image-2.6-sunburst', and 'gpt-image-2.6-flare'."
+    )
+    assert generate(client, model="gpt-image-2.6-flare").size == "1024x1024"
+    assert len(srv.paid_calls) == len(GONE_1X) + 1
+
+
+def test_models_before_their_release_do_not_exist():
+    with FakeOpenAI(api_key="sk-test", today=date(2026, 11, 3)) as server:
+        client = OpenAI(api_key="sk-test", base_url=server.base_url, max_retries=0)
+        status, error = refusal(lambda: generate(client, model="gpt-image-2.6-sunburst"))
+        assert (status, error["code"]) == (404, "model_not_found")
+        generate(client, model="gpt-image-2.5-sunburst")
+        server.today = date(2026, 5, 11)  # gpt-image-2 is out, 2.5 is not, DALL-E not yet shut down
+        assert refusal(lambda: generate(client, model="gpt-image-2.5-flare"))[0] == 404
+        generate(client, model="gpt-image-1")
+        old = client.images.generate(model="dall-e-3", prompt="an old friend", size="1792x1024")
+        assert old.data[0].url and old.data[0].revised_prompt == "an old friend" and old.usage is None
+        server.today = date(2026, 5, 12)
+        assert refusal(lambda: client.images.generate(model="dall-e-3", prompt="gone"))[0] == 400
+
+
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        ("model_not_found", "The model `gpt-image-1` does not exist or you do not have access to it."),
+        (
+            "deprecated",
+            "The model `gpt-image-1` has been deprecated, learn more here: https://platform.openai.com/docs/deprecations",
+        ),
+    ],
+)
+def test_retired_answer_404_variants(answer, message):
+    with FakeOpenAI(api_key="sk-test", retired_answer=answer) as server:
+        client = OpenAI(api_key="sk-test", base_url=server.base_url, max_retries=0)
+        status, error = refusal(lambda: generate(client, model="gpt-image-1"))
+    assert status == 404
+    assert error == {"message": message, "type": "invalid_request_error", "param": None, "code": "model_not_found"}
+
+
+def test_models_restricts_the_account():
+    with FakeOpenAI(api_key="sk-test", models=["gpt-image-2", "gpt-image-1"]) as server:
+        client = OpenAI(api_key="sk-test", base_url=server.base_url, max_retries=0)
+        generate(client, model="gpt-image-2")
+        assert refusal(lambda: generate(client, model="gpt-image-2.5-sunburst"))[0] == 404
+        status, error = refusal(lambda: generate(client, model="gpt-image-1"))
+        assert status == 400
+        assert error["message"] == "Invalid value: 'gpt-image-1'. Supported values are: 'gpt-image-2'."
+        assert server.current_models == ["gpt-image-2"]
+
+
+def test_constructor_refuses_what_the_real_api_does_not_have():
+    with pytest.raises(ValueError, match="gpt-image-test"):
+        FakeOpenAI(models=["gpt-image-test"])
+    with pytest.raises(ValueError):
+        FakeOpenAI(retired_answer="gone")
+    with pytest.raises(ValueError):
+        FakeOpenAI(usage_shape="compact")
+
+
+# -- settings per model -----------------------------------------------------------------------------------------------
+
+
+def bad_request(client, **kwargs):
+    """The error object of a 400 for ``generate(**kwargs)``."""
+    status, error = refusal(lambda: generate(client, **kwargs))
+    assert status == 400 and error["type"] == "invalid_request_error"
+    return error
+
+
+@pytest.mark.parametrize(
+    "model, quality, ok",
+    [
+        ("gpt-image-2", "high", True),
+        ("gpt-image-2", "xhigh", False),
+        ("gpt-image-2", "max", False),
+        ("gpt-image-1.5", "xhigh", False),
+        ("gpt-image-2.5-sunburst", "xhigh", True),
+        ("gpt-image-2.5-flare-2026-09-08", "max", True),
+        ("gpt-image-2.6-flare", "max", True),
+        ("gpt-image-2.6-sunburst", "standard", False),
+    ],
+)
+def test_quality_per_model(client, model, quality, ok):
+    if ok:
+        assert generate(client, model=model, quality=quality).quality == quality
+        return
+    error = bad_request(client, model=model, quality=quality)
+    values = "'low', 'medium', 'high', and 'auto'" if "2.6" not in model else "'low', 'medium', 'high', 'xhigh', "
+    assert error["param"] == "quality" and error["code"] == "invalid_value"
+    assert error["message"].startswith(f"Invalid value: '{quality}'. Supported values are: {values}")
+
+
+def test_fixed_sizes_of_the_1x_models(client):
+    assert generate(client, model="gpt-image-1.5", size="1536x1024").size == "1536x1024"
+    error = bad_request(client, model="gpt-image-1-mini", size="1254x836")
+    assert error == {
+        "message": "Invalid value: '1254x836'. Supported values are: "
+        "'1024x1024', '1024x1536', '1536x1024', and 'auto'.",
+        "type": "invalid_request_error",
+        "param": "size",
+        "code": "invalid_value",
+    }
+    assert bad_request(client, model="gpt-image-1.5", size="1536x864")["param"] == "size"
+
+
+@pytest.mark.parametrize(
+    "size, message",
+    [
+        ("1792x936", "Invalid size '1792x936'. Width and height must both be divisible by 16."),
+        ("3840x1024", "Invalid size '3840x1024'. The aspect ratio must be between 1:3 and 3:1."),
+        ("4096x2048", "Invalid size '4096x2048'. Width and height must both be at most 3840 pixels."),
+        ("768x768", "Invalid size '768x768'. The total number of pixels must be between 655360 and 8294400."),
+        ("3840x2176", "Invalid size '3840x2176'. The total number of pixels must be between 655360 and 8294400."),
+        ("big", "Invalid size 'big'. Expected 'auto' or 'WIDTHxHEIGHT', for example '1536x864'."),
+    ],
+)
+def test_flexible_sizes_refused(client, size, message):
+    for model in ("gpt-image-2", "gpt-image-2.5-sunburst", "gpt-image-2.6-flare"):
+        error = bad_request(client, model=model, size=size)
+        assert error == {"message": message, "type": "invalid_request_error", "param": "size", "code": "invalid_value"}
+
+
+@pytest.mark.parametrize("size", ["3840x2160", "1024x640", "3072x1024", "1024x3072", "1536x864", "2160x3840"])
+def test_flexible_sizes_at_the_limits_are_made(client, size):
+    assert generate(client, model="gpt-image-2.5-flare", size=size).size == size
+
+
+def test_auto_settings_echo_what_was_made(client):
+    response = client.images.generate(model="gpt-image-2.5-sunburst", prompt="defaults", size="auto", quality="auto")
+    assert (response.size, response.quality, response.background, response.output_format) == (
+        "1024x1024",
+        "medium",
+        "opaque",
+        "png",
+    )
+
+
+def test_background(client):
+    error = bad_request(client, model="gpt-image-2", background="transparent")
+    assert error["param"] == "background" and error["code"] == "invalid_value"
+    assert error["message"] == "Invalid value: 'transparent'. Supported values are: 'opaque' and 'auto'."
+    assert generate(client, model="gpt-image-2.5-sunburst", background="transparent").background == "transparent"
+    webp = generate(client, model="gpt-image-1.5", background="transparent", output_format="webp")
+    assert webp.background == "transparent" and webp.output_format == "webp"
+    assert generate(client, model="gpt-image-2", background="opaque").background == "opaque"
+    jpeg = bad_request(client, model="gpt-image-2.6-sunburst", background="transparent", output_format="jpeg")
+    assert jpeg["param"] == "background" and "'png' or 'webp'" in jpeg["message"]
+
+
+def test_complexity_only_on_2_6(client):
+    low = generate(client, model="gpt-image-2.6-sunburst", extra_body={"complexity": "low"})
+    default = generate(client, model="gpt-image-2.6-flare")
+    assert low.usage.output_tokens == default.usage.output_tokens == 1756  # complexity is not charged
+    error = bad_request(client, model="gpt-image-2.6-flare", extra_body={"complexity": "max"})
+    assert error["param"] == "complexity"
+    assert error["message"] == "Invalid value: 'max'. Supported values are: 'low', 'medium', and 'high'."
+    for model in ("gpt-image-2.5-sunburst", "gpt-image-2", "gpt-image-1.5"):
+        error = bad_request(client, model=model, extra_body={"complexity": "high"})
+        assert error == {
+            "message": "Unknown parameter: 'complexity'.",
+            "type": "invalid_request_error",
+            "param": "complexity",
+            "code": "unknown_parameter",
+        }
+
+
+def test_output_format_compression_moderation_and_n(client):
+    assert generate(client, output_format="jpeg", output_compression=50).output_format == "jpeg"
+    assert decode(generate(client, output_format="webp", output_compression=0).data[0].b64_json).format == "WEBP"
+    assert generate(client, output_compression=100).output_format == "png"
+    assert bad_request(client, output_compression=50)["param"] == "output_compression"  # png takes no compression
+    above = bad_request(client, output_format="jpeg", output_compression=101)
+    assert (above["param"], above["code"]) == ("output_compression", "integer_above_max_value")
+    assert bad_request(client, output_format="gif")["param"] == "output_format"
+    assert bad_request(client, model="gpt-image-2.6-sunburst", output_format="svg")["param"] == "output_format"
+    generate(client, moderation="low")
+    strict = bad_request(client, moderation="strict")
+    assert strict["message"] == "Invalid value: 'strict'. Supported values are: 'low' and 'auto'."
+    three = generate(client, n=3)
+    assert len(three.data) == 3 and three.usage.output_tokens == 3 * 1756
+    assert bad_request(client, n=0)["code"] == "integer_below_min_value"
+    assert bad_request(client, n=11)["message"] == (
+        "Invalid 'n': integer above maximum value. Expected a value <= 10, but got 11 instead."
+    )
+    unknown = bad_request(client, extra_body={"seed": 7})
+    assert (unknown["param"], unknown["code"]) == ("seed", "unknown_parameter")
+
+
+def test_prompt_length_limit(client):
+    generate(client, prompt="x" * 32_000)
+    error = bad_request(client, prompt="x" * 32_001)
+    assert (error["param"], error["code"]) == ("prompt", "string_above_max_length")
+
+
+# -- usage ----------------------------------------------------------------------------------------------------------
+
+# Output image tokens of one image, from the research (§4), computed by hand for xhigh/max (assumed factors 144/192).
+TOKENS = [
+    ("gpt-image-1.5", "low", "1024x1024", 272),
+    ("gpt-image-1.5", "low", "1024x1536", 408),
+    ("gpt-image-1-mini", "low", "1536x1024", 400),
+    ("chatgpt-image-latest", "medium", "1024x1024", 1056),
+    ("gpt-image-1.5-2025-12-16", "medium", "1024x1536", 1584),
+    ("gpt-image-1.5", "medium", "1536x1024", 1568),
+    ("gpt-image-1-mini", "high", "1024x1024", 4160),
+    ("gpt-image-1.5", "high", "1024x1536", 6240),
+    ("gpt-image-1.5", "high", "1536x1024", 6208),
+    ("gpt-image-2", "low", "1024x1024", 196),
+    ("gpt-image-2", "low", "1024x1536", 158),
+    ("gpt-image-2", "medium", "1536x1024", 1372),
+    ("gpt-image-2", "high", "1024x1024", 7024),
+    ("gpt-image-2", "high", "1536x1024", 5488),
+    ("gpt-image-2", "high", "1792x1024", 5063),
+    ("gpt-image-2", "high", "3584x2048", 12329),
+    ("gpt-image-2", "low", "2560x1440", 205),
+    ("gpt-image-2-2026-04-21", "medium", "2048x2048", 3568),
+    ("gpt-image-2.5-sunburst", "high", "3840x2160", 13342),
+    ("gpt-image-2.5-flare", "low", "3840x2160", 371),
+    ("gpt-image-2.6-sunburst", "medium", "1024x1024", 1756),
+    ("gpt-image-2.5-sunburst", "xhigh", "1024x1024", 15804),
+    ("gpt-image-2.6-flare", "max", "1024x1024", 28096),
+    ("gpt-image-2.5-sunburst-2026-09-08", "xhigh", "1536x1024", 12348),
+    ("gpt-image-2.6-sunburst", "max", "1536x864", 17248),
+]
+
+
+@pytest.mark.parametrize("model, quality, size, tokens", TOKENS)
+def test_output_image_tokens(client, model, quality, size, tokens):
+    response = generate(client, model=model, quality=quality, size=size, prompt="twelve chars")
+    assert response.usage.output_tokens == response.usage.output_tokens_details.image_tokens == tokens
+    assert response.usage.total_tokens == 3 + tokens
+
+
+def test_usage_shape_and_text_tokens(srv):
+    status, _, body = post(srv, {"model": "gpt-image-2.5-sunburst", "prompt": "x" * 10, "quality": "low"})
+    assert status == 200
+    assert body["usage"] == {
+        "input_tokens": 3,  # ceil(10 / 4)
+        "input_tokens_details": {"image_tokens": 0, "text_tokens": 3},
+        "output_tokens": 196,
+        "output_tokens_details": {"image_tokens": 196, "text_tokens": 0},
+        "total_tokens": 199,
+    }
+    assert post(srv, {"model": "gpt-image-2", "prompt": "x" * 8})[2]["usage"]["input_tokens"] == 2
+
+
+def test_usage_without_output_details():
+    with FakeOpenAI(api_key="sk-test", usage_shape="no_details") as server:
+        _, _, body = post(server, {"model": "gpt-image-2", "prompt": "a red fox"})
+        client = OpenAI(api_key="sk-test", base_url=server.base_url, max_retries=0)
+        parsed = generate(client).usage
+    assert body["usage"] == {
+        "input_tokens": 3,
+        "input_tokens_details": {"image_tokens": 0, "text_tokens": 3},
+        "output_tokens": 1756,
+        "total_tokens": 1759,
+    }
+    assert parsed.output_tokens_details is None and parsed.output_tokens == 1756
+
+
+def test_cost_from_list_prices_is_deterministic(client):
+    """The workflow's tests can price answers: text $5/M in, image $30/M out for gpt-image-2.5 (research §3)."""
+    usages = [generate(client, model="gpt-image-2.5-sunburst", prompt="a red fox", n=2).usage for _ in range(2)]
+    assert usages[0] == usages[1]
+    cost = usages[0].input_tokens * 5 / 1e6 + usages[0].output_tokens_details.image_tokens * 30 / 1e6
+    assert cost == pytest.approx((3 * 5 + 2 * 1756 * 30) / 1e6)
+
+
+# -- errors as the real API sends them --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind, status, error",
+    [
+        (
+            "billing",
+            400,
+            {
+                "code": "billing_hard_limit_reached",
+                "message": "Billing hard limit has been reached",
+                "param": None,
+                "type": "invalid_request_error",
+            },
+        ),
+        (
+            "quota",
+            429,
+            {
+                "code": "insufficient_quota",
+                "message": "You exceeded your current quota, please check your plan and billing details. For more "
+                "information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                "param": None,
+                "type": "insufficient_quota",
+            },
+        ),
+    ],
+)
+def test_account_errors(srv, kind, status, error):
+    srv.default_behavior = kind
+    assert post(srv, {"model": "gpt-image-2", "prompt": "p"})[0::2] == (status, {"error": error})
+
+
+def test_moderation_body_names_the_request(srv, client):
+    srv.set_behavior("forbidden", "moderation")
+    with pytest.raises(openai.BadRequestError) as caught:
+        generate(client, prompt="something forbidden")
+    request_id = caught.value.response.headers["x-request-id"]
+    assert caught.value.response.json() == {
+        "error": {
+            "message": "Your request was rejected by the safety system. If you believe this is an error, contact us "
+            f"at help.openai.com and include the request ID {request_id}. safety_violations=[sexual].",
+            "type": "image_generation_user_error",
+            "param": None,
+            "code": "moderation_blocked",
+            "moderation_details": {"moderation_stage": "input", "categories": ["sexual"]},
+        }
+    }
+
+
+def test_retired_model_behaviour(srv, client):
+    srv.set_behavior("sunset", "retired_model")
+    status, error = refusal(lambda: generate(client, model="gpt-image-2.5-sunburst", prompt="at sunset"))
+    assert (status, error["code"], error["param"]) == (400, "invalid_value", "model")
+    assert error["message"].startswith("Invalid value: 'gpt-image-2.5-sunburst'. Supported values are: ")
+    assert "'gpt-image-2.5-sunburst'," not in error["message"]
+    assert srv.calls[0]["behavior"] == "retired_model" and not srv.calls[0]["paid"]
+
+
+def test_bad_retry_after(srv, client):
+    srv.fail_times("fox", "bad_retry_after", 1)
+    with pytest.raises(openai.RateLimitError) as caught:
+        generate(client)
+    headers = caught.value.response.headers
+    assert caught.value.code == "rate_limit_exceeded"
+    assert headers["retry-after"] == "soon" and "retry-after-ms" not in headers
+    retrying = OpenAI(api_key="sk-test", base_url=srv.base_url, max_retries=1, timeout=10)
+    srv.fail_times("fox", "bad_retry_after", 1)
+    assert decode(generate(retrying).data[0].b64_json).format == "PNG"  # the client falls back to its own backoff
+
+
+def test_fault_mix_of_bad_retry_after(srv, client):
+    srv.set_fault_mix(rate=0.3, kinds=["bad_retry_after"], seed=3)
+    statuses = [_status(client, f"mixed {index}") for index in range(100)]
+    assert 15 <= statuses.count(429) <= 45 and set(statuses) == {200, 429}
+    assert {call["behavior"] for call in srv.calls if call["status"] == 429} == {"bad_retry_after"}
+    srv.set_fault_mix(rate=1.0, kinds=TRANSIENT + MORE_TRANSIENT)  # any kind can join the default ones
+
+
+def test_every_behaviour_name_still_works():
+    old = "ok jpeg webp url slow moderation quota content_policy billing forbidden model_not_found rate_limit "
+    old += "server_error overloaded truncated reset bad_base64 not_image timeout_408 conflict_409 slow_down bad_gateway"
+    assert set(old.split()) | {"bad_retry_after", "retired_model"} == BEHAVIORS
+
+
+# -- rate-limit headers -----------------------------------------------------------------------------------------------
+
+DURATION = re.compile(r"(\d+m)?(\d+(\.\d+)?s|\d+ms)")
+
+
+def test_image_limiter_headers_and_429(srv):
+    srv.set_rate_limit(4, unit="images")
+    status, headers, body = post(srv, {"model": "gpt-image-2", "prompt": "three", "n": 3})
+    assert status == 200 and len(body["data"]) == 3
+    assert (headers["x-ratelimit-limit-images"], headers["x-ratelimit-remaining-images"]) == ("4", "1")
+    assert DURATION.fullmatch(headers["x-ratelimit-reset-images"])
+    status, headers, body = post(srv, {"model": "gpt-image-2", "prompt": "two more", "n": 2})
+    assert status == 429 and body["error"]["code"] == "rate_limit_exceeded"
+    assert body["error"]["message"].startswith(
+        "Rate limit exceeded for images per minute in organization org-standin. Limit: 4/1min. Current: 5/1min. "
+    )
+    assert headers["x-ratelimit-remaining-images"] == "1" and 0 < int(headers["retry-after-ms"]) <= 60_000
+    status, headers, _ = post(srv, {"model": "gpt-image-2", "prompt": "one more"})
+    assert status == 200 and headers["x-ratelimit-remaining-images"] == "0"
+    assert srv.stats()["limited"] == 1
+    with pytest.raises(ValueError):
+        srv.set_rate_limit(4, unit="tokens")
+
+
+def test_image_limiter_frees_after_the_window(srv):
+    srv.set_rate_limit(2, window=0.5, unit="images")
+    assert post(srv, {"model": "gpt-image-2", "prompt": "pair", "n": 2})[0] == 200
+    status, headers, _ = post(srv, {"model": "gpt-image-2", "prompt": "later"})
+    assert status == 429 and int(headers["retry-after-ms"]) <= 500
+    retrying = OpenAI(api_key="sk-test", base_url=srv.base_url, max_retries=3, timeout=10)
+    assert generate(retrying, prompt="later").usage.output_tokens == 1756
+
+
+@pytest.mark.parametrize("seconds, text", [(0.25, "250ms"), (1, "1s"), (1.5, "1.5s"), (90, "1m30s")])
+def test_reset_durations(seconds, text):
+    assert _duration(seconds) == text

@@ -16,15 +16,17 @@ no files yet) and earlier ones ``in_progress`` with ``request_counts`` growing. 
 ``cancelling``, then ``cancelled`` at the next retrieve.
 
 Lines are answered with the live endpoint's own logic (``_validate``, ``_pick``, ``_answer``, ``_success``), so a
-prompt's ``response.body`` equals a live answer's (only ``created`` may differ: set ``fixed_created``), and
+prompt's ``response.body`` equals a live answer's (only ``created`` may differ: set ``fixed_created``; and a
+moderation refusal names the line's own request id), a line the real API refuses on the server's ``today`` (a
+retired or unknown model, a size or quality the model does not take, ...) gets the live 4xx body, and
 ``fail_times`` / ``set_fault_mix`` draws are used up by batch lines as by live calls.  As in the real API, the
 output file holds the 200 answers and the error file the other answers (``response.status_code`` 4xx/5xx with the
 live error body; ``error`` null) plus the lines never run: ``response`` null and ``error`` ``batch_expired`` (or
 ``batch_cancelled``).  Per-prompt behaviours in batch mode: GOOD kinds and ``not_image`` / ``bad_base64`` give the
 same 200 body as live ("slow" does not sleep); canned JSON faults (every PERMANENT kind, ``rate_limit``,
-``server_error``, ``overloaded``, ``timeout_408``, ``conflict_409``, ``slow_down``) give error lines with the
-live status and body; faults that have no JSON answer (``reset``, ``truncated``, ``bad_gateway``) give a 500
-``server_error`` line.  ``request_counts.failed`` counts every error-file line, so a finished batch has
+``bad_retry_after``, ``server_error``, ``overloaded``, ``timeout_408``, ``conflict_409``, ``slow_down``) give error
+lines with the live status and body; faults that have no JSON answer (``reset``, ``truncated``, ``bad_gateway``)
+give a 500 ``server_error`` line.  ``request_counts.failed`` counts every error-file line, so a finished batch has
 ``completed + failed == total``.
 
 Batch lines are not live calls: they are logged in ``batch_lines`` (``batch_paid_lines`` bill at half price, see
@@ -555,18 +557,18 @@ class BatchAPI:
             "request_id": f"req_{uuid.uuid4().hex}",
             "time": time.time(),
         }
-        problem = self._validate(body)
+        settings, problem = self._validate(body)
         if problem:
             status, answer, _ = problem
         else:
             behavior, record["rule"] = self._pick(body["prompt"])
             kind = record["behavior"] = behavior.kind
             if kind in live._FAULTS:
-                status, answer, _ = self._answer(body, behavior)
+                status, answer, _ = self._answer(body, behavior, record["request_id"], settings)
             elif kind in _NO_JSON_ANSWER:
                 status, answer, _ = self._answer(body, live.Behavior("server_error"))
             else:  # a 200 as live, bad data included; "slow" does not sleep
-                status, answer = 200, self._success(body, kind)
+                status, answer = 200, self._success(body, kind, settings)
         record.update(status=status, paid=status == 200)
         return status, answer, record
 

@@ -1,13 +1,20 @@
-"""A fake OpenAI Images API on loopback, for tests and benchmarks.
+"""A stand-in for the OpenAI Images API on loopback, for tests and benchmarks.
 
 It speaks the real HTTP API (``POST /v1/images/generations``), so the real ``openai`` client reaches it
-through ``base_url`` / ``OPENAI_BASE_URL``.  Images are real but tiny: one solid colour taken from
-sha256(prompt) (see :func:`expected_color`), rendered at ``render_size`` whatever size was asked for.
+through ``base_url`` / ``OPENAI_BASE_URL``, and it answers as the real API did on ``today`` (default 2026-11-27):
+the models of that day, their settings, refusals, usage and error bodies come from
+:mod:`tests.support.openai_models` (one table of facts with their sources; independent of the workflow's own
+catalogue).  ``models=`` restricts the account to some of them (others answer 404 ``model_not_found``);
+``retired_answer`` picks how a retired model is refused ("invalid_value": 400 param model, the default;
+"model_not_found" or "deprecated": 404); ``usage_shape="no_details"`` leaves ``output_tokens_details`` out of
+``usage``.  Images are real but tiny: one solid colour taken from sha256(prompt) (see :func:`expected_color`),
+rendered at ``render_size`` whatever size was asked for; the answer's ``size`` is the size the real API makes.
 
 Faults are injected per prompt (``set_behavior`` / ``fail_times``), for everything (``default_behavior``), or
 at random (``set_fault_mix``: a seeded share of the requests no explicit rule matched) with the kinds listed in
-``BEHAVIORS`` (``TRANSIENT`` ones are worth retrying, ``PERMANENT`` ones are not).  An optional requests-per-minute
-limiter (``rate_limit_per_minute`` / ``set_rate_limit``) answers 429 ``rate_limit_exceeded`` beyond its budget.
+``BEHAVIORS`` (``TRANSIENT`` ones are worth retrying and are the mix's default kinds, ``MORE_TRANSIENT`` ones too but
+only when asked for, ``PERMANENT`` ones are not worth retrying).  An optional limiter (``rate_limit_per_minute`` /
+``set_rate_limit``), counting requests or images (``unit``), answers 429 ``rate_limit_exceeded`` beyond its budget.
 Every request is recorded, with the behaviour kind used in ``call["behavior"]``; ``paid_calls`` are the ones the
 real API would have billed (status 200 with a ``data`` list fully sent, whatever that data held) and
 ``good_paid_calls`` the paid ones whose data was a valid image; ``stats()`` sums the log up.  ``fixed_created``
@@ -37,12 +44,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from PIL import Image
 
+from . import openai_models as real
 from .fake_batches import BatchAPI, parse_query
 from .loopback import LoopbackServer
+from .openai_models import Refusal, error_body
 
 # Faults a client should retry (the default kinds of set_fault_mix, in a fixed order so a seed means something).
 TRANSIENT = (
@@ -58,42 +68,48 @@ TRANSIENT = (
     "slow_down",
     "bad_gateway",
 )
-# Faults a retry cannot fix.
-PERMANENT = frozenset({"moderation", "quota", "content_policy", "billing", "forbidden", "model_not_found"})
+# Transient faults added later: outside the mix's default kinds, so an existing seed keeps drawing the same faults.
+# "bad_retry_after": a 429 whose retry-after is neither seconds nor an HTTP date, and no retry-after-ms.
+MORE_TRANSIENT = ("bad_retry_after",)
+# Faults a retry cannot fix.  "retired_model": the requested model answers as a retired one (see retired_answer).
+PERMANENT = frozenset(
+    {"moderation", "quota", "content_policy", "billing", "forbidden", "model_not_found", "retired_model"}
+)
 # Answers that are a 200 with a fully sent, valid image (what good_paid_calls counts).
 GOOD = frozenset({"ok", "jpeg", "webp", "url", "slow"})
-BEHAVIORS = GOOD | PERMANENT | frozenset(TRANSIENT)
-# Behaviours answered with status 200 (what the rate limiter counts, whatever the body turns out to be).
-_STATUS_200 = GOOD | {"not_image", "bad_base64", "truncated"}
+BEHAVIORS = GOOD | PERMANENT | frozenset(TRANSIENT) | frozenset(MORE_TRANSIENT)
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
-QUALITIES = {"low", "medium", "high", "auto"}
-BACKGROUNDS = {"transparent", "opaque", "auto"}
 GENERATIONS = "/v1/images/generations"
 FILES = "/v1/_fake/images/"  # where "url" behaviour images are served (GET)
 
-# Canned error answers: behaviour -> (status, message, type, code, extra headers).
+
+def _real(name):
+    """The status, message, type and code of an error the real API sends (openai_models.ERRORS)."""
+    status, type_, code, _param, message, _source = real.ERRORS[name]
+    return status, message, type_, code
+
+
+# Canned error answers: behaviour -> (status, message, type, code, extra headers).  "{model}" is filled in; the
+# "moderation" and "retired_model" bodies are made per request (they name the request id / today's models).
 _FAULTS = {
-    "moderation": (
-        400,
-        "Your request was rejected as a result of our safety system.",
-        "image_generation_user_error",
-        "moderation_blocked",
-        {},
-    ),
+    "moderation": (*_real("moderation_blocked"), {}),
     "rate_limit": (
         429,
-        "Rate limit reached for images per min (IPM): Limit 5, Used 5, Requested 1. Please try again in 1s.",
+        "Rate limit exceeded for images per minute in organization org-standin. Limit: 5/1min. Current: 6/1min. "
+        "Please try again in 50ms.",
         "requests",
         "rate_limit_exceeded",
         {"retry-after-ms": "50", "retry-after": "1"},
     ),
-    "quota": (
+    "bad_retry_after": (
         429,
-        "You exceeded your current quota, please check your plan and billing details.",
-        "insufficient_quota",
-        "insufficient_quota",
-        {},
+        "Rate limit exceeded for images per minute in organization org-standin. Limit: 5/1min. Current: 6/1min. "
+        "Please try again soon.",
+        "requests",
+        "rate_limit_exceeded",
+        {"retry-after": "soon"},  # neither seconds nor an HTTP date; no retry-after-ms
     ),
+    "quota": (*_real("insufficient_quota"), {}),
     "server_error": (
         500,
         "The server had an error while processing your request. Sorry about that!",
@@ -117,7 +133,7 @@ _FAULTS = {
         "slow_down",
         {"retry-after-ms": "50", "retry-after": "1"},
     ),
-    "content_policy": (
+    "content_policy": (  # the legacy DALL-E form of a moderation refusal
         400,
         "Your request was rejected as a result of our safety system. Your prompt may contain "
         "text that is not allowed by our safety system.",
@@ -125,7 +141,7 @@ _FAULTS = {
         "content_policy_violation",
         {},
     ),
-    "billing": (429, "Billing hard limit has been reached.", "invalid_request_error", "billing_hard_limit_reached", {}),
+    "billing": (*_real("billing_hard_limit_reached"), {}),
     "forbidden": (
         403,
         "You are not allowed to generate images with this organization.",
@@ -133,13 +149,8 @@ _FAULTS = {
         None,
         {},
     ),
-    "model_not_found": (
-        404,
-        "The model `{model}` does not exist or you do not have access to it.",
-        "invalid_request_error",
-        "model_not_found",
-        {},
-    ),
+    "model_not_found": (*_real("model_not_found"), {}),
+    "retired_model": (*_real("retired_model"), {}),
 }
 # Faults whose body is not OpenAI's JSON: behaviour -> (status, content type, body), like a proxy in front.
 _RAW_FAULTS = {
@@ -151,6 +162,7 @@ _RAW_FAULTS = {
         b"\r\n</body>\r\n</html>\r\n",
     ),
 }
+UNITS = ("requests", "images")  # what a limiter counts
 
 
 @dataclass(frozen=True)
@@ -188,10 +200,6 @@ def render_image(prompt, output_format="png", size=(64, 64)):
     options = {"lossless": True} if output_format == "webp" else {}
     Image.new("RGB", size, expected_color(prompt)).save(buffer, FORMATS[output_format], **options)
     return buffer.getvalue()
-
-
-def error_body(message, type_="invalid_request_error", code=None, param=None):
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 class _Server(ThreadingHTTPServer):
@@ -243,9 +251,29 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         rate_limit_window=60.0,
         fixed_created=None,
         batch_polls_to_complete=1,
+        today=real.RESEARCH_DATE,
+        retired_answer="invalid_value",
+        usage_shape="details",
+        rate_limit_unit="requests",
     ):
+        """``models``: the model names this account may use (None: every model of the real table; names must be in
+        the table, see :data:`tests.support.openai_models.MODELS`).  ``today``: the date whose models answer (may be
+        changed later: ``srv.today = date(...)``).  ``default_model``: what the API assumes when a request names no
+        model (dall-e-2, its historic default, retired since 2026-05-12: such requests are refused as retired)."""
         self.api_key = api_key  # None: any Bearer key is accepted (but one is required)
-        self.models = set(models) if models is not None else None  # None: any "gpt-image-*" model
+        if models is not None:
+            models = set(models)
+            unknown = sorted(models - set(real.MODELS))
+            if unknown:
+                raise ValueError(f"models not in the real model table: {unknown}; known: {sorted(real.MODELS)}")
+        self.models = models
+        if retired_answer not in real.RETIRED_ANSWERS:
+            raise ValueError(f"retired_answer must be one of {real.RETIRED_ANSWERS}, not {retired_answer!r}")
+        if usage_shape not in real.USAGE_SHAPES:
+            raise ValueError(f"usage_shape must be one of {real.USAGE_SHAPES}, not {usage_shape!r}")
+        self.today = today
+        self.retired_answer = retired_answer
+        self.usage_shape = usage_shape
         self.host, self._port = host, port
         self.render_size = tuple(render_size)
         self.latency = float(latency)  # seconds added to every request
@@ -258,12 +286,18 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         self._files = {}  # name -> (bytes, content type) for the "url" behaviour
         self._default = Behavior()
         self._mix = None  # a _FaultMix once set_fault_mix is called
-        self._limit = None  # successful generations allowed per window (None: unlimited)
+        self._limit = None  # requests or images allowed per window (None: unlimited)
         self._window = 60.0  # seconds
-        self._slots = collections.deque()  # monotonic times of the 200 answers still inside the window
+        self._unit = "requests"  # what the limiter counts
+        self._slots = collections.deque()  # monotonic times of the units used still inside the window, one per unit
         self._server = self._thread = None
-        self.set_rate_limit(rate_limit_per_minute, rate_limit_window)
+        self.set_rate_limit(rate_limit_per_minute, rate_limit_window, rate_limit_unit)
         self._init_batches(batch_polls_to_complete)
+
+    @property
+    def current_models(self):
+        """The model names answering on ``today`` (within ``models`` when set), in the real table's order."""
+        return real.current_models(self.today, self.models)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -338,10 +372,11 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         """Fault a random share of the requests no ``fail_times`` / ``set_behavior`` rule matched.
 
         Each such request gets, with probability ``rate``, a kind drawn uniformly from ``kinds`` (default: every
-        ``TRANSIENT`` kind), else the default behaviour ("ok" unless changed).  Prompts containing any of the
-        ``exclude`` substrings are never faulted (and draw nothing).  The draws come from ``random.Random(seed)``
-        in arrival order, so sequential requests get the same faults on every run; concurrent ones may not.
-        Calling it again restarts the generator; ``clear_behaviors()`` removes the mix."""
+        ``TRANSIENT`` kind; name others, e.g. ``kinds=TRANSIENT + MORE_TRANSIENT`` or ``"bad_retry_after"``), else
+        the default behaviour ("ok" unless changed).  Prompts containing any of the ``exclude`` substrings are never
+        faulted (and draw nothing).  The draws come from ``random.Random(seed)`` in arrival order, so sequential
+        requests get the same faults on every run; concurrent ones may not.  Calling it again restarts the
+        generator; ``clear_behaviors()`` removes the mix."""
         kinds = tuple(TRANSIENT if kinds is None else (kinds,) if isinstance(kinds, str) else kinds)
         if not kinds:
             raise ValueError("set_fault_mix needs at least one kind")
@@ -380,59 +415,95 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
 
     # -- rate limiter -------------------------------------------------------------------------------------------
 
-    def set_rate_limit(self, per_minute, window=60.0):
-        """Allow at most ``per_minute`` answers with status 200 per sliding ``window`` seconds (None: no limit).
+    def set_rate_limit(self, per_minute, window=60.0, unit="requests"):
+        """Allow at most ``per_minute`` requests (``unit="requests"``) or images (``unit="images"``: a request for
+        ``n`` images uses ``n``) answered with status 200 per sliding ``window`` seconds (None: no limit).
 
-        A generation request arriving with the window full gets 429 ``rate_limit_exceeded`` with
-        ``retry-after-ms`` = the time until the oldest slot frees; every generation answer then carries
-        ``x-ratelimit-*-requests`` headers describing the limiter.  Requests answered with an error do not use up
-        a slot.  Shrink ``window`` in tests that want to wait for a slot."""
+        A generation request that does not fit gets 429 ``rate_limit_exceeded`` with ``retry-after-ms`` /
+        ``retry-after`` = the time until enough of the window frees; every generation answer then carries
+        ``x-ratelimit-{limit,remaining,reset}-<unit>`` headers describing the limiter (reset as a duration, e.g.
+        "1s", "250ms", "1m30s").  Requests answered with an error use up nothing.  Shrink ``window`` in tests that
+        want to wait for a slot."""
         if per_minute is not None and int(per_minute) < 1:
             raise ValueError(f"per_minute must be at least 1, not {per_minute!r}")
         if float(window) <= 0:
             raise ValueError(f"window must be positive, not {window!r}")
+        if unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, not {unit!r}")
         with self._lock:
             self._limit = None if per_minute is None else int(per_minute)
             self._window = float(window)
+            self._unit = unit
 
-    def _take_slot(self):
-        """(slot, headers): slot is None when the limiter says no (then headers hold the 429's extras), False when
-        there is no limiter, else the time reserved (hand it to _release_slot if the answer is no 200)."""
+    def _take_slot(self, images=1):
+        """(slot, headers) for a request of ``images`` images: slot is None when the limiter says no (then headers
+        hold the 429's extras, and "_used" the units in use), False when there is no limiter, else (time, units)
+        reserved (hand it to _release_slot if the answer is no 200)."""
         with self._lock:
             if self._limit is None:
                 return False, {}
+            cost = images if self._unit == "images" else 1
             now = time.monotonic()
             self._expire(now)
-            if len(self._slots) >= self._limit:
-                wait = max(0.001, self._slots[0] + self._window - now)
+            if len(self._slots) + cost > self._limit:
+                # Wait until enough units expire (all of them when one request asks for more than the limit).
+                expiring = min(len(self._slots), len(self._slots) + cost - self._limit) - 1
+                wait = max(0.001, self._slots[max(expiring, 0)] + self._window - now) if self._slots else self._window
                 headers = self._limit_headers(now)
                 headers["retry-after-ms"] = str(math.ceil(wait * 1000))
                 headers["retry-after"] = str(math.ceil(wait))
+                headers["_used"] = len(self._slots)
                 return None, headers
-            self._slots.append(now)
-            return now, {}
+            self._slots.extend([now] * cost)
+            return (now, cost), {}
 
     def _release_slot(self, slot):
+        now, cost = slot
         with self._lock:
-            try:
-                self._slots.remove(slot)  # equal times are interchangeable, so removing the first is right
-            except ValueError:
-                pass  # already expired
+            for _ in range(cost):
+                try:
+                    self._slots.remove(now)  # equal times are interchangeable, so removing the first is right
+                except ValueError:
+                    break  # already expired
 
     def _expire(self, now):
         while self._slots and self._slots[0] <= now - self._window:
             self._slots.popleft()
 
     def _limit_headers(self, now=None):
-        """The x-ratelimit-*-requests headers for the limiter's state (call with the lock held)."""
+        """The x-ratelimit-*-<unit> headers for the limiter's state (call with the lock held)."""
         now = time.monotonic() if now is None else now
         self._expire(now)
         reset = self._slots[-1] + self._window - now if self._slots else 0.0
+        unit = self._unit
         return {
-            "x-ratelimit-limit-requests": str(self._limit),
-            "x-ratelimit-remaining-requests": str(max(0, self._limit - len(self._slots))),
-            "x-ratelimit-reset-requests": _duration(reset),
+            f"x-ratelimit-limit-{unit}": str(self._limit),
+            f"x-ratelimit-remaining-{unit}": str(max(0, self._limit - len(self._slots))),
+            f"x-ratelimit-reset-{unit}": _duration(reset),
         }
+
+    def _limited(self, extra, images):
+        """The 429 the limiter answers (``extra``: _take_slot's headers)."""
+        used = extra.pop("_used")
+        wait = _duration(int(extra["retry-after-ms"]) / 1000)
+        if self._unit == "images":
+            limit = extra["x-ratelimit-limit-images"]
+            window = "1min" if self._window == 60 else _duration(self._window)
+            status, body = real.known_error(
+                "rate_limit_images",
+                org=real.ORGANIZATION,
+                limit=limit,
+                window=window,
+                current=used + images,
+                wait=wait,
+            )
+            return status, body, extra
+        limit = extra["x-ratelimit-limit-requests"]
+        message = (
+            f"Rate limit reached for requests per min (RPM): Limit {limit}, Used {limit}, Requested 1. "
+            f"Please try again in {int(extra['retry-after-ms']) / 1000:g}s."
+        )
+        return 429, error_body(message, "requests", "rate_limit_exceeded"), extra
 
     # -- request handling ---------------------------------------------------------------------------------------
 
@@ -505,21 +576,16 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             return 400, error_body("We could not parse the JSON body of your request."), {}
         if not isinstance(body, dict):
             return 400, error_body("The request body must be a JSON object."), {}
-        problem = self._validate(body)
+        settings, problem = self._validate(body)
         if problem:
             return problem
-        slot, extra = self._take_slot()  # like the real gateway, the limiter answers before anything else
+        slot, extra = self._take_slot(settings.n)  # like the real gateway, the limiter answers before the rest
         if slot is None:
             call["behavior"], call["rule"], call["limited"] = "rate_limit", "limiter", True
-            limit = extra["x-ratelimit-limit-requests"]
-            message = (
-                f"Rate limit reached for requests per min (RPM): Limit {limit}, Used {limit}, Requested 1. "
-                f"Please try again in {int(extra['retry-after-ms']) / 1000:g}s."
-            )
-            return 429, error_body(message, "requests", "rate_limit_exceeded"), extra
+            return self._limited(extra, settings.n)
         behavior, call["rule"] = self._pick(body["prompt"])
         call["behavior"] = behavior.kind
-        status, answer, extra = self._answer(body, behavior)
+        status, answer, extra = self._answer(body, behavior, call["request_id"], settings)
         if slot is not False:
             if status != 200:
                 self._release_slot(slot)
@@ -527,12 +593,21 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
                 extra.update(self._limit_headers())
         return status, answer, extra
 
-    def _answer(self, body, behavior):
+    def _answer(self, body, behavior, request_id=None, settings=None):
+        """(status, body, headers) of ``behavior`` for an accepted ``body`` (``settings``: what check() made of it;
+        None for the Files/Batch faults of fail_next, which have no generation body)."""
         kind = behavior.kind
+        model = _field(body, "model", self.default_model)
+        if kind == "moderation":
+            status, answer = real.moderation_error(request_id or "req_unknown")
+            return status, answer, {}
+        if kind == "retired_model":  # as if the model had just been shut down: it is no longer among today's
+            supported = [name for name in self.current_models if name != model]
+            status, answer = real.retired_error(model, self.retired_answer, supported)
+            return status, answer, {}
         if kind in _FAULTS:
             status, message, type_, code, extra = _FAULTS[kind]
-            message = message.replace("{model}", str(_field(body, "model", self.default_model)))
-            return status, error_body(message, type_, code), dict(extra)
+            return status, error_body(message.replace("{model}", str(model)), type_, code), dict(extra)
         if kind in _RAW_FAULTS:
             status, content_type, payload = _RAW_FAULTS[kind]
             return status, (payload, content_type), {}
@@ -540,72 +615,49 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             return None, None, {}
         if kind == "slow":
             time.sleep(behavior.delay)
-        return 200, self._success(body, kind), {}
+        return 200, self._success(body, kind, settings), {}
 
     def _validate(self, body):
-        """None if ``body`` is acceptable, else the (status, body, headers) error the real API would give."""
-        prompt, model = body.get("prompt"), _field(body, "model", self.default_model)
+        """(settings, None) if ``body`` is a request the real API takes on ``today``, else (None, (status, body,
+        headers)) with the refusal it would give (see tests.support.openai_models.check)."""
+        try:
+            settings = real.check(body, self.today, self.models, self.default_model, self.retired_answer)
+        except Refusal as refusal:
+            return None, (refusal.status, refusal.body, {})
+        return settings, None
 
-        def bad(message, param, code="invalid_value"):
-            return 400, error_body(message, code=code, param=param), {}
-
-        if "prompt" not in body:
-            return bad("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
-        if not isinstance(prompt, str) or not prompt:
-            return bad("Invalid 'prompt': expected a non-empty string.", "prompt", "empty_string")
-        allowed = model in self.models if self.models is not None else str(model).startswith("gpt-image-")
-        if not allowed:
-            message = f"The model `{model}` does not exist or you do not have access to it."
-            return 404, error_body(message, code="model_not_found"), {}
-        if str(model).startswith("gpt-image-") and "response_format" in body:
-            return bad("Unknown parameter: 'response_format'.", "response_format", "unknown_parameter")
-        n = _field(body, "n", 1)
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
-            return bad(f"Invalid 'n': {n!r}. Expected an integer from 1 to 10.", "n")
-        if _field(body, "output_format", "png") not in FORMATS:
-            return bad(f"Invalid 'output_format': {body['output_format']!r}.", "output_format")
-        if _parse_size(_field(body, "size", "auto")) is None:
-            return bad(f"Invalid 'size': {body['size']!r}. Expected 'auto' or 'WIDTHxHEIGHT'.", "size")
-        if _field(body, "quality", "auto") not in QUALITIES:
-            return bad(f"Invalid 'quality': {body['quality']!r}.", "quality")
-        if _field(body, "background", "auto") not in BACKGROUNDS:
-            return bad(f"Invalid 'background': {body['background']!r}.", "background")
-        return None
-
-    def _success(self, body, kind):
-        prompt, n = body["prompt"], _field(body, "n", 1)
-        fmt = kind if kind in ("jpeg", "webp") else _field(body, "output_format", "png")
-        width, height = _parse_size(_field(body, "size", "auto"))
+    def _success(self, body, kind, settings):
+        prompt, n = body["prompt"], settings.n
+        gpt = settings.model.gpt
+        fmt = kind if kind in ("jpeg", "webp") else settings.output_format or "png"
         if kind == "not_image":
             items = [{"b64_json": base64.b64encode(b"this is not an image\n").decode()}] * n
         elif kind == "bad_base64":
             items = [{"b64_json": "!!!not-base64"}] * n
         else:
             image = render_image(prompt, fmt, self.render_size)
-            if kind == "url":
+            if kind == "url" or settings.response_format == "url":
                 name = f"{hashlib.sha256(prompt.encode()).hexdigest()[:16]}.{fmt}"
                 with self._lock:
                     self._files[name] = (image, f"image/{fmt}")
                 items = [{"url": f"{self.base_url}/_fake/images/{name}"}] * n
             else:
                 items = [{"b64_json": base64.b64encode(image).decode()}] * n
-        words = len(prompt.split())
-        quality = _field(body, "quality", "auto")
-        return {
+        if settings.model.name == "dall-e-3":
+            items = [{**item, "revised_prompt": prompt} for item in items]
+        answer = {
             "created": int(time.time()) if self.fixed_created is None else int(self.fixed_created),
             "data": items,
-            "background": "transparent" if _field(body, "background") == "transparent" else "opaque",
-            "output_format": fmt,
-            "quality": "medium" if quality == "auto" else quality,
-            "size": f"{width}x{height}",
-            "usage": {
-                "input_tokens": words,
-                "input_tokens_details": {"image_tokens": 0, "text_tokens": words},
-                "output_tokens": 272 * n,
-                "output_tokens_details": {"image_tokens": 272 * n, "text_tokens": 0},
-                "total_tokens": words + 272 * n,
-            },
         }
+        if gpt:
+            answer.update(
+                background=settings.background,
+                output_format=fmt,
+                quality=settings.quality,
+                size=settings.size,
+                usage=real.usage(settings, prompt, self.usage_shape),
+            )
+        return answer
 
     @staticmethod
     def _send(handler, status, body, extra, truncate=False):
@@ -658,16 +710,6 @@ def _duration(seconds):
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
-def _parse_size(size):
-    """(width, height) for "WxH" or "auto" (1024x1024), None when malformed."""
-    if size in (None, "auto"):
-        return 1024, 1024
-    parts = str(size).lower().split("x")
-    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
-        return None
-    return int(parts[0]), int(parts[1])
-
-
 def main(argv=None):
     import argparse
     import signal
@@ -681,6 +723,10 @@ def main(argv=None):
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests given a transient fault")
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault mix")
     parser.add_argument("--rate-limit", type=int, default=None, help="successful generations allowed per minute")
+    parser.add_argument("--rate-limit-unit", default="requests", choices=UNITS, help="what the rate limit counts")
+    parser.add_argument(
+        "--today", type=date.fromisoformat, default=real.RESEARCH_DATE, help="whose models answer (YYYY-MM-DD)"
+    )
     args = parser.parse_args(argv)
 
     done = threading.Event()
@@ -692,6 +738,8 @@ def main(argv=None):
         port=args.port,
         latency=args.latency,
         rate_limit_per_minute=args.rate_limit,
+        rate_limit_unit=args.rate_limit_unit,
+        today=args.today,
     ) as server:
         server.default_behavior = args.behavior
         if args.fault_rate:
