@@ -4,6 +4,7 @@ same rows giving the same requests whatever the format, and refuses cells a spre
 import csv
 import datetime
 import io
+import re
 import struct
 import zipfile
 from xml.sax.saxutils import escape, quoteattr
@@ -548,3 +549,37 @@ def test_numbers_are_refused_when_the_file_cannot_be_looked_into(tmp_path, monke
     path = write_xlsx(tmp_path / "n.xlsx", [["image_id", "context", "description"], [7, "N", "x"]])
     monkeypatch.setattr(sheet, "_xlsx_cells", broken)
     assert "row 2, column image_id: the cell holds the number 7, not text; format the column" in problems(path)
+
+
+def test_xlsx_cells_without_references_are_placed_as_the_reader_places_them(tmp_path):
+    """Some writers leave out a cell's reference (r="B3"): cells then follow one another in the row."""
+    rows = [["image_id", "context", "description"], [7, "N", "x"], [None, 8, 9, "y"]]
+    path = write_xlsx(tmp_path / "refs.xlsx", rows, formats={(3, 2): "000"})
+    with zipfile.ZipFile(path) as archive:
+        files = {n: archive.read(n) for n in archive.namelist()}
+    sheet_xml = files["xl/worksheets/sheet1.xml"]
+    files["xl/worksheets/sheet1.xml"] = re.sub(rb'(<c) r="[A-Z]+\d+"', rb"\1", sheet_xml)
+    assert files["xl/worksheets/sheet1.xml"].count(b' r="') == 3  # only the rows keep theirs
+    path.write_bytes(_zip(files))
+    message = problems(path)
+    # B3 (8, format 000) is read as the first cell of row 3, C3 (9, General) as the second
+    assert "sheet 'Images', row 3, column image_id: the cell holds the number 8 shown with the number format '000'" in (
+        message
+    )
+    assert "row 3, column context" not in message and "1 problem(s)" in message
+
+
+@pytest.mark.parametrize("made, named", [(".xlsx", ".xls"), (".ods", ".xlsx"), (".xls", ".xlsx")])
+def test_a_workbook_under_another_workbook_name_is_read_by_its_content(tmp_path, made, named):
+    rows = [["image_id", "context", "description"], [7, "N", "x"]]
+    path = tmp_path / f"book{named}"
+    if made == ".xlsx":
+        write_xlsx(path, rows)
+    elif made == ".ods":
+        write_ods(path, {"Images": [rows[0], [("float", 7, "007"), "N", "x"]]})
+    else:
+        _write(path, xls_bytes({"Images": rows}))
+    if made == ".xls":  # the .xls rule, whatever the name
+        assert "the cell holds the number 7, and an .xls file does not say how it is shown" in problems(path)
+    else:
+        assert read_sheet(path)[0].image_id == {".xlsx": "7", ".ods": "007"}[made]

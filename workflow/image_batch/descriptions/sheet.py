@@ -72,7 +72,7 @@ KNOWN_COLUMNS = COLUMNS + OPTIONAL_COLUMNS
 MAX_FOLDER_CHARS = 100
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "images.schema.yaml"
 
-WORKBOOK_SUFFIXES = {".xlsx": "xlsx", ".xlsm": "xlsx", ".xls": "xls", ".ods": "ods"}
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
 DELIMITERS = {",": "commas", ";": "semicolons", "\t": "tabs"}  # what csv_delimiter may be, besides "auto"
 FIX = "format the column as Text and retype it"
 PASSWORD = "the workbook is password-protected; save a copy without a password and use that"
@@ -126,9 +126,8 @@ def read_sheet(path, max_description_chars=32000, sheet_name=None, delimiter="au
         data = path.read_bytes()
     except (OSError, ValueError) as exc:
         raise SheetError(path, [f"cannot read the file: {getattr(exc, 'strerror', None) or exc}"])
-    kind = WORKBOOK_SUFFIXES.get(path.suffix.lower())
-    if kind:
-        table = _read_workbook(path, data, kind, sheet_name)
+    if path.suffix.lower() in WORKBOOK_SUFFIXES:
+        table = _read_workbook(path, data, sheet_name)
     else:
         if data.startswith(_ZIP_MAGIC) or data.startswith(_OLE_MAGIC):
             raise SheetError(
@@ -265,15 +264,16 @@ def _broken(path, what):
     return SheetError(path, [what])
 
 
-def _check_container(path, data, kind):
-    """One clear line for a file that cannot be the workbook its name says."""
+def _check_container(path, data):
+    """The workbook's format as its content says ("xlsx", "ods" or "xls": the reader goes by content
+    too), or one clear line for a file that cannot be a workbook."""
     suffix = path.suffix.lower()
     if not data:
         raise _broken(path, f"the file is empty (0 bytes), not a {suffix} workbook; save the workbook again")
     if data.startswith(_OLE_MAGIC):
         if _ENCRYPTED_OOXML in data:
             raise _broken(path, PASSWORD)
-        return
+        return "xls"
     if not data.startswith(_ZIP_MAGIC):
         what = "a web page" if data.lstrip()[:1] == b"<" else "text (a CSV saved under this name?)"
         raise _broken(
@@ -288,6 +288,7 @@ def _check_container(path, data, kind):
                 raise _broken(path, PASSWORD)
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError):
         raise _broken(path, f"the {suffix} file is damaged (not a complete zip archive); save the workbook again")
+    return "ods" if "content.xml" in names else "xlsx"
 
 
 def _pick_sheet(path, workbook, sheet_name):
@@ -309,7 +310,7 @@ def _pick_sheet(path, workbook, sheet_name):
     )
 
 
-def _load_cells(path, data, kind, sheet_name):
+def _load_cells(path, data, sheet_name):
     """(sheet name, rows of cell values from A1) via pandas' calamine reader, or one clear line."""
     suffix = path.suffix.lower()
     try:
@@ -322,10 +323,8 @@ def _load_cells(path, data, kind, sheet_name):
     except python_calamine.PasswordError:
         raise _broken(path, PASSWORD)
     except BaseException as exc:  # a damaged file can fail in many ways, even as a panic in the Rust reader
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)) or not (
-            isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
-        ):
-            raise
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise  # KeyboardInterrupt, SystemExit
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if data.startswith(_OLE_MAGIC) and _xls_has_password(data):
             raise _broken(path, PASSWORD)
@@ -342,9 +341,9 @@ def _xls_has_password(data):
     return start >= 0 and data[start + 20 : start + 22] == b"\x2f\x00"
 
 
-def _read_workbook(path, data, kind, sheet_name):
-    _check_container(path, data, kind)
-    name, rows = _load_cells(path, data, kind, sheet_name)
+def _read_workbook(path, data, sheet_name):
+    kind = _check_container(path, data)
+    name, rows = _load_cells(path, data, sheet_name)
     table = _Table("row", f"sheet {name!r}, ", 0, {})
     header = None
     for number, row in enumerate(rows, start=1):
@@ -416,12 +415,12 @@ def _resolve_cells(path, data, kind, sheet, table, index, pending):
     except (KeyError, ValueError, IndexError, StopIteration, OSError, zipfile.BadZipFile, ElementTree.ParseError):
         info = {}  # cannot look inside: the numbers are refused below, never guessed
     for number, i, column, values, value in pending:
-        shown = _shown(kind, info.get((number, i)), value)
-        if isinstance(shown, str):
+        shown, problem = _shown(kind, info.get((number, i)), value)
+        if problem:
+            table.problems.append(f"{table.place(number)}, column {table.names[column]}: {problem}")
+        else:
             values[column] = _clean(shown)
             records[number][1].discard(column)
-        else:
-            table.problems.append(f"{table.place(number)}, column {table.names[column]}: {shown[0]}")
     for (number, i), cell in info.items():
         if number not in records or i not in column_of:
             continue
@@ -439,33 +438,32 @@ def _resolve_cells(path, data, kind, sheet, table, index, pending):
 
 
 def _shown(kind, cell, value):
-    """The text a number cell shows, or (problem,) when the file does not record it reliably."""
-    shown = _number_text(value)
+    """(the text a number cell shows, None), or (None, problem) when the file does not record it reliably."""
+    number = _number_text(value)
     if cell and cell[0] == "error":
-        return (f"the cell shows the error {cell[1]}; fix the formula or type the text",)
+        return None, f"the cell shows the error {cell[1]}; fix the formula or type the text"
     if kind == "ods":
         if cell and cell[0] == "shown" and cell[1].strip():
-            return cell[1]
-        return (f"the cell holds the number {shown} and the file does not keep the text shown; {FIX}",)
+            return cell[1], None
+        return None, f"the cell holds the number {number} and the file does not keep the text shown; {FIX}"
     if kind == "xlsx" and cell and cell[0] == "format":
-        code = cell[1]
-        whole = float(value).is_integer()
+        code, whole = cell[1], float(value).is_integer()
         if code.lower() in ("general", "@") and whole and abs(value) < 1e11:
-            return shown
+            return number, None  # what General shows of a whole number up to 11 digits: its digits
         if code == "0" and whole and abs(value) < 1e15:
-            return shown
+            return number, None
         if code.lower() in ("general", "@", "0"):
-            return (f"the cell holds the number {shown}, which Excel may show rounded or as 1.2E+11; {FIX}",)
-        return (
-            f"the cell holds the number {shown} shown with the number format {code!r}: the file keeps the "
-            f"number, not the text shown (e.g. leading zeros); {FIX}",
+            return None, f"the cell holds the number {number}, which Excel may show rounded or as 1.2E+11; {FIX}"
+        return None, (
+            f"the cell holds the number {number} shown with the number format {code!r}: the file keeps the "
+            f"number, not the text shown (e.g. leading zeros); {FIX}"
         )
     if kind == "xls":
-        return (
-            f"the cell holds the number {shown}, and an .xls file does not say how it is shown; {FIX}, "
-            "or save the workbook as .xlsx",
+        return None, (
+            f"the cell holds the number {number}, and an .xls file does not say how it is shown; {FIX}, "
+            "or save the workbook as .xlsx"
         )
-    return (f"the cell holds the number {shown}, not text; {FIX}",)
+    return None, f"the cell holds the number {number}, not text; {FIX}"
 
 
 def _local(tag):
@@ -480,15 +478,23 @@ def _attr(element, name):
     return None
 
 
-_CELL_REF = re.compile(r"([A-Z]+)(\d+)")
+# the start tags of rows and cells in a worksheet part: the few attributes read (r, s, t) never hold
+# ">" and text never holds an unescaped "<", so a scan of the bytes finds them exactly, without
+# building a tree of a sheet the reader has already read
+_ROW_OR_CELL = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(row|c)\b([^>]*)>")
+_R = re.compile(rb"""(?:^|\s)r\s*=\s*["']([A-Z]*)(\d+)""")
+_S = re.compile(rb"""(?:^|\s)s\s*=\s*["'](\d+)""")
+_T = re.compile(rb"""(?:^|\s)t\s*=\s*["'](\w+)""")
+_VALUE = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?v>([^<]*)<|</(?:[A-Za-z_][\w.-]*:)?c>")
 
 
-def _ref(ref):
-    letters, digits = _CELL_REF.match(ref).groups()
-    column = 0
-    for letter in letters:
-        column = column * 26 + ord(letter) - 64
-    return int(digits), column - 1
+def _column_index(letters, cache={}):  # noqa: B006 - a cache of "A" -> 0, "AB" -> 27
+    if letters not in cache:
+        index = 0
+        for letter in letters.decode("ascii"):
+            index = index * 26 + ord(letter) - 64
+        cache[letters] = index - 1
+    return cache[letters]
 
 
 def _xlsx_cells(data, sheet, columns, header_line, need):
@@ -501,7 +507,7 @@ def _xlsx_cells(data, sheet, columns, header_line, need):
         target = next(r.get("Target") for r in rels.iter() if _local(r.tag) == "Relationship" and r.get("Id") == rid)
         part = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join("xl", target))
         xml = archive.read(part)
-        if not need and b't="e"' not in xml:
+        if not need and b't="e"' not in xml and b"t='e'" not in xml:
             return {}
         formats = dict(_BUILTIN_FORMATS)
         styles = []
@@ -514,28 +520,29 @@ def _xlsx_cells(data, sheet, columns, header_line, need):
             styles = [int(xf.get("numFmtId", "0")) for xf in xfs if _local(xf.tag) == "xf"] if xfs is not None else []
     found = {}
     row = column = 0
-    for event, element in ElementTree.iterparse(io.BytesIO(xml), events=("start", "end")):
-        tag = _local(element.tag)
-        if event == "start":
-            if tag == "row":
-                row = int(element.get("r") or row + 1)
-                column = -1
+    for match in _ROW_OR_CELL.finditer(xml):
+        attributes = match[2]
+        if match[1] == b"row":
+            ref = _R.search(attributes)
+            row, column = (int(ref[2]) if ref else row + 1), -1
             continue
-        if tag == "c":
-            ref = element.get("r")
-            row, column = _ref(ref) if ref else (row, column + 1)
-            cell_type = element.get("t", "n")
-            if row > header_line and column in columns and cell_type in ("n", "e"):
-                text = next((v.text or "" for v in element if _local(v.tag) == "v"), "")
-                if cell_type == "e":
-                    found[(row, column)] = ("error", text)
-                else:
-                    style = int(element.get("s", "0"))
-                    fmt = styles[style] if style < len(styles) else 0
-                    found[(row, column)] = ("format", formats.get(fmt, f"number format {fmt}"))
-            element.clear()
-        elif tag == "row":
-            element.clear()
+        ref = _R.search(attributes)
+        if ref:
+            row, column = int(ref[2]), _column_index(ref[1])
+        else:
+            column += 1
+        if row <= header_line or column not in columns:
+            continue
+        cell_type = _T.search(attributes)
+        cell_type = cell_type[1] if cell_type else b"n"
+        if cell_type == b"e":
+            value = None if attributes.endswith(b"/") else _VALUE.search(xml, match.end())
+            text = value[1] if value and value[1] is not None else b""
+            found[(row, column)] = ("error", text.decode("utf-8", "replace"))
+        elif cell_type == b"n":
+            style = _S.search(attributes)
+            fmt = styles[int(style[1])] if style and int(style[1]) < len(styles) else 0
+            found[(row, column)] = ("format", formats.get(fmt, f"number format {fmt}"))
     return found
 
 
@@ -631,6 +638,7 @@ def _validate(path, table, max_description_chars):
     props = schema["properties"]
     problems = list(table.problems)
     rows = []
+    folders = {}  # context -> folder: a sheet has few contexts and many rows
     for line, values, refused in table.records:
         place = table.place(line)
         values.setdefault("variant", "")
@@ -653,7 +661,9 @@ def _validate(path, table, max_description_chars):
             msg = template.format(value=value, length=len(value), limit=err.validator_value)
             problems.append(f"{place}, column {table.names.get(column, column)}: {msg}")
             bad_columns.add(column)
-        folder = context_folder(values["context"])
+        folder = folders.get(values["context"])
+        if folder is None:
+            folder = folders[values["context"]] = context_folder(values["context"])
         context_name = table.names["context"]
         if len(folder) > MAX_FOLDER_CHARS and "context" not in bad_columns:
             problems.append(
