@@ -1,5 +1,10 @@
 """The descriptions stage: parsing spreadsheet exports and refusing bad sheets with line + column."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from image_batch.common.errors import SheetError
@@ -228,3 +233,16 @@ def test_problems_sorted_by_line_or_row():
         )
     )
     assert message.index("a file problem") < message.index("row 9,") < message.index("row 10,")
+
+
+def test_text_sheets_do_not_load_the_workbook_reader(tmp_path):
+    """Every process that plans a run imports the sheet module: pandas (about 0.4 s to import) and
+    the workbook reader are loaded only when a workbook is read."""
+    path = write(tmp_path, "image_id,context,description\na1,c,d\n")
+    code = (
+        "import sys; from image_batch.descriptions.sheet import read_sheet; "
+        f"read_sheet({str(path)!r}); print(sorted({{'pandas', 'python_calamine'}} & set(sys.modules)))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "workflow")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "[]"

@@ -59,8 +59,6 @@ from xml.etree import ElementTree
 
 import fastjsonschema
 import jsonschema
-import pandas as pd
-import python_calamine
 import yaml
 
 from image_batch.common.errors import SheetError
@@ -292,6 +290,8 @@ def _check_container(path, data):
 
 
 def _pick_sheet(path, workbook, sheet_name):
+    import python_calamine
+
     sheets = [m for m in workbook.sheets_metadata if m.typ == python_calamine.SheetTypeEnum.WorkSheet]
     names = [m.name for m in sheets]
     if not names:
@@ -312,6 +312,11 @@ def _pick_sheet(path, workbook, sheet_name):
 
 def _load_cells(path, data, sheet_name):
     """(sheet name, rows of cell values from A1) via pandas' calamine reader, or one clear line."""
+    # imported here, not with the module: a text sheet needs neither, and every process that plans a
+    # run imports this module (pandas alone takes about 0.4 s to import)
+    import pandas as pd
+    import python_calamine
+
     suffix = path.suffix.lower()
     try:
         with pd.ExcelFile(io.BytesIO(data), engine="calamine") as book:
