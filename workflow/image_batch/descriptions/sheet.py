@@ -1,17 +1,18 @@
 """The descriptions stage: read the input sheet and validate it into rows.
 
 Formats. The file's name decides: ``.xlsx`` (and ``.xlsm``), ``.xls`` and ``.ods`` are workbooks, read
-with pandas (engine ``calamine``): the first visible worksheet, or the one named by config
-``input_sheet``. Anything else is delimited text: ``.tsv`` is tab-separated; other names (``.csv``,
-``.txt``, ...) are separated by config ``csv_delimiter``, whose default ``auto`` takes whichever of
-``,`` ``;`` and tab splits the header line into the required columns (a European Excel export uses
-``;``). Header names are matched forgivingly (case, surrounding spaces, ``Image ID`` and ``image-id``
-for ``image_id``); messages name a column as the header spells it.
+with pandas (engine ``calamine``, which tells these formats apart by content, and so does this
+module): the first visible worksheet, or the one named by config ``input_sheet``. Anything else is
+delimited text: ``.tsv`` is tab-separated; other names (``.csv``, ``.txt``, ...) are separated by
+config ``csv_delimiter``, whose default ``auto`` takes whichever of ``,`` ``;`` and tab splits the
+header line into the required columns (a European Excel export uses ``;``). Header names are
+matched forgivingly (case, surrounding spaces, ``Image ID`` and ``image-id`` for ``image_id``);
+messages name a column as the header spells it.
 
 Text is read with Python's csv module rather than pandas' C parser. It is exact where pandas is
 not: ``line_num`` gives the line each record starts on even after a quoted cell with line breaks
 (pandas numbers records, not lines); every record is read, so all problems (a row with more values
-than the header, ...) are reported at once (pandas stops at the first bad line, or only warns);
+than the header, ...) are reported at once (pandas stops at the first bad line, or skips it);
 strict mode refuses an unclosed quote instead of letting it swallow the rows after it. And it is
 fast: 10,000 rows in about 0.1 s, most of it the checks (benchmarks/sheet_read.py).
 
