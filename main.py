@@ -132,7 +132,12 @@ def main(argv=None):
         if sheet is not None:
             config["input_csv"] = sheet
         settings = load_settings(config)
-        rows = read_sheet(settings.input_csv, settings.max_prompt_chars)
+        rows = read_sheet(
+            settings.input_csv,
+            settings.max_prompt_chars,
+            sheet_name=settings.input_sheet,
+            delimiter=settings.csv_delimiter,
+        )
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

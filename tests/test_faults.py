@@ -5,6 +5,8 @@ import pytest
 
 from image_batch.default_plugins.openai_images import OpenAIImagesProvider
 from image_batch.images.faults import FATAL, RETRY, ROW, classify_api_error, retry_after_seconds
+from image_batch.images.generate import FaultError, obtain
+from tests.conftest import settings_for
 from tests.support.fake_openai import FakeOpenAI
 
 KEY = "sk-unit-test-key-123456"
@@ -116,3 +118,90 @@ def test_unreadable_retry_after_leaves_it_to_backoff(value):
     assert retry_after_seconds({"retry-after": value}) is None
     assert retry_after_seconds({"retry-after-ms": value}) is None
     assert classify_api_error(429, "rate_limit_exceeded", None, "slow", {"retry-after": value}).retry_after is None
+
+
+def test_not_an_exception_we_know_is_not_swallowed():
+    assert OpenAIImagesProvider({}).classify(KeyError("bug"), REQUEST) is None
+
+
+# -- what obtain does with each kind of fault (through the real client, against the stand-in) ------
+
+
+def config_for(tmp_path, **retry):
+    return settings_for(
+        openai={"timeout": 5},
+        response_store=str(tmp_path / "store"),
+        retry={"max_attempts": 4, "max_seconds": 30, "initial_wait": 0.01, "max_wait": 0.05, **retry},
+    )
+
+
+def request_for(api, prompt):
+    return {**REQUEST, "base_url": api.base_url, "quality": "medium", "prompt": prompt}
+
+
+def test_obtain_retries_transient_faults_then_stores_once(api, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    api.fail_times("fox", "server_error", 2)
+    request = request_for(api, "a fox")
+    logged = []
+    outcome = obtain(request, config_for(tmp_path), logged.append)
+    assert outcome.png.startswith(b"\x89PNG") and len(api.calls) == 3 and outcome.how == "paid"
+    # a second obtain is served by the store: no call
+    again = obtain(request, config_for(tmp_path), logged.append)
+    assert len(api.calls) == 3 and again.how == "store"
+    assert any("served from the response store" in line for line in logged)
+
+
+def test_unreadable_retry_after_is_retried_with_backoff(api, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    api.fail_times("fox", "bad_retry_after", 2)
+    outcome = obtain(request_for(api, "a fox"), config_for(tmp_path), lambda m: None)
+    assert outcome.png.startswith(b"\x89PNG") and len(api.calls) == 3
+
+
+def test_obtain_gives_up_after_max_attempts(api, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    api.set_behavior("fox", "server_error")
+    with pytest.raises(FaultError) as info:
+        obtain(request_for(api, "a fox"), config_for(tmp_path, max_attempts=3), lambda m: None)
+    assert info.value.fault.disposition == RETRY and info.value.attempts == 3 and len(api.calls) == 3
+
+
+def test_unusable_answers_are_paid_for_at_most_max_unusable_times(api, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    api.set_behavior("fox", "not_image")
+    with pytest.raises(FaultError) as info:
+        obtain(request_for(api, "a fox"), config_for(tmp_path, max_unusable=2), lambda m: None)
+    assert info.value.fault.disposition == ROW and "2 unusable answers" in info.value.fault.reason
+    assert len(api.calls) == 2
+    assert len(list((tmp_path / "store" / "rejected").glob("*.json"))) == 2  # kept aside, not used
+
+
+def test_failed_url_download_retries_the_download_not_the_paid_call(api, tmp_path, monkeypatch):
+    import urllib.request
+
+    monkeypatch.chdir(tmp_path)
+    api.set_behavior("fox", "url")
+    real_urlopen, failures = urllib.request.urlopen, []
+
+    def flaky_urlopen(url, timeout=None):
+        if not failures:
+            failures.append(url)
+            raise OSError("connection reset")
+        return real_urlopen(url, timeout=timeout)
+
+    monkeypatch.setattr(urllib.request, "urlopen", flaky_urlopen)
+    outcome = obtain(request_for(api, "a fox"), config_for(tmp_path), lambda m: None)
+    assert outcome.png.startswith(b"\x89PNG") and failures
+    generations = [c for c in api.calls if c["path"].endswith("/images/generations")]
+    assert len(generations) == 1  # paid once; the download was what got retried
+    entry = next((tmp_path / "store").glob("??/*.json")).read_text()
+    assert "attachment_b64" in entry  # the image is kept with its answer now
+
+
+def test_obtain_does_not_retry_a_refused_row(api, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    api.set_behavior("fox", "moderation")
+    with pytest.raises(FaultError) as info:
+        obtain(request_for(api, "a fox"), config_for(tmp_path), lambda m: None)
+    assert info.value.fault.disposition == ROW and len(api.calls) == 1

@@ -40,12 +40,14 @@ def made(root):
 
 
 def snapshot(root, skip=("results/specs/",)):
-    """Every file under results/ and .snakemake/ (but Snakemake's own logs), with content and mtime."""
+    """Every file under results/ and .snakemake/ (but Snakemake's own logs and the IO cache a dry run
+    leaves for --trust-io-cache, which a run without that flag never reads), with content and mtime."""
     out = {}
     for base in ("results", ".snakemake"):
         for path in (root / base).rglob("*"):
             name = path.relative_to(root).as_posix()
-            if path.is_file() and not name.startswith(skip) and "/log/" not in name and "/tmp" not in name:
+            own = name.startswith((".snakemake/log/", ".snakemake/iocache/")) or "/tmp" in name
+            if path.is_file() and not name.startswith(skip) and not own:
                 out[name] = (path.read_bytes(), path.stat().st_mtime_ns)
     return out
 

@@ -1,9 +1,14 @@
 """The descriptions stage: parsing spreadsheet exports and refusing bad sheets with line + column."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from image_batch.common.errors import SheetError
-from image_batch.descriptions.sheet import read_sheet
+from image_batch.descriptions.sheet import Row, read_sheet
 
 
 def write(tmp_path, data, name="sheet.csv"):
@@ -147,3 +152,97 @@ def test_unclosed_quote_is_refused(tmp_path):
 def test_context_folder_too_long(tmp_path):
     message = problems(write(tmp_path, "image_id,context,description\na," + "c" * 300 + ",d\n"))
     assert "line 2, column context: context gives a folder name of 300 characters" in message
+
+
+# ------------------------------------------------------------------------ delimiters and headers
+
+
+def test_european_excel_export_with_semicolons(tmp_path):
+    """Excel in a locale with decimal commas saves 'CSV' with ';' (refused before as a missing column)."""
+    text = (
+        "\ufeffimage_id;context;description\r\n"
+        'a1; Food & Beverage;"A cake; with ""icing"", and a cherry"\r\n'
+        'a2;Nature;"two\r\nlines"\r\n'
+        "a3;Nature;red, white and blue\r\n"
+    )
+    rows = read_sheet(write(tmp_path, text))
+    assert [(r.place, r.image_id, r.context, r.description) for r in rows] == [
+        ("line 2", "a1", "Food & Beverage", 'A cake; with "icing", and a cherry'),
+        ("line 3", "a2", "Nature", "two\nlines"),
+        ("line 5", "a3", "Nature", "red, white and blue"),
+    ]
+
+
+def test_tsv_is_tab_separated_whatever_the_setting(tmp_path):
+    text = 'image_id\tcontext\tdescription\na1\tNature\tred, white; blue\na2\tNature\t"a\ttab"\n'
+    path = write(tmp_path, text, "sheet.tsv")
+    for delimiter in ("auto", ",", ";"):
+        assert [r.description for r in read_sheet(path, delimiter=delimiter)] == ["red, white; blue", "a\ttab"]
+    assert "line 2: 4 values but the header has 3 columns; quote a description that contains tabs" in problems(
+        write(tmp_path, "image_id\tcontext\tdescription\na\tb\tc\td\n", "bad.tsv")
+    )
+
+
+def test_delimiter_set_in_config(tmp_path):
+    path = write(tmp_path, "image_id;context;description\na1;Nature;red, white\n")
+    assert read_sheet(path, delimiter=";")[0].description == "red, white"
+    message = problems(path, delimiter=",")
+    assert "line 1: missing column(s) 'image_id', 'context', 'description'" in message
+    assert "(found: image_id;context;description); the header looks separated by ';': set csv_delimiter to auto" in (
+        message
+    )
+    tabs = write(tmp_path, "image_id\tcontext\tdescription\na1\tNature\tx\n", "tabs.txt")
+    assert read_sheet(tabs, delimiter="\t")[0].image_id == read_sheet(tabs)[0].image_id == "a1"
+    assert "csv_delimiter '|' is not one of auto" in problems(path, delimiter="|")
+
+
+def test_extra_values_hint_names_the_delimiter(tmp_path):
+    message = problems(write(tmp_path, "image_id;context;description\na;Food;red; white and blue\n"))
+    assert (
+        'line 2: 4 values but the header has 3 columns; quote a description that contains semicolons, e.g. "red;'
+        in (message)
+    )
+
+
+def test_header_names_are_forgiving_and_messages_name_them_as_written(tmp_path):
+    path = write(tmp_path, "Image ID, CONTEXT ,Description,Variant\n,Nature,x,\na-1,Nature,,\na-2,!!!,y,v\n")
+    message = problems(path)
+    assert "line 2, column Image ID: image_id is empty" in message
+    assert "line 3, column Description: description is empty" in message
+    assert "line 4, column CONTEXT: context '!!!' gives an empty folder name" in message
+    rows = read_sheet(write(tmp_path, "image-id,Context,DESCRIPTION,variant\na1,N,x,2\n", "ok.csv"))
+    assert (rows[0].image_id, rows[0].variant) == ("a1", "2")
+
+
+def test_two_columns_for_one_field_are_refused(tmp_path):
+    message = problems(write(tmp_path, "image_id,context,description,Description\na,b,c,d\n"))
+    assert "line 1: columns 'description' and 'Description' both name description; keep one" in message
+
+
+def test_row_place_and_value():
+    row = Row(7, "a", "C", "c", "d")
+    assert row.place == "line 7"
+    assert Row(7, "a", "C", "c", "d", "", "sheet 'S', row 7") == row  # where it was read is not its value
+
+
+def test_problems_sorted_by_line_or_row():
+    message = str(
+        SheetError(
+            "s.xlsx",
+            ["sheet 'S', row 10, column image_id: x", "sheet 'S', row 9, column context: y", "a file problem"],
+        )
+    )
+    assert message.index("a file problem") < message.index("row 9,") < message.index("row 10,")
+
+
+def test_text_sheets_do_not_load_the_workbook_reader(tmp_path):
+    """Every process that plans a run imports the sheet module: pandas (about 0.4 s to import) and
+    the workbook reader are loaded only when a workbook is read."""
+    path = write(tmp_path, "image_id,context,description\na1,c,d\n")
+    code = (
+        "import sys; from image_batch.descriptions.sheet import read_sheet; "
+        f"read_sheet({str(path)!r}); print(sorted({{'pandas', 'python_calamine'}} & set(sys.modules)))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "workflow")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "[]"

@@ -73,7 +73,16 @@ TRANSIENT = (
 MORE_TRANSIENT = ("bad_retry_after",)
 # Faults a retry cannot fix.  "retired_model": the requested model answers as a retired one (see retired_answer).
 PERMANENT = frozenset(
-    {"moderation", "quota", "content_policy", "billing", "forbidden", "model_not_found", "retired_model"}
+    {
+        "moderation",
+        "quota",
+        "content_policy",
+        "billing",
+        "forbidden",
+        "model_not_found",
+        "retired_model",
+        "invalid_request",
+    }
 )
 # Answers that are a 200 with a fully sent, valid image (what good_paid_calls counts).
 GOOD = frozenset({"ok", "jpeg", "webp", "url", "slow"})
@@ -151,6 +160,14 @@ _FAULTS = {
     ),
     "model_not_found": (*_real("model_not_found"), {}),
     "retired_model": (*_real("retired_model"), {}),
+    # a 400 about the row itself (no setting named): what the same-refusal safety net is for
+    "invalid_request": (
+        400,
+        "Invalid prompt: your prompt could not be processed.",
+        "invalid_request_error",
+        "invalid_prompt",
+        {},
+    ),
 }
 # Faults whose body is not OpenAI's JSON: behaviour -> (status, content type, body), like a proxy in front.
 _RAW_FAULTS = {

@@ -81,7 +81,12 @@ class Plan:
 
 def read_rows(settings):
     """The sheet's rows, checked (SheetError lists every problem)."""
-    return read_sheet(settings.input_csv, settings.max_prompt_chars)
+    return read_sheet(
+        settings.input_csv,
+        settings.max_prompt_chars,
+        sheet_name=settings.input_sheet,
+        delimiter=settings.csv_delimiter,
+    )
 
 
 def check_models(settings, choices, specs):
@@ -125,7 +130,7 @@ def make_plan(settings, write=True, local_images=True, announce=True):
         specs,
         [(s["folder"], s["image_id"]) for s in specs],
         {},
-        {row.image_id: getattr(row, "place", None) or f"line {row.line}" for row in rows},
+        {row.image_id: row.place for row in rows},
         str(sheet),
         warnings=warnings,
     )

@@ -4,7 +4,8 @@ import re
 
 
 def _line_of(problem):
-    match = re.match(r"line (\d+)", problem)
+    """Where a sheet problem is, for sorting: "line 7, ..." (text) or "sheet 'Images', row 7, ..." (workbook)."""
+    match = re.match(r"(?:sheet .*?, )?(?:line|row) (\d+)", problem)
     return int(match.group(1)) if match else 0
 
 

@@ -62,7 +62,7 @@ def build_specs(rows, settings, provider_name, sheet_path, environ=None):
         prompt = build_prompt(row, settings)
         if limit and len(prompt) > limit:
             problems.append(
-                f"{_place(row)}, column description: the prompt made from it is {len(prompt)} "
+                f"{row.place}, column description: the prompt made from it is {len(prompt)} "
                 f"characters long; the model allows at most {limit}"
             )
         request = {"provider": provider_name, **params, "prompt": prompt}
@@ -73,10 +73,6 @@ def build_specs(rows, settings, provider_name, sheet_path, environ=None):
     if problems:
         raise SheetError(sheet_path, problems)
     return specs
-
-
-def _place(row):
-    return getattr(row, "place", None) or f"line {row.line}"
 
 
 def _paid(provider_name):
