@@ -16,8 +16,9 @@ import pytest
 from image_batch.common.errors import SheetError
 from image_batch.descriptions.sheet import read_sheet
 from image_batch.descriptions.specs import build_specs, write_specs
+from tests.conftest import settings_for
 
-CONFIG = {"openai": {"model": "gpt-image-1", "size": "1024x1024", "quality": "low"}, "max_prompt_chars": 32000}
+CONFIG = settings_for(openai={"model": "gpt-image-2.5-sunburst", "size": "1024x1024", "quality": "low"})
 
 # one sheet, as a careful user keeps it: everything typed as text
 HEADER = ["image_id", "context", "description", "variant", "notes"]
