@@ -25,6 +25,8 @@ rule all:
     default_target: True
     input:
         "results/_SUCCESS.json",
+        # where this run syncs: a new destination is a new record, which makes the sync due again
+        str(PLAN.destination_record),
         # images deleted behind an up-to-date sync (see image_batch.sync.chunks.missing_behind)
         PLAN.missing,
 

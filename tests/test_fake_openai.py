@@ -874,12 +874,19 @@ def test_fault_mix_of_bad_retry_after(srv, client):
 def test_every_behaviour_name_still_works():
     old = "ok jpeg webp url slow moderation quota content_policy billing forbidden model_not_found rate_limit "
     old += "server_error overloaded truncated reset bad_base64 not_image timeout_408 conflict_409 slow_down bad_gateway"
-    assert set(old.split()) | {"bad_retry_after", "retired_model"} == BEHAVIORS
+    assert set(old.split()) | {"bad_retry_after", "retired_model", "invalid_request"} == BEHAVIORS
 
 
 # -- rate-limit headers -----------------------------------------------------------------------------------------------
 
 DURATION = re.compile(r"(\d+m)?(\d+(\.\d+)?s|\d+ms)")
+
+
+def test_a_plain_refusal_names_no_setting(srv, client):
+    srv.set_behavior("row", "invalid_request")
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.images.generate(model="gpt-image-2", prompt="this row")
+    assert refused.value.code == "invalid_prompt" and refused.value.param is None
 
 
 def test_image_limiter_headers_and_429(srv):

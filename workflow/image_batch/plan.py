@@ -52,6 +52,7 @@ class Plan:
     warnings: list = field(default_factory=list)
     endpoint: str | None = None  # where a paid provider's requests go
     missing: list = field(default_factory=list)  # PNGs deleted behind an up-to-date sync: targets
+    removed: list = field(default_factory=list)  # images in results/images no row asks for any more
 
     @property
     def paid(self):
@@ -59,15 +60,16 @@ class Plan:
 
     @property
     def destination_record(self):
-        """The destination of this plan's sync, as a file named by its content: a run that syncs
-        elsewhere needs another file (made by the record_destination rule of a real run), so a
-        dry run beside a live run can never change where the live run syncs."""
-        data = canonical_json(self.choices.destination.as_dict()).encode("utf-8")
+        """Where and how this plan's sync goes, as a file named by its content: a run that syncs
+        elsewhere (or turns sync.delete_removed on) needs another file, made by the
+        record_destination rule of a real run, so a dry run beside a live run can never change
+        where the live run syncs, and a changed destination makes the sync due."""
+        data = canonical_json(self.destination_content).encode("utf-8")
         return DESTINATION_ROOT / f"destination-{hashlib.sha256(data).hexdigest()[:16]}.json"
 
     @property
     def destination_content(self):
-        return self.choices.destination.as_dict()
+        return {**self.choices.destination.as_dict(), "delete_removed": self.settings.sync.delete_removed}
 
     def spec_of(self, folder, image_id):
         return self._by_image[(folder, image_id)]
@@ -150,6 +152,7 @@ def make_plan(settings, write=True, local_images=True, announce=True):
     plan.chunks = chunking.assign(plan.images)
     if local_images:
         plan.missing = chunking.missing_behind(plan.chunks, plan.to_make)
+        plan.removed = removed_rows(plan.images)
     if write:
         chunking.write_members(plan.chunks)
         if not local_images:
@@ -157,6 +160,17 @@ def make_plan(settings, write=True, local_images=True, announce=True):
     if announce:
         tell(plan, local_images)
     return plan
+
+
+def removed_rows(images, root=Path("results/images")):
+    """``folder/image_id`` of the images in ``root`` that no row of the sheet asks for any more."""
+    wanted = {f"{folder}/{image_id}.png" for folder, image_id in images}
+    found = []
+    if root.is_dir():
+        for folder in root.iterdir():
+            if folder.is_dir():
+                found += [f"{folder.name}/{png.name}" for png in folder.glob("*.png")]
+    return sorted(name[: -len(".png")] for name in found if name not in wanted)
 
 
 def _estimate(plan):
@@ -186,6 +200,15 @@ def tell(plan, local_images=True, out=sys.stderr):
         f"sync to {plan.choices.destination.describe()}",
         file=out,
     )
+    if plan.removed:
+        delete = plan.settings.sync.delete_removed
+        print(
+            f"Image.Batch: {len(plan.removed)} image(s) in results/images no row asks for any more "
+            f"(e.g. {plan.removed[0]}): not synced"
+            + ("; deleted from the destination (sync.delete_removed)" if delete else "")
+            + "; the response store keeps their answers",
+            file=out,
+        )
     if plan.estimate is not None:
         lines = describe_estimate(plan.estimate, plan.paid)
         seen = "" if local_images else " (images in storage are not looked at: every image counted as to make)"

@@ -247,7 +247,7 @@ class Destination:
 
         data = read_json(path, "the sync destination record")
         try:
-            return cls(**data)
+            return cls(**{k: v for k, v in data.items() if k in ("kind", "location", "prefix", "endpoint_url")})
         except TypeError:
             raise UserError(f"{path}: the sync destination record is not valid; delete it and run again") from None
 

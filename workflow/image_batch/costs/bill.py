@@ -95,7 +95,7 @@ def report(sidecars):
     contexts = {name: {**row, "cost": round(row["cost"], 6)} for name, row in sorted(per_context.items())}
     return {
         "currency": "USD",
-        "total": round(sum(r["cost"] for r in contexts.values()), 6),
+        "total": round(sum(r["cost"] for r in per_context.values()), 6),
         "images": sum(r["images"] for r in contexts.values()),
         "unpriced": sum(r["unpriced"] for r in contexts.values()),
         "batch_images": sum(r["batch"] for r in contexts.values()),

@@ -7,15 +7,17 @@ size is unchanged but whose bytes differ is uploaded again.
 """
 
 import base64
+import dataclasses
 import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from image_batch.common.fileio import HOST, atomic_write_bytes, canonical_json, file_digests
+from image_batch.common.fileio import HOST, atomic_write_bytes, canonical_json, file_digests, read_json
 from image_batch.common.joblog import JobLog
 from image_batch.common.settings import Destination
 from image_batch.costs import bill
@@ -53,8 +55,9 @@ def digest(paths, images_root, names=None):
 def write_destination(destination, output, log_file=None):
     """The record_destination rule: where this run syncs (decided when its Snakefile was parsed)."""
     atomic_write_bytes(output, canonical_json(dict(destination)).encode("utf-8"), durable=False)
+    where = {k: v for k, v in destination.items() if k != "delete_removed"}
     with JobLog(log_file) as log:
-        log(f"this run syncs to {Destination(**destination).describe()}")
+        log(f"this run syncs to {Destination(**where).describe()}")
 
 
 def write_chunk_digest(paths, output, images_root="results/images", names=None):
@@ -210,6 +213,14 @@ class S3Target:
     def delete(self, key):
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
+    def delete_many(self, keys):
+        for start in range(0, len(keys), 1000):  # S3's limit per request
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            if answer.get("Errors"):
+                error = answer["Errors"][0]
+                raise SyncError(f"could not delete {error.get('Key')}: {error.get('Code')} {error.get('Message')}")
+
 
 class LocalTarget:
     """A local folder with the same semantics, so the whole pipeline runs with no bucket."""
@@ -267,6 +278,10 @@ class LocalTarget:
     def delete(self, key):
         (self.root / key).unlink(missing_ok=True)
 
+    def delete_many(self, keys):
+        for key in keys:
+            self.delete(key)
+
 
 def make_target(destination, concurrency=16, retry_mode="standard", max_attempts=10):
     if destination.kind == "s3":
@@ -321,7 +336,7 @@ def sync(
                 files = collect_chunks(chunk_files, images_root, destination.prefix, local_paths)
             else:
                 files = collect(paths, images_root, destination.prefix)
-            return _sync(files, destination, local_marker, target, log)
+            return _sync(files, destination, local_marker, target, log, bool(settings and settings.delete_removed))
         except Exception as exc:
             from botocore.exceptions import BotoCoreError, ClientError
 
@@ -344,14 +359,40 @@ def _sidecars(files):
                 continue
 
 
-def _objects(marker_bytes):
+def _differs(marker_bytes, marker):
+    """Whether a marker already in the destination says something else than ``marker`` (a broken one
+    does: it is written again)."""
     try:
-        return json.loads(marker_bytes).get("objects")
+        old = json.loads(marker_bytes)
+        return any(old.get(part) != marker.get(part) for part in ("objects", "removed", "cost"))
     except (ValueError, AttributeError):
-        return None  # a broken marker: written again
+        return True
 
 
-def _sync(files, destination, local_marker, target, log):
+# What the workflow puts in a destination: <context-folder>/<image_id>.png|.json (see the rules).
+OURS = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*/[A-Za-z0-9_-][A-Za-z0-9._-]*\.(?:png|json)$")
+
+
+def removed_keys(listing, files, prefix, marker_key):
+    """Images and sidecars in the destination that no row of the sheet asks for any more (keys of
+    the workflow's own shape only: other objects under the prefix are never touched)."""
+    wanted = {f.key for f in files} | {marker_key}
+    return sorted(k for k in listing if k not in wanted and k.startswith(prefix) and OURS.match(k[len(prefix) :]))
+
+
+def _removed_summary(removed, deleted):
+    images = sum(1 for k in removed if k.endswith(".png"))
+    if not removed:
+        return "none"
+    if deleted:
+        return f"{images} image(s) no row asks for any more were deleted from the destination ({len(removed)} objects)"
+    return (
+        f"{images} image(s) in the destination no row asks for any more (e.g. {removed[0]}); "
+        "kept: set sync.delete_removed: true to delete them"
+    )
+
+
+def _sync(files, destination, local_marker, target, log, delete_removed=False):
     marker_key = f"{destination.prefix}{MARKER_NAME}"
     files = sorted(files, key=lambda f: f.key)
     log(f"syncing {len(files)} files to {destination.describe()}")
@@ -379,12 +420,27 @@ def _sync(files, destination, local_marker, target, log):
         if bad:
             raise SyncError(f"{len(bad)} upload(s) could not be verified, e.g. {bad[0]}; no marker written")
         log(f"uploaded and verified {len(to_upload)} files")
+    removed = removed_keys(listing, files, destination.prefix, marker_key)
+    deleted = 0
+    if removed and delete_removed:
+        if marker_key in listing and not to_upload:
+            target.delete(marker_key)  # a sync in progress must not look complete
+        target.delete_many(removed)
+        deleted = len(removed)
     marker = _marker(destination, files, len(to_upload), listing)
+    marker["removed"] = {
+        "listed": len(removed),
+        "deleted": deleted,
+        "keys": removed[:100],
+        "summary": _removed_summary(removed, deleted),
+    }
+    if removed:
+        log(f"removed rows: {marker['removed']['summary']}")
     marker["cost"] = bill.report(_sidecars(files))
     log(bill.describe_report(marker["cost"]))
     if not to_upload and marker_key in remote and previous is None:
         previous = target.read(marker_key)
-    if to_upload or previous is None or _objects(previous) != marker["objects"]:
+    if to_upload or deleted or previous is None or _differs(previous, marker):
         target.put(marker_key, canonical_json(marker).encode("utf-8"))
         log(f"wrote marker {marker_key}")
     else:
@@ -398,12 +454,14 @@ def sync_job(inputs, local_marker, log_file, settings, names=None):
     """The sync rule: the chunk digests and the destination recorded by the main process (its
     inputs ``chunks`` and ``destination``); with ``names``, its input ``images`` are those files'
     local copies (a storage provider's), in the same order."""
+    recorded = read_json(inputs.destination, "the sync destination record")
+    how = dataclasses.replace(settings.sync, delete_removed=bool(recorded.get("delete_removed")))
     return sync(
         None,
         Destination.read(inputs.destination),
         local_marker,
         log_file,
-        settings=settings.sync,
+        settings=how,
         chunk_files=inputs.chunks,
         local_paths=dict(zip(names, inputs.images, strict=False)) if names else None,
     )
