@@ -7,13 +7,15 @@
 #   docker run --rm --user "$(id -u):$(id -g)" -v "$(pwd)":/app image-batch input.csv -- --report report.html
 FROM python:3.11-slim
 
-# Any uid may run this image (`--user`), and an arbitrary uid has no home directory: HOME and the
-# caches (Snakemake's source cache, pip's) point at /tmp, which every user can write.
+# Any uid may run this image (`--user`), and an arbitrary uid has no home directory and no name:
+# HOME and the caches (Snakemake's source cache, pip's) point at /tmp, which every user can write,
+# and USER names the user for Snakemake (getpass.getuser() fails for a uid with no passwd entry).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HOME=/tmp \
-    XDG_CACHE_HOME=/tmp/.cache
+    XDG_CACHE_HOME=/tmp/.cache \
+    USER=image-batch
 
 WORKDIR /opt/image-batch
 COPY requirements.lock .
