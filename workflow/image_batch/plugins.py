@@ -32,8 +32,13 @@ def manager():
         return _manager
 
 
+_found = []
+
+
 def providers():
-    """{name: ImageProvider subclass} of every registered provider."""
+    """{name: ImageProvider subclass} of every registered provider (asked once per process)."""
+    if _found:
+        return _found[0]
     found = {}
 
     def register(cls):
@@ -42,6 +47,7 @@ def providers():
         found[cls.name] = cls
 
     manager().hook.register_image_providers(register=register)
+    _found[:] = [found]
     return found
 
 

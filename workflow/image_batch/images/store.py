@@ -67,10 +67,19 @@ def is_remote(root):
     return str(root).startswith("s3://")
 
 
+_stores = {}
+_stores_lock = threading.Lock()
+
+
 def open_store(settings, root=None):
-    """The response store the settings name: a local folder, or ``s3://bucket/prefix``."""
-    root = root or store_root(settings)
-    return S3ResponseStore(root) if is_remote(root) else ResponseStore(root)
+    """The response store the settings name: a local folder, or ``s3://bucket/prefix``. One object
+    per store and process (what it learns, such as its format record, is read once)."""
+    root = str(root or store_root(settings))
+    where = root if is_remote(root) else os.path.abspath(root)
+    with _stores_lock:
+        if where not in _stores:
+            _stores[where] = S3ResponseStore(root) if is_remote(root) else ResponseStore(where)
+        return _stores[where]
 
 
 @functools.cache
@@ -168,6 +177,23 @@ def _entry_from_bytes(data):
     return entry
 
 
+def answer_usage(body):
+    """The ``usage`` object of an images answer, read from its tail (an answer is megabytes of base64
+    with the usage at the end: no need to parse it all), or None."""
+    if not isinstance(body, (bytes, bytearray)):
+        return None
+    at = body.rfind(b'"usage"')
+    if at < 0:
+        return None
+    try:
+        text = body[at:].decode("utf-8")
+        start = text.index("{")
+        usage, _ = json.JSONDecoder().raw_decode(text, start)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return usage if isinstance(usage, dict) else None
+
+
 def usage_line(request, usage):
     """One line of the usage journal: what an answer for ``request`` used."""
     usage = usage or {}
@@ -185,6 +211,17 @@ def usage_line(request, usage):
         "text_output_tokens": details_out.get("text_tokens"),
     }
     return json.dumps(line, sort_keys=True) + "\n"
+
+
+_rescue_seen = [0.0, ()]
+
+
+def _rescue_roots(every=5.0):
+    """The rescue folders that exist (looked at once every few seconds, not once per image)."""
+    now = time.monotonic()
+    if now - _rescue_seen[0] > every:
+        _rescue_seen[:] = [now, tuple(root for root in RESCUE_ROOTS if root.is_dir())]
+    return _rescue_seen[1]
 
 
 class Found:
@@ -268,7 +305,7 @@ class _Store:
             entry = self.get(old)
             if entry is not None:
                 return Found(old, entry, legacy=True, batch_keys=self._legacy_batch_keys(entry))
-        for root in RESCUE_ROOTS:
+        for root in _rescue_roots():
             path = root / key[:2] / f"{key}.json"
             if path.is_file():
                 try:
@@ -331,6 +368,7 @@ class _Store:
                 f"the response store could not keep a paid answer ({error}); it is kept in {path} and will be "
                 "served from there (copy it into the store when the store works again)"
             )
+            _rescue_seen[0] = 0.0  # look again: there is one now
             log(f"WARNING: {message}")
             print(f"Image.Batch: WARNING: {message}", file=sys.stderr, flush=True)
             return path
@@ -339,10 +377,7 @@ class _Store:
         )
 
     def note_usage(self, request, raw):
-        try:
-            usage = json.loads(raw.body).get("usage")
-        except (ValueError, AttributeError, UnicodeDecodeError):
-            return
+        usage = answer_usage(raw.body)
         if usage:
             self._append_usage(usage_line(request, usage))
 
