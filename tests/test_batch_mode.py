@@ -181,6 +181,33 @@ def test_a_batch_created_but_not_heard_of_is_found_not_made_again(tmp_path, api,
     assert any("created by an earlier run" in line for line in logs)
 
 
+def test_a_batch_a_run_was_creating_long_ago_is_still_found(tmp_path, api, monkeypatch):
+    """Recovery has no time limit short of the API's retention: a run killed while creating a batch
+    30 hours ago (longer than a batch's 24 h window) is found again, not submitted twice."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AI_API_KEY", API_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
+    config = settings_for(batch={"poll_seconds": 0.01})
+    request = {"provider": "openai", "endpoint": "images/generations", "base_url": api.base_url}
+    request["model"] = "gpt-image-2.5-sunburst"
+    specs = [
+        {"image_id": i, "context": c, "folder": c.lower(), "request": {**request, "prompt": d}} for i, c, d in ROWS
+    ]
+    api.batch_created_offset = -30 * 3600
+    api.fail_next("batch_create", after=True)
+    with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for the lost answer
+        BatchRunner(config, lambda m: None).run(specs)
+    state_path = tmp_path / "response-store/batches/state.json"
+    state = json.loads(state_path.read_text())
+    state["batches"][0]["started_at"] -= 30 * 3600  # that run was 30 hours ago
+    state_path.write_text(json.dumps(state))
+    api.batch_created_offset = 0
+    logs = []
+    result = BatchRunner(config, logs.append).run(specs)
+    assert len(api.batches_created) == 1, "the batch of 30 hours ago was submitted again"
+    assert result["stored"] == len(ROWS) and any("created by an earlier run" in line for line in logs)
+
+
 def test_input_files_split_at_the_limits():
     provider = OpenAIImagesProvider({"model": "m"})
     requests = {f"k{i}": {"model": "m", "prompt": "p" * 100, "size": "1024x1024"} for i in range(10)}

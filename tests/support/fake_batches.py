@@ -98,6 +98,8 @@ class BatchAPI:
         self.batch_polls_to_complete = int(batch_polls_to_complete)  # read when a batch is created
         self.expire_batches_after_lines = None  # k: batches created while set expire after their first k lines
         self.shuffle_batch_output = False  # True: files list lines out of input order, as the real API may
+        # seconds added to the creation time of new batches: -30 * 3600 makes one look created 30 hours ago
+        self.batch_created_offset = 0
         # Taken before self._lock when both are needed (line answers call _pick), never the other way round.
         self._batch_lock = threading.Lock()
         self._uploads = {}  # file id -> {"meta": FileObject dict, "data": bytes, "by_client": bool}
@@ -367,7 +369,7 @@ class BatchAPI:
                 ),
                 {},
             )
-        now = int(time.time())
+        now = int(time.time()) + int(self.batch_created_offset)
         batch = {
             "id": f"batch_{uuid.uuid4().hex}",
             "object": "batch",
