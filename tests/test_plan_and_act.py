@@ -299,3 +299,15 @@ def test_no_per_image_noise_and_a_summary_at_the_end(user, api):
     assert "Missing metadata" not in report.output and (user.root / "report.html").exists()
     again = user.snakemake("--config", "input_csv=mine.csv")
     assert "nothing to do: all 3 image(s) are made" in again.stderr.strip().splitlines()[-1]
+
+
+def test_a_long_run_prints_progress_every_few_seconds(user):
+    with FakeOpenAI(api_key=API_KEY, latency=0.4) as slow:
+        user.env["OPENAI_BASE_URL"] = slow.base_url
+        rows = [(f"r{i}", "Nature", f"picture number {i}") for i in range(12)]
+        (user.root / "mine.csv").write_text(sheet(rows), newline="")
+        update_config(user.root, progress_seconds=0.5)
+        run = user.snakemake("--resources", "api=2", "--config", "input_csv=mine.csv")
+    lines = [line for line in run.stderr.splitlines() if line.startswith("Image.Batch: progress:")]
+    assert len(lines) >= 2, run.stderr[-2000:]
+    assert " of 12 image(s)" in lines[-1] and "/s" in lines[-1] and "so far" in lines[-1]
