@@ -14,6 +14,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/images.smk"
 include: "workflow/rules/sync.smk"
+include: "workflow/rules/report.smk"
 
 
 if STORAGE:
@@ -25,6 +26,7 @@ rule all:
     default_target: True
     input:
         "results/_SUCCESS.json",
+        CONTACT_SHEETS,
 
 
 onstart:

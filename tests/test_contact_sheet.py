@@ -8,6 +8,7 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw
 
 from image_batch.report import contact_sheet as cs
+from image_batch.report import gallery
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40), (200, 40, 200), (40, 200, 200)]
 
@@ -265,3 +266,28 @@ def test_the_job_logs_what_it_decoded(tmp_path, monkeypatch):
     log = (tmp_path / "sheet.log").read_text()
     assert "2 images (2 decoded, 2 hashed, 0 unchanged)" in log
     assert (tmp_path / cs.CACHE_ROOT / "nature" / "nature.index.json").is_file()
+
+
+def test_a_sheet_is_labelled_like_an_image_with_an_empty_id_so_it_sorts_first(tmp_path):
+    class Input:
+        pass
+
+    spec = tmp_path / "fox.json"
+    spec.write_text(json.dumps({"context": "Nature", "image_id": "fox", "request": {"prompt": "A fox"}}))
+    image_input, sheet_input = Input(), Input()
+    image_input.spec = spec
+    pages = cs.paginate([("nature", f"n{i}") for i in range(1150)])
+    infos = [cs.members(page, "Nature") for page in pages.values()]
+    for info in infos:
+        path = tmp_path / f"{info['page']}.json"
+        path.write_text(json.dumps(info))
+        sheet_input.members = path
+        labels = gallery.sheet_labels(None, sheet_input)
+        assert list(labels) == list(gallery.labels(None, image_input))  # the same columns
+        assert labels["image id"] == "" and labels["context"] == gallery.sheet_context(None, sheet_input)
+    descriptions = [gallery.sheet_description(info) for info in infos]
+    assert descriptions[1] == "Contact sheet 02 of 12: images 101-200 of 1,150 images"
+    assert sorted(descriptions) == descriptions  # pages in page order (zero-padded numbers)
+    assert gallery.sheet_description(cs.members(cs.paginate([("x", "a")])["x"], "X")) == (
+        "Contact sheet: all 1 image at a glance"
+    )
