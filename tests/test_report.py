@@ -1,5 +1,5 @@
 """The gallery: `snakemake --report` shows every image under its context, with its id and prompt,
-after the context's contact sheet."""
+after the context's contact sheet; and the report shows the last run's sheet."""
 
 import base64
 import json
@@ -160,3 +160,27 @@ def test_a_rerun_remakes_only_the_sheet_of_a_changed_image_and_decodes_only_it(m
     assert (made.root / "results/contact-sheets/food-beverage.jpg").stat().st_mtime_ns == before
     again = made.snakemake("--config", "input_csv=input.csv")
     assert "contact_sheet" not in again.output  # nothing changed: no sheet job at all
+
+
+def test_the_report_shows_the_last_run_sheet_unless_told_otherwise(made, tmp_path):
+    # ids starting with "_" and "-": what most collations put before letters, digits and "("
+    (made.root / "other.csv").write_text(
+        "image_id,context,description\n_bus,Vehicles,A red bus\n-tram,Vehicles,A tram\n"
+    )
+    made.snakemake("--config", "input_csv=other.csv")
+    assert (made.root / "results/contact-sheets/vehicles.jpg").is_file()
+    # What every real run is to record (the integrator's part); written here for this test.
+    record = made.root / "results/logs/last-run.json"
+    record.write_text(json.dumps({"input_csv": "other.csv", "input_sheet": None}))
+
+    shown = made.snakemake("--report", "r.html")  # the config file still says config/example.csv
+    data = report_data(made.root / "r.html")
+    assert list(data["categories"]["Images"]) == ["Vehicles"]
+    assert "results/contact-sheets/vehicles.jpg" in data["results"]
+    assert "the last run's sheet other.csv" in shown.output
+    assert_sheets_first(data, tmp_path)
+
+    made.snakemake("--report", "r2.html", "--config", "input_csv=input.csv")  # told otherwise
+    data = report_data(made.root / "r2.html")
+    assert set(data["categories"]["Images"]) == set(SHEETS)
+    assert_sheets_first(data, tmp_path)

@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from image_batch.common.errors import UserError
 from image_batch.sync import chunks
 from image_batch.report import gallery
+from image_batch.report.last_run import report_sheet
 from image_batch import plan
 from image_batch.run import lock as runlock
 from image_batch.images import store
@@ -29,6 +30,11 @@ if STORAGE and not workflow.storage_settings.shared_fs_usage:
         print(STORE_NOTE, file=sys.stderr)
 
 try:
+    # `snakemake --report` shows the last run's sheet, unless --config input_csv=... names one.
+    REPORT_SHEET = report_sheet(config, workflow.config_settings.config, sys.argv)
+    config.update(REPORT_SHEET.settings)
+    if REPORT_SHEET.note and workflow.is_main_process:
+        print(f"Image.Batch: {REPORT_SHEET.note}", file=sys.stderr)
     # Job processes (cluster executors) re-read the Snakefile: only the main process writes the
     # plan files and talks to the user; jobs take their inputs from it.
     PLAN = plan.prepare(
