@@ -7,17 +7,20 @@ prefix and the distinguishing end both stay).  A title names the context and its
 A context of more than ``PAGE_SIZE`` (100) images gets one sheet per 100, in sheet order:
 ``<folder>.jpg``, ``<folder>_page2.jpg``, ... (``_`` never occurs in a folder name, so a page can
 never be mistaken for another context's sheet: ``nature-2`` is a folder, ``nature_page2`` a page).
-A full sheet is 2,752 x 3,068 px; JPEG keeps it near 2.5 MB for photographs (PNG: about 13 MB, and
-10x slower to encode), and the thumbnails are small enough that JPEG's artefacts do not matter.
-Output is deterministic: the same images, ids and title give the same bytes (same Pillow).
+A full sheet is 2,752 x 3,036 px: as JPEG (quality 85) 1.5 to 2.6 MB for photographs, as PNG 10 to
+13 MB and 10 to 30 times slower to encode; at 256 px JPEG's artefacts do not show.  Output is
+deterministic: the same images, ids and title give the same bytes (with the same Pillow).
 
-Cache.  Decoding a 1024 px PNG costs ~30 ms; decoding a cached 256 px thumbnail ~1 ms.  Each
-image's thumbnail is kept under ``CACHE_ROOT`` named by the SHA-256 of the PNG's bytes, and each
-sheet keeps an index (PNG path -> size, mtime, SHA-256).  A PNG whose size and mtime match its
-index entry is not even read; one whose size or mtime changed is hashed, and decoded only when
-that content has no thumbnail yet.  So a rerun after one image changed decodes that one image.
-Sheets are always composed from the cached (JPEG) thumbnails, so a sheet built from a cold cache
-and one built from a warm cache are byte-identical.
+Cache.  A thumbnail from a 1024 px PNG costs ~30 ms (nearly all of it the PNG decode); one from
+the cache ~1 ms.  Each image's thumbnail is kept under ``CACHE_ROOT`` named by the SHA-256 of the
+PNG's bytes, and each sheet keeps an index (PNG path -> size, mtime, SHA-256).  A PNG whose size
+and mtime match its index entry is not even read; one whose size or mtime changed is hashed, and
+decoded only when that content has no thumbnail yet.  So a rerun after one image changed decodes
+that one image, and an image moving to another page (a row inserted above it) is not decoded
+again.  Sheets are always composed from the cached (JPEG) thumbnails, so a sheet built from a cold
+cache and one built from a warm cache are byte-identical.  The cache is ~20-30 KB an image; delete
+``results/contact-sheets/.thumbnails`` at any time.  Jobs without a shared filesystem start with
+an empty cache (correct, only slower: ~3 s a sheet of 100).
 """
 
 import hashlib
