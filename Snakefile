@@ -14,6 +14,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/images.smk"
 include: "workflow/rules/sync.smk"
+include: "workflow/rules/report.smk"
 
 
 if STORAGE:
@@ -29,6 +30,8 @@ rule all:
         str(PLAN.destination_record),
         # images deleted behind an up-to-date sync (see image_batch.sync.chunks.missing_behind)
         PLAN.missing,
+        # one contact sheet per context (page of 100 images): the gallery at a glance
+        CONTACT_SHEETS,
 
 
 onstart:

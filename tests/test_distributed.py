@@ -39,7 +39,7 @@ PROMPTS = {
     "nature/fox": "A red fox in snow",
     "nature/tree": "An oak on a hill",
 }
-JOBS = len(PROMPTS) + 2  # one per image, the chunk digest, the sync
+JOBS = len(PROMPTS) + 2 + 2  # one per image, the chunk digest, the sync, a contact sheet per context
 STORAGE_BUCKET = "image-batch-storage"
 DEST_BUCKET = "image-batch-dest"
 LOCAL_CLUSTER = REPO / "tests" / "support" / "local_cluster.py"
@@ -184,6 +184,7 @@ def test_storage_provider_and_no_shared_filesystem(tmp_path, api, s3):
     marker = json.loads(synced["batch/_SUCCESS.json"])
     assert {o["key"] for o in marker["objects"]} == {f"batch/{s}.{k}" for s in PROMPTS for k in ("png", "json")}
     assert json.loads(stored["run/results/_SUCCESS.json"]) == marker
+    assert {"run/results/contact-sheets/food-beverage.jpg", "run/results/contact-sheets/nature.jpg"} <= set(stored)
 
     # paid answers went to the response store in storage, not to a job's scratch folder
     answers = [key for key in stored if re.match(r"run/response-store/[0-9a-f]{2}/", key)]

@@ -1,10 +1,21 @@
-"""The gallery: `snakemake --report` shows every image under its context, with its id and prompt."""
+"""The gallery: `snakemake --report` shows every image under its context, with its id and prompt,
+after the context's contact sheet; and the report shows the last run's sheet."""
 
+import base64
+import json
+import re
 import shutil
 import subprocess
 import zipfile
+from pathlib import Path
 
 import pytest
+from PIL import Image
+from snakemake.report import html_reporter
+
+from image_batch.report import contact_sheet as cs
+
+SUPPORT = Path(__file__).parent / "support"
 
 ROWS = [
     ("cake", "Food & Beverage", "A layered chocolate cake"),
@@ -53,3 +64,123 @@ def test_zip_report_for_large_batches_holds_the_images(made):
         names = archive.namelist()
     for image_id, _, _ in ROWS:
         assert any(name.endswith(f"{image_id}.png") for name in names), names
+
+
+# --- contact sheets ------------------------------------------------------------------------------
+
+SHEETS = {"Food & Beverage": "food-beverage", "Nature": "nature"}
+
+
+def report_data(html_path):
+    """The report's embedded data: {"categories": ..., "results": ...}."""
+    html = html_path.read_text(encoding="utf-8")
+    data = {}
+    for name in ("categories", "results"):
+        found = re.search(rf'<script id="{name}">\s*var {name} = (.*?);\s*</script>', html, re.S)
+        assert found, f"no {name} in {html_path}"
+        data[name] = json.loads(found.group(1))
+    return data
+
+
+def table_order(data, tmp_path):
+    """Each subcategory's rows top to bottom, as the report's own JavaScript orders them (with
+    node), or None without node."""
+    node = shutil.which("node")
+    if not node:
+        return None
+    components = Path(html_reporter.__file__).parent / "template" / "components"
+    data_file = tmp_path / "report-data.json"
+    data_file.write_text(json.dumps(data))
+    done = subprocess.run(
+        [node, str(SUPPORT / "report_table.js"), str(components), str(data_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def assert_sheets_first(data, tmp_path):
+    """Under every context, its contact sheet is the first row of the report's table, and every
+    image follows."""
+    images = data["categories"]["Images"]
+    for context, paths in images.items():
+        sheets = [p for p in paths if p.startswith("results/contact-sheets/")]
+        assert sheets, f"no contact sheet under {context}: {paths}"
+        labels = [data["results"][p]["labels"] for p in paths]
+        # the same columns on every row, the same context: rows are told apart by image id, and
+        # the sheets' is empty, which every locale's collation sorts before any image id
+        assert all(list(row) == ["context", "image id", "prompt"] for row in labels), labels
+        assert {row["context"] for row in labels} == {context}
+        assert all(data["results"][p]["labels"]["image id"] == "" for p in sheets)
+        assert all(data["results"][p]["labels"]["image id"] for p in paths if p not in sheets)
+    order = table_order(data, tmp_path)
+    if order is not None:  # the report's own sort agrees
+        for context, paths in images.items():
+            rows = order["Images"][context]
+            assert sorted(rows) == sorted(paths), (context, rows)  # every item its own row
+            assert rows[0].startswith("results/contact-sheets/"), (context, rows)
+
+
+def test_a_run_makes_one_contact_sheet_per_context_that_opens_on_its_own(made):
+    sheets = sorted((made.root / "results" / "contact-sheets").glob("*.jpg"))
+    assert [p.stem for p in sheets] == sorted(SHEETS.values())
+    with Image.open(made.root / "results/contact-sheets/nature.jpg") as sheet:
+        assert sheet.format == "JPEG"
+        assert sheet.height == 2 * cs.MARGIN + cs.TITLE_HEIGHT + cs.THUMB + cs.CAPTION_HEIGHT  # one row
+        assert sheet.width == 2 * cs.MARGIN + 2 * cs.THUMB + cs.GAP  # fox and oak
+    log = (made.root / "results/logs/contact-sheets/nature.log").read_text()
+    assert "2 images (2 decoded" in log
+
+
+def test_the_report_shows_each_context_contact_sheet_first(made, tmp_path):
+    made.snakemake("--config", "input_csv=input.csv", "--report", "report.html")
+    data = report_data(made.root / "report.html")
+    assert set(data["categories"]["Images"]) == set(SHEETS)
+    for context, folder in SHEETS.items():
+        path = f"results/contact-sheets/{folder}.jpg"
+        assert path in data["categories"]["Images"][context]
+        entry = data["results"][path]
+        assert entry["mime_type"] == "image/jpeg"
+        embedded = base64.b64decode(entry["data_uri"].split(";base64,", 1)[1])
+        assert embedded == (made.root / path).read_bytes()  # the very sheet a person can open
+        assert entry["labels"]["prompt"].startswith("Contact sheet")
+    assert_sheets_first(data, tmp_path)
+
+
+def test_a_rerun_remakes_only_the_sheet_of_a_changed_image_and_decodes_only_it(made):
+    fox = made.root / "results/images/nature/fox.png"
+    with Image.open(fox) as image:
+        image.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(fox)  # as if made again
+    before = (made.root / "results/contact-sheets/food-beverage.jpg").stat().st_mtime_ns
+    made.snakemake("--config", "input_csv=input.csv")
+    log = (made.root / "results/logs/contact-sheets/nature.log").read_text().splitlines()
+    assert "2 images (1 decoded, 1 hashed, 1 unchanged)" in log[-1]
+    assert (made.root / "results/contact-sheets/food-beverage.jpg").stat().st_mtime_ns == before
+    again = made.snakemake("--config", "input_csv=input.csv")
+    assert "contact_sheet" not in again.output  # nothing changed: no sheet job at all
+
+
+def test_the_report_shows_the_last_run_sheet_unless_told_otherwise(made, tmp_path):
+    # ids starting with "_" and "-": what most collations put before letters, digits and "("
+    (made.root / "other.csv").write_text(
+        "image_id,context,description\n_bus,Vehicles,A red bus\n-tram,Vehicles,A tram\n"
+    )
+    made.snakemake("--config", "input_csv=other.csv")
+    assert (made.root / "results/contact-sheets/vehicles.jpg").is_file()
+    # What every real run is to record (the integrator's part); written here for this test.
+    record = made.root / "results/logs/last-run.json"
+    record.write_text(json.dumps({"input_csv": "other.csv", "input_sheet": None}))
+
+    shown = made.snakemake("--report", "r.html")  # the config file still says config/example.csv
+    data = report_data(made.root / "r.html")
+    assert list(data["categories"]["Images"]) == ["Vehicles"]
+    assert "results/contact-sheets/vehicles.jpg" in data["results"]
+    assert "the last run's sheet other.csv" in shown.output
+    assert_sheets_first(data, tmp_path)
+
+    made.snakemake("--report", "r2.html", "--config", "input_csv=input.csv")  # told otherwise
+    data = report_data(made.root / "r2.html")
+    assert set(data["categories"]["Images"]) == set(SHEETS)
+    assert_sheets_first(data, tmp_path)

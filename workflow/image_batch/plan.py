@@ -53,6 +53,7 @@ class Plan:
     endpoint: str | None = None  # where a paid provider's requests go
     missing: list = field(default_factory=list)  # PNGs deleted behind an up-to-date sync: targets
     removed: list = field(default_factory=list)  # images in results/images no row asks for any more
+    made_only: set | None = None  # a report: the images that were made (the others are not shown)
 
     @property
     def paid(self):
@@ -108,10 +109,11 @@ def check_models(settings, choices, specs):
     return warnings
 
 
-def make_plan(settings, write=True, local_images=True, announce=True):
+def make_plan(settings, write=True, local_images=True, announce=True, only_made=False):
     """The plan for ``settings``. ``write=False`` (a job process of a cluster executor, which
-    re-reads the Snakefile) writes nothing; ``local_images=False`` (a storage provider holds the
-    images) judges nothing from results/images."""
+    re-reads the Snakefile, or a report) writes nothing; ``local_images=False`` (a storage provider
+    holds the images) judges nothing from results/images; ``only_made`` (a report) plans only the
+    images that were made (a report cannot show one that failed)."""
     load_dotenv_file(".env")
     choices = resolve(settings)
     sheet = settings.input_csv
@@ -150,6 +152,10 @@ def make_plan(settings, write=True, local_images=True, announce=True):
     if announce:
         plan.estimate = _estimate(plan)
     plan.chunks = chunking.assign(plan.images)
+    if only_made:
+        made = {(f, i) for f, i in plan.images if _made(f, i)}
+        plan.chunks = {chunk: [m for m in members if m in made] for chunk, members in plan.chunks.items()}
+        plan.made_only = made
     if local_images:
         plan.missing = chunking.missing_behind(plan.chunks, plan.to_make)
         plan.removed = removed_rows(plan.images)
@@ -160,6 +166,10 @@ def make_plan(settings, write=True, local_images=True, announce=True):
     if announce:
         tell(plan, local_images)
     return plan
+
+
+def _made(folder, image_id, root=Path("results/images")):
+    return (root / folder / f"{image_id}.png").exists() and (root / folder / f"{image_id}.json").exists()
 
 
 def removed_rows(images, root=Path("results/images")):

@@ -10,6 +10,7 @@ from image_batch.common.errors import UserError
 from image_batch.common.settings import load_settings, passed_variables, secrets_in_commands
 from image_batch.images import store, worker
 from image_batch.report import gallery
+from image_batch.report.last_run import is_report_run, report_sheet
 from image_batch.run import actions, quiet
 from image_batch.sync import chunks, upload
 
@@ -28,7 +29,16 @@ if workflow.is_main_process:
 # rule in storage.smk puts them into storage. Jobs that share no filesystem share no local
 # response store either: paid answers then go to one in S3 (store.shared_store).
 STORAGE = bool(workflow.storage_settings.default_storage_provider)
+# `snakemake --report` shows what the last run made: its sheet (unless --config input_csv=...
+# names one), and only the images that exist; it writes nothing. (Snakemake does not tell the
+# Snakefile it is parsed for a report: its own argument parser reads the command line, and the
+# answer only chooses what to show.)
+REPORTING = workflow.is_main_process and is_report_run(sys.argv)
 try:
+    REPORT_SHEET = report_sheet(config, workflow.config_settings.config, sys.argv)
+    config.update(REPORT_SHEET.settings)
+    if REPORT_SHEET.note and workflow.is_main_process:
+        print(f"Image.Batch: {REPORT_SHEET.note}", file=sys.stderr)
     # config/config.yaml, checked against workflow/schemas/config.schema.yaml (which holds every
     # default), read once into typed settings
     SETTINGS = load_settings(config)
@@ -41,9 +51,10 @@ try:
     # cluster executors re-read the Snakefile and write nothing; acting is for a real run's onstart.
     PLAN = planning.make_plan(
         SETTINGS,
-        write=workflow.is_main_process,
+        write=workflow.is_main_process and not REPORTING,
         local_images=not STORAGE,
         announce=workflow.is_main_process,
+        only_made=REPORTING and not STORAGE,
     )
 except UserError as error:
     fail(error)

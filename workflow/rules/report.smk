@@ -1,0 +1,44 @@
+# Contact sheets: per context, one sheet of thumbnails captioned with their image ids
+# (image_batch/report/contact_sheet.py), shown first under the context in `snakemake --report`.
+#
+# One job per sheet of up to 100 images, never one per image: at 100,000 images that is 1,000
+# jobs beside the 100,000 image jobs. Each job keeps its thumbnails in a cache, so a rerun after
+# one image changed decodes only that image. A sheet's member file (written here while the
+# Snakefile is parsed, only when its content changed) makes the sheet due when its title, page or
+# membership changed, which --rerun-triggers mtime alone would not see.
+from image_batch.report import contact_sheet
+from image_batch.common.fileio import floor_mtimes
+
+SHEETS = contact_sheet.paginate(PLAN.images)
+CONTACT_SHEETS = [str(contact_sheet.sheet_path(name)) for name in SHEETS]
+if REPORTING:  # a report shows the sheets the last run made, of the images it made
+    CONTACT_SHEETS = [path for path in CONTACT_SHEETS if Path(path).exists()]
+
+if workflow.is_main_process and not REPORTING:
+    contact_sheet.write_members(SHEETS, contact_sheet.contexts_from_specs(SHEETS))
+    if STORAGE:
+        floor_mtimes(contact_sheet.MEMBERS_ROOT)  # staged into storage like the specs
+
+
+rule contact_sheet:
+    input:
+        members=contact_sheet.members_path("{sheet}"),
+        images=lambda wildcards: [
+            png
+            for png in contact_sheet.sheet_pngs(SHEETS, wildcards.sheet)
+            if PLAN.made_only is None or Path(png).exists()
+        ],
+    output:
+        report(
+            "results/contact-sheets/{sheet}.jpg",
+            caption="../report/contact_sheet.rst",
+            category="Images",
+            subcategory=gallery.sheet_context,
+            labels=gallery.sheet_labels,
+        ),
+    log:
+        "results/logs/contact-sheets/{sheet}.log",
+    wildcard_constraints:
+        sheet="[a-z0-9]+(-[a-z0-9]+)*(_page[0-9]+)?",
+    run:
+        contact_sheet.build_job(input.members, input.images, output[0], log[0])
