@@ -169,9 +169,8 @@ def test_the_report_shows_the_last_run_sheet_unless_told_otherwise(made, tmp_pat
     )
     made.snakemake("--config", "input_csv=other.csv")
     assert (made.root / "results/contact-sheets/vehicles.jpg").is_file()
-    # What every real run is to record (the integrator's part); written here for this test.
-    record = made.root / "results/logs/last-run.json"
-    record.write_text(json.dumps({"input_csv": "other.csv", "input_sheet": None}))
+    record = json.loads((made.root / "results/logs/last-run.json").read_text())  # every real run's record
+    assert record["input_csv"] == "other.csv" and record["input_sheet"] is None
 
     shown = made.snakemake("--report", "r.html")  # the config file still says config/example.csv
     data = report_data(made.root / "r.html")
@@ -184,3 +183,26 @@ def test_the_report_shows_the_last_run_sheet_unless_told_otherwise(made, tmp_pat
     data = report_data(made.root / "r2.html")
     assert set(data["categories"]["Images"]) == set(SHEETS)
     assert_sheets_first(data, tmp_path)
+
+
+def test_a_report_after_a_run_with_a_failed_image_shows_what_was_made(runner, tmp_path):
+    from tests.conftest import API_KEY
+    from tests.support.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(api_key=API_KEY) as api:
+        runner.env.update(AI_API_KEY=API_KEY, OPENAI_BASE_URL=api.base_url)
+        api.set_behavior("red fox", "moderation")  # this row fails; the others are made
+        sheet = "image_id,context,description\n" + "".join(f"{i},{c},{d}\n" for i, c, d in ROWS)
+        (runner.root / "input.csv").write_text(sheet)
+        failed = runner.snakemake("--config", "input_csv=input.csv", check=False)
+        assert failed.returncode != 0 and not (runner.root / "results/images/nature/fox.png").exists()
+        before = {p: p.stat().st_mtime_ns for p in (runner.root / "results").rglob("*") if p.is_file()}
+        calls = len(api.calls)
+        shown = runner.snakemake("--report", "r.html")
+        assert len(api.calls) == calls  # a report calls nothing
+    data = report_data(runner.root / "r.html")
+    names = " ".join(data["results"])
+    assert "oak.png" in names and "cake.png" in names and "fox.png" not in names
+    assert "Traceback" not in shown.output
+    after = {p: p.stat().st_mtime_ns for p in (runner.root / "results").rglob("*") if p.is_file()}
+    assert after == before  # a report writes nothing under results/
