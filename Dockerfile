@@ -4,7 +4,7 @@
 # what it writes is yours (README, "Docker"):
 #   docker build -t image-batch .
 #   docker run --rm --user "$(id -u):$(id -g)" -v "$(pwd)":/app image-batch input.csv
-#   docker run --rm --user "$(id -u):$(id -g)" -v "$(pwd)":/app image-batch input.csv -- --report report.html
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$(pwd)":/app image-batch --report report.html
 FROM python:3.11-slim
 
 # Any uid may run this image (`--user`), and an arbitrary uid has no home directory and no name:
