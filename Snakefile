@@ -26,8 +26,8 @@ rule all:
     default_target: True
     input:
         "results/_SUCCESS.json",
-        # where this run syncs: a new destination is a new record, which makes the sync due again
-        str(PLAN.destination_record),
+        # synced to where this run syncs: another destination (or one synced before) is synced too
+        str(PLAN.synced_record),
         # images deleted behind an up-to-date sync (see image_batch.sync.chunks.missing_behind)
         PLAN.missing,
         # one contact sheet per context (page of 100 images): the gallery at a glance

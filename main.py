@@ -72,6 +72,10 @@ def take_config(args):
     return items, rest
 
 
+def same_file(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def config_file():
     local = Path("config/config.yaml")
     return local if local.is_file() else REPO / "config" / "config.yaml"
@@ -124,7 +128,7 @@ def main(argv=None):
             if not args.report:
                 raise UserError("name the sheet to use: python main.py my-sheet.csv (see --help)")
             sheet = given.get("input_csv") or last_run_sheet()
-        if "input_csv" in given and sheet is not None and str(given["input_csv"]) != sheet:
+        if "input_csv" in given and sheet is not None and not same_file(str(given["input_csv"]), sheet):
             raise UserError(
                 f"the sheet is given twice: {sheet} and --config input_csv={given['input_csv']}; give it once"
             )

@@ -87,10 +87,10 @@ def test_batch_run_submits_once_matches_live_and_adds_only_new_rows(runner, api,
     (batch.root / "input.csv").write_text(sheet(more), newline="")
     dry = batch.snakemake("-n", "--config", "input_csv=input.csv")
     assert "estimate: 2 of 7 image(s) to make, 0 of them served from the response store" in dry.output
-    # 2 images x (272 image tokens x $30/M + a few text tokens x $5/M) / 2, from the store's own usage
-    assert "$0.0082 in batch mode" in dry.output and "from the mean usage of your 5 stored answer(s)" in dry.output
+    # 2 images x (1,756 image tokens x $30/M + a few text tokens x $5/M) / 2, from the store's own usage
+    assert "$0.05 in batch mode" in dry.output and "from the mean usage of your 5 stored answer(s)" in dry.output
     estimate = batch.main("--estimate", "input.csv")
-    assert estimate.returncode == 0 and "2 to pay for: about $0.02 live, $0.0082 in batch mode" in estimate.output
+    assert estimate.returncode == 0 and "2 to pay for: about $0.11 live, $0.05 in batch mode" in estimate.output
     assert dry.output.count("rule generate_image") == 2 and len(api.batches_created) == 1  # a dry run submits nothing
     batch.snakemake("--config", "input_csv=input.csv")
     assert len(api.batches_created) == 2 and api.batch_lines_answered == len(ROWS) + 2
@@ -253,3 +253,28 @@ def test_batch_state_survives_rm_rf_results(tmp_path, s3, monkeypatch, where):
         fake.batch_polls_to_complete = 1
         result = BatchRunner(config, lambda message: None, sleep=lambda seconds: None).run(specs)
         assert len(fake.batches_created) == 1 and result["stored"] == 3
+
+
+def test_an_answer_in_the_rescue_folder_is_not_submitted_again(tmp_path, api, monkeypatch):
+    from image_batch.images import store as store_module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AI_API_KEY", API_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
+    monkeypatch.setattr(store_module, "RESCUE_ROOTS", (tmp_path / "rescue",))
+    monkeypatch.setattr(store_module, "_rescue_seen", [0.0, ()])
+    monkeypatch.setattr(store_module.time, "sleep", lambda s: None)
+
+    def disk_full(self, key, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module.ResponseStore, "_put_bytes", disk_full)
+    config = settings_for(batch={"poll_seconds": 0.01})
+    request = {"provider": "openai", "endpoint": "images/generations", "base_url": api.base_url}
+    request["model"] = "gpt-image-2.5-sunburst"
+    specs = [
+        {"image_id": i, "context": c, "folder": c.lower(), "request": {**request, "prompt": d}} for i, c, d in ROWS
+    ]
+    BatchRunner(config, lambda m: None).run(specs)
+    assert len(list((tmp_path / "rescue").rglob("*.json"))) == len(ROWS)  # kept, although the store failed
+    assert len(api.batches_created) == 1, f"{len(api.batches_created)} batches: rescued answers were paid again"

@@ -230,7 +230,10 @@ def test_a_store_write_that_fails_keeps_the_paid_answer(user, api, s3):
 
 def test_batch_and_live_prices_survive_later_runs_and_a_rebuild(user, api):
     update_config(user.root, mode="batch", batch={"poll_seconds": 0.05})
-    user.snakemake("--config", "input_csv=mine.csv")
+    first = user.snakemake("--config", "input_csv=mine.csv")
+    # what this run's batches bought is this run's cost, at the batch price
+    assert "3 made (3 paid for, 0 served from the response store)" in first.output
+    assert "$0.00 paid in this run" not in first.output
     update_config(user.root, mode="live")
     (user.root / "mine.csv").write_text(sheet(ROWS + [("jug", "Kitchen", "a green jug")]), newline="")
     user.snakemake("--config", "input_csv=mine.csv")
@@ -311,3 +314,38 @@ def test_a_long_run_prints_progress_every_few_seconds(user):
     lines = [line for line in run.stderr.splitlines() if line.startswith("Image.Batch: progress:")]
     assert len(lines) >= 2, run.stderr[-2000:]
     assert " of 12 image(s)" in lines[-1] and "/s" in lines[-1] and "so far" in lines[-1]
+
+
+def test_ids_with_dots_are_made_again_when_deleted(user, api):
+    rows = [("fox", "Nature", "a fox"), ("fox.v2", "Nature", "a second fox"), ("owl.1", "Nature", "an owl")]
+    (user.root / "mine.csv").write_text(sheet(rows), newline="")
+    user.snakemake("--config", "input_csv=mine.csv")
+    (user.root / "results/images/nature/fox.v2.png").unlink()
+    dry = user.snakemake("-n", "--config", "input_csv=mine.csv")
+    assert "estimate: 1 of 3 image(s) to make, 1 of them served from the response store" in dry.output
+    user.snakemake("--config", "input_csv=mine.csv")
+    assert (user.root / "results/images/nature/fox.v2.png").exists() and len(api.paid_calls) == 3
+
+
+def test_switching_back_to_an_earlier_destination_syncs_what_changed_since(user):
+    user.snakemake("--config", "input_csv=mine.csv", "sync={'local_destination': 'out/A'}")
+    (user.root / "mine.csv").write_text(sheet(ROWS + [("jug", "Kitchen", "a green jug")]), newline="")
+    user.snakemake("--config", "input_csv=mine.csv", "sync={'local_destination': 'out/B'}")
+    assert (user.root / "out/B/kitchen/jug.png").exists() and not (user.root / "out/A/kitchen/jug.png").exists()
+    back = user.snakemake("--config", "input_csv=mine.csv", "sync={'local_destination': 'out/A'}")
+    assert (user.root / "out/A/kitchen/jug.png").exists(), back.output[-2000:]
+    assert json.loads((user.root / "out/A/_SUCCESS.json").read_text())["counts"]["images"] == 4
+
+
+def test_a_refused_run_does_not_claim_there_was_nothing_to_do(user):
+    import fcntl
+
+    user.snakemake("--config", "input_csv=mine.csv")
+    (user.root / "results/images/nature/fox.png").unlink()
+    with open(user.root / ".snakemake/image-batch.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        refused = user.snakemake("--config", "input_csv=mine.csv", check=False)
+    assert refused.returncode != 0 and "another Image.Batch run is working in this folder" in refused.output
+    assert "nothing to do" not in refused.output
+    missing = user.snakemake("--config", "input_csv=mine.csv", "results/images/nature/nothere.png", check=False)
+    assert missing.returncode != 0 and "nothing to do" not in missing.output

@@ -58,7 +58,8 @@ def test_defaults_come_from_the_schema_and_land_in_typed_settings():
     assert settings.retry.max_attempts == 8 and settings.retry.same_error_stop == 3
     assert settings.sync.delete_removed is False and settings.sync.concurrency == 16
     assert settings.section("openai")["model"] == "gpt-image-2.5-sunburst"
-    assert settings.section("openai")["quality"] == "medium" and settings.mode == "live"
+    # request fields are not defaulted (null: not sent): a default would change stored answers' keys
+    assert settings.section("openai")["quality"] is None and settings.mode == "live"
     assert settings.input_sheet is None and settings.csv_delimiter == "auto"
 
 

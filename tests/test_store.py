@@ -337,3 +337,36 @@ def test_a_stale_s3_lease_goes_to_one_waiter_only(s3, monkeypatch):
     first, _ = store._try_lease(lease, stale)
     second, _ = store._try_lease(lease, stale)
     assert first is not None and second is None
+
+
+def test_a_renewal_that_meets_a_network_error_keeps_the_lease(s3, monkeypatch):
+    from botocore.exceptions import EndpointConnectionError
+
+    from image_batch.images.store import S3ResponseStore
+
+    set_env(monkeypatch, s3.env())
+    s3.client().create_bucket(Bucket="answers")
+    store = S3ResponseStore("s3://answers/store")
+    key = request_key(OLD)
+    real, calls = store._try_lease, []
+
+    def flaky(lease, etag):
+        calls.append(etag)
+        if etag is not None and len(calls) == 2:  # the first renewal meets one network error
+            raise EndpointConnectionError(endpoint_url="http://s3")
+        return real(lease, etag)
+
+    store._try_lease = flaky
+    took_over = []
+
+    def other():
+        with S3ResponseStore("s3://answers/store").lock(key, stale_after=0.4, poll=0.05):
+            took_over.append(time.monotonic())
+
+    with store.lock(key, stale_after=0.4) as held:
+        thread = threading.Thread(target=other)
+        thread.start()
+        time.sleep(1.5)  # the holder is still working: renewed after the error, never stale
+        assert not took_over and not held.lost
+    thread.join(timeout=10)
+    assert took_over

@@ -123,6 +123,14 @@ class BatchAPI:
         with self._batch_lock:
             return list(self._batches)
 
+    def complete_batches_after(self, polls):
+        """Batches already created see their end state at their ``polls``-th retrieve from now on
+        (new batches too): a batch a stopped run left running finishes for the next run."""
+        with self._batch_lock:
+            self.batch_polls_to_complete = int(polls)
+            for state in self._batches.values():
+                state["polls_needed"] = state["polls"] + int(polls)
+
     def batch(self, batch_id):
         """The Batch object as the API shows it now (a copy; looking does not move the batch on)."""
         with self._batch_lock:

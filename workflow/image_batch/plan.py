@@ -65,8 +65,18 @@ class Plan:
         elsewhere (or turns sync.delete_removed on) needs another file, made by the
         record_destination rule of a real run, so a dry run beside a live run can never change
         where the live run syncs, and a changed destination makes the sync due."""
+        return DESTINATION_ROOT / f"destination-{self._destination_hash}.json"
+
+    @property
+    def synced_record(self):
+        """The sync's own output for this destination: switching back to a destination synced
+        before syncs again what changed since (one shared marker could not tell)."""
+        return DESTINATION_ROOT / f"synced-{self._destination_hash}.json"
+
+    @property
+    def _destination_hash(self):
         data = canonical_json(self.destination_content).encode("utf-8")
-        return DESTINATION_ROOT / f"destination-{hashlib.sha256(data).hexdigest()[:16]}.json"
+        return hashlib.sha256(data).hexdigest()[:16]
 
     @property
     def destination_content(self):
@@ -93,20 +103,18 @@ def read_rows(settings):
 
 
 def check_models(settings, choices, specs):
-    """Warnings for the log; UserError for a model that shut down or a setting it does not take."""
+    """(problems, warnings): a model that shut down or a setting it does not take; notes."""
     if not specs or not provider_class(choices.provider).paid:
-        return []
+        return [], []
     catalog = load_catalog(settings.catalog_path)
     request = {k: v for k, v in specs[0]["request"].items() if k != "prompt"}
     problems, warnings = catalog.check(request)
-    if problems:
-        raise UserError("\n".join(["the settings cannot be used (nothing was called):"] + [f"  {p}" for p in problems]))
     if settings.legacy_prices:
         warnings.append(
             "config: the `prices` section is no longer used: prices come from the model catalogue "
             f"({catalog.path}); remove the section to silence this"
         )
-    return warnings
+    return problems, warnings
 
 
 def make_plan(settings, write=True, local_images=True, announce=True, only_made=False):
@@ -119,7 +127,7 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
     sheet = settings.input_csv
     rows = read_rows(settings)
     specs = build_specs(rows, settings, choices.provider, sheet)
-    warnings = check_models(settings, choices, specs)
+    problems, warnings = check_models(settings, choices, specs)
     if settings.mode == "batch" and not local_images:
         # It would have to know which images storage holds already, or it would pay for them again.
         raise UserError(
@@ -149,6 +157,16 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
         plan.to_make = {(s["folder"], s["image_id"]) for s in specs if needs_image(s)}
     else:
         plan.to_make = set(plan.images)
+    if problems:
+        # Refused before any call when there is something to pay for; a report, or a rebuild that
+        # the response store serves whole, asks nothing of the model and goes on (with the warning).
+        store = open_store(settings)
+        to_pay = [s for s in specs if (s["folder"], s["image_id"]) in plan.to_make]
+        to_pay = [s for s in to_pay if not store.has_answer(s["request"], plan.endpoint)]
+        if to_pay and not only_made:
+            lines = [f"the settings cannot be used for the {len(to_pay)} image(s) to pay for (nothing was called):"]
+            raise UserError("\n".join(lines + [f"  {p}" for p in problems]))
+        plan.warnings += [f"{p} (nothing is asked of it in this run)" for p in problems]
     if announce:
         plan.estimate = _estimate(plan)
     plan.chunks = chunking.assign(plan.images)

@@ -53,7 +53,7 @@ try:
         SETTINGS,
         write=workflow.is_main_process and not REPORTING,
         local_images=not STORAGE,
-        announce=workflow.is_main_process,
+        announce=workflow.is_main_process and not REPORTING,
         only_made=REPORTING and not STORAGE,
     )
 except UserError as error:

@@ -33,8 +33,9 @@ rule sync:
         # here (fetched from storage), not only named in the chunk digests.
         images=[f"results/images/{name}" for name in all_image_names()] if STORAGE else [],
     output:
-        "results/_SUCCESS.json",
+        marker="results/_SUCCESS.json",
+        synced=str(PLAN.synced_record),
     log:
         "results/logs/sync.log",
     run:
-        upload.sync_job(input, output[0], log[0], SETTINGS, STORAGE and all_image_names())
+        upload.sync_job(input, output.marker, log[0], SETTINGS, STORAGE and all_image_names(), output.synced)

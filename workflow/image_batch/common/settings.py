@@ -122,9 +122,37 @@ def _validator():
     return jsonschema.validators.extend(base, {"properties": properties})(_schema())
 
 
+def _coerce(value, schema):
+    """Values given on the command line (``--config batch="{poll_seconds: 1}"``) may arrive as text:
+    the numbers and booleans the schema asks for are read from it."""
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        return {k: _coerce(v, props.get(k) or {}) for k, v in value.items()}
+    if not isinstance(value, str):
+        return value
+    kinds = schema.get("type") or []
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    text = value.strip()
+    if "boolean" in kinds and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if "integer" in kinds:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    if "number" in kinds:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    if "null" in kinds and text.lower() in ("null", "none", "~"):
+        return None
+    return value
+
+
 def with_defaults(config):
     """A copy of ``config`` checked against the schema, every default filled in. Raises UserError."""
-    config = copy.deepcopy(dict(config or {}))
+    config = _coerce(copy.deepcopy(dict(config or {})), _schema())
     errors = sorted(_validator().iter_errors(config), key=lambda e: list(e.path))
     if errors:
         lines = []

@@ -142,9 +142,10 @@ def write_specs(specs, root=SPEC_ROOT, protect_paid=False, only_missing=False, i
 def needs_image(spec, root=SPEC_ROOT, images="results/images"):
     """Whether Snakemake will (re)make this spec's image: PNG or sidecar missing, or older than the
     spec (the workflow's mtime rule).  Images already made are never paid for again."""
-    base = Path(images) / spec["folder"] / spec["image_id"]
+    folder = Path(images) / spec["folder"]  # (not with_suffix: an id may hold dots, "fox.v2")
     try:
-        made = min(base.with_suffix(".png").stat().st_mtime, base.with_suffix(".json").stat().st_mtime)
+        png, sidecar = folder / f"{spec['image_id']}.png", folder / f"{spec['image_id']}.json"
+        made = min(png.stat().st_mtime, sidecar.stat().st_mtime)
         return made < spec_path(spec["folder"], spec["image_id"], root).stat().st_mtime
     except FileNotFoundError:
         return True

@@ -14,9 +14,11 @@ refused are failures of their own rows, reported with the reason.
 """
 
 import fcntl
+import functools
 import hashlib
 import io
 import json
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,8 +28,9 @@ from image_batch.common.fileio import atomic_write_bytes, atomic_write_json
 from image_batch.common.joblog import JobLog
 from image_batch.common.redact import redact
 from image_batch.images import faults
-from image_batch.images.store import open_store, request_key
+from image_batch.images.store import open_store, request_key, unkeyed_request
 from image_batch.providers import get_provider
+from image_batch.run import ledger
 
 DONE = Path("results/batch/done.json")
 LOG = Path("results/logs/batch.log")
@@ -223,6 +226,7 @@ class BatchRunner:
                 if not self.store.has(key):
                     answer = self.provider.batch_answer(response)
                     self.store.keep(key, requests.get(key) or {"key": key}, answer, "batch", self.log)
+                    result.setdefault("bought", []).append(key)
             result["request_ids"].append(response.get("request_id"))
             result["stored"] += 1
         for line in self._lines(entry.get("error_file_id")):
@@ -263,6 +267,14 @@ class BatchRunner:
             "rounds": 0,
         }
         requests_all = {request_key(s["request"]): s["request"] for s in specs}
+        # Batches of a version before requests carried their endpoint list the keys of that format:
+        # for the endpoint its answers belong to, those keys are these requests too (never pay twice).
+        alias = {}  # format-1 key -> the request's key
+        for key, request in list(requests_all.items()):
+            if "base_url" in request and request["base_url"] == self.store.unkeyed_endpoint(request["base_url"]):
+                old = unkeyed_request(request)
+                alias[request_key(old)] = key
+                requests_all.setdefault(request_key(old), old)
         with BatchState(self.store.state_dir).locked() as state:
             self.recover(state)
             # batches an earlier (stopped) run submitted and did not collect: wait for those first
@@ -278,7 +290,7 @@ class BatchRunner:
                 )
             for round_number in range(1, self.batch.max_rounds + 1):
                 todo = pending(specs, self.store, exclude=set(result["failed"]))
-                waiting = {k for e in earlier for k in e["keys"]}
+                waiting = {alias.get(k, k) for e in earlier for k in e["keys"]}
                 new = {k: r for k, r in todo.items() if k not in waiting}
                 if not new and not earlier:
                     break
@@ -294,6 +306,9 @@ class BatchRunner:
                 for entry in entries:
                     self.collect(state, entry, requests_all, result)
                     result["batches"].append(entry["id"])
+            # a line refused in an old batch failed under its format-1 key: the row's key says it now
+            result["failed"] = {alias.get(k, k): reason for k, reason in result["failed"].items()}
+            result["retry"] = {alias.get(k, k): reason for k, reason in result["retry"].items()}
             left = pending(specs, self.store, exclude=set(result["failed"]))
             for key in left:
                 result["failed"][key] = result["retry"].get(key) or (
@@ -339,6 +354,9 @@ def run_before_jobs(to_make, settings, log_file=LOG):
             "stored": result["stored"],
             "failed": failed,
             "request_ids": sorted(r for r in result["request_ids"] if r),
+            # the answers this run bought (its image jobs count them as paid, at the batch price)
+            "run": os.environ.get(ledger.VARIABLE),
+            "bought": sorted(result.get("bought", [])),
         }
         if wanted:
             log(
@@ -347,6 +365,25 @@ def run_before_jobs(to_make, settings, log_file=LOG):
             )
         atomic_write_bytes(DONE, (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode("utf-8"))
     return summary
+
+
+def bought_this_run(done_file=DONE):
+    """The store keys of the answers this run's batches bought (empty outside a batch run)."""
+    run = os.environ.get(ledger.VARIABLE)
+    try:
+        stat = Path(done_file).stat()
+    except OSError:
+        return frozenset()
+    return _bought(str(done_file), stat.st_mtime_ns, run)
+
+
+@functools.lru_cache(maxsize=4)
+def _bought(done_file, mtime_ns, run):
+    try:
+        data = json.loads(Path(done_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return frozenset()
+    return frozenset(data.get("bought") or ()) if run and data.get("run") == run else frozenset()
 
 
 def failure_reason(key, done_file=DONE):

@@ -101,7 +101,7 @@ def obtain(request, settings, log):
     )
     unusable = 0
     key = request_key(request)
-    with store.lock(key):
+    with store.lock(key) as lease:
         for attempt in _retrying(settings.retry, log):
             with attempt:
                 number = attempt.retry_state.attempt_number
@@ -117,6 +117,8 @@ def obtain(request, settings, log):
                 reason = failures.stop_reason()
                 if reason:
                     raise FaultError(Fault("stopped", f"not attempted: the run stopped ({reason})"), number)
+                if getattr(lease, "lost", False):  # another job took this request over: wait for its answer
+                    raise FaultError(Fault(RETRY, "another job took this request over; waiting for its answer"), number)
                 pacer.wait()
                 log(f"calling {request['provider']} model {request['model']} (attempt {number})")
                 try:
@@ -144,8 +146,8 @@ def obtain(request, settings, log):
                         reason = f"the API gave {unusable} unusable answers for this row; last: {exc}"
                         raise FaultError(Fault(ROW, reason), number) from None
                     raise FaultError(classify_local(exc), number) from None
-                if raw.attachment is not None:
-                    store.keep(key, request, raw, "live", log)  # keep the downloaded image with its answer
+                if raw.attachment is not None:  # keep the downloaded image with its answer
+                    store.keep(key, request, raw, "live", log, journal=False)
                 return Outcome(image, png, info, ledger.PAID, "live")
 
 
@@ -177,7 +179,13 @@ def _from_store(store, found, provider, request, log, number):
         except Exception as exc:
             log(f"the rescued answer stays in {found.rescued} ({exc})")
     elif raw.attachment is not None and entry.get("attachment") is None:
-        store.keep(found.key, request, raw, origin, log)
+        store.keep(found.key, request, raw, origin, log, journal=False)
+    if origin == "batch":
+        from image_batch.images.batch import bought_this_run
+
+        if found.key in bought_this_run():  # this run's batch paid for it: it is this run's cost
+            log(f"made from the answer this run's batch bought ({found.key[:12]}), at the batch price")
+            return Outcome(image, png, info, ledger.PAID, origin)
     older = ", stored by an earlier version" if found.legacy else ""
     log(f"served from the response store ({found.key[:12]}{older}); no API call")
     return Outcome(image, png, info, ledger.STORE, origin)

@@ -32,6 +32,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -56,6 +57,7 @@ RESCUE_ROOTS = (
     Path.home() / ".cache" / "image-batch" / "rescue",
 )
 PUT_ATTEMPTS = 4
+ENTRY = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.json$")  # an answer's name under the store's root
 
 
 def store_root(settings):
@@ -268,14 +270,19 @@ class _Store:
         meta = self.meta()
         if meta:
             return meta.get("unkeyed_endpoint")
-        return current if self.has_entries() else None
+        return current if self._has_format_1() else None
+
+    def _has_format_1(self):
+        """Whether a store without STORE.json holds anything of format 1: answers, or batch mode's
+        record of batches (a batch still running when the earlier version stopped lists old keys)."""
+        return self.has_entries() or (Path(self.state_dir) / "batches" / "state.json").exists()
 
     def adopt(self, endpoint):
         """Write STORE.json (format 2) if missing: format-1 answers already here belong to
         ``endpoint``. Returns a note for the user when there were such answers, else None."""
         if self.meta():
             return None
-        legacy = self.has_entries()
+        legacy = self._has_format_1()
         self._write_meta(
             {
                 "format": FORMAT,
@@ -328,16 +335,20 @@ class _Store:
         return self._batch_key_cache
 
     def has_answer(self, request, current_endpoint=None):
-        """Whether a stored answer would serve ``request`` (cheap: no entry is read)."""
-        if self.has(request_key(request)):
+        """Whether a stored answer would serve ``request`` (cheap: no entry is read): under its key,
+        its format-1 key (for the endpoint of format-1 answers), or in a rescue folder."""
+        key = request_key(request)
+        if self.has(key):
             return True
-        if "base_url" in request and request["base_url"] == self.unkeyed_endpoint(current_endpoint):
-            return self.has(request_key(unkeyed_request(request)))
-        return False
+        unkeyed = "base_url" in request and request["base_url"] == self.unkeyed_endpoint(current_endpoint)
+        if unkeyed and self.has(request_key(unkeyed_request(request))):
+            return True
+        return any((root / key[:2] / f"{key}.json").is_file() for root in _rescue_roots())
 
-    def keep(self, key, request, raw, origin="live", log=print):
+    def keep(self, key, request, raw, origin="live", log=print, journal=True):
         """Store a paid answer: retried on failure; failing that, kept in a rescue folder with one
-        clear message. Returns where it went (None: the store)."""
+        clear message. Returns where it went (None: the store). ``journal``: note its usage (once
+        per answer: not again when the same answer is stored again with its downloaded image)."""
         data = _entry_bytes(key, request, raw, origin)
         error = None
         for attempt in range(PUT_ATTEMPTS):
@@ -349,10 +360,11 @@ class _Store:
                 time.sleep(min(0.2 * 2**attempt, 2.0))
         else:
             return self._rescue(key, data, error, log)
-        try:
-            self.note_usage(request, raw)
-        except Exception:  # the journal only feeds estimates: never fail a paid answer for it
-            pass
+        if journal:
+            try:
+                self.note_usage(request, raw)
+            except Exception:  # the journal only feeds estimates: never fail a paid answer for it
+                pass
         return None
 
     def _rescue(self, key, data, error, log):
@@ -446,7 +458,11 @@ class ResponseStore(_Store):
         if not self.root.is_dir():
             return False
         for shard in self.root.iterdir():
-            if len(shard.name) == 2 and shard.is_dir() and any(p.suffix == ".json" for p in shard.iterdir()):
+            if (
+                len(shard.name) == 2
+                and shard.is_dir()
+                and any(ENTRY.match(f"{shard.name}/{p.name}") for p in shard.iterdir())
+            ):
                 return True
         return False
 
@@ -559,7 +575,7 @@ class S3ResponseStore(_Store):
             time.sleep(poll)
         holder = _LeaseRenewer(self, lease, etag, stale_after / 4) if etag else None
         try:
-            yield
+            yield holder  # its .lost says another job took the request over (we were taken for dead)
         finally:
             if holder is not None:
                 holder.release()
@@ -613,8 +629,8 @@ class S3ResponseStore(_Store):
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
                 for item in page.get("Contents", []):
                     name = item["Key"][len(self.prefix) :]
-                    if "/" in name and not name.startswith(("rejected/", "leases/")) and name.endswith(".json"):
-                        self._listed.add(name.rsplit("/", 1)[1][: -len(".json")])
+                    if ENTRY.match(name):
+                        self._listed.add(name[3 : -len(".json")])
         return self._listed
 
     def has(self, key):
@@ -700,8 +716,11 @@ class _LeaseRenewer:
             with self._lock:
                 if self._stop.is_set():
                     return
-                etag, _ = self.store._try_lease(self.lease, self.etag)
-                if etag is None:
+                try:
+                    etag, _ = self.store._try_lease(self.lease, self.etag)
+                except Exception:  # S3 unreachable for a moment: try again at the next tick
+                    continue
+                if etag is None:  # refused (412): another job took the lease over
                     self.lost = True
                     return
                 self.etag = etag

@@ -19,7 +19,7 @@ from image_batch.costs.bill import money
 from image_batch.descriptions.specs import write_manifest
 from image_batch.images import failures
 from image_batch.images.store import is_remote, open_store, store_root
-from image_batch.run import ledger, lock
+from image_batch.run import ledger, lock, quiet
 
 LAST_RUN = Path("results/logs/last-run.json")
 SUMMARY_LOG = Path("results/logs/summary.log")
@@ -55,6 +55,7 @@ class Run:
 
 
 _current = []
+_attempted = []  # a real run began to start (even if it stopped before its first job)
 
 
 def image_jobs(workflow, rule="generate_image"):
@@ -75,6 +76,7 @@ def start(workflow, plan, out=sys.stderr):
     """``onstart``: everything a real run does before its first job."""
     if not acts(workflow):
         return None
+    _attempted.append(True)
     lock.acquire()
     # No other run is alive here: temp files under results/ are leftovers of a dead one.
     remove_stale_parts("results", only_dead_writers=False)
@@ -136,8 +138,10 @@ def at_exit(workflow, plan, out=sys.stderr):
         if lines:
             print("\n".join(lines), file=out, flush=True)
         return
-    if workflow.executor_plugin is None or not acts(workflow):
+    if _attempted or workflow.executor_plugin is None or not acts(workflow):
         return
+    if quiet.NOTHING_TO_DO not in quiet.heard:
+        return  # Snakemake stopped before planning any job (an error it has reported)
     where = plan.choices.destination.describe()
     print(
         f"Image.Batch: summary: nothing to do: all {len(plan.images)} image(s) are made and synced to {where}"
@@ -166,7 +170,7 @@ def summary(run, ok):
     parts = [f"{len(plan.images)} image(s) in the sheet", f"{len(run.to_make)} to make"]
     parts.append(
         f"{made} made ({counts[ledger.PAID]} paid for, {counts[ledger.STORE]} served from the response store"
-        + (f", {counts[ledger.OFFLINE]} OFFLINE PLACEHOLDERS" if counts[ledger.OFFLINE] else "")
+        + (f", {counts[ledger.OFFLINE]} OFFLINE PLACEHOLDER(S)" if counts[ledger.OFFLINE] else "")
         + ")"
     )
     parts.append(f"{counts[ledger.FAILED]} failed")
@@ -192,9 +196,11 @@ def summary(run, ok):
     if marker is not None:
         total = (marker.get("cost") or {}).get("total")
         cost = f"; all images {money(total)}" if total is not None and plan.paid else ""
+        where = plan.choices.destination
+        remote = f"s3://{where.location}/{where.prefix}" if where.kind == "s3" else f"{where.location}/{where.prefix}"
         lines.append(
             f"  destination: {marker.get('destination')} ({marker['counts']['uploaded']} file(s) sent); "
-            f"markers: {marker.get('destination')}_SUCCESS.json and {MARKER}{cost}"
+            f"markers: {remote}_SUCCESS.json and {MARKER}{cost}"
         )
         removed = marker.get("removed") or {}
         if removed.get("listed"):
@@ -203,7 +209,7 @@ def summary(run, ok):
         lines.append(f"  destination: {plan.choices.destination.describe()}: not synced in this run")
     failed = plan.failure_summary()
     if failed:
-        lines.extend("  " + line for line in failed.splitlines())
+        lines.extend("  " + line.removeprefix("Image.Batch: ") for line in failed.splitlines())
     lines.append(f"  log: {SUMMARY_LOG}; images: results/images/; ledger: {run.ledger}")
     return lines
 

@@ -1,4 +1,5 @@
-"""Signal, not noise: Snakemake messages that say nothing useful for this workflow are dropped.
+"""Signal, not noise: Snakemake messages that say nothing useful for this workflow are dropped,
+and a failed image takes one line.
 
 The workflow profile turns per-job metadata off (``drop-metadata``: staleness comes from the request
 files, and writing metadata for 10,000 jobs costs minutes). Snakemake then says so for every output
@@ -11,12 +12,39 @@ import logging
 NOISE = ("Missing metadata for file", "provenance/metadata so that it in part")
 
 
+NOTHING_TO_DO = "Nothing to be done"
+heard = set()  # what Snakemake said that the workflow's last words depend on
+
+
+# A failed image is one line: its reason (the end-of-run summary lists them all again), not
+# Snakemake's exception block with traceback lines and then its job error block.
+IMAGE_FAILURES = ("WorkerError in file", "ImageFailed in file")
+IMAGE_RULE = "generate_image"
+
+
+def _one_line(message):
+    """The reason line of Snakemake's exception block for a failed image."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if line.startswith(IMAGE_FAILURES) and index + 1 < len(lines):
+            return f"Image.Batch: FAILED {lines[index + 1].strip()}"
+    return None
+
+
 class _Filter(logging.Filter):
     def filter(self, record):
         try:
             message = record.getMessage()
         except Exception:
             return True
+        if message.startswith(NOTHING_TO_DO):
+            heard.add(NOTHING_TO_DO)  # Snakemake found no job to run (and will not call onstart)
+        if getattr(record, "rule_name", None) == IMAGE_RULE and message.startswith("Error in rule"):
+            return False  # the job error block of a failed image: its one line says it all
+        if "RuleException" in message or message.startswith(IMAGE_FAILURES):
+            line = _one_line(message)
+            if line:
+                record.msg, record.args, record.exc_info, record.exc_text = line, (), None, None
         return not any(part in message for part in NOISE)
 
 

@@ -63,7 +63,7 @@ def missing_behind(chunks, to_make, images="results/images"):
             continue  # never digested: the chunk job is due anyway, and makes its images
         for folder, image_id in members:
             if (folder, image_id) in to_make:
-                base = Path(images) / folder / image_id
-                if not (base.with_suffix(".png").exists() and base.with_suffix(".json").exists()):
-                    missing.append(f"{base}.png")
+                png, sidecar = Path(images) / folder / f"{image_id}.png", Path(images) / folder / f"{image_id}.json"
+                if not (png.exists() and sidecar.exists()):  # (ids may hold dots: no with_suffix)
+                    missing.append(str(png))
     return missing

@@ -373,11 +373,32 @@ def _differs(marker_bytes, marker):
 OURS = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*/[A-Za-z0-9_-][A-Za-z0-9._-]*\.(?:png|json)$")
 
 
-def removed_keys(listing, files, prefix, marker_key):
-    """Images and sidecars in the destination that no row of the sheet asks for any more (keys of
-    the workflow's own shape only: other objects under the prefix are never touched)."""
+def synced_before(marker_bytes):
+    """The keys a destination's marker says this workflow put there: what it synced, and what it
+    found removed and kept. Nothing else in a destination is ever taken for a removed row's."""
+    try:
+        marker = json.loads(marker_bytes) if marker_bytes else {}
+        keys = {o["key"] for o in marker.get("objects") or () if isinstance(o, dict) and "key" in o}
+        keys |= set((marker.get("removed") or {}).get("keys") or ())
+    except (ValueError, AttributeError, TypeError):
+        return set()
+    return keys
+
+
+def removed_keys(listing, files, prefix, marker_key, ours):
+    """Images and sidecars in the destination that no row of the sheet asks for any more: only keys
+    an earlier sync of this workflow put there (``ours``: see :func:`synced_before`), of its own
+    shape, and never a marker or a store's record."""
     wanted = {f.key for f in files} | {marker_key}
-    return sorted(k for k in listing if k not in wanted and k.startswith(prefix) and OURS.match(k[len(prefix) :]))
+    return sorted(
+        k
+        for k in listing
+        if k in ours
+        and k not in wanted
+        and k.startswith(prefix)
+        and OURS.match(k[len(prefix) :])
+        and not k.endswith(("/" + MARKER_NAME, "/STORE.json"))
+    )
 
 
 def _removed_summary(removed, deleted):
@@ -397,12 +418,12 @@ def _sync(files, destination, local_marker, target, log, delete_removed=False):
     files = sorted(files, key=lambda f: f.key)
     log(f"syncing {len(files)} files to {destination.describe()}")
     remote = target.list(destination.prefix)
+    # the last verified sync's marker: what it put there (ETags that are not MD5s: SSE-KMS), and the
+    # only objects removed rows may ever delete
+    previous = target.read(marker_key) if marker_key in remote else None
     to_upload, unchanged = plan(files, remote)
-    previous = None
     opaque = [f for f in to_upload if f.key in remote and remote[f.key]["size"] == f.size]
-    if opaque and marker_key in remote:
-        # ETags that are not MD5s (SSE-KMS): the last verified sync's marker says what is there
-        previous = target.read(marker_key)
+    if opaque and previous is not None:
         to_upload, unchanged = plan(files, remote, known_from_marker(previous))
     log(f"{len(to_upload)} to upload, {len(unchanged)} already there with the same content")
     listing = remote
@@ -420,7 +441,7 @@ def _sync(files, destination, local_marker, target, log, delete_removed=False):
         if bad:
             raise SyncError(f"{len(bad)} upload(s) could not be verified, e.g. {bad[0]}; no marker written")
         log(f"uploaded and verified {len(to_upload)} files")
-    removed = removed_keys(listing, files, destination.prefix, marker_key)
+    removed = removed_keys(listing, files, destination.prefix, marker_key, synced_before(previous))
     deleted = 0
     if removed and delete_removed:
         if marker_key in listing and not to_upload:
@@ -431,15 +452,13 @@ def _sync(files, destination, local_marker, target, log, delete_removed=False):
     marker["removed"] = {
         "listed": len(removed),
         "deleted": deleted,
-        "keys": removed[:100],
+        "keys": removed,
         "summary": _removed_summary(removed, deleted),
     }
     if removed:
         log(f"removed rows: {marker['removed']['summary']}")
     marker["cost"] = bill.report(_sidecars(files))
     log(bill.describe_report(marker["cost"]))
-    if not to_upload and marker_key in remote and previous is None:
-        previous = target.read(marker_key)
     if to_upload or deleted or previous is None or _differs(previous, marker):
         target.put(marker_key, canonical_json(marker).encode("utf-8"))
         log(f"wrote marker {marker_key}")
@@ -450,13 +469,14 @@ def _sync(files, destination, local_marker, target, log, delete_removed=False):
     return marker
 
 
-def sync_job(inputs, local_marker, log_file, settings, names=None):
+def sync_job(inputs, local_marker, log_file, settings, names=None, synced=None):
     """The sync rule: the chunk digests and the destination recorded by the main process (its
     inputs ``chunks`` and ``destination``); with ``names``, its input ``images`` are those files'
-    local copies (a storage provider's), in the same order."""
+    local copies (a storage provider's), in the same order. ``synced``: this destination's own
+    record that the sync completed."""
     recorded = read_json(inputs.destination, "the sync destination record")
     how = dataclasses.replace(settings.sync, delete_removed=bool(recorded.get("delete_removed")))
-    return sync(
+    marker = sync(
         None,
         Destination.read(inputs.destination),
         local_marker,
@@ -465,3 +485,7 @@ def sync_job(inputs, local_marker, log_file, settings, names=None):
         chunk_files=inputs.chunks,
         local_paths=dict(zip(names, inputs.images, strict=False)) if names else None,
     )
+    if synced:
+        done = {"destination": marker["destination"], "created": marker["created"], "counts": marker["counts"]}
+        atomic_write_bytes(synced, canonical_json(done).encode("utf-8"), durable=False)
+    return marker
