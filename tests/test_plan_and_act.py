@@ -349,3 +349,11 @@ def test_a_refused_run_does_not_claim_there_was_nothing_to_do(user):
     assert "nothing to do" not in refused.output
     missing = user.snakemake("--config", "input_csv=mine.csv", "results/images/nature/nothere.png", check=False)
     assert missing.returncode != 0 and "nothing to do" not in missing.output
+
+
+def test_a_what_if_dry_run_leaves_nothing_stale(user, api):
+    user.snakemake("--config", "input_csv=mine.csv")
+    what_if = user.snakemake("-n", "--config", "input_csv=mine.csv", "variant=2")
+    assert "estimate: 3 of 3 image(s) to make" in what_if.output
+    again = user.snakemake("-n", "--config", "input_csv=mine.csv")
+    assert "estimate: 0 of 3 image(s) to make" in again.output and "Nothing to be done" in again.output

@@ -132,11 +132,32 @@ def write_specs(specs, root=SPEC_ROOT, protect_paid=False, only_missing=False, i
         )
     for path, data in planned:
         write_if_changed(path, data)
+        _keep_made_image_fresh(path, data, images)
     if only_missing:
         index_path.unlink(missing_ok=True)  # some specs were left as they were: re-check all next time
     else:
         write_if_changed(index_path, json.dumps(new_index, sort_keys=True).encode("utf-8"))
     return len(planned)
+
+
+def request_digest(data):
+    """The SHA-256 of a request file's bytes: each sidecar records the one its image was made from."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _keep_made_image_fresh(path, data, images):
+    """A request file written back to what its existing image was made from (after a dry run tried
+    other settings, say) is dated before the image: the image is not stale, as it was not changed."""
+    spec = json.loads(data)
+    folder = Path(images) / spec["folder"]
+    png, sidecar = folder / f"{spec['image_id']}.png", folder / f"{spec['image_id']}.json"
+    try:
+        made_from = json.loads(sidecar.read_text(encoding="utf-8")).get("request_sha256")
+        made = min(png.stat().st_mtime, sidecar.stat().st_mtime)
+    except (OSError, ValueError, AttributeError):
+        return
+    if made_from == request_digest(data):
+        os.utime(path, (made - 1, made - 1))
 
 
 def needs_image(spec, root=SPEC_ROOT, images="results/images"):

@@ -19,6 +19,7 @@ from image_batch.common.joblog import JobLog
 from image_batch.common.redact import redact
 from image_batch.costs.bill import answer_cost
 from image_batch.costs.catalog import load_catalog
+from image_batch.descriptions.specs import request_digest
 from image_batch.images import failures
 from image_batch.images.faults import FATAL, RETRY, ROW, DownloadFailed, Fault, InvalidResponse, classify_local
 from image_batch.images.imaging import NotAnImage, to_png
@@ -228,8 +229,9 @@ def sidecar_for(spec, outcome, catalog):
 def make_image(spec_file, png_file, sidecar_file, log_file, settings):
     """Generate the image described by ``spec_file``.  The PNG and the sidecar are each written to
     a temporary name and renamed into place, so a crash never leaves a half-written file."""
-    with open(spec_file, encoding="utf-8") as handle:
-        spec = json.load(handle)
+    with open(spec_file, "rb") as handle:
+        spec_bytes = handle.read()
+    spec = json.loads(spec_bytes)
     request = spec["request"]
     failures.clear_failure(spec["folder"], spec["image_id"])
     with JobLog(log_file) as log:
@@ -263,6 +265,7 @@ def make_image(spec_file, png_file, sidecar_file, log_file, settings):
         paid = outcome.how != ledger.OFFLINE
         catalog = load_catalog(settings.catalog_path) if paid else None
         sidecar = sidecar_for(spec, outcome, catalog)
+        sidecar["request_sha256"] = request_digest(spec_bytes)  # the request file it was made from
         atomic_write_bytes(png_file, outcome.png)
         atomic_write_json(sidecar_file, sidecar)
         if paid:
