@@ -102,6 +102,28 @@ def runner(project):
     return Runner(project, scrubbed_environ())
 
 
+def api_slots():
+    """The workflow profile's `api` resource: how many requests can be in flight at once (a wave)."""
+    profile = yaml.safe_load((REPO / "workflow/profiles/default/config.yaml").read_text())
+    return next(int(r.split("=")[1]) for r in profile["resources"] if r.startswith("api="))
+
+
+@pytest.fixture
+def api():
+    """The stand-in OpenAI API on loopback, answering as the real one does today."""
+    from tests.support.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(api_key=API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def keyed(runner, api):
+    """The project of ``runner``, with a key for the stand-in ``api``."""
+    runner.env.update(AI_API_KEY=API_KEY, OPENAI_BASE_URL=api.base_url)
+    return runner
+
+
 @pytest.fixture(scope="session")
 def moto_s3():
     server = MotoS3().start()

@@ -12,15 +12,12 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import API_KEY, REPO, update_config
+from tests.conftest import API_KEY, REPO, api_slots, update_config
 from tests.support.fake_openai import FakeOpenAI
 
 N = 30
 # The workflow profile's `api` resource: how many calls can be in flight, i.e. one wave.
-WAVE = next(
-    int(r.split("=")[1])
-    for r in yaml.safe_load((REPO / "workflow/profiles/default/config.yaml").read_text())["resources"]
-)
+WAVE = api_slots()  # one wave of calls
 TEXT_INPUT, IMAGE_OUTPUT, TEXT_OUTPUT = 5.00, 30.00, 10.00  # USD per million tokens, gpt-image-2.x list prices
 
 
@@ -31,16 +28,9 @@ def sheet(n=N):
 
 
 @pytest.fixture
-def api():
-    with FakeOpenAI(api_key=API_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def user(runner, api):
-    runner.env.update(AI_API_KEY=API_KEY, OPENAI_BASE_URL=api.base_url)
-    (runner.root / "input.csv").write_text(sheet(), newline="")
-    return runner
+def user(keyed):
+    (keyed.root / "input.csv").write_text(sheet(), newline="")
+    return keyed
 
 
 def run(user, *args, check=True):

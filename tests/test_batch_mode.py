@@ -159,17 +159,20 @@ def test_kill_9_while_polling_resumes_the_same_batch(runner, api):
     assert len(outputs(batch.root)) == 2 * len(ROWS) and api.calls == []
 
 
+def row_specs(api):
+    """The specs of ROWS, as planning makes them for the stand-in's endpoint."""
+    request = {"provider": "openai", "endpoint": "images/generations", "base_url": api.base_url}
+    request["model"] = "gpt-image-2.5-sunburst"
+    return [{"image_id": i, "context": c, "folder": c.lower(), "request": {**request, "prompt": d}} for i, c, d in ROWS]
+
+
 def test_a_batch_created_but_not_heard_of_is_found_not_made_again(tmp_path, api, monkeypatch):
     """The run dies between the API creating the batch and us recording its id (here: the answer is lost)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AI_API_KEY", API_KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
     config = settings_for(batch={"poll_seconds": 0.01})
-    request = {"provider": "openai", "endpoint": "images/generations", "base_url": api.base_url}
-    request["model"] = "gpt-image-2.5-sunburst"
-    specs = [
-        {"image_id": i, "context": c, "folder": c.lower(), "request": {**request, "prompt": d}} for i, c, d in ROWS
-    ]
+    specs = row_specs(api)
     logs = []
     api.fail_next("batch_create", after=True)
     with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for the lost answer
@@ -188,11 +191,7 @@ def test_a_batch_a_run_was_creating_long_ago_is_still_found(tmp_path, api, monke
     monkeypatch.setenv("AI_API_KEY", API_KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
     config = settings_for(batch={"poll_seconds": 0.01})
-    request = {"provider": "openai", "endpoint": "images/generations", "base_url": api.base_url}
-    request["model"] = "gpt-image-2.5-sunburst"
-    specs = [
-        {"image_id": i, "context": c, "folder": c.lower(), "request": {**request, "prompt": d}} for i, c, d in ROWS
-    ]
+    specs = row_specs(api)
     api.batch_created_offset = -30 * 3600
     api.fail_next("batch_create", after=True)
     with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for the lost answer
@@ -270,11 +269,7 @@ def test_an_answer_in_the_rescue_folder_is_not_submitted_again(tmp_path, api, mo
 
     monkeypatch.setattr(store_module.ResponseStore, "_put_bytes", disk_full)
     config = settings_for(batch={"poll_seconds": 0.01})
-    request = {"provider": "openai", "endpoint": "images/generations", "base_url": api.base_url}
-    request["model"] = "gpt-image-2.5-sunburst"
-    specs = [
-        {"image_id": i, "context": c, "folder": c.lower(), "request": {**request, "prompt": d}} for i, c, d in ROWS
-    ]
+    specs = row_specs(api)
     BatchRunner(config, lambda m: None).run(specs)
     assert len(list((tmp_path / "rescue").rglob("*.json"))) == len(ROWS)  # kept, although the store failed
     assert len(api.batches_created) == 1, f"{len(api.batches_created)} batches: rescued answers were paid again"

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import API_KEY, REPO, Runner, copy_workflow, set_env
-from tests.support.fake_openai import FakeOpenAI, expected_color
+from tests.support.fake_openai import expected_color
 from tests.support.moto_s3 import CREDENTIALS, scrubbed_environ
 
 CLUSTER_GENERIC = importlib.util.find_spec("snakemake_executor_plugin_cluster_generic") is not None
@@ -124,12 +124,6 @@ def test_jobs_as_separate_processes_make_what_a_local_run_makes(tmp_path):
 
     again = cluster.snakemake("--config", "input_csv=input.csv", *cluster_args(state), timeout=120)
     assert "Nothing to be done" in again.output and len(cluster_jobs(state)) == JOBS
-
-
-@pytest.fixture
-def api():
-    with FakeOpenAI(api_key=API_KEY) as server:
-        yield server
 
 
 @needs_cluster_generic

@@ -22,17 +22,10 @@ def sheet(rows=ROWS):
 
 
 @pytest.fixture
-def api():
-    with FakeOpenAI(api_key=API_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def user(runner, api):
+def user(keyed):
     """A project with a sheet of its own (mine.csv) and a key for the stand-in."""
-    runner.env.update(AI_API_KEY=API_KEY, OPENAI_BASE_URL=api.base_url)
-    (runner.root / "mine.csv").write_text(sheet(), newline="")
-    return runner
+    (keyed.root / "mine.csv").write_text(sheet(), newline="")
+    return keyed
 
 
 def made(root):

@@ -11,19 +11,10 @@ import time
 import pytest
 from PIL import Image
 
-from tests.conftest import API_KEY, REPO
-from tests.support.fake_openai import FakeOpenAI, expected_color
+from tests.conftest import API_KEY, api_slots
+from tests.support.fake_openai import expected_color
 
-
-def profile_api_slots():
-    """The workflow profile's `api` resource: how many requests can be in flight at once."""
-    import yaml
-
-    profile = yaml.safe_load((REPO / "workflow/profiles/default/config.yaml").read_text())
-    return next(int(r.split("=")[1]) for r in profile["resources"] if r.startswith("api="))
-
-
-API_SLOTS = profile_api_slots()
+API_SLOTS = api_slots()
 
 
 def sheet(n, context="Nature"):
@@ -33,15 +24,8 @@ def sheet(n, context="Nature"):
 
 
 @pytest.fixture
-def api():
-    with FakeOpenAI(api_key=API_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def project_env(runner, api):
-    runner.env.update(AI_API_KEY=API_KEY, OPENAI_BASE_URL=api.base_url)
-    return runner
+def project_env(keyed):
+    return keyed
 
 
 def write_sheet(runner, n):

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from tests.conftest import API_KEY, FAST_RETRY, REPO, Runner, update_config
-from tests.support.fake_openai import FakeOpenAI
 from tests.support.moto_s3 import scrubbed_environ
 
 PREVIOUS = "a54f1d4"
@@ -54,12 +53,6 @@ def install(code_root, dest, config=True):
         shutil.copy2(code_root / name, dest / name)
     if not (dest / "profiles").exists():
         os.symlink("workflow/profiles", dest / "profiles")
-
-
-@pytest.fixture
-def api():
-    with FakeOpenAI(api_key=API_KEY) as server:
-        yield server
 
 
 @pytest.fixture

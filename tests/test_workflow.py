@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import API_KEY
-from tests.support.fake_openai import FakeOpenAI, expected_color
+from tests.support.fake_openai import expected_color
 
 BUCKET = "image-batch-test"
 
@@ -28,12 +28,6 @@ EXPECTED = {
     "cafe-creme/creme": "Crème brûlée, torched; ünïcödé ✓",
     "nature/tree": "An oak\nin two lines",
 }
-
-
-@pytest.fixture
-def api():
-    with FakeOpenAI(api_key=API_KEY) as server:
-        yield server
 
 
 @pytest.fixture
