@@ -40,5 +40,15 @@ rule contact_sheet:
         "results/logs/contact-sheets/{sheet}.log",
     wildcard_constraints:
         sheet="[a-z0-9]+(-[a-z0-9]+)*(_page[0-9]+)?",
+    threads: 0  # made by the helper process of the image jobs, not in Snakemake's own
+    resources:
+        sheets=1,  # the `sheets` resource (workflow profile) bounds how many are made at once
     run:
-        contact_sheet.build_job(input.members, input.images, output[0], log[0])
+        worker.contact_sheet(
+            input.members,
+            input.images,
+            output[0],
+            log[0],
+            in_worker=worker.wanted(workflow),
+            use_worker=SETTINGS.image_worker,
+        )

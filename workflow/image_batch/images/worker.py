@@ -55,6 +55,9 @@ class WorkerClient:
         address = os.path.join(folder, "worker.sock")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        # Each of the worker's threads would get a malloc arena of its own, and the large buffers of
+        # contact sheets would stay spread over all of them (hundreds of MB): a few arenas suffice.
+        env.setdefault("MALLOC_ARENA_MAX", "2")
         proc = subprocess.Popen(
             [sys.executable, "-m", "image_batch.images.worker", address],
             stdin=subprocess.PIPE,
@@ -84,9 +87,14 @@ class WorkerClient:
         return Client(address, family="AF_UNIX", authkey=authkey)
 
     def make_image(self, *args):
+        return self.call("make_image", *args)
+
+    def call(self, task, *args):
+        """Run ``task`` (one of :data:`TASKS`) with ``args`` in the worker; its result, or its
+        failure as a WorkerError."""
         conn = self._checkout()
         try:
-            conn.send(args)
+            conn.send((task, args))
             kind, value = conn.recv()
         except (EOFError, OSError) as exc:
             conn.close()
@@ -120,6 +128,20 @@ class WorkerClient:
 
 
 _client = WorkerClient()
+
+# What the worker runs: an image, and a contact sheet (decoding many PNGs; beside Snakemake's
+# scheduler it would hold that process's memory and lock).
+TASKS = {
+    "make_image": ("image_batch.images.generate", "make_image"),
+    "contact_sheet": ("image_batch.report.contact_sheet", "build_job"),
+}
+
+
+def _task(name):
+    import importlib
+
+    module, function = TASKS[name]
+    return getattr(importlib.import_module(module), function)
 
 
 def make_image(spec_file, png_file, sidecar_file, log_file, settings, in_worker=True):
@@ -157,18 +179,16 @@ class _Server:
             threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
 
     def _serve_connection(self, conn):
-        from image_batch.images.generate import make_image as make_here
-
         with conn:
             while True:
                 try:
-                    args = conn.recv()
-                except (EOFError, OSError):
+                    task, args = conn.recv()
+                except (EOFError, OSError, ValueError):
                     return
                 with self.cond:
                     self.active += 1
                 try:
-                    reply = ("ok", make_here(*args))
+                    reply = ("ok", _task(task)(*args))
                 except UserError as exc:
                     reply = ("failed", str(exc))
                 except BaseException:  # a bug: report it in full to the job, which fails
@@ -210,3 +230,11 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+def contact_sheet(members_file, png_paths, output, log_file, in_worker=True, use_worker=True):
+    """Build one contact sheet, in the worker process when ``in_worker`` (see :func:`make_image`)."""
+    args = (str(members_file), [str(p) for p in png_paths], str(output), str(log_file))
+    if not in_worker or not use_worker:
+        return _task("contact_sheet")(*args)
+    return _client.call("contact_sheet", *args)
