@@ -6,9 +6,13 @@ from functools import lru_cache
 
 
 @lru_cache(maxsize=4096)
-def _spec(spec_file):
-    with open(spec_file, encoding="utf-8") as handle:
+def _read(path):
+    """A request file or a contact sheet's member file (read once per report)."""
+    with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+_spec = _members = _read
 
 
 def context(wildcards, input):
@@ -28,12 +32,6 @@ def labels(wildcards, input):
 # context is the same on every row, and a sheet's image id is empty, which every collation puts
 # before any non-empty id.  So the sheets are the first rows under their context, in page order
 # (the page numbers are zero-padded), and the images follow as before.
-
-
-@lru_cache(maxsize=4096)
-def _members(members_file):
-    with open(members_file, encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 def sheet_context(wildcards, input):
