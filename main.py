@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 from image_batch.common.errors import UserError  # noqa: E402
 from image_batch.common.settings import load_dotenv_file, load_settings, read_config_file  # noqa: E402
-from image_batch.descriptions.sheet import read_sheet  # noqa: E402
+from image_batch.descriptions.sheet import read_configured_sheet  # noqa: E402
 
 LAST_RUN = Path("results/logs/last-run.json")
 
@@ -136,12 +136,7 @@ def main(argv=None):
         if sheet is not None:
             config["input_csv"] = sheet
         settings = load_settings(config)
-        rows = read_sheet(
-            settings.input_csv,
-            settings.max_prompt_chars,
-            sheet_name=settings.input_sheet,
-            delimiter=settings.csv_delimiter,
-        )
+        rows = read_configured_sheet(settings)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

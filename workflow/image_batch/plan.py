@@ -6,7 +6,6 @@ flag, the destination record, batch submission, paying) belongs to a real run: s
 """
 
 import hashlib
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +16,8 @@ from image_batch.common.settings import Choices, Settings, load_dotenv_file, res
 from image_batch.costs.catalog import load_catalog
 from image_batch.costs.estimate import describe as describe_estimate
 from image_batch.costs.estimate import estimate
-from image_batch.descriptions.sheet import read_sheet
-from image_batch.descriptions.specs import SPEC_ROOT, build_specs, needs_image, write_specs
+from image_batch.descriptions.sheet import read_configured_sheet
+from image_batch.descriptions.specs import IMAGES, SPEC_ROOT, build_specs, image_made, needs_image, write_specs
 from image_batch.images import failures
 from image_batch.images.store import open_store
 from image_batch.providers import provider_class
@@ -56,8 +55,13 @@ class Plan:
     made_only: set | None = None  # a report: the images that were made (the others are not shown)
 
     @property
+    def provider(self):
+        """The class of the provider that makes this plan's images."""
+        return provider_class(self.choices.provider)
+
+    @property
     def paid(self):
-        return provider_class(self.choices.provider).paid
+        return self.provider.paid
 
     @property
     def destination_record(self):
@@ -92,16 +96,6 @@ class Plan:
         return failures.summary(self.images, self.places, self.sheet)
 
 
-def read_rows(settings):
-    """The sheet's rows, checked (SheetError lists every problem)."""
-    return read_sheet(
-        settings.input_csv,
-        settings.max_prompt_chars,
-        sheet_name=settings.input_sheet,
-        delimiter=settings.csv_delimiter,
-    )
-
-
 def check_models(settings, choices, specs):
     """(problems, warnings): a model that shut down or a setting it does not take; notes."""
     if not specs or not provider_class(choices.provider).paid:
@@ -125,7 +119,7 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
     load_dotenv_file(".env")
     choices = resolve(settings)
     sheet = settings.input_csv
-    rows = read_rows(settings)
+    rows = read_configured_sheet(settings)
     specs = build_specs(rows, settings, choices.provider, sheet)
     problems, warnings = check_models(settings, choices, specs)
     if settings.mode == "batch" and not local_images:
@@ -134,7 +128,7 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
             "mode: batch is not supported with a default storage provider yet: run batch mode on "
             "one machine (or a shared filesystem), or use mode: live"
         )
-    if settings.mode == "batch" and not getattr(provider_class(choices.provider), "batch", False):
+    if settings.mode == "batch" and not provider_class(choices.provider).batch:
         warnings.append(f"mode: batch has no effect with the {choices.provider} provider: images are made one by one")
     plan = Plan(
         settings,
@@ -171,7 +165,7 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
         plan.estimate = _estimate(plan)
     plan.chunks = chunking.assign(plan.images)
     if only_made:
-        made = {(f, i) for f, i in plan.images if _made(f, i)}
+        made = {image for image in plan.images if image_made(*image)}
         plan.chunks = {chunk: [m for m in members if m in made] for chunk, members in plan.chunks.items()}
         plan.made_only = made
     if local_images:
@@ -186,11 +180,7 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
     return plan
 
 
-def _made(folder, image_id, root=Path("results/images")):
-    return (root / folder / f"{image_id}.png").exists() and (root / folder / f"{image_id}.json").exists()
-
-
-def removed_rows(images, root=Path("results/images")):
+def removed_rows(images, root=IMAGES):
     """``folder/image_id`` of the images in ``root`` that no row of the sheet asks for any more."""
     wanted = {f"{folder}/{image_id}.png" for folder, image_id in images}
     found = []
@@ -243,8 +233,3 @@ def tell(plan, local_images=True, out=sys.stderr):
         lines[0] += seen
         for line in lines:
             print(f"Image.Batch: {line}", file=out)
-
-
-def estimate_record(plan):
-    """The estimate as kept with a run, to compare with the bill at its end."""
-    return json.loads(json.dumps(plan.estimate or {}))

@@ -70,10 +70,6 @@ class ImageProvider(ABC):
         (a bug: it then propagates)."""
         return None
 
-    def describe_endpoint(self, request):
-        """Where ``request`` goes, for messages."""
-        return self.name
-
     # Batch API (only for providers with ``batch = True``)
     batch_endpoint = ""
 

@@ -269,14 +269,12 @@ class Destination:
         return {"kind": self.kind, "location": self.location, "prefix": self.prefix, "endpoint_url": self.endpoint_url}
 
     @classmethod
-    def read(cls, path):
-        """The destination recorded for this run (see run.actions): a clear error when unreadable."""
-        from image_batch.common.fileio import read_json
-
-        data = read_json(path, "the sync destination record")
+    def from_record(cls, data, path):
+        """The destination a record (the plan's destination content, read from ``path``) names: its
+        other keys (how to sync) are not the destination's; a clear error when it names none."""
         try:
             return cls(**{k: v for k, v in data.items() if k in ("kind", "location", "prefix", "endpoint_url")})
-        except TypeError:
+        except (TypeError, AttributeError):
             raise UserError(f"{path}: the sync destination record is not valid; delete it and run again") from None
 
 

@@ -144,9 +144,6 @@ class Catalog:
     def batch_discount(self, provider="openai"):
         return float((self.providers.get(provider) or {}).get("batch_discount", 0.5))
 
-    def default_endpoint(self, provider="openai"):
-        return (self.providers.get(provider) or {}).get("endpoint")
-
     # -- checks -----------------------------------------------------------------------------------
 
     def check(self, request, on=None):

@@ -78,9 +78,6 @@ class OpenAIImagesProvider(ImageProvider):
 
     batch_client = client
 
-    def describe_endpoint(self, request):
-        return request.get("base_url") or base_url()
-
     @staticmethod
     def _extra_body(request):
         body = {field: request[field] for field in _BODY_FIELDS if request.get(field) is not None}

@@ -723,3 +723,14 @@ def _cross_row_problems(rows, table):
                     "rename one of them"
                 )
     return problems
+
+
+def read_configured_sheet(settings):
+    """The rows of the sheet the settings name (``input_csv``, ``input_sheet``, ``csv_delimiter``),
+    checked: :func:`read_sheet` as the workflow and ``main.py`` both call it."""
+    return read_sheet(
+        settings.input_csv,
+        settings.max_prompt_chars,
+        sheet_name=settings.input_sheet,
+        delimiter=settings.csv_delimiter,
+    )

@@ -19,12 +19,24 @@ from image_batch.common.fileio import canonical_json, write_if_changed
 from image_batch.providers import provider_class
 
 SPEC_ROOT = Path("results/specs")
+IMAGES = Path("results/images")
 MANIFEST = Path("results/manifest.csv")
 INDEX_NAME = "_index.json"  # spec path -> SHA-256 of its content, so a no-op run reads one file, not N
 
 
 def spec_path(folder, image_id, root=SPEC_ROOT):
     return Path(root) / folder / f"{image_id}.json"
+
+
+def image_files(folder, image_id, images=IMAGES):
+    """(PNG, sidecar) of an image. (Not with_suffix: an id may hold dots, "fox.v2".)"""
+    folder = Path(images) / folder
+    return folder / f"{image_id}.png", folder / f"{image_id}.json"
+
+
+def image_made(folder, image_id, images=IMAGES):
+    """Whether an image's PNG and sidecar are both there."""
+    return all(path.exists() for path in image_files(folder, image_id, images))
 
 
 def _template_for(row, settings):
@@ -82,17 +94,17 @@ def _paid(provider_name):
         return False
 
 
-def paid_image(spec, images="results/images"):
+def paid_image(spec, images=IMAGES):
     """Whether this spec's image exists and was made by a paid provider (its sidecar says so)."""
-    sidecar = Path(images) / spec["folder"] / f"{spec['image_id']}.json"
+    png, sidecar = image_files(spec["folder"], spec["image_id"], images)
     try:
         made_by = json.loads(sidecar.read_text(encoding="utf-8")).get("provider")
     except (OSError, ValueError, AttributeError):
         return False
-    return bool(made_by) and _paid(made_by) and (Path(images) / spec["folder"] / f"{spec['image_id']}.png").exists()
+    return bool(made_by) and _paid(made_by) and png.exists()
 
 
-def write_specs(specs, root=SPEC_ROOT, protect_paid=False, only_missing=False, images="results/images"):
+def write_specs(specs, root=SPEC_ROOT, protect_paid=False, only_missing=False, images=IMAGES):
     """Write each spec whose content changed; return how many were (re)written.
 
     With ``protect_paid`` (the offline generator chosen only because no key is set), refuse to
@@ -149,8 +161,7 @@ def _keep_made_image_fresh(path, data, images):
     """A request file written back to what its existing image was made from (after a dry run tried
     other settings, say) is dated before the image: the image is not stale, as it was not changed."""
     spec = json.loads(data)
-    folder = Path(images) / spec["folder"]
-    png, sidecar = folder / f"{spec['image_id']}.png", folder / f"{spec['image_id']}.json"
+    png, sidecar = image_files(spec["folder"], spec["image_id"], images)
     try:
         made_from = json.loads(sidecar.read_text(encoding="utf-8")).get("request_sha256")
         made = min(png.stat().st_mtime, sidecar.stat().st_mtime)
@@ -160,12 +171,11 @@ def _keep_made_image_fresh(path, data, images):
         os.utime(path, (made - 1, made - 1))
 
 
-def needs_image(spec, root=SPEC_ROOT, images="results/images"):
+def needs_image(spec, root=SPEC_ROOT, images=IMAGES):
     """Whether Snakemake will (re)make this spec's image: PNG or sidecar missing, or older than the
     spec (the workflow's mtime rule).  Images already made are never paid for again."""
-    folder = Path(images) / spec["folder"]  # (not with_suffix: an id may hold dots, "fox.v2")
+    png, sidecar = image_files(spec["folder"], spec["image_id"], images)
     try:
-        png, sidecar = folder / f"{spec['image_id']}.png", folder / f"{spec['image_id']}.json"
         made = min(png.stat().st_mtime, sidecar.stat().st_mtime)
         return made < spec_path(spec["folder"], spec["image_id"], root).stat().st_mtime
     except FileNotFoundError:

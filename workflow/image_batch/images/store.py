@@ -139,6 +139,11 @@ def shared_store(settings, storage_prefix):
 # Keys and entries
 
 
+def entry_name(key):
+    """Where an answer lives under a store's root (or a rescue folder): ``<key[:2]>/<key>.json``."""
+    return f"{key[:2]}/{key}.json"
+
+
 def request_key(request):
     """The store key of ``request``: SHA-256 of its canonical JSON (format 2: endpoint included)."""
     canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -313,7 +318,7 @@ class _Store:
             if entry is not None:
                 return Found(old, entry, legacy=True, batch_keys=self._legacy_batch_keys(entry))
         for root in _rescue_roots():
-            path = root / key[:2] / f"{key}.json"
+            path = root / entry_name(key)
             if path.is_file():
                 try:
                     return Found(key, _entry_from_bytes(path.read_bytes()), rescued=path)
@@ -343,7 +348,7 @@ class _Store:
         unkeyed = "base_url" in request and request["base_url"] == self.unkeyed_endpoint(current_endpoint)
         if unkeyed and self.has(request_key(unkeyed_request(request))):
             return True
-        return any((root / key[:2] / f"{key}.json").is_file() for root in _rescue_roots())
+        return any((root / entry_name(key)).is_file() for root in _rescue_roots())
 
     def keep(self, key, request, raw, origin="live", log=print, journal=True):
         """Store a paid answer: retried on failure; failing that, kept in a rescue folder with one
@@ -370,7 +375,7 @@ class _Store:
     def _rescue(self, key, data, error, log):
         problems = [f"{self.describe()}: {error}"]
         for root in RESCUE_ROOTS:
-            path = root / key[:2] / f"{key}.json"
+            path = root / entry_name(key)
             try:
                 atomic_write_bytes(path, data, private=True)
             except OSError as exc:
@@ -425,7 +430,7 @@ class ResponseStore(_Store):
         return str(self.root)
 
     def path(self, key):
-        return self.root / key[:2] / f"{key}.json"
+        return self.root / entry_name(key)
 
     @contextmanager
     def lock(self, key):
@@ -540,7 +545,7 @@ class S3ResponseStore(_Store):
         return self.url
 
     def object_key(self, key):
-        return f"{self.prefix}{key[:2]}/{key}.json"
+        return f"{self.prefix}{entry_name(key)}"
 
     # -- the lease ----------------------------------------------------------------------------------
 

@@ -99,7 +99,7 @@ def start(workflow, plan, out=sys.stderr):
         note = open_store(plan.settings).adopt(plan.endpoint)
         if note:
             print(f"Image.Batch: {note}", file=out)
-    if plan.settings.mode == "batch" and getattr(plan_provider(plan), "batch", False):
+    if plan.settings.mode == "batch" and plan.provider.batch:
         from image_batch.images.batch import run_before_jobs
 
         run_before_jobs([plan.spec_of(*image) for image in run.to_make], plan.settings)
@@ -107,12 +107,6 @@ def start(workflow, plan, out=sys.stderr):
         run.progress = Progress(run, plan.settings.progress_seconds, out)
         run.progress.start()
     return run
-
-
-def plan_provider(plan):
-    from image_batch.providers import provider_class
-
-    return provider_class(plan.choices.provider)
 
 
 def finish(plan, ok):
@@ -134,7 +128,7 @@ def at_exit(workflow, plan, out=sys.stderr):
     """The last words of a real run: its summary (or, when Snakemake found nothing to do and so
     called neither onstart nor onsuccess, that everything is made). Nothing for other modes."""
     if _current:
-        lines = getattr(_current[-1], "summary", None)
+        lines = _current[-1].summary
         if lines:
             print("\n".join(lines), file=out, flush=True)
         return

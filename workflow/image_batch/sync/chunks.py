@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from image_batch.common.fileio import canonical_json, write_if_changed
+from image_batch.descriptions.specs import IMAGES, image_files, image_made
 
 MEMBERS_ROOT = Path("results/specs/_chunks")
 DIGEST_ROOT = Path("results/sync/chunks")  # the digest_chunk rule's outputs
@@ -53,7 +54,7 @@ def write_members(chunks):
     return written
 
 
-def missing_behind(chunks, to_make, images="results/images"):
+def missing_behind(chunks, to_make, images=IMAGES):
     """The PNGs of images to make whose chunk was already digested: deleted (or never made) behind
     an up-to-date sync. Snakemake does not remake a missing intermediate file when what depends on it
     is up to date, so these become targets of the run (a computation: nothing is touched)."""
@@ -62,8 +63,6 @@ def missing_behind(chunks, to_make, images="results/images"):
         if not (DIGEST_ROOT / f"{chunk}.json").exists():
             continue  # never digested: the chunk job is due anyway, and makes its images
         for folder, image_id in members:
-            if (folder, image_id) in to_make:
-                png, sidecar = Path(images) / folder / f"{image_id}.png", Path(images) / folder / f"{image_id}.json"
-                if not (png.exists() and sidecar.exists()):  # (ids may hold dots: no with_suffix)
-                    missing.append(str(png))
+            if (folder, image_id) in to_make and not image_made(folder, image_id, images):
+                missing.append(str(image_files(folder, image_id, images)[0]))
     return missing

@@ -55,9 +55,8 @@ def digest(paths, images_root, names=None):
 def write_destination(destination, output, log_file=None):
     """The record_destination rule: where this run syncs (decided when its Snakefile was parsed)."""
     atomic_write_bytes(output, canonical_json(dict(destination)).encode("utf-8"), durable=False)
-    where = {k: v for k, v in destination.items() if k != "delete_removed"}
     with JobLog(log_file) as log:
-        log(f"this run syncs to {Destination(**where).describe()}")
+        log(f"this run syncs to {Destination.from_record(destination, output).describe()}")
 
 
 def write_chunk_digest(paths, output, images_root="results/images", names=None):
@@ -478,7 +477,7 @@ def sync_job(inputs, local_marker, log_file, settings, names=None, synced=None):
     how = dataclasses.replace(settings.sync, delete_removed=bool(recorded.get("delete_removed")))
     marker = sync(
         None,
-        Destination.read(inputs.destination),
+        Destination.from_record(recorded, inputs.destination),
         local_marker,
         log_file,
         settings=how,
