@@ -10,6 +10,16 @@ import yaml
 from tests.support.moto_s3 import MotoS3, scrubbed_environ
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def fixed_today(monkeypatch):
+    """Every test runs on the stand-in's date (tests.support.openai_models.TODAY), in this process
+    and in every process it starts: the catalogue's checks read IMAGE_BATCH_TODAY."""
+    from tests.support.openai_models import TODAY
+
+    monkeypatch.setenv("IMAGE_BATCH_TODAY", TODAY.isoformat())
+    return TODAY
 API_KEY = "sk-test-SECRET-0123456789abcdef"
 
 

@@ -30,6 +30,19 @@ def test_the_shipped_catalogue_is_valid_and_dated():
             assert model.price_source, f"{name}'s prices have no source"
 
 
+def test_the_product_judges_models_on_the_real_date_unless_told_otherwise():
+    from image_batch.costs import catalog
+
+    real = datetime.datetime.now(datetime.UTC).date()
+    assert catalog.today({}) == real and catalog.today({"IMAGE_BATCH_TODAY": ""}) == real
+    assert catalog.today({"IMAGE_BATCH_TODAY": "2027-01-02"}) == datetime.date(2027, 1, 2)
+    with pytest.raises(UserError, match="IMAGE_BATCH_TODAY"):
+        catalog.today({"IMAGE_BATCH_TODAY": "tomorrow"})
+    # a model's status with no date given is judged on that clock
+    model = CATALOG.lookup("gpt-image-1.5")
+    assert model.status() == model.status(catalog.today())
+
+
 def test_default_model_is_current():
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     model = CATALOG.lookup(config["openai"]["model"])

@@ -268,7 +268,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         rate_limit_window=60.0,
         fixed_created=None,
         batch_polls_to_complete=1,
-        today=real.RESEARCH_DATE,
+        today=real.TODAY,
         retired_answer="invalid_value",
         usage_shape="details",
         rate_limit_unit="requests",
@@ -742,7 +742,7 @@ def main(argv=None):
     parser.add_argument("--rate-limit", type=int, default=None, help="successful generations allowed per minute")
     parser.add_argument("--rate-limit-unit", default="requests", choices=UNITS, help="what the rate limit counts")
     parser.add_argument(
-        "--today", type=date.fromisoformat, default=real.RESEARCH_DATE, help="whose models answer (YYYY-MM-DD)"
+        "--today", type=date.fromisoformat, default=real.TODAY, help="whose models answer (YYYY-MM-DD)"
     )
     args = parser.parse_args(argv)
 

@@ -88,5 +88,10 @@ def s3_client(endpoint_url, config=None):
 
 def scrubbed_environ():
     """The test process's environment without anything that would point a run at real services."""
+    from tests.support.openai_models import TODAY
+
     drop = ("AI_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "S3_BUCKET_NAME")
-    return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("AWS_")}
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("AWS_")}
+    # The workflow's clock is the stand-in API's "today": no test depends on the day it runs.
+    env["IMAGE_BATCH_TODAY"] = TODAY.isoformat()
+    return env

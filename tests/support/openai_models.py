@@ -64,7 +64,11 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-RESEARCH_DATE = date(2026, 11, 27)  # "today" by default: the date the facts were checked
+RESEARCH_DATE = date(2026, 11, 27)  # the date the facts were checked
+# The date every test runs on: the stand-in answers for it, and the workflow's catalogue checks use
+# it too (IMAGE_BATCH_TODAY, set for every test by tests/conftest.py), so no test depends on the day
+# it runs.
+TODAY = RESEARCH_DATE
 
 FIXED_SIZES = ("1024x1024", "1024x1536", "1536x1024", "auto")  # order of the captured error message (§5)
 QUALITIES = ("low", "medium", "high", "auto")

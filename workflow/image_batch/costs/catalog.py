@@ -8,6 +8,7 @@ is refused with the fix; a model shutting down within 30 days is warned about.
 import datetime
 import functools
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,20 @@ PRICE_FIELDS = (
 )
 
 
-def today():
+CLOCK_VARIABLE = "IMAGE_BATCH_TODAY"  # YYYY-MM-DD: the date the catalogue checks use (tests set it)
+
+
+def today(environ=None):
+    """The date a model's status is judged on: today (UTC), unless ``IMAGE_BATCH_TODAY`` names
+    another (the tests set it, with the stand-in API answering for the same date, so that no test
+    depends on the day it runs)."""
+    environ = os.environ if environ is None else environ
+    text = (environ.get(CLOCK_VARIABLE) or "").strip()
+    if text:
+        try:
+            return datetime.date.fromisoformat(text)
+        except ValueError:
+            raise UserError(f"{CLOCK_VARIABLE}={text!r} is not a date (YYYY-MM-DD)") from None
     return datetime.datetime.now(datetime.UTC).date()
 
 
