@@ -20,6 +20,8 @@ def fixed_today(monkeypatch):
 
     monkeypatch.setenv("IMAGE_BATCH_TODAY", TODAY.isoformat())
     return TODAY
+
+
 API_KEY = "sk-test-SECRET-0123456789abcdef"
 
 

@@ -741,9 +741,7 @@ def main(argv=None):
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault mix")
     parser.add_argument("--rate-limit", type=int, default=None, help="successful generations allowed per minute")
     parser.add_argument("--rate-limit-unit", default="requests", choices=UNITS, help="what the rate limit counts")
-    parser.add_argument(
-        "--today", type=date.fromisoformat, default=real.TODAY, help="whose models answer (YYYY-MM-DD)"
-    )
+    parser.add_argument("--today", type=date.fromisoformat, default=real.TODAY, help="whose models answer (YYYY-MM-DD)")
     args = parser.parse_args(argv)
 
     done = threading.Event()
