@@ -23,6 +23,7 @@ from image_batch.images.store import open_store
 from image_batch.providers import provider_class
 from image_batch.run import lock as runlock
 from image_batch.sync import chunks as chunking
+from image_batch.sync import preflight
 
 DESTINATION_ROOT = Path("results/sync")
 
@@ -53,6 +54,7 @@ class Plan:
     missing: list = field(default_factory=list)  # PNGs deleted behind an up-to-date sync: targets
     removed: list = field(default_factory=list)  # images in results/images no row asks for any more
     made_only: set | None = None  # a report: the images that were made (the others are not shown)
+    destination_note: str | None = None  # what a dry run says of the destination (no credentials found)
 
     @property
     def provider(self):
@@ -122,6 +124,7 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
     rows = read_configured_sheet(settings)
     specs = build_specs(rows, settings, choices.provider, sheet)
     problems, warnings = check_models(settings, choices, specs)
+    destination_note = preflight.check_planned(choices.destination)
     if settings.mode == "batch" and not local_images:
         # It would have to know which images storage holds already, or it would pay for them again.
         raise UserError(
@@ -139,6 +142,7 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
         {row.image_id: row.place for row in rows},
         str(sheet),
         warnings=warnings,
+        destination_note=destination_note,
     )
     plan.endpoint = specs[0]["request"].get("base_url") if specs else None
     protect_paid = settings.provider == "auto" and choices.provider == "offline"

@@ -20,6 +20,7 @@ from image_batch.descriptions.specs import write_manifest
 from image_batch.images import failures
 from image_batch.images.store import is_remote, open_store, store_root
 from image_batch.run import ledger, lock, quiet
+from image_batch.sync import preflight
 
 LAST_RUN = Path("results/logs/last-run.json")
 SUMMARY_LOG = Path("results/logs/summary.log")
@@ -85,6 +86,11 @@ def start(workflow, plan, out=sys.stderr):
         # the store may be shared with runs in other folders (or containers, whose pids we cannot
         # see): only temp files of dead writers that are also old enough to be abandoned
         remove_stale_parts(root, min_age=600)
+    # the destination answers and takes a write before the first image is paid for
+    how = plan.settings.sync
+    note = preflight.probe(plan.choices.destination, None, how.delete_removed, how.retry_mode, how.max_attempts)
+    if note:
+        print(f"Image.Batch: WARNING: {note}", file=out)
     failures.clear_stop()
     failures.clear_streak()
     run = Run(plan, image_jobs(workflow))
@@ -132,6 +138,8 @@ def at_exit(workflow, plan, out=sys.stderr):
         if lines:
             print("\n".join(lines), file=out, flush=True)
         return
+    if not acts(workflow) and plan.destination_note and workflow.executor_plugin is not None:
+        print(f"Image.Batch: WARNING: {plan.destination_note}", file=out, flush=True)
     if _attempted or workflow.executor_plugin is None or not acts(workflow):
         return
     if quiet.NOTHING_TO_DO not in quiet.heard:

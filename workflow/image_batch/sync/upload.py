@@ -341,11 +341,25 @@ def sync(
 
             if isinstance(exc, (BotoCoreError, ClientError, OSError)):
                 log(f"FAILED: {exc}")
-                raise SyncError(
-                    f"sync to {destination.describe()} failed: {exc}. No marker was written; run the same "
-                    "command again to upload what is missing."
-                ) from None
+                raise SyncError(f"sync to {destination.describe()} failed: {_reason(exc, destination)}") from None
             raise
+
+
+def _reason(exc, destination):
+    """Why a sync failed and what to do: a transient failure is worth the same command again; a
+    missing bucket or refused credentials are not."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    from image_batch.sync.preflight import explain
+
+    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError | HTTPClientError):
+        return f"{exc}. No marker was written; fix it and run the same command again."
+    line = explain(exc, destination, "sync to")
+    status = (getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    transient = not isinstance(exc, ClientError) or status >= 500 or status in (408, 429)
+    if transient:
+        return f"{line}. No marker was written; run the same command again to upload what is missing."
+    return f"{line}. No marker was written; the images are kept, and the same command after the fix uploads them."
 
 
 def _sidecars(files):
