@@ -85,7 +85,7 @@ def test_batch_run_submits_once_matches_live_and_adds_only_new_rows(runner, api,
     before = {p: p.stat().st_mtime_ns for p in (batch.root / "results/images").rglob("*.png")}
     more = ROWS + [("n1", "Lakes", "a new row"), ("n2", "Hills", "another new row")]
     (batch.root / "input.csv").write_text(sheet(more), newline="")
-    dry = batch.snakemake("-n", "--config", "input_csv=input.csv")
+    dry = batch.snakemake("-n", "--verbose", "--config", "input_csv=input.csv")  # --verbose: job blocks too
     assert "estimate: 2 of 7 image(s) to make, 0 of them served from the response store" in dry.output
     # 2 images x (1,756 image tokens x $30/M + a few text tokens x $5/M) / 2, from the store's own usage
     assert "$0.05 in batch mode" in dry.output and "from the mean usage of your 5 stored answer(s)" in dry.output

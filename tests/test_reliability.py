@@ -274,6 +274,10 @@ def test_sync_broken_midway_leaves_no_marker_and_rerun_uploads_only_the_rest(pro
     flaky_s3.break_after(8, mode="503")
     result = project_env.snakemake("--config", "input_csv=input.csv", check=False)
     assert result.returncode != 0 and "No marker was written" in result.output
+    # one line for the failed sync, with advice that fits (a 503 is worth the same command again)
+    failed = [line for line in result.output.splitlines() if "SYNC FAILED" in line]
+    assert len(failed) == 1 and "run the same command again" in failed[0], result.output[-3000:]
+    assert "Traceback" not in result.output and 'File "' not in result.output
     partial = s3.objects("broken")
     assert "_SUCCESS.json" not in partial and 0 < len(partial) < 20
     assert not (project_env.root / "results/_SUCCESS.json").exists()

@@ -158,7 +158,8 @@ def test_a_rerun_remakes_only_the_sheet_of_a_changed_image_and_decodes_only_it(m
     log = (made.root / "results/logs/contact-sheets/nature.log").read_text().splitlines()
     assert "2 images (1 decoded, 1 hashed, 1 unchanged)" in log[-1]
     assert (made.root / "results/contact-sheets/food-beverage.jpg").stat().st_mtime_ns == before
-    again = made.snakemake("--config", "input_csv=input.csv")
+    again = made.snakemake("--verbose", "--config", "input_csv=input.csv")  # --verbose: Snakemake's job blocks
+    assert "Nothing to be done" in again.output
     assert "contact_sheet" not in again.output  # nothing changed: no sheet job at all
 
 
