@@ -6,7 +6,8 @@ current folder: images go to ./results, settings come from ./config/config.yaml 
 the workflow's own) and ./.env. Options may come before or after the sheet; whatever follows ``--``
 is added to the Snakemake command (a ``--config`` there is merged with the sheet, never replaces it).
 
-    python main.py my-sheet.csv [--dry-run | --estimate] [--cores N] [-- SNAKEMAKE ARGS...]
+    python main.py my-sheet.csv [--dry-run | --estimate] [--cores N] [--model M] [--size S] [--quality Q]
+                   [--mode batch] [--set KEY=VALUE ...] [-- SNAKEMAKE ARGS...]
     python main.py --report report.html [my-sheet.csv]   # the gallery (default: the last run's sheet)
 """
 
@@ -42,7 +43,33 @@ def parser():
         help="print the images to make and their estimated cost, live and in batch mode; make nothing",
     )
     p.add_argument("--report", metavar="FILE", help="write the gallery (report.html or report.zip); make nothing")
+    settings = p.add_argument_group("settings for this run (override config/config.yaml)")
+    settings.add_argument("--model", help="the image model, e.g. gpt-image-2 (the provider's section: openai.model)")
+    settings.add_argument("--size", help="image size, e.g. 1536x1024 or auto")
+    settings.add_argument("--quality", help="low, medium, high, auto (and xhigh, max where the model takes them)")
+    settings.add_argument("--mode", choices=("live", "batch"), help="batch: half price through the Batch API")
+    settings.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="any setting, dotted for a section's key: --set openai.background=opaque --set sync.prefix=2026/",
+    )
     return p
+
+
+OPTION_KEYS = {"model": "model", "size": "size", "quality": "quality"}  # provider-section settings
+
+
+def option_overrides(args, config):
+    """The settings named by main.py's own options, as dotted KEY=VALUE items (the provider's
+    section for --model/--size/--quality: the configured provider's, openai when it is auto)."""
+    provider = str(config.get("provider") or "auto")
+    section = "openai" if provider in ("auto", "offline") else provider
+    items = [f"{section}.{key}={getattr(args, option)}" for option, key in OPTION_KEYS.items() if getattr(args, option)]
+    if args.mode:
+        items.append(f"mode={args.mode}")
+    return items + list(args.set)
 
 
 def split_argv(argv):
@@ -89,19 +116,53 @@ def last_run_sheet():
 
 
 def overrides(items):
-    """--config KEY=VALUE items as a dict (values as YAML, as Snakemake reads them)."""
+    """--config KEY=VALUE items as a dict (values as YAML, as Snakemake reads them). A dotted key
+    sets one key of a section (``openai.model=gpt-image-2``), leaving the section's others as they
+    are."""
     import yaml
 
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--config {item!r}: expected KEY=VALUE")
+        if not sep or not key:
+            raise UserError(f"--config {item!r}: expected KEY=VALUE (a section's key dotted: openai.model=...)")
         try:
-            out[key] = yaml.safe_load(value) if value else value
+            value = yaml.safe_load(value) if value else value
         except yaml.YAMLError:
-            out[key] = value
+            pass
+        *sections, name = key.split(".")
+        if not all(sections) or not name:
+            raise UserError(f"--config {item!r}: expected KEY=VALUE (a section's key dotted: openai.model=...)")
+        where = out
+        for section in sections:
+            where = where.setdefault(section, {})
+            if not isinstance(where, dict):
+                raise UserError(f"--config {item!r}: {section} is set to a value and used as a section")
+        where[name] = value
     return out
+
+
+def merged(base, changes):
+    """``base`` with ``changes``, sections merged key by key (as Snakemake merges --config)."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def config_items(given):
+    """--config items Snakemake takes for ``given``: a section as a YAML mapping, merged by Snakemake
+    into the config file's section (Snakemake refuses dotted keys)."""
+    import yaml
+
+    items = []
+    for key, value in given.items():
+        if isinstance(value, dict):
+            value = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+        elif value is None:
+            value = ""
+        items.append(f"{key}={value}")
+    return items
 
 
 def snakemake_command(args, configfile, config_items, extra):
@@ -122,6 +183,7 @@ def main(argv=None):
     configfile = config_file()
     try:
         items, extra = take_config(extra)
+        items = option_overrides(args, read_config_file(configfile)) + items
         given = overrides(items)
         sheet = args.input_csv
         if sheet is None:
@@ -132,7 +194,7 @@ def main(argv=None):
             raise UserError(
                 f"the sheet is given twice: {sheet} and --config input_csv={given['input_csv']}; give it once"
             )
-        config = {**read_config_file(configfile), **given}
+        config = merged(read_config_file(configfile), given)
         if sheet is not None:
             config["input_csv"] = sheet
         settings = load_settings(config)
@@ -141,8 +203,8 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{settings.input_csv}: {len(rows)} rows OK", file=sys.stderr)
-    config_items = [f"input_csv={settings.input_csv}"] + [i for i in items if not i.startswith("input_csv=")]
-    command = snakemake_command(args, configfile, config_items, extra)
+    given = {key: value for key, value in given.items() if key != "input_csv"}
+    command = snakemake_command(args, configfile, [f"input_csv={settings.input_csv}", *config_items(given)], extra)
     if args.estimate:  # the workflow's own lines from a dry run: the plan and the estimate
         done = subprocess.run(command, capture_output=True, text=True)
         lines = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Image.Batch:")]

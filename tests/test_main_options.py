@@ -1,0 +1,55 @@
+"""main.py's own options (--model, --size, --quality, --mode, --set) and dotted keys after --config:
+what people reach for first, each reaching the API as asked, never a traceback."""
+
+import importlib.util
+
+import pytest
+
+from tests.conftest import REPO
+
+spec = importlib.util.spec_from_file_location("image_batch_main", REPO / "main.py")
+main = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(main)
+
+SHEET = "image_id,context,description\na1,Nature,a fox\na2,Nature,an owl\n"
+
+
+def test_dotted_keys_set_one_key_of_a_section():
+    given = main.overrides(["openai.model=gpt-image-2", "openai.quality=high", "variant=2", "sync.prefix=a/"])
+    assert given == {"openai": {"model": "gpt-image-2", "quality": "high"}, "variant": 2, "sync": {"prefix": "a/"}}
+    config = main.merged({"openai": {"model": "x", "size": "1024x1024"}, "mode": "live"}, given)
+    assert config["openai"] == {"model": "gpt-image-2", "size": "1024x1024", "quality": "high"}
+    items = main.config_items(given)
+    assert "openai={model: gpt-image-2, quality: high}" in items and "variant=2" in items
+
+
+@pytest.mark.parametrize("item", ["openai.=x", ".model=x", "novalue", "=x"])
+def test_a_malformed_key_is_a_clear_error(item):
+    with pytest.raises(main.UserError, match="expected KEY=VALUE"):
+        main.overrides([item])
+
+
+def test_options_go_to_the_configured_providers_section():
+    args = main.parser().parse_intermixed_args(["s.csv", "--model", "m", "--quality", "high", "--mode", "batch"])
+    assert main.option_overrides(args, {"provider": "auto"}) == ["openai.model=m", "openai.quality=high", "mode=batch"]
+    assert main.option_overrides(args, {"provider": "mine"})[0] == "mine.model=m"
+
+
+def test_options_and_dotted_config_reach_the_api(keyed, api):
+    (keyed.root / "input.csv").write_text(SHEET)
+    options = ("--model", "gpt-image-2", "--quality", "high")
+    done = keyed.main("input.csv", *options, "--", "--config", "openai.size=1536x1024")
+    assert done.returncode == 0, done.output[-3000:]
+    assert "Traceback" not in done.output
+    bodies = [call["body"] for call in api.paid_calls]
+    assert len(bodies) == 2
+    assert {(b["model"], b["quality"], b["size"]) for b in bodies} == {("gpt-image-2", "high", "1536x1024")}
+    # the config file's other settings of the section are kept (merged, not replaced)
+    assert {b.get("output_format") for b in bodies} == {"png"}
+
+
+def test_set_takes_any_key_and_a_bad_value_is_one_line(keyed, api):
+    (keyed.root / "input.csv").write_text(SHEET)
+    refused = keyed.main("input.csv", "--set", "openai.quality=superb")
+    assert refused.returncode != 0 and "Traceback" not in refused.output
+    assert "superb" in refused.output and api.calls == []
