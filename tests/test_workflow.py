@@ -185,7 +185,10 @@ def test_offline_default_via_main_py(runner):
         assert (runner.root / "results/bucket" / png.relative_to(runner.root / "results/images")).read_bytes() == (
             png.read_bytes()
         )
-    assert json.loads(pngs[0].with_suffix(".json").read_text())["provider"] == "offline"
+    sidecar = json.loads(pngs[0].with_suffix(".json").read_text())
+    assert sidecar["provider"] == "offline" and sidecar["cost"]["usd"] == 0.0  # every sidecar says what it cost
+    marker = json.loads((runner.root / "results/bucket/_SUCCESS.json").read_text())
+    assert marker["cost"]["total"] == 0.0 and marker["cost"]["images"] == 6 and marker["cost"]["unpriced"] == 0
 
 
 def test_jpeg_answer_is_stored_as_png_and_garbage_never_becomes_a_file(live, api):

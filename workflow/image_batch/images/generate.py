@@ -218,7 +218,10 @@ def sidecar_for(spec, outcome, catalog):
         sidecar["endpoint"] = request["base_url"]
     if request.get("variant"):
         sidecar["variant"] = request["variant"]
-    if catalog is not None:
+    if catalog is None:
+        # the offline generator: a placeholder, made here, that cost nothing
+        sidecar["cost"] = {"usd": 0.0, "price": "none", "basis": "offline placeholder"}
+    else:
         # priced as requested (the size and quality billed are the ones asked for)
         sidecar["cost"] = answer_cost(
             catalog, request["model"], image.usage, outcome.origin, request.get("quality"), request.get("size")
