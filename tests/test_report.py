@@ -207,3 +207,11 @@ def test_a_report_after_a_run_with_a_failed_image_shows_what_was_made(runner, tm
     assert "Traceback" not in shown.output
     after = {p: p.stat().st_mtime_ns for p in (runner.root / "results").rglob("*") if p.is_file()}
     assert after == before  # a report writes nothing under results/
+
+
+def test_a_report_before_any_run_says_what_to_do_first(runner):
+    for command in (runner.snakemake, lambda *a, **k: runner.main(*a)):
+        result = command("--report", "report.html", **({"check": False} if command == runner.snakemake else {}))
+        assert result.returncode == 2 and "Traceback" not in result.output, result.output[-3000:]
+        assert "nothing has been made here yet" in result.output and "MissingInput" not in result.output
+    assert not (runner.root / "report.html").exists() and not (runner.root / "results").exists()

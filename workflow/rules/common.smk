@@ -56,6 +56,11 @@ try:
         announce=workflow.is_main_process and not REPORTING,
         only_made=REPORTING and not STORAGE,
     )
+    if REPORTING and PLAN.made_only is not None and not PLAN.made_only:
+        raise UserError(
+            f"nothing has been made here yet for {PLAN.sheet}: run `snakemake --cores 8` (or "
+            f"`python main.py {PLAN.sheet}`) first, then ask for the report"
+        )
 except UserError as error:
     fail(error)
 
