@@ -21,7 +21,12 @@ REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "workflow"))
 
 from image_batch.common.errors import UserError  # noqa: E402
-from image_batch.common.settings import load_dotenv_file, load_settings, read_config_file  # noqa: E402
+from image_batch.common.settings import (  # noqa: E402
+    config_file_name,
+    load_dotenv_file,
+    load_settings,
+    read_config_file,
+)
 from image_batch.descriptions.sheet import read_configured_sheet  # noqa: E402
 
 LAST_RUN = Path("results/logs/last-run.json")
@@ -135,7 +140,7 @@ def main(argv=None):
         config = {**read_config_file(configfile), **given}
         if sheet is not None:
             config["input_csv"] = sheet
-        settings = load_settings(config)
+        settings = load_settings(config, given, config_file_name([configfile]))
         rows = read_configured_sheet(settings)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -7,7 +7,12 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from image_batch import plan as planning
 from image_batch.common.errors import UserError
-from image_batch.common.settings import load_settings, passed_variables, secrets_in_commands
+from image_batch.common.settings import (
+    config_file_name,
+    load_settings,
+    passed_variables,
+    secrets_in_commands,
+)
 from image_batch.images import store, worker
 from image_batch.report import gallery
 from image_batch.report.last_run import is_report_run, report_sheet
@@ -41,7 +46,10 @@ try:
         print(f"Image.Batch: {REPORT_SHEET.note}", file=sys.stderr)
     # config/config.yaml, checked against workflow/schemas/config.schema.yaml (which holds every
     # default), read once into typed settings
-    SETTINGS = load_settings(config)
+    # (messages name where a bad setting came from: --config, or the config file)
+    SETTINGS = load_settings(
+        config, workflow.config_settings.config, config_file_name(workflow.config_settings.configfiles)
+    )
     if STORAGE and not workflow.storage_settings.shared_fs_usage:
         root, note = store.shared_store(SETTINGS, workflow.storage_settings.default_storage_prefix)
         SETTINGS = dataclasses.replace(SETTINGS, response_store=root)
