@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "workflow"))
 
-from image_batch.common.errors import UserError  # noqa: E402
+from image_batch.common.errors import UserError, os_problem  # noqa: E402
 from image_batch.common.settings import (  # noqa: E402
     config_file_name,
     load_dotenv_file,
@@ -123,9 +123,9 @@ def snakemake_command(args, configfile, config_items, extra):
 def main(argv=None):
     ours, extra = split_argv(sys.argv[1:] if argv is None else list(argv))
     args = parser().parse_intermixed_args(ours)
-    load_dotenv_file(".env")
     configfile = config_file()
     try:
+        load_dotenv_file(".env")
         items, extra = take_config(extra)
         given = overrides(items)
         sheet = args.input_csv
@@ -144,6 +144,9 @@ def main(argv=None):
         rows = read_configured_sheet(settings)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: {os_problem(error)}", file=sys.stderr)
         return 2
     print(f"{settings.input_csv}: {len(rows)} rows OK", file=sys.stderr)
     config_items = [f"input_csv={settings.input_csv}"] + [i for i in items if not i.startswith("input_csv=")]

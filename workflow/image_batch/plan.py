@@ -6,12 +6,13 @@ flag, the destination record, batch submission, paying) belongs to a real run: s
 """
 
 import hashlib
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from image_batch.common.errors import UserError
-from image_batch.common.fileio import canonical_json, floor_mtimes
+from image_batch.common.fileio import canonical_json, floor_mtimes, unwritable
 from image_batch.common.settings import Choices, Settings, load_dotenv_file, resolve
 from image_batch.costs.catalog import load_catalog
 from image_batch.costs.estimate import describe as describe_estimate
@@ -24,6 +25,7 @@ from image_batch.providers import provider_class
 from image_batch.run import lock as runlock
 from image_batch.sync import chunks as chunking
 
+RESULTS = "results"
 DESTINATION_ROOT = Path("results/sync")
 
 OFFLINE_BANNER = """
@@ -122,6 +124,9 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
     rows = read_configured_sheet(settings)
     specs = build_specs(rows, settings, choices.provider, sheet)
     problems, warnings = check_models(settings, choices, specs)
+    if announce and specs and provider_class(choices.provider).paid:
+        # before the store is read (look-ups, the estimate): a store that cannot be used is one line
+        open_store(settings).preflight()
     if settings.mode == "batch" and not local_images:
         # It would have to know which images storage holds already, or it would pay for them again.
         raise UserError(
@@ -143,6 +148,15 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
     plan.endpoint = specs[0]["request"].get("base_url") if specs else None
     protect_paid = settings.provider == "auto" and choices.provider == "offline"
     if write:
+        # a folder or file made by another user (a container run as root) fails here, not each image
+        # after paying (Snakemake itself refuses write-protected outputs, naming no fix)
+        blocked = unwritable(RESULTS)
+        if blocked is not None:
+            raise UserError(
+                f"{blocked} is not writable by the user running the workflow (uid {os.getuid()}; made by another "
+                f'user, or by a container run as root?): make it yours (sudo chown -R "$(id -u):$(id -g)" '
+                f"{RESULTS}) or run as its owner, then run again (nothing was called)"
+            )
         # Beside a live run only new rows get request files: rewriting one the live run is making an
         # image from would make its (old) image look newer than the edited request.
         alive = runlock.holder() is not None

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from image_batch import plan as planning
-from image_batch.common.errors import UserError
+from image_batch.common.errors import UserError, os_problem
 from image_batch.common.settings import (
     config_file_name,
     load_settings,
@@ -66,6 +66,8 @@ try:
     )
 except UserError as error:
     fail(error)
+except OSError as error:  # a file or folder of the project that cannot be read or written
+    fail(os_problem(error))
 
 if workflow.is_main_process:
     atexit.register(actions.at_exit, workflow, PLAN)
@@ -104,6 +106,8 @@ def start_run():
         actions.start(workflow, PLAN)
     except UserError as error:
         fail(error)
+    except OSError as error:  # e.g. a full disk when the response store's STORE.json is written
+        fail(os_problem(error))
 
 
 def chunk_names(chunk):

@@ -40,11 +40,13 @@ def atomic_write_bytes(path, data: bytes, durable=True, private=False) -> None:
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a write that failed (a full disk) names the file it was for
         raise
 
 
@@ -155,3 +157,16 @@ def floor_mtimes(root):
             if st.st_mtime_ns % 1_000_000_000:
                 whole = st.st_mtime_ns // 1_000_000_000 * 1_000_000_000
                 os.utime(path, ns=(st.st_atime_ns, whole))
+
+
+def unwritable(root):
+    """The first folder or file under ``root`` (itself included) the user running the workflow cannot
+    write, or None (also when ``root`` does not exist yet). Looks only (one access() per entry)."""
+    for dirpath, _, names in os.walk(root):
+        if not os.access(dirpath, os.W_OK | os.X_OK):
+            return dirpath
+        for name in names:
+            path = os.path.join(dirpath, name)
+            if not os.access(path, os.W_OK) and not os.path.islink(path):
+                return path
+    return None

@@ -324,11 +324,36 @@ def read_config_file(path):
 
 
 def load_dotenv_file(path=".env"):
-    """Load ``.env`` into the environment without overriding variables already set."""
+    """Load ``.env`` into the environment without overriding variables already set. A ``.env`` that
+    cannot be read or is not UTF-8 text (Windows Notepad saves UTF-16) is a UserError naming the fix."""
+    import io
+
     from dotenv import load_dotenv
 
-    if Path(path).is_file():
-        load_dotenv(path, override=False)
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(
+            f"{path} cannot be read ({exc.strerror}): make it readable by the user running the workflow "
+            f'(chmod u+r {path}; sudo chown "$(id -u)" {path} if another user made it), or remove it'
+        ) from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or (b"\x00" in data[:200] and data.strip(b"\x00")):
+        raise UserError(
+            f"{path} is UTF-16 text (as Windows Notepad saves it), not UTF-8: save it as UTF-8 (Notepad: "
+            "File > Save as, Encoding: UTF-8) and run again"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}; saved as Windows-1252?): "
+            "save it as UTF-8 and run again"
+        ) from None
+    load_dotenv(stream=io.StringIO(text), override=False)
 
 
 def api_key(environ=None):

@@ -78,6 +78,7 @@ def start(workflow, plan, out=sys.stderr):
         return None
     _attempted.append(True)
     lock.acquire()
+    preflight(plan)
     # No other run is alive here: temp files under results/ are leftovers of a dead one.
     remove_stale_parts("results", only_dead_writers=False)
     root = store_root(plan.settings)
@@ -107,6 +108,12 @@ def start(workflow, plan, out=sys.stderr):
         run.progress = Progress(run, plan.settings.progress_seconds, out)
         run.progress.start()
     return run
+
+
+def preflight(plan):
+    """Before anything is written or called: the response store can take this run's paid answers."""
+    if plan.paid:
+        open_store(plan.settings).preflight(write=True)
 
 
 def finish(plan, ok):
