@@ -248,3 +248,63 @@ def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
         == "no space left on the device of answers/STORE.json: free some space (df -h) and run again"
     )
     assert not list((tmp_path / "answers").iterdir())  # no half-written file left
+
+
+# -- issue 20: .env is read, real environment variables win, the key is never written --------------
+
+
+@pytest.fixture
+def sheet_only(runner):
+    """A project with a sheet and no key in the environment: only .env can give one."""
+    (runner.root / "mine.csv").write_text(SHEET, newline="")
+    assert "AI_API_KEY" not in runner.env and "OPENAI_BASE_URL" not in runner.env
+    return runner
+
+
+def files_holding(root, secret):
+    """Every file under ``root`` (but .env) whose bytes hold ``secret``."""
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.name != ".env" and secret.encode() in path.read_bytes():
+            found.append(path.relative_to(root).as_posix())
+    return found
+
+
+def test_a_dotenv_key_makes_paid_images_and_is_never_written(sheet_only, api):
+    (sheet_only.root / ".env").write_text(f"AI_API_KEY={API_KEY}\nOPENAI_BASE_URL={api.base_url}\n")
+    done = sheet_only.snakemake("--config", "input_csv=mine.csv")
+    assert "provider openai" in done.output and len(api.good_paid_calls) == 2
+    assert len(list((sheet_only.root / "results/images/nature").glob("*.png"))) == 2
+    assert API_KEY not in done.output
+    assert files_holding(sheet_only.root, API_KEY) == []
+
+
+def test_dotenv_quotes_comments_and_export(sheet_only, api):
+    (sheet_only.root / ".env").write_text(
+        "# keys for Image.Batch\n"
+        f'export AI_API_KEY="{API_KEY}"   # the quotes and this comment are not part of it\n'
+        "\n"
+        f"OPENAI_BASE_URL='{api.base_url}'\n"
+        "S3_BUCKET_NAME=  # none: sync to the local folder\n",
+    )
+    done = sheet_only.main("mine.csv")
+    assert done.returncode == 0, done.output[-3000:]
+    assert len(api.good_paid_calls) == 2 and "sync to local folder results/bucket/" in done.output
+    assert API_KEY not in done.output and files_holding(sheet_only.root, API_KEY) == []
+
+
+def test_real_environment_variables_win_over_dotenv(sheet_only, api):
+    """.env names a wrong key and another endpoint; the environment's own win, in both commands."""
+    from tests.support.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(api_key="sk-from-dotenv-0000") as elsewhere:
+        (sheet_only.root / ".env").write_text(f"AI_API_KEY=sk-from-dotenv-0000\nOPENAI_BASE_URL={elsewhere.base_url}\n")
+        sheet_only.env.update(AI_API_KEY=API_KEY, OPENAI_BASE_URL=api.base_url)
+        sheet_only.snakemake("--config", "input_csv=mine.csv")
+        assert len(api.good_paid_calls) == 2 and elsewhere.calls == []
+        api.reset()
+        (sheet_only.root / "mine.csv").write_text(SHEET + "cup,Kitchen,a blue cup\r\n", newline="")
+        done = sheet_only.main("mine.csv")
+        assert done.returncode == 0, done.output[-3000:]
+        assert len(api.good_paid_calls) == 1 and elsewhere.calls == []
+    assert files_holding(sheet_only.root, API_KEY) == []
