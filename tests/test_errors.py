@@ -55,6 +55,7 @@ def both(user, *config):
         ),
         ("batch={completion_window: 48h}", ("config batch.completion_window: '48h'", "use one of: 24h")),
         ("openai={qualty: high}", ("config openai.qualty: unknown key", "did you mean 'quality'?")),
+        ("modle=gpt-image-2", ("config modle: unknown key", "did you mean 'mode' or 'openai.model'?")),
     ],
 )
 def test_a_setting_the_api_would_refuse_is_refused_before_any_call(user, api, given, expected):

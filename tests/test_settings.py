@@ -153,3 +153,30 @@ def test_settings_can_be_pickled_for_the_image_worker():
 
     settings = load_settings({"input_csv": "s.csv"})
     assert pickle.loads(pickle.dumps(settings)) == settings
+
+
+def test_an_unknown_top_level_key_is_refused_with_a_guess():
+    line = refusal({"modle": "x"}, command_line={"modle": "x"})
+    assert line.startswith(
+        "config modle: unknown key 'modle' (given with --config); did you mean 'mode' or 'openai.model'?"
+    )
+    assert "did you mean 'openai'?" in refusal({"opnai": {"quality": "high"}})
+    assert "did you mean 'openai.quality'?" in refusal({"qualty": "high"})
+    assert "did you mean 'size'?" in refusal({"offline": {"sise": "8x8"}})
+
+
+def test_a_provider_plugins_section_and_old_keys_are_taken():
+    from image_batch import plugins
+
+    # a plugin's provider takes its settings from the section named after it
+    class Sketch:
+        name = "sketch"
+
+    found = plugins.providers()
+    found["sketch"] = Sketch
+    try:
+        assert load_settings({"input_csv": "s.csv", "sketch": {"size": "8x8"}}).section("sketch") == {"size": "8x8"}
+    finally:
+        del found["sketch"]
+    # the first version's config file had openai.max_retries (now retry.max_attempts): still loads
+    assert load_settings({"input_csv": "s.csv", "openai": {"max_retries": 2, "timeout": 300}})

@@ -262,13 +262,42 @@ def _cross_problems(config, command_line, config_file):
     return problems
 
 
+def _unknown_top_level(config, command_line, config_file):
+    """A line for each top-level key that is neither a setting nor the section of an installed
+    provider plugin (which takes its own settings), with a guess at what was meant."""
+    import difflib
+
+    props = _schema()["properties"]
+    unknown = [key for key in config if key not in props]
+    if not unknown:
+        return []
+    from image_batch.plugins import providers
+
+    unknown = [key for key in unknown if key not in providers()]
+    # a guess among the settings and the keys of their sections (modle -> openai.model)
+    names = {name: name for name in props}
+    for section, sub in props.items():
+        for name in sub.get("properties") or {}:
+            names.setdefault(name, f"{section}.{name}")
+    lines = []
+    for key in unknown:
+        near = difflib.get_close_matches(str(key), list(names), n=2)
+        guess = f"did you mean {' or '.join(repr(names[n]) for n in near)}? " if near else ""
+        lines.append(
+            f"config {key}: unknown key {key!r} ({origin([key], command_line, config_file)}); {guess}the settings "
+            "are listed in config/README.md (a provider plugin's section is named after the provider)"
+        )
+    return lines
+
+
 def with_defaults(config, command_line=None, config_file=CONFIG_FILE):
     """A copy of ``config`` checked against the schema, every default filled in. Raises UserError,
     one line per problem naming the setting, where it came from (``command_line``: the settings
     given with ``--config``; else ``config_file``) and the fix."""
     config = _coerce(copy.deepcopy(dict(config or {})), _schema())
     errors = sorted(_validator().iter_errors(config), key=lambda e: list(map(str, e.path)))
-    lines = [_problem(error, command_line, config_file) for error in errors[:10]]
+    lines = _unknown_top_level(config, command_line, config_file)
+    lines += [_problem(error, command_line, config_file) for error in errors[: 10 - len(lines)]]
     if not lines:
         lines = _cross_problems(config, command_line, config_file)
     if lines:
