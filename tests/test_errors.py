@@ -56,11 +56,13 @@ def both(user, *config):
         ("batch={completion_window: 48h}", ("config batch.completion_window: '48h'", "use one of: 24h")),
         ("openai={qualty: high}", ("config openai.qualty: unknown key", "did you mean 'quality'?")),
         ("modle=gpt-image-2", ("config modle: unknown key", "did you mean 'mode' or 'openai.model'?")),
+        # what a model takes is the catalogue's: its lines say where the setting was made too
+        ("openai={quality: ultra}", ("openai.quality 'ultra' is not taken by", "change openai.quality given")),
     ],
 )
 def test_a_setting_the_api_would_refuse_is_refused_before_any_call(user, api, given, expected):
     for result in both(user, given, "mode=batch" if "batch" in given else "mode=live"):
-        refused(result, *expected, "(given with --config)")
+        refused(result, *expected, "given with --config")
     assert api.calls == [] and api.batch_requests == []
 
 

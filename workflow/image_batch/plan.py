@@ -104,7 +104,7 @@ def check_models(settings, choices, specs):
         return [], []
     catalog = load_catalog(settings.catalog_path)
     request = {k: v for k, v in specs[0]["request"].items() if k != "prompt"}
-    problems, warnings = catalog.check(request)
+    problems, warnings = catalog.check(request, where=lambda setting: settings.origin(choices.provider, setting))
     if settings.legacy_prices:
         warnings.append(
             "config: the `prices` section is no longer used: prices come from the model catalogue "

@@ -5,6 +5,7 @@ provider and the sync destination (:func:`resolve` -> :class:`Choices`)."""
 import copy
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from image_batch.common.errors import UserError
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_CATALOG = REPO / "config" / "models.yaml"
+CONFIG_FILE = "config/config.yaml"  # as messages name it
 
 KEY_VARIABLES = ("AI_API_KEY", "OPENAI_API_KEY")
 SECRET_VARIABLES = KEY_VARIABLES + ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -90,6 +92,12 @@ class Settings:
     progress_seconds: float
     legacy_prices: bool  # an old config file still has a `prices` section (now ignored: see the catalogue)
     sections: dict = field(repr=False)  # per-provider sections, as written: {"openai": {...}}
+    command_line: dict = field(default_factory=dict, repr=False)  # what --config gave
+    config_file: str = CONFIG_FILE
+
+    def origin(self, *path):
+        """Where the setting at ``path`` came from: "given with --config" or "in <config file>"."""
+        return origin(list(path), self.command_line, self.config_file)
 
     def section(self, name):
         """A provider's own section of the config (e.g. ``openai``), a plain dict."""
@@ -150,9 +158,6 @@ def _coerce(value, schema):
     return value
 
 
-CONFIG_FILE = "config/config.yaml"
-
-
 def config_file_name(configfiles=()):
     """The config file a run read, as the user would name it: the last ``--configfile`` (relative to
     the current folder when inside it), else config/config.yaml."""
@@ -170,10 +175,10 @@ def origin(path, command_line=None, config_file=CONFIG_FILE):
     line set it (or a section above it), else the config file."""
     given = command_line or {}
     for key in path:
-        if not isinstance(given, dict) or key not in given:
+        if not isinstance(given, Mapping) or key not in given:
             return f"in {config_file}"
         given = given[key]
-        if not isinstance(given, dict):
+        if not isinstance(given, Mapping):
             break
     return "given with --config"
 
@@ -334,6 +339,8 @@ def load_settings(config, command_line=None, config_file=CONFIG_FILE):
         progress_seconds=float(c["progress_seconds"]),
         legacy_prices="prices" in (config or {}),
         sections=_frozen({name: c.get(name) or {} for name in known}),
+        command_line=_frozen(command_line),
+        config_file=config_file,
     )
 
 
