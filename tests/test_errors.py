@@ -159,6 +159,16 @@ def test_a_rerun_after_results_changed_owner(user, api):
     assert api.calls == []
 
 
+def test_a_file_of_another_user_among_the_images_to_make(user, api):
+    user.snakemake("--config", "input_csv=mine.csv")
+    api.reset()
+    (user.root / "results/images/nature/fox.png").unlink()
+    prefix = not_ours(user.root / "results/images/nature/fox.json")  # its folder stays writable
+    for result in both_as(user, prefix):
+        refused(result, "results/images/nature/fox.json is not writable by the user running the workflow")
+    assert api.calls == []
+
+
 def test_results_is_a_file(user, api):
     (user.root / "results").write_text("not a folder")
     for result in both(user):

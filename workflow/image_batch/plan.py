@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from image_batch.common.errors import UserError
-from image_batch.common.fileio import canonical_json, floor_mtimes, unwritable
+from image_batch.common.fileio import canonical_json, floor_mtimes, unwritable, unwritable_file
 from image_batch.common.settings import Choices, Settings, load_dotenv_file, resolve
 from image_batch.costs.catalog import load_catalog
 from image_batch.costs.estimate import describe as describe_estimate
@@ -150,13 +150,7 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
     if write:
         # a folder or file made by another user (a container run as root) fails here, not each image
         # after paying (Snakemake itself refuses write-protected outputs, naming no fix)
-        blocked = unwritable(RESULTS)
-        if blocked is not None:
-            raise UserError(
-                f"{blocked} is not writable by the user running the workflow (uid {os.getuid()}; made by another "
-                f'user, or by a container run as root?): make it yours (sudo chown -R "$(id -u):$(id -g)" '
-                f"{RESULTS}) or run as its owner, then run again (nothing was called)"
-            )
+        refuse_unwritable(unwritable(RESULTS, PER_IMAGE_FOLDERS))
         # Beside a live run only new rows get request files: rewriting one the live run is making an
         # image from would make its (old) image look newer than the edited request.
         alive = runlock.holder() is not None
@@ -165,6 +159,9 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
         plan.to_make = {(s["folder"], s["image_id"]) for s in specs if needs_image(s)}
     else:
         plan.to_make = set(plan.images)
+    if write and local_images:
+        # the per-image files of the images to make (the others are not written)
+        refuse_unwritable(unwritable_file(path for image in sorted(plan.to_make) for path in image_files(*image)))
     if problems:
         # Refused before any call when there is something to pay for; a report, or a rebuild that
         # the response store serves whole, asks nothing of the model and goes on (with the warning).
@@ -192,6 +189,27 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
     if announce:
         tell(plan, local_images)
     return plan
+
+
+PER_IMAGE_FOLDERS = ("images", "specs", "logs/images", "logs/failures", "bucket")  # thousands of files each
+
+
+def image_files(folder, image_id):
+    """The files of ``results/`` one image job writes."""
+    return [
+        IMAGES / folder / f"{image_id}.png",
+        IMAGES / folder / f"{image_id}.json",
+        Path(RESULTS) / "logs" / "images" / folder / f"{image_id}.log",
+    ]
+
+
+def refuse_unwritable(blocked):
+    if blocked is not None:
+        raise UserError(
+            f"{blocked} is not writable by the user running the workflow (uid {os.getuid()}; made by another "
+            f'user, or by a container run as root?): make it yours (sudo chown -R "$(id -u):$(id -g)" '
+            f"{RESULTS}) or run as its owner, then run again (nothing was called)"
+        )
 
 
 def removed_rows(images, root=IMAGES):

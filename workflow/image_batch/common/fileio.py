@@ -159,14 +159,27 @@ def floor_mtimes(root):
                 os.utime(path, ns=(st.st_atime_ns, whole))
 
 
-def unwritable(root):
+def unwritable(root, files_skipped_under=()):
     """The first folder or file under ``root`` (itself included) the user running the workflow cannot
-    write, or None (also when ``root`` does not exist yet). Looks only (one access() per entry)."""
+    write, or None (also when ``root`` does not exist yet). Files under the folders
+    ``files_skipped_under`` (relative to ``root``: one file per image, thousands) are not looked at,
+    their folders are. Looks only (one access() per entry)."""
     for dirpath, _, names in os.walk(root):
         if not os.access(dirpath, os.W_OK | os.X_OK):
             return dirpath
+        inside = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        if any(inside == skip or inside.startswith(f"{skip}/") for skip in files_skipped_under):
+            continue
         for name in names:
             path = os.path.join(dirpath, name)
             if not os.access(path, os.W_OK) and not os.path.islink(path):
                 return path
+    return None
+
+
+def unwritable_file(paths):
+    """The first of ``paths`` that exists and cannot be written, or None."""
+    for path in paths:
+        if not os.access(path, os.W_OK) and os.path.exists(path) and not os.path.islink(path):
+            return str(path)
     return None
