@@ -302,7 +302,7 @@ def with_defaults(config, command_line=None, config_file=CONFIG_FILE):
     config = _coerce(copy.deepcopy(dict(config or {})), _schema())
     errors = sorted(_validator().iter_errors(config), key=lambda e: list(map(str, e.path)))
     lines = _unknown_top_level(config, command_line, config_file)
-    lines += [_problem(error, command_line, config_file) for error in errors[: 10 - len(lines)]]
+    lines += [_problem(error, command_line, config_file) for error in errors[: max(0, 10 - len(lines))]]
     if not lines:
         lines = _cross_problems(config, command_line, config_file)
     if lines:
