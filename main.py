@@ -21,8 +21,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "workflow"))
 
-from image_batch.common.errors import UserError  # noqa: E402
-from image_batch.common.settings import load_dotenv_file, load_settings, read_config_file  # noqa: E402
+from image_batch.common.errors import UserError, os_problem  # noqa: E402
+from image_batch.common.settings import (  # noqa: E402
+    config_file_name,
+    load_dotenv_file,
+    load_settings,
+    read_config_file,
+)
 from image_batch.descriptions.sheet import read_configured_sheet  # noqa: E402
 
 LAST_RUN = Path("results/logs/last-run.json")
@@ -179,9 +184,9 @@ def snakemake_command(args, configfile, config_items, extra):
 def main(argv=None):
     ours, extra = split_argv(sys.argv[1:] if argv is None else list(argv))
     args = parser().parse_intermixed_args(ours)
-    load_dotenv_file(".env")
     configfile = config_file()
     try:
+        load_dotenv_file(".env")
         items, extra = take_config(extra)
         items = option_overrides(args, read_config_file(configfile)) + items
         given = overrides(items)
@@ -197,10 +202,13 @@ def main(argv=None):
         config = merged(read_config_file(configfile), given)
         if sheet is not None:
             config["input_csv"] = sheet
-        settings = load_settings(config)
+        settings = load_settings(config, given, config_file_name([configfile]))
         rows = read_configured_sheet(settings)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: {os_problem(error)}", file=sys.stderr)
         return 2
     print(f"{settings.input_csv}: {len(rows)} rows OK", file=sys.stderr)
     given = {key: value for key, value in given.items() if key != "input_csv"}

@@ -113,6 +113,19 @@ def test_settings_a_model_does_not_take_are_refused(fields, words):
         assert word in found[0]
 
 
+def test_a_refusal_says_where_the_setting_was_made():
+    def where(setting):
+        return "given with --config" if setting == "quality" else "in my.yaml"
+
+    found, _ = CATALOG.check(request(model="gpt-image-2", quality="xhigh", size="1000x1000"), TODAY, where)
+    assert found[0].endswith("change openai.quality given with --config")
+    assert "change openai.size in my.yaml" in found[1]  # where() answers per setting
+    found, _ = CATALOG.check(request(model="gpt-image-2", quality="xhigh"), TODAY)
+    assert found[0].endswith("change openai.quality in config/config.yaml")
+    found, _ = CATALOG.check(request(model="gpt-image-1"), TODAY, lambda setting: f"set {setting} here")
+    assert "set openai.model (set model here) to a current model" in found[0]
+
+
 @pytest.mark.parametrize(
     "fields",
     [

@@ -6,12 +6,13 @@ flag, the destination record, batch submission, paying) belongs to a real run: s
 """
 
 import hashlib
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from image_batch.common.errors import UserError
-from image_batch.common.fileio import canonical_json, floor_mtimes
+from image_batch.common.fileio import canonical_json, floor_mtimes, unwritable, unwritable_file
 from image_batch.common.settings import Choices, Settings, load_dotenv_file, resolve
 from image_batch.costs.catalog import load_catalog
 from image_batch.costs.estimate import describe as describe_estimate
@@ -25,6 +26,7 @@ from image_batch.run import lock as runlock
 from image_batch.sync import chunks as chunking
 from image_batch.sync import preflight
 
+RESULTS = "results"
 DESTINATION_ROOT = Path("results/sync")
 
 OFFLINE_BANNER = """
@@ -104,7 +106,7 @@ def check_models(settings, choices, specs):
         return [], []
     catalog = load_catalog(settings.catalog_path)
     request = {k: v for k, v in specs[0]["request"].items() if k != "prompt"}
-    problems, warnings = catalog.check(request)
+    problems, warnings = catalog.check(request, where=lambda setting: settings.origin(choices.provider, setting))
     if settings.legacy_prices:
         warnings.append(
             "config: the `prices` section is no longer used: prices come from the model catalogue "
@@ -125,6 +127,9 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
     specs = build_specs(rows, settings, choices.provider, sheet)
     problems, warnings = check_models(settings, choices, specs)
     destination_note = preflight.check_planned(choices.destination)
+    if announce and specs and provider_class(choices.provider).paid:
+        # before the store is read (look-ups, the estimate): a store that cannot be used is one line
+        open_store(settings).preflight()
     if settings.mode == "batch" and not local_images:
         # It would have to know which images storage holds already, or it would pay for them again.
         raise UserError(
@@ -147,6 +152,9 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
     plan.endpoint = specs[0]["request"].get("base_url") if specs else None
     protect_paid = settings.provider == "auto" and choices.provider == "offline"
     if write:
+        # a folder or file made by another user (a container run as root) fails here, not each image
+        # after paying (Snakemake itself refuses write-protected outputs, naming no fix)
+        refuse_unwritable(unwritable(RESULTS, PER_IMAGE_FOLDERS))
         # Beside a live run only new rows get request files: rewriting one the live run is making an
         # image from would make its (old) image look newer than the edited request.
         alive = runlock.holder() is not None
@@ -155,6 +163,9 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
         plan.to_make = {(s["folder"], s["image_id"]) for s in specs if needs_image(s)}
     else:
         plan.to_make = set(plan.images)
+    if write and local_images:
+        # the per-image files of the images to make (the others are not written)
+        refuse_unwritable(unwritable_file(path for image in sorted(plan.to_make) for path in image_files(*image)))
     if problems:
         # Refused before any call when there is something to pay for; a report, or a rebuild that
         # the response store serves whole, asks nothing of the model and goes on (with the warning).
@@ -182,6 +193,27 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
     if announce:
         tell(plan, local_images)
     return plan
+
+
+PER_IMAGE_FOLDERS = ("images", "specs", "logs/images", "logs/failures", "bucket")  # thousands of files each
+
+
+def image_files(folder, image_id):
+    """The files of ``results/`` one image job writes."""
+    return [
+        IMAGES / folder / f"{image_id}.png",
+        IMAGES / folder / f"{image_id}.json",
+        Path(RESULTS) / "logs" / "images" / folder / f"{image_id}.log",
+    ]
+
+
+def refuse_unwritable(blocked):
+    if blocked is not None:
+        raise UserError(
+            f"{blocked} is not writable by the user running the workflow (uid {os.getuid()}; made by another "
+            f'user, or by a container run as root?): make it yours (sudo chown -R "$(id -u):$(id -g)" '
+            f"{RESULTS}) or run as its owner, then run again (nothing was called)"
+        )
 
 
 def removed_rows(images, root=IMAGES):

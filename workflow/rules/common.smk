@@ -6,8 +6,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from image_batch import plan as planning
-from image_batch.common.errors import UserError
-from image_batch.common.settings import load_settings, passed_variables, secrets_in_commands
+from image_batch.common.errors import UserError, os_problem
+from image_batch.common.settings import (
+    config_file_name,
+    load_settings,
+    passed_variables,
+    secrets_in_commands,
+)
 from image_batch.images import store, worker
 from image_batch.report import gallery
 from image_batch.report.last_run import is_report_run, report_sheet
@@ -41,7 +46,10 @@ try:
         print(f"Image.Batch: {REPORT_SHEET.note}", file=sys.stderr)
     # config/config.yaml, checked against workflow/schemas/config.schema.yaml (which holds every
     # default), read once into typed settings
-    SETTINGS = load_settings(config)
+    # (messages name where a bad setting came from: --config, or the config file)
+    SETTINGS = load_settings(
+        config, workflow.config_settings.config, config_file_name(workflow.config_settings.configfiles)
+    )
     if STORAGE and not workflow.storage_settings.shared_fs_usage:
         root, note = store.shared_store(SETTINGS, workflow.storage_settings.default_storage_prefix)
         SETTINGS = dataclasses.replace(SETTINGS, response_store=root)
@@ -63,6 +71,8 @@ try:
         )
 except UserError as error:
     fail(error)
+except OSError as error:  # a file or folder of the project that cannot be read or written
+    fail(os_problem(error))
 
 if workflow.is_main_process:
     atexit.register(actions.at_exit, workflow, PLAN)
@@ -101,6 +111,8 @@ def start_run():
         actions.start(workflow, PLAN)
     except UserError as error:
         fail(error)
+    except OSError as error:  # e.g. a full disk when the response store's STORE.json is written
+        fail(os_problem(error))
 
 
 def chunk_names(chunk):

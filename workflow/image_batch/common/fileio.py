@@ -40,11 +40,13 @@ def atomic_write_bytes(path, data: bytes, durable=True, private=False) -> None:
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a write that failed (a full disk) names the file it was for
         raise
 
 
@@ -155,3 +157,29 @@ def floor_mtimes(root):
             if st.st_mtime_ns % 1_000_000_000:
                 whole = st.st_mtime_ns // 1_000_000_000 * 1_000_000_000
                 os.utime(path, ns=(st.st_atime_ns, whole))
+
+
+def unwritable(root, files_skipped_under=()):
+    """The first folder or file under ``root`` (itself included) the user running the workflow cannot
+    write, or None (also when ``root`` does not exist yet). Files under the folders
+    ``files_skipped_under`` (relative to ``root``: one file per image, thousands) are not looked at,
+    their folders are. Looks only (one access() per entry)."""
+    for dirpath, _, names in os.walk(root):
+        if not os.access(dirpath, os.W_OK | os.X_OK):
+            return dirpath
+        inside = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        if any(inside == skip or inside.startswith(f"{skip}/") for skip in files_skipped_under):
+            continue
+        for name in names:
+            path = os.path.join(dirpath, name)
+            if not os.access(path, os.W_OK) and not os.path.islink(path):
+                return path
+    return None
+
+
+def unwritable_file(paths):
+    """The first of ``paths`` that exists and cannot be written, or None."""
+    for path in paths:
+        if not os.access(path, os.W_OK) and os.path.exists(path) and not os.path.islink(path):
+            return str(path)
+    return None

@@ -5,6 +5,7 @@ provider and the sync destination (:func:`resolve` -> :class:`Choices`)."""
 import copy
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from image_batch.common.errors import UserError
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_CATALOG = REPO / "config" / "models.yaml"
+CONFIG_FILE = "config/config.yaml"  # as messages name it
 
 KEY_VARIABLES = ("AI_API_KEY", "OPENAI_API_KEY")
 SECRET_VARIABLES = KEY_VARIABLES + ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -90,6 +92,12 @@ class Settings:
     progress_seconds: float
     legacy_prices: bool  # an old config file still has a `prices` section (now ignored: see the catalogue)
     sections: dict = field(repr=False)  # per-provider sections, as written: {"openai": {...}}
+    command_line: dict = field(default_factory=dict, repr=False)  # what --config gave
+    config_file: str = CONFIG_FILE
+
+    def origin(self, *path):
+        """Where the setting at ``path`` came from: "given with --config" or "in <config file>"."""
+        return origin(list(path), self.command_line, self.config_file)
 
     def section(self, name):
         """A provider's own section of the config (e.g. ``openai``), a plain dict."""
@@ -150,16 +158,155 @@ def _coerce(value, schema):
     return value
 
 
-def with_defaults(config):
-    """A copy of ``config`` checked against the schema, every default filled in. Raises UserError."""
+def config_file_name(configfiles=()):
+    """The config file a run read, as the user would name it: the last ``--configfile`` (relative to
+    the current folder when inside it), else config/config.yaml."""
+    if not configfiles:
+        return CONFIG_FILE
+    path = Path(configfiles[-1])
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def origin(path, command_line=None, config_file=CONFIG_FILE):
+    """Where the setting at ``path`` (keys from the top) came from: ``--config`` when the command
+    line set it (or a section above it), else the config file."""
+    given = command_line or {}
+    for key in path:
+        if not isinstance(given, Mapping) or key not in given:
+            return f"in {config_file}"
+        given = given[key]
+        if not isinstance(given, Mapping):
+            break
+    return "given with --config"
+
+
+def _allowed(value):
+    return "null" if value is None else repr(value) if isinstance(value, str) and not value.strip() else str(value)
+
+
+def _fix(error):
+    """What to do about one schema ``error``: the values, range or shape the schema takes."""
+    schema, kind = error.schema, error.validator
+    hint = f" ({schema['description']})" if isinstance(schema, dict) and schema.get("description") else ""
+    if kind == "enum":
+        return "use one of: " + ", ".join(_allowed(v) for v in error.validator_value) + hint
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        high = schema.get("maximum", schema.get("exclusiveMaximum"))
+        above = f"above {low}" if "exclusiveMinimum" in schema else f"at least {low}"
+        if low is not None and high is not None:
+            return f"use a value from {low} to {high}{hint}"
+        return f"use a value {above}{hint}" if low is not None else f"use a value up to {high}{hint}"
+    if kind == "type":
+        kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        words = {"integer": "a whole number", "number": "a number", "string": "text", "boolean": "true or false"}
+        words.update({"object": "a mapping (key: value)", "null": "null", "array": "a list"})
+        return "use " + " or ".join(words.get(k, k) for k in kinds) + hint
+    if kind == "pattern":
+        return f"use the form {schema.get('description') or error.validator_value}"
+    if kind == "additionalProperties":
+        import difflib
+
+        known = sorted(schema.get("properties") or {})
+        unknown = [k for k in error.instance if k not in known]
+        near = [difflib.get_close_matches(k, known, n=1) for k in unknown]
+        guesses = [
+            repr(m[0]) if len(unknown) == 1 else f"{m[0]!r} for {k!r}" for k, m in zip(unknown, near, strict=True) if m
+        ]
+        mean = f"did you mean {', '.join(guesses)}? " if guesses else ""
+        return f"{mean}(the keys taken here: {', '.join(known)})"
+    if kind == "minLength":
+        return "give a value, or leave the key out for its default"
+    return "see config/README.md"
+
+
+def _problem(error, command_line, config_file):
+    path = list(error.path)
+    if error.validator == "additionalProperties":
+        known = (error.schema.get("properties") or {}) if isinstance(error.schema, dict) else {}
+        unknown = [k for k in error.instance if k not in known]
+        path = path + unknown[:1]
+        what = f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+        return f"config {'.'.join(map(str, path))}: {what} ({origin(path, command_line, config_file)}); {_fix(error)}"
+    where = ".".join(str(p) for p in path) or "(top level)"
+    message = error.message
+    if error.validator == "enum":
+        message = f"{error.instance!r} is not a value it takes"
+    elif error.validator == "pattern":
+        message = f"{error.instance!r} is not of the right form"
+    return f"config {where}: {message} ({origin(path, command_line, config_file)}); {_fix(error)}"
+
+
+# Rules across settings, each with its fix: the API refuses the request otherwise.
+def _cross_problems(config, command_line, config_file):
+    problems = []
+    openai = config.get("openai") or {}
+    fmt = openai.get("output_format")
+    if openai.get("output_compression") is not None and fmt not in ("jpeg", "webp"):
+        problems.append(
+            "config openai.output_compression: the API takes it only with output_format jpeg or webp, not "
+            f"{fmt or 'png (the default)'} ({origin(['openai', 'output_compression'], command_line, config_file)}); "
+            "set openai.output_format to jpeg or webp, or openai.output_compression to null"
+        )
+    # extra_body is merged into the body last: it must not carry a field set (and checked) elsewhere,
+    # nor one that changes what is paid for (n: images per request, stream: the answer's form)
+    owned = set(_schema()["properties"]["openai"]["properties"]) | {"prompt", "n", "stream", "response_format"}
+    clash = sorted(set(openai.get("extra_body") or {}) & owned)
+    if clash:
+        names = ", ".join(clash)
+        problems.append(
+            f"config openai.extra_body: sets {names}, which the workflow sets itself and checks "
+            f"({origin(['openai', 'extra_body'], command_line, config_file)}); remove "
+            + ("them" if len(clash) > 1 else "it")
+            + " from extra_body"
+            + "".join(f"; set openai.{n} instead" for n in clash if n in openai)
+        )
+    return problems
+
+
+def _unknown_top_level(config, command_line, config_file):
+    """A line for each top-level key that is neither a setting nor the section of an installed
+    provider plugin (which takes its own settings), with a guess at what was meant."""
+    import difflib
+
+    props = _schema()["properties"]
+    unknown = [key for key in config if key not in props]
+    if not unknown:
+        return []
+    from image_batch.plugins import providers
+
+    unknown = [key for key in unknown if key not in providers()]
+    # a guess among the settings and the keys of their sections (modle -> openai.model)
+    names = {name: name for name in props}
+    for section, sub in props.items():
+        for name in sub.get("properties") or {}:
+            names.setdefault(name, f"{section}.{name}")
+    lines = []
+    for key in unknown:
+        near = difflib.get_close_matches(str(key), list(names), n=2)
+        guess = f"did you mean {' or '.join(repr(names[n]) for n in near)}? " if near else ""
+        lines.append(
+            f"config {key}: unknown key {key!r} ({origin([key], command_line, config_file)}); {guess}the settings "
+            "are listed in config/README.md (a provider plugin's section is named after the provider)"
+        )
+    return lines
+
+
+def with_defaults(config, command_line=None, config_file=CONFIG_FILE):
+    """A copy of ``config`` checked against the schema, every default filled in. Raises UserError,
+    one line per problem naming the setting, where it came from (``command_line``: the settings
+    given with ``--config``; else ``config_file``) and the fix."""
     config = _coerce(copy.deepcopy(dict(config or {})), _schema())
-    errors = sorted(_validator().iter_errors(config), key=lambda e: list(e.path))
-    if errors:
-        lines = []
-        for error in errors[:10]:
-            where = ".".join(str(p) for p in error.path) or "(top level)"
-            lines.append(f"  config {where}: {error.message}")
-        raise UserError("the configuration is not valid:\n" + "\n".join(lines))
+    errors = sorted(_validator().iter_errors(config), key=lambda e: list(map(str, e.path)))
+    lines = _unknown_top_level(config, command_line, config_file)
+    lines += [_problem(error, command_line, config_file) for error in errors[: max(0, 10 - len(lines))]]
+    if not lines:
+        lines = _cross_problems(config, command_line, config_file)
+    if lines:
+        raise UserError("the configuration is not valid:\n" + "\n".join(f"  {line}" for line in lines))
     return config
 
 
@@ -167,9 +314,10 @@ def _frozen(mapping):
     return copy.deepcopy(dict(mapping or {}))
 
 
-def load_settings(config):
-    """The typed settings for ``config`` (a dict as Snakemake or yaml reads config/config.yaml)."""
-    c = with_defaults(config)
+def load_settings(config, command_line=None, config_file=CONFIG_FILE):
+    """The typed settings for ``config`` (a dict as Snakemake or yaml reads config/config.yaml);
+    ``command_line``: what ``--config`` gave (named as such in messages)."""
+    c = with_defaults(config, command_line, config_file)
     known = {"openai", "offline"} | {k for k, v in c.items() if isinstance(v, dict) and k not in _NOT_SECTIONS}
     return Settings(
         input_csv=str(c["input_csv"]),
@@ -191,6 +339,8 @@ def load_settings(config):
         progress_seconds=float(c["progress_seconds"]),
         legacy_prices="prices" in (config or {}),
         sections=_frozen({name: c.get(name) or {} for name in known}),
+        command_line=_frozen(command_line),
+        config_file=config_file,
     )
 
 
@@ -210,11 +360,36 @@ def read_config_file(path):
 
 
 def load_dotenv_file(path=".env"):
-    """Load ``.env`` into the environment without overriding variables already set."""
+    """Load ``.env`` into the environment without overriding variables already set. A ``.env`` that
+    cannot be read or is not UTF-8 text (Windows Notepad saves UTF-16) is a UserError naming the fix."""
+    import io
+
     from dotenv import load_dotenv
 
-    if Path(path).is_file():
-        load_dotenv(path, override=False)
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(
+            f"{path} cannot be read ({exc.strerror}): make it readable by the user running the workflow "
+            f'(chmod u+r {path}; sudo chown "$(id -u)" {path} if another user made it), or remove it'
+        ) from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or (b"\x00" in data[:200] and data.strip(b"\x00")):
+        raise UserError(
+            f"{path} is UTF-16 text (as Windows Notepad saves it), not UTF-8: save it as UTF-8 (Notepad: "
+            "File > Save as, Encoding: UTF-8) and run again"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}; saved as Windows-1252?): "
+            "save it as UTF-8 and run again"
+        ) from None
+    load_dotenv(stream=io.StringIO(text), override=False)
 
 
 def api_key(environ=None):

@@ -160,8 +160,10 @@ class Catalog:
 
     # -- checks -----------------------------------------------------------------------------------
 
-    def check(self, request, on=None):
-        """(problems, warnings) for ``request``'s settings: one line each, naming the fix."""
+    def check(self, request, on=None, where=None):
+        """(problems, warnings) for ``request``'s settings: one line each, naming the fix and where
+        the setting was made (``where(setting)``: "in config/config.yaml", "given with --config")."""
+        where = where or (lambda setting: "in config/config.yaml")
         model = self.lookup(request.get("model"))
         name = request.get("model")
         if model is None:
@@ -174,8 +176,8 @@ class Catalog:
         instead = f"e.g. {model.replacement}" if model.replacement else "see the catalogue"
         if state == "retired":
             problems.append(
-                f"openai.model {name!r} was shut down on {model.shutdown} ({model.source}): set openai.model to a "
-                f"current model, {instead} ({self.path} lists them)"
+                f"openai.model {name!r} was shut down on {model.shutdown} ({model.source}): set openai.model "
+                f"({where('model')}) to a current model, {instead} ({self.path} lists them)"
             )
             return problems, warnings
         if state == "shutting-down" and days <= WARN_DAYS:
@@ -185,18 +187,18 @@ class Catalog:
             )
         quality = request.get("quality")
         if quality is not None and model.qualities is not None and quality not in model.qualities:
-            problems.append(self._not_taken("quality", quality, name, model.qualities))
+            problems.append(self._not_taken("quality", quality, name, model.qualities, where))
         size = request.get("size")
         if size is not None and model.sizes:
-            problem = self._size_problem(size, name, self.size_rules[model.sizes])
+            problem = self._size_problem(size, name, self.size_rules[model.sizes], where("size"))
             if problem:
                 problems.append(problem)
         background = request.get("background")
         if background is not None and model.backgrounds is not None and background not in model.backgrounds:
-            problems.append(self._not_taken("background", background, name, model.backgrounds))
+            problems.append(self._not_taken("background", background, name, model.backgrounds, where))
         fmt = request.get("output_format")
         if fmt is not None and model.output_formats is not None and fmt not in model.output_formats:
-            problems.append(self._not_taken("output_format", fmt, name, model.output_formats))
+            problems.append(self._not_taken("output_format", fmt, name, model.output_formats, where))
         if background == "transparent" and fmt not in (None, "png", "webp"):
             problems.append(
                 f"openai.background 'transparent' needs output_format png or webp, not {fmt!r}: change one of them"
@@ -209,21 +211,21 @@ class Catalog:
                     "set it to null"
                 )
             elif complexity not in model.complexity:
-                problems.append(self._not_taken("complexity", complexity, name, model.complexity))
+                problems.append(self._not_taken("complexity", complexity, name, model.complexity, where))
         return problems, warnings
 
-    def _not_taken(self, setting, value, name, allowed):
+    def _not_taken(self, setting, value, name, allowed, where):
         return (
             f"openai.{setting} {value!r} is not taken by {name!r} (it takes {', '.join(allowed)}): "
-            f"change openai.{setting} in config/config.yaml"
+            f"change openai.{setting} {where(setting)}"
         )
 
     @staticmethod
-    def _size_problem(size, name, rule):
+    def _size_problem(size, name, rule, where="in config/config.yaml"):
         if size in (rule.get("sizes") or ()):
             return None
         named = ", ".join(rule.get("sizes") or ())
-        fix = f"change openai.size in config/config.yaml (model {name!r} takes "
+        fix = f"change openai.size {where} (model {name!r} takes "
         if "multiple_of" not in rule:
             return f"openai.size {size!r} is not taken by {name!r}: {fix}{named})"
         dims = parse_size(size)

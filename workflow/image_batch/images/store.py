@@ -429,6 +429,30 @@ class ResponseStore(_Store):
     def describe(self):
         return str(self.root)
 
+    def preflight(self, write=False):
+        """Raise UserError, naming the fix, when the store cannot be used: ``response_store`` is a
+        file; with ``write`` (a real run, before its first call), its folder (or the folder it will
+        be made in) is not writable. Looks only: nothing is created."""
+        from image_batch.common.errors import _shown
+
+        name = _shown(self.root)
+        place = self.root
+        while not place.exists() and place != place.parent:
+            place = place.parent
+        if not place.is_dir():
+            what = "is a file" if place == self.root else f"is inside {_shown(place)}, which is a file"
+            raise UserError(
+                f"response_store {name} {what}, not a folder: point response_store at a folder (the default is "
+                "response-store) or move the file away, then run again"
+            )
+        if write and not os.access(place, os.W_OK | os.X_OK):
+            top = _shown(place)
+            raise UserError(
+                f"the response store {name}: {top} is not writable by the user running the workflow (uid "
+                f"{os.getuid()}; made by another user, or by a container run as root?): paid answers could not be "
+                f'kept. Make it yours (sudo chown -R "$(id -u):$(id -g)" {top}) or run as its owner, then run again'
+            )
+
     def path(self, key):
         return self.root / entry_name(key)
 
@@ -543,6 +567,37 @@ class S3ResponseStore(_Store):
 
     def describe(self):
         return self.url
+
+    def preflight(self, write=False):
+        """Raise UserError, naming the fix, when the bucket cannot be reached: no credentials, no such
+        bucket, access refused, endpoint unreachable. One HEAD request, nothing written."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        where = f"the response store {self.url}"
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except NoCredentialsError:
+            raise UserError(
+                f"{where}: no AWS credentials are set: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
+                "AWS_PROFILE) in the environment or .env, or set response_store to a folder, then run again"
+            ) from None
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise UserError(
+                    f"{where}: the bucket {self.bucket!r} does not exist: create it (aws s3 mb s3://{self.bucket}) "
+                    "or set response_store to an existing bucket, then run again"
+                ) from None
+            if code in ("403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise UserError(
+                    f"{where}: access to bucket {self.bucket!r} is refused ({code}): check the AWS credentials "
+                    "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE) and the bucket's policy, then run again"
+                ) from None
+            raise UserError(f"{where}: S3 answered {code or exc}: check the bucket and credentials") from None
+        except BotoCoreError as exc:
+            raise UserError(
+                f"{where}: S3 cannot be reached ({exc}): check the network and AWS_ENDPOINT_URL, then run again"
+            ) from None
 
     def object_key(self, key):
         return f"{self.prefix}{entry_name(key)}"

@@ -20,7 +20,7 @@ from image_batch.descriptions.specs import write_manifest
 from image_batch.images import failures
 from image_batch.images.store import is_remote, open_store, store_root
 from image_batch.run import ledger, lock, quiet
-from image_batch.sync import preflight
+from image_batch.sync import preflight as destination_check
 
 LAST_RUN = Path("results/logs/last-run.json")
 SUMMARY_LOG = Path("results/logs/summary.log")
@@ -79,6 +79,7 @@ def start(workflow, plan, out=sys.stderr):
         return None
     _attempted.append(True)
     lock.acquire()
+    preflight(plan)
     # No other run is alive here: temp files under results/ are leftovers of a dead one.
     remove_stale_parts("results", only_dead_writers=False)
     root = store_root(plan.settings)
@@ -88,7 +89,7 @@ def start(workflow, plan, out=sys.stderr):
         remove_stale_parts(root, min_age=600)
     # the destination answers and takes a write before the first image is paid for
     how = plan.settings.sync
-    note = preflight.probe(plan.choices.destination, None, how.delete_removed, how.retry_mode, how.max_attempts)
+    note = destination_check.probe(plan.choices.destination, None, how.delete_removed, how.retry_mode, how.max_attempts)
     if note:
         print(f"Image.Batch: WARNING: {note}", file=out)
     failures.clear_stop()
@@ -113,6 +114,12 @@ def start(workflow, plan, out=sys.stderr):
         run.progress = Progress(run, plan.settings.progress_seconds, out)
         run.progress.start()
     return run
+
+
+def preflight(plan):
+    """Before anything is written or called: the response store can take this run's paid answers."""
+    if plan.paid:
+        open_store(plan.settings).preflight(write=True)
 
 
 def finish(plan, ok):
