@@ -166,22 +166,21 @@ def row_specs(api):
     return [{"image_id": i, "context": c, "folder": c.lower(), "request": {**request, "prompt": d}} for i, c, d in ROWS]
 
 
-def test_a_batch_created_but_not_heard_of_is_found_not_made_again(tmp_path, api, monkeypatch):
-    """The run dies between the API creating the batch and us recording its id (here: the answer is lost)."""
+def test_a_create_answer_lost_is_retried_by_looking_not_by_creating_again(tmp_path, api, monkeypatch):
+    """The API creates the batch but its answer is lost (a 500): the retry finds the batch by its
+    digest instead of creating a second one."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AI_API_KEY", API_KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
-    config = settings_for(batch={"poll_seconds": 0.01})
+    config = settings_for(batch={"poll_seconds": 0.01}, retry=FAST_RETRY)
     specs = row_specs(api)
     logs = []
     api.fail_next("batch_create", after=True)
-    with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for the lost answer
-        BatchRunner(config, logs.append).run(specs)
-    assert len(api.batches_created) == 1
     result = BatchRunner(config, logs.append).run(specs)
     assert len(api.batches_created) == 1, "a second batch was submitted for the same requests"
     assert result["stored"] == len(ROWS) and not result["failed"]
-    assert any("created by an earlier run" in line for line in logs)
+    assert any("creating a batch failed" in line for line in logs)
+    assert any("was created although its answer was lost" in line for line in logs)
 
 
 def test_a_batch_a_run_was_creating_long_ago_is_still_found(tmp_path, api, monkeypatch):
@@ -190,10 +189,10 @@ def test_a_batch_a_run_was_creating_long_ago_is_still_found(tmp_path, api, monke
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AI_API_KEY", API_KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", api.base_url)
-    config = settings_for(batch={"poll_seconds": 0.01})
+    config = settings_for(batch={"poll_seconds": 0.01}, retry=FAST_RETRY)
     specs = row_specs(api)
     api.batch_created_offset = -30 * 3600
-    api.fail_next("batch_create", after=True)
+    api.fail_next("batch_create", "forbidden", after=True)  # created; the answer (not one to retry) is lost
     with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for the lost answer
         BatchRunner(config, lambda m: None).run(specs)
     state_path = tmp_path / "response-store/batches/state.json"

@@ -238,6 +238,7 @@ class BatchRunner:
                 self.sleep(wait)
                 found = self.find_created(entry["digest"], entry["started_at"])
                 if found is not None:
+                    self.log(f"batch {found.id} was created although its answer was lost: polling it")
                     return found
 
     def submit(self, state, content, keys):
@@ -434,8 +435,8 @@ class BatchRunner:
                     )
                 else:
                     self.log(
-                        f"{head}: waiting for it (live mode does not pay twice); use --config 'batch={abandon: true}' "
-                        "to cancel it and make them live"
+                        f"{head}: waiting for it (live mode does not pay twice); use "
+                        "--config 'batch={abandon: true}' to cancel it and make them live"
                     )
             if not covering:
                 return result
@@ -500,6 +501,27 @@ def waiting_batches(store):
     return [e for e in state.batches if not e.get("collected") and e.get("status") != "not-created"]
 
 
+@contextmanager
+def _stoppable():
+    """SIGTERM stops a run waiting for batches as Ctrl-C does (Snakemake's own handler would let the
+    wait go on: it stops jobs, and none has started yet)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_before_jobs(to_make, settings, log_file=LOG, mode=None):
     """When a real run starts (before its first job). Batch mode: submit the requests of the image
     jobs of this run (``to_make``: their specs) that have no stored answer, wait for the batches,
@@ -513,13 +535,22 @@ def run_before_jobs(to_make, settings, log_file=LOG, mode=None):
     with JobLog(log_file, echo=True) as log:
         if wanted:
             try:
-                runner = BatchRunner(settings, log)
-                if mode == "batch":
-                    result = runner.run(wanted)
-                else:
-                    result = runner.settle(wanted, abandon=settings.batch.abandon)
+                with _stoppable():
+                    runner = BatchRunner(settings, log)
+                    if mode == "batch":
+                        result = runner.run(wanted)
+                    else:
+                        result = runner.settle(wanted, abandon=settings.batch.abandon)
             except UserError:
                 raise
+            except KeyboardInterrupt:
+                message = (
+                    f"stopped while waiting for batches; they are recorded in {open_store(settings).state_dir}"
+                    "/batches/state.json: the next run (batch or live mode) collects them, or waits for them, "
+                    "and submits nothing twice"
+                )
+                log(message)
+                raise UserError(message) from None
             except Exception as exc:
                 fault = get_provider("openai", settings).classify(exc)
                 if fault is None:
