@@ -201,7 +201,7 @@ def _estimate(plan):
         from image_batch.images.batch import waiting_batches
         from image_batch.images.store import request_key
 
-        covered = {key for entry in waiting_batches(store) for key in entry.get("keys") or ()}
+        covered = {key for entry in waiting_batches(store, strict=False) for key in entry.get("keys") or ()}
         in_batch = (lambda r: request_key(r) in covered) if covered else None
     return estimate(
         plan.specs,

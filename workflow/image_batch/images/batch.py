@@ -9,8 +9,14 @@ Nothing is ever submitted twice: each batch is recorded in ``<response_store>/ba
 (fsynced) before and after it is created, and a batch whose creation a killed run did not get to
 record is found again by the digest of its input, kept in the batch's metadata. A rerun, or a run
 after ``kill -9``, polls the batches it already has. Lines the API did not run (the batch expired
-or was cancelled) or answered with a transient error are submitted again in a next round; lines it
-refused are failures of their own rows, reported with the reason.
+or was cancelled), gave up on or answered with a transient error are submitted again in a next
+round; lines it refused are failures of their own rows, reported with the reason.
+
+Batches are never forgotten: a live-mode run, too, first collects the recorded batches that cover
+requests it is about to pay for, and waits for the ones still running (or, with batch.abandon,
+cancels them and pays live only for the lines they did not complete). Calls to the Files and Batch
+APIs survive transient faults (classified by the provider, retried with backoff); a recorded batch
+the API answers 404 for is marked gone.
 """
 
 import datetime
@@ -492,11 +498,14 @@ class BatchRunner:
         return result
 
 
-def waiting_batches(store):
-    """The recorded batches not yet collected (read only: planning may call it)."""
+def waiting_batches(store, strict=True):
+    """The recorded batches not yet collected (read only: planning may call it). A broken record
+    is a UserError (``strict``: a real run must not pay for what it may list), else none."""
     try:
         state = BatchState(store.state_dir)
     except UserError:
+        if strict:
+            raise
         return []
     return [e for e in state.batches if not e.get("collected") and e.get("status") != "not-created"]
 
