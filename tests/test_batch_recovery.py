@@ -73,7 +73,7 @@ def paid_once(api):
     return len(paid)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_batch_given_up_on_is_not_paid_again_in_live_mode(runner, api, sig):
     batch = project(runner, api)
     batch_id = stop_while_waiting(batch, api, sig)
@@ -83,8 +83,8 @@ def test_a_batch_given_up_on_is_not_paid_again_in_live_mode(runner, api, sig):
     assert "0 to pay for" in dry.output and "5 request(s) are in batches submitted earlier" in dry.output
     api.complete_batches_after(3)  # the batch ends while the live run waits for it
     result = batch.snakemake("--config", "input_csv=input.csv")
+    assert paid_once(api) == len(ROWS) and api.paid_calls == [] and len(api.batches_created) == 1
     assert f"5 image(s) are in batch {batch_id}" in result.output and "waiting for it" in result.output
-    assert api.paid_calls == [] and paid_once(api) == len(ROWS) and len(api.batches_created) == 1
     made = outputs(batch.root)
     assert len(made) == 2 * len(ROWS)
     assert all(v["cost"]["price"] == "batch" for k, v in made.items() if k.endswith(".json"))
