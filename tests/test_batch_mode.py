@@ -12,7 +12,7 @@ import pytest
 
 from image_batch.default_plugins.openai_images import OpenAIImagesProvider
 from image_batch.images.batch import BatchRunner, input_files
-from tests.conftest import API_KEY, FAST_RETRY, copy_workflow, settings_for, update_config, use_stand_ins
+from tests.conftest import API_KEY, FAST_RETRY, copy_workflow, settings_for, update_config
 from tests.support.fake_openai import FakeOpenAI
 
 CREATED = 1_790_000_000
@@ -222,35 +222,6 @@ def test_input_files_split_at_the_limits():
     by_bytes = input_files(requests, provider, max_lines=50000, max_bytes=limit)
     assert [len(keys) for _, keys in by_bytes] == [3, 3, 3, 1]
     assert all(len(content) <= limit for content, _ in by_bytes)
-
-
-@pytest.mark.parametrize("where", ["local", "s3"])
-def test_batch_state_survives_rm_rf_results(tmp_path, s3, monkeypatch, where):
-    """A batch run stopped while polling, then `rm -rf results`, then run again: the same batch is
-    polled, none is submitted twice (with the store in S3, the state stays outside results/)."""
-    with FakeOpenAI(api_key=API_KEY, batch_polls_to_complete=1000) as fake:
-        request = {"provider": "openai", "base_url": fake.base_url, "model": "gpt-image-2.5-sunburst"}
-        request.update(prompt="p", output_format="png")
-        use_stand_ins(monkeypatch, tmp_path, s3, fake)
-        config = settings_for(
-            batch={"poll_seconds": 0.01},
-            response_store="s3://answers/store" if where == "s3" else "response-store",
-        )
-        specs = [
-            {"image_id": f"i{n}", "context": "C", "folder": "c", "request": {**request, "prompt": f"p{n}"}}
-            for n in range(3)
-        ]
-
-        def stop(_seconds):
-            raise KeyboardInterrupt
-
-        with pytest.raises(KeyboardInterrupt):
-            BatchRunner(config, lambda message: None, sleep=stop).run(specs)
-        assert len(fake.batches_created) == 1
-        shutil.rmtree(tmp_path / "results", ignore_errors=True)
-        fake.batch_polls_to_complete = 1
-        result = BatchRunner(config, lambda message: None, sleep=lambda seconds: None).run(specs)
-        assert len(fake.batches_created) == 1 and result["stored"] == 3
 
 
 def test_an_answer_in_the_rescue_folder_is_not_submitted_again(tmp_path, api, monkeypatch):

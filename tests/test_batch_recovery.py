@@ -3,6 +3,7 @@ end to end, real `snakemake` processes against the stand-in's Batch API, real si
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -108,6 +109,25 @@ def test_live_mode_can_cancel_a_running_batch_and_pays_only_the_lines_it_did_not
     in_batch = len(api.batch_paid_lines)
     assert 0 < in_batch < len(ROWS) and len(api.paid_calls) == len(ROWS) - in_batch
     assert paid_once(api) == len(ROWS) and len(outputs(batch.root)) == 2 * len(ROWS)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_batch_state_survives_rm_rf_results(runner, api, s3, where):
+    """A batch run stopped (SIGINT) while polling, then `rm -rf results`, then run again: the same
+    batch is polled, none is submitted twice (with the store in S3, the state stays outside results/)."""
+    batch = project(runner, api)
+    if where == "s3":
+        batch.env.update(s3.env())
+        s3.client().create_bucket(Bucket="answers")
+        update_config(batch.root, response_store="s3://answers/store")
+    stop_while_waiting(batch, api)
+    shutil.rmtree(batch.root / "results")
+    api.complete_batches_after(1)
+    batch.snakemake("--config", "input_csv=input.csv")
+    assert len(api.batches_created) == 1 and paid_once(api) == len(ROWS) and api.calls == []
+    assert len(outputs(batch.root)) == 2 * len(ROWS) and (batch.root / STATE).exists()
+    if where == "s3":  # the answers went to the S3 store
+        assert s3.client().list_objects_v2(Bucket="answers", Prefix="store/")["KeyCount"] >= len(ROWS)
 
 
 def test_a_later_batch_run_collects_a_batch_that_ended_meanwhile(runner, api):
