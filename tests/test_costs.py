@@ -196,8 +196,9 @@ def test_unknown_model_is_unpriced():
     assert bill.answer_cost(CATALOG, "other-model", usage(1, 1))["usd"] is None
 
 
-def spec(i, **fields):
-    return {"image_id": f"i{i}", "folder": "a", "context": "A", "request": {**request(**fields), "prompt": "x" * 40}}
+def spec(i, prompt=None, **fields):
+    prompt = prompt or f"{i:02d}" + "x" * 38  # each row its own request, of 40 characters
+    return {"image_id": f"i{i}", "folder": "a", "context": "A", "request": {**request(**fields), "prompt": prompt}}
 
 
 def test_estimate_from_the_catalogues_typical_tokens_says_so():
@@ -232,6 +233,46 @@ def test_estimate_counts_images_in_the_store_as_free():
     specs = [spec(0), spec(1), spec(2)]
     e = estimate(specs, CATALOG, lambda s: s["image_id"] != "i2", lambda r: r is specs[0]["request"])
     assert (e["images"], e["to_make"], e["from_store"], e["to_pay"]) == (3, 2, 1, 1)
+
+
+def test_rows_sharing_a_request_are_one_to_pay_for():
+    """Three rows with the same request: one call, so one to pay for (and the rest is said plainly)."""
+    specs = [spec(i, prompt="s" * 40) for i in range(3)] + [spec(3)]
+    e = estimate(specs, CATALOG, lambda s: True, lambda r: False)
+    assert (e["to_make"], e["to_pay"], e["shared"]) == (4, 2, 2)
+    alone = estimate(specs[3:], CATALOG, lambda s: True, lambda r: False)
+    assert e["live"] == pytest.approx(2 * alone["live"]) and e["batch"] == pytest.approx(2 * alone["batch"])
+    assert "2 to pay for" in describe(e)[0] and "2 more row(s) share a request" in describe(e)[0]
+    # a request a batch recorded earlier covers is collected, not paid for again
+    covered = estimate(specs, CATALOG, lambda s: True, lambda r: False, in_batch=lambda r: r is specs[3]["request"])
+    assert (covered["to_pay"], covered["in_batch"]) == (1, 1) and "1 request(s) are in batches" in describe(covered)[0]
+
+
+def test_report_counts_an_answer_shared_by_rows_once():
+    """Rows made from one answer (the same request id) cost that answer once, in the first context."""
+    one = {"provider": "openai", "request_id": "req_1", "cost": {"usd": 0.04, "price": "live"}}
+    sidecars = [
+        {**one, "context": "B", "image_id": "b1"},
+        {**one, "context": "A", "image_id": "a2"},
+        {**one, "context": "A", "image_id": "a1"},
+        {"context": "B", "image_id": "b2", "provider": "openai", "request_id": "req_2", "cost": {"usd": 0.02}},
+    ]
+    r = bill.report(sidecars)
+    assert r["total"] == pytest.approx(0.06) and r["images"] == 4 and r["shared"] == 2
+    assert r["per_context"]["A"]["cost"] == pytest.approx(0.04) and r["per_context"]["B"]["cost"] == pytest.approx(0.02)
+    assert "2 made from another row's answer (paid once)" in bill.describe_report(r)
+
+
+def test_ledger_counts_a_request_paid_once(tmp_path, monkeypatch):
+    from image_batch.run import ledger
+
+    path = tmp_path / "run.jsonl"
+    monkeypatch.setenv(ledger.VARIABLE, str(path))
+    for image in ("a", "b", "c"):  # batch mode: three rows made from the answer the run's batch bought
+        ledger.record("f", image, ledger.PAID, 0.02, "batch", key="k1")
+    ledger.record("f", "d", ledger.PAID, 0.04, "live", key="k2")
+    counts = ledger.Reader(path).read().counts()
+    assert (counts[ledger.PAID], counts[ledger.STORE]) == (2, 2) and counts["usd"] == pytest.approx(0.06)
 
 
 def test_report_adds_up_what_each_sidecar_recorded():

@@ -198,9 +198,9 @@ def test_expired_batch_keeps_the_first_k_lines_and_lists_the_rest_as_expired(srv
     done = client.batches.retrieve(batch.id)
     assert done.status == "expired" and done.expired_at and done.completed_at is None
     assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (5, 2, 3)
-    assert [line["custom_id"] for line in lines(client, done.output_file_id)] == ["r0", "r1"]
+    assert sorted(line["custom_id"] for line in lines(client, done.output_file_id)) == ["r0", "r1"]
     expired = lines(client, done.error_file_id)
-    assert [line["custom_id"] for line in expired] == ["r2", "r3", "r4"]
+    assert sorted(line["custom_id"] for line in expired) == ["r2", "r3", "r4"]
     assert all(line["response"] is None and line["error"] == BATCH_EXPIRED for line in expired)
     assert srv.batch_lines_answered == 2 and srv.batch_stats()["unrun"] == 3
 
@@ -260,9 +260,9 @@ def test_cancel(srv, client):
     done = client.batches.retrieve(batch.id)
     assert done.status == "cancelled" and done.cancelled_at
     assert (done.request_counts.completed, done.request_counts.failed) == (2, 2)
-    assert [line["custom_id"] for line in lines(client, done.output_file_id)] == ["r0", "r1"]
+    assert sorted(line["custom_id"] for line in lines(client, done.output_file_id)) == ["r0", "r1"]
     cancelled = lines(client, done.error_file_id)
-    assert [(line["custom_id"], line["error"]["code"], line["response"]) for line in cancelled] == [
+    assert sorted((line["custom_id"], line["error"]["code"], line["response"]) for line in cancelled) == [
         ("r2", "batch_cancelled", None),
         ("r3", "batch_cancelled", None),
     ]
@@ -444,11 +444,25 @@ def test_fail_next_rejects_unknown_arguments(srv):
         srv.fail_next("batch_create", "ok")
 
 
-def test_shuffled_output_keeps_every_line(srv, client):
-    srv.shuffle_batch_output = True
-    done = client.batches.retrieve(submit(client, *prompts(20)).id)
-    ids = [line["custom_id"] for line in lines(client, done.output_file_id)]
-    assert sorted(ids) == sorted(f"r{index}" for index in range(20)) and ids != [f"r{i}" for i in range(20)]
+def test_output_is_out_of_input_order_by_default_and_keeps_every_line(srv, client):
+    for n in (2, 20):  # never in input order, not even by chance with two lines
+        done = client.batches.retrieve(submit(client, *prompts(n, f"n{n}")).id)
+        ids = [line["custom_id"] for line in lines(client, done.output_file_id)]
+        assert sorted(ids) == sorted(f"r{index}" for index in range(n)) and ids != [f"r{i}" for i in range(n)]
+    srv.shuffle_batch_output = False
+    done = client.batches.retrieve(submit(client, *prompts(5, "ordered")).id)
+    assert [line["custom_id"] for line in lines(client, done.output_file_id)] == [f"r{i}" for i in range(5)]
+
+
+def test_lines_given_up_on_and_forgotten_batches(srv, client):
+    srv.fail_batch_lines("prompt 1", "request_timeout")
+    done = client.batches.retrieve(submit(client, *prompts(3)).id)
+    [failed] = lines(client, done.error_file_id)
+    assert failed["response"] is None and failed["error"]["code"] == "request_timeout"
+    assert (done.request_counts.completed, done.request_counts.failed) == (2, 1) and srv.batch_stats()["paid"] == 2
+    srv.forget_batch(done.id)
+    with pytest.raises(openai.NotFoundError):
+        client.batches.retrieve(done.id)
 
 
 def test_url_behaviour_line_points_at_a_served_image(srv, client):

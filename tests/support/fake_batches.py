@@ -19,7 +19,9 @@ Lines are answered with the live endpoint's own logic (``_validate``, ``_pick``,
 prompt's ``response.body`` equals a live answer's (only ``created`` may differ: set ``fixed_created``; and a
 moderation refusal names the line's own request id), a line the real API refuses on the server's ``today`` (a
 retired or unknown model, a size or quality the model does not take, ...) gets the live 4xx body, and
-``fail_times`` / ``set_fault_mix`` draws are used up by batch lines as by live calls.  As in the real API, the
+``fail_times`` / ``set_fault_mix`` draws are used up by batch lines as by live calls; ``fail_batch_lines``
+makes lines fail as the real API writes a line it gave up on (``request_timeout``: ``response`` null).  As in
+the real API, the
 output file holds the 200 answers and the error file the other answers (``response.status_code`` 4xx/5xx with the
 live error body; ``error`` null) plus the lines never run: ``response`` null and ``error`` ``batch_expired`` (or
 ``batch_cancelled``).  Per-prompt behaviours in batch mode: GOOD kinds and ``not_image`` / ``bad_base64`` give the
@@ -32,7 +34,10 @@ give a 500 ``server_error`` line.  ``request_counts.failed`` counts every error-
 Batch lines are not live calls: they are logged in ``batch_lines`` (``batch_paid_lines`` bill at half price, see
 ``batch_stats``) and use no rate-limiter slot (batches have their own pool, as in the real API); requests to the
 Files/Batch endpoints are logged in ``batch_requests``; so ``calls``, ``paid_calls`` and ``stats()`` keep their
-meaning.  ``fail_next`` makes Files/Batch endpoints fail to test a client's resilience.
+meaning.  ``fail_next`` makes Files/Batch endpoints fail to test a client's resilience; ``forget_batch`` makes
+the API answer 404 for a batch; ``batch_create_delay`` holds the answer to a batch create (the batch exists).
+Output and error files list their lines in random order (as the real API: match them by ``custom_id``);
+``shuffle_batch_output = False`` keeps input order.
 """
 
 import collections
@@ -97,7 +102,14 @@ class BatchAPI:
             raise ValueError(f"batch_polls_to_complete must be at least 1, not {batch_polls_to_complete!r}")
         self.batch_polls_to_complete = int(batch_polls_to_complete)  # read when a batch is created
         self.expire_batches_after_lines = None  # k: batches created while set expire after their first k lines
-        self.shuffle_batch_output = False  # True: files list lines out of input order, as the real API may
+        # The real API writes output lines in no particular order: so does the stand-in, unless set False
+        # (a client that matched lines by position rather than custom_id gets answers crossed).
+        self.shuffle_batch_output = True
+        # Seconds the answer to a batch create waits, after the batch is made: a client can be killed
+        # while its create call is in flight (the batch exists, the client never hears of it).
+        self.batch_create_delay = 0.0
+        self._line_faults = []  # [[prompt substring, code, remaining]] (see fail_batch_lines)
+        self._forgotten = set()  # batch ids the API no longer knows (see forget_batch)
         # seconds added to the creation time of new batches: -30 * 3600 makes one look created 30 hours ago
         self.batch_created_offset = 0
         # Taken before self._lock when both are needed (line answers call _pick), never the other way round.
@@ -212,6 +224,25 @@ class BatchAPI:
         with self._lock:
             self._batch_faults.append([operation, kind, int(n), bool(after)])
 
+    def fail_batch_lines(self, prompt_substring, code="request_timeout", n=1):
+        """The next ``n`` batch lines whose prompt holds ``prompt_substring`` fail as the real API writes a
+        line it gave up on: ``response`` null, ``error`` {code, message} in the error file; not billed."""
+        with self._lock:
+            self._line_faults.append([prompt_substring, str(code), int(n)])
+
+    def _take_line_fault(self, prompt):
+        with self._lock:
+            for rule in self._line_faults:
+                if rule[2] > 0 and rule[0] in (prompt or ""):
+                    rule[2] -= 1
+                    return rule[1]
+        return None
+
+    def forget_batch(self, batch_id):
+        """From now on the API answers 404 for ``batch_id`` (it was deleted, or belongs to another project)."""
+        with self._batch_lock:
+            self._forgotten.add(batch_id)
+
     def _take_fault(self, operation, after):
         with self._lock:
             for rule in self._batch_faults:
@@ -232,9 +263,13 @@ class BatchAPI:
         refused = self._check_key(call)
         if refused:
             return refused
+        if ident is not None and ident in self._forgotten and operation.startswith("batch_"):
+            return _no_batch(ident)
         fault = self._take_fault(operation, after=False)
         if fault is None:
             answer = getattr(self, f"_op_{operation}")(ident, query, raw, call)
+            if operation == "batch_create" and self.batch_create_delay:
+                time.sleep(float(self.batch_create_delay))
             fault = self._take_fault(operation, after=True)
             if fault is None:
                 return answer
@@ -539,6 +574,17 @@ class BatchAPI:
         batch = state["batch"]
         counts, usage = batch["request_counts"], batch["usage"]
         for entry in state["entries"][len(state["answered"]) : upto]:
+            code = self._take_line_fault((entry["body"] or {}).get("prompt"))
+            if code is not None:  # given up on: in the error file, not billed
+                line = {
+                    "id": f"batch_req_{uuid.uuid4().hex}",
+                    "custom_id": entry["custom_id"],
+                    "response": None,
+                    "error": {"code": code, "message": f"This request failed ({code}); it was not billed."},
+                }
+                state["answered"].append((False, line))
+                counts["failed"] += 1
+                continue
             status, body, record = self._answer_line(entry)
             record["batch_id"] = batch["id"]
             with self._lock:
@@ -604,8 +650,11 @@ class BatchAPI:
                 self._unrun_lines += len(unrun)
         if self.shuffle_batch_output:
             rng = random.Random(batch["id"])
-            rng.shuffle(output)
-            rng.shuffle(errors)
+            for lines in (output, errors):
+                before = list(lines)
+                rng.shuffle(lines)
+                if len(lines) > 1 and lines == before:  # never by chance in input order
+                    lines.append(lines.pop(0))
         for key, kind, lines in (("output_file_id", "output", output), ("error_file_id", "error", errors)):
             if lines:  # no lines, no file: the id stays null
                 data = "".join(json.dumps(line) + "\n" for line in lines).encode("utf-8")

@@ -232,6 +232,13 @@ def _estimate(plan):
     catalog = load_catalog(plan.settings.catalog_path) if paid else None
     store = open_store(plan.settings) if paid else None
     means = store.usage_means() if paid else {}
+    in_batch = None
+    if paid and plan.provider.batch:
+        from image_batch.images.batch import waiting_batches
+        from image_batch.images.store import request_key
+
+        covered = {key for entry in waiting_batches(store, strict=False) for key in entry.get("keys") or ()}
+        in_batch = (lambda r: request_key(r) in covered) if covered else None
     return estimate(
         plan.specs,
         catalog,
@@ -239,6 +246,7 @@ def _estimate(plan):
         (lambda r: store.has_answer(r, plan.endpoint)) if paid else (lambda r: False),
         means,
         paid,
+        in_batch,
     )
 
 

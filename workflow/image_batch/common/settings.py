@@ -56,6 +56,7 @@ class BatchSettings:
     max_bytes: int
     max_rounds: int
     completion_window: str
+    abandon: bool = False
 
 
 @dataclass(frozen=True)

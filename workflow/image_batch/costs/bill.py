@@ -75,9 +75,12 @@ def answer_cost(catalog, model, usage, origin="live", quality=None, size=None):
 
 def report(sidecars):
     """The cost of the images whose sidecars are given, per context and in total, from the cost
-    each sidecar records (offline placeholders cost nothing)."""
-    per_context = defaultdict(lambda: {"images": 0, "cost": 0.0, "unpriced": 0, "batch": 0})
-    for sidecar in sidecars:
+    each sidecar records (offline placeholders cost nothing). Rows that share a request are made
+    from one answer (the same ``request_id`` in their sidecars), paid once: its cost is counted
+    once, for the first of them by context and image id; the others count as ``shared``."""
+    per_context = defaultdict(lambda: {"images": 0, "cost": 0.0, "unpriced": 0, "batch": 0, "shared": 0})
+    seen = set()
+    for sidecar in sorted(sidecars, key=lambda s: (str(s.get("context", "")), str(s.get("image_id", "")))):
         row = per_context[sidecar.get("context", "")]
         row["images"] += 1
         cost = sidecar.get("cost")
@@ -86,6 +89,12 @@ def report(sidecars):
                 continue
             row["unpriced"] += 1
             continue
+        answer = sidecar.get("request_id")
+        if answer:
+            if answer in seen:
+                row["shared"] += 1
+                continue
+            seen.add(answer)
         if cost.get("usd") is None:
             row["unpriced"] += 1
             continue
@@ -99,6 +108,7 @@ def report(sidecars):
         "images": sum(r["images"] for r in contexts.values()),
         "unpriced": sum(r["unpriced"] for r in contexts.values()),
         "batch_images": sum(r["batch"] for r in contexts.values()),
+        "shared": sum(r["shared"] for r in contexts.values()),
         "per_context": contexts,
     }
 
@@ -115,6 +125,7 @@ def describe_report(r):
         f"cost: {money(r['total'])} for {r['images']} image(s)"
         + (f" ({r['batch_images']} at the batch price)" if r["batch_images"] else "")
         + (f"; {r['unpriced']} unpriced (not in the model catalogue)" if r["unpriced"] else "")
+        + (f"; {r['shared']} made from another row's answer (paid once)" if r.get("shared") else "")
     ]
     for name, row in r["per_context"].items():
         lines.append(f"  {name}: {money(row['cost'])} for {row['images']} image(s)")

@@ -10,6 +10,7 @@ priced as another quality or size.
 import math
 from collections import defaultdict
 
+from image_batch.common.fileio import canonical_json
 from image_batch.costs.bill import answer_cost, money
 
 # Text tokens of a prompt, for estimates only (the bill uses the answer's own count).
@@ -46,13 +47,16 @@ def price_one(catalog, model, quality, size, prompt_chars, own):
     return cost["usd"], "typical", f"from the catalogue's {note}: about {tokens:,} output tokens each"
 
 
-def estimate(specs, catalog, to_make, in_store, usage_means=None, paid=True):
+def estimate(specs, catalog, to_make, in_store, usage_means=None, paid=True, in_batch=None):
     """Images to make, how many the response store already has, and the estimated bill live and in
     batch mode for the rest. ``to_make(spec)`` and ``in_store(request)`` are predicates;
-    ``usage_means`` is the store's {(model, quality, size): mean usage}."""
+    ``usage_means`` is the store's {(model, quality, size): mean usage}; ``in_batch(request)`` says
+    whether a batch recorded earlier covers the request (it is collected, not paid again). Rows
+    that share a request share one answer: each request is counted once (``to_pay``)."""
     out = {"images": len(specs), "to_make": 0, "from_store": 0, "to_pay": 0, "live": 0.0, "batch": 0.0}
-    out["unpriced"], out["groups"] = 0, []
+    out["unpriced"], out["groups"], out["shared"], out["in_batch"] = 0, [], 0, 0
     groups = defaultdict(list)
+    seen = set()
     for spec in specs:
         if not to_make(spec):
             continue
@@ -62,6 +66,14 @@ def estimate(specs, catalog, to_make, in_store, usage_means=None, paid=True):
             continue
         if in_store(request):
             out["from_store"] += 1
+            continue
+        key = canonical_json(request)
+        if key in seen:  # another row to make asks the very same: it is served that row's answer
+            out["shared"] += 1
+            continue
+        seen.add(key)
+        if in_batch is not None and in_batch(request):
+            out["in_batch"] += 1
             continue
         out["to_pay"] += 1
         groups[(request.get("model"), request.get("quality"), request.get("size"))].append(len(request["prompt"]))
@@ -94,6 +106,12 @@ def describe(e, paid=True):
     )
     if e["unpriced"]:
         text += f", plus {e['unpriced']} unpriced"
+    if e.get("shared"):
+        text += f"; {e['shared']} more row(s) share a request with another row (one answer, paid once)"
+    if e.get("in_batch"):
+        text += (
+            f"; {e['in_batch']} request(s) are in batches submitted earlier: collected when they end, not paid again"
+        )
     lines = [text]
     for g in e["groups"]:
         head = f"  {g['images']} x {g['model']} {g['quality'] or 'default quality'} {g['size'] or 'default size'}"

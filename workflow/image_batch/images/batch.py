@@ -9,16 +9,24 @@ Nothing is ever submitted twice: each batch is recorded in ``<response_store>/ba
 (fsynced) before and after it is created, and a batch whose creation a killed run did not get to
 record is found again by the digest of its input, kept in the batch's metadata. A rerun, or a run
 after ``kill -9``, polls the batches it already has. Lines the API did not run (the batch expired
-or was cancelled) or answered with a transient error are submitted again in a next round; lines it
-refused are failures of their own rows, reported with the reason.
+or was cancelled), gave up on or answered with a transient error are submitted again in a next
+round; lines it refused are failures of their own rows, reported with the reason.
+
+Batches are never forgotten: a live-mode run, too, first collects the recorded batches that cover
+requests it is about to pay for, and waits for the ones still running (or, with batch.abandon,
+cancels them and pays live only for the lines they did not complete). Calls to the Files and Batch
+APIs survive transient faults (classified by the provider, retried with backoff); a recorded batch
+the API answers 404 for is marked gone.
 """
 
+import datetime
 import fcntl
 import functools
 import hashlib
 import io
 import json
 import os
+import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,15 +35,26 @@ from image_batch.common.errors import UserError
 from image_batch.common.fileio import atomic_write_bytes, atomic_write_json
 from image_batch.common.joblog import JobLog
 from image_batch.common.redact import redact
-from image_batch.images import faults
+from image_batch.images.faults import RETRY, classify_api_error
 from image_batch.images.store import open_store, request_key, unkeyed_request
 from image_batch.providers import get_provider
 from image_batch.run import ledger
 
 DONE = Path("results/batch/done.json")
 LOG = Path("results/logs/batch.log")
-TERMINAL = {"completed", "failed", "expired", "cancelled"}
+# "gone": a recorded batch the API no longer knows (404): nothing more will come of it
+TERMINAL = {"completed", "failed", "expired", "cancelled", "gone"}
 NOT_RUN = {"batch_expired", "batch_cancelled"}  # lines the API never ran: not billed, submit again
+# Error codes of failed lines that may well succeed on another try: they go into the next round.
+AGAIN_CODES = NOT_RUN | {
+    "request_timeout",
+    "timeout",
+    "server_error",
+    "internal_error",
+    "server_is_overloaded",
+    "rate_limit_exceeded",
+    "slow_down",
+}
 METADATA_KEY = "image_batch_digest"
 # A batch a killed run was creating is looked for among the batches created since shortly before
 # the run recorded that it was about to create it: no time limit short of the API's own retention.
@@ -118,9 +137,16 @@ def input_files(requests, provider, max_lines, max_bytes):
     return files
 
 
+def _when(timestamp):
+    if not timestamp:
+        return "at an unknown time"
+    return datetime.datetime.fromtimestamp(int(timestamp), datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 class BatchRunner:
     def __init__(self, settings, log, client=None, sleep=time.sleep, provider="openai"):
         self.batch = settings.batch
+        self.retry = settings.retry
         self.log = log
         self.provider = get_provider(provider, settings)
         if not self.provider.batch:
@@ -128,6 +154,40 @@ class BatchRunner:
         self.client = client or self.provider.batch_client()
         self.store = open_store(settings)
         self.sleep = sleep
+
+    # -- calls that survive transient faults --------------------------------------------------------
+
+    def classify(self, exc):
+        """The provider's verdict on an exception of a Files/Batch call (None: not an API fault)."""
+        return self.provider.classify(exc)
+
+    def _backoff(self, attempt, fault):
+        if fault.retry_after is not None:
+            return min(fault.retry_after, max(self.retry.max_wait, float(self.batch.poll_seconds)))
+        wait = min(self.retry.initial_wait * 2 ** (attempt - 1), self.retry.max_wait)
+        return wait + random.uniform(0, self.retry.initial_wait)
+
+    def call(self, what, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)``, transient faults (429, 5xx, resets, timeouts) retried with backoff
+        that honours retry-after, up to retry.max_attempts calls / retry.max_seconds."""
+        began = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                fault = self.classify(exc)
+                if (
+                    fault is None
+                    or fault.disposition != RETRY
+                    or attempt >= self.retry.max_attempts
+                    or time.monotonic() - began > self.retry.max_seconds
+                ):
+                    raise
+                wait = self._backoff(attempt, fault)
+                self.log(f"{what} failed ({redact(fault.reason)}); trying again in {wait:.2f}s")
+                self.sleep(wait)
 
     # -- submitting -------------------------------------------------------------------------------
 
@@ -141,11 +201,14 @@ class BatchRunner:
                 return batch
         return None
 
+    def find_created(self, digest, since):
+        return self.call("looking for a batch an earlier attempt created", self._find_created, digest, since)
+
     def recover(self, state):
         """Batches a killed run was creating when it died: adopt the ones the API made."""
         for entry in state.batches:
             if entry.get("status") == "submitting" and not entry.get("id"):
-                found = self._find_created(entry["digest"], entry.get("started_at"))
+                found = self.find_created(entry["digest"], entry.get("started_at"))
                 if found is not None:
                     entry.update(id=found.id, status=found.status, submitted_at=found.created_at)
                     self.log(f"found batch {found.id}, created by an earlier run that was stopped; polling it")
@@ -153,21 +216,52 @@ class BatchRunner:
                     entry.update(status="not-created", collected=True)
                 state.save()
 
+    def _create(self, entry, upload_id):
+        """Create the batch; an attempt whose answer was lost may have created it: look before trying
+        again, so that a retry never makes a second batch of the same lines."""
+        began = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self.client.batches.create(
+                    input_file_id=upload_id,
+                    endpoint=self.provider.batch_endpoint,
+                    completion_window=self.batch.completion_window,
+                    metadata={METADATA_KEY: entry["digest"]},
+                )
+            except Exception as exc:
+                fault = self.classify(exc)
+                if (
+                    fault is None
+                    or fault.disposition != RETRY
+                    or attempt >= self.retry.max_attempts
+                    or time.monotonic() - began > self.retry.max_seconds
+                ):
+                    raise
+                wait = self._backoff(attempt, fault)
+                self.log(f"creating a batch failed ({redact(fault.reason)}); trying again in {wait:.2f}s")
+                self.sleep(wait)
+                found = self.find_created(entry["digest"], entry["started_at"])
+                if found is not None:
+                    self.log(f"batch {found.id} was created although its answer was lost: polling it")
+                    return found
+
     def submit(self, state, content, keys):
         digest = hashlib.sha256(content).hexdigest()
         entry = {"digest": digest, "keys": keys, "lines": len(keys), "bytes": len(content), "status": "submitting"}
         entry["started_at"] = int(time.time())
         state.batches.append(entry)
         state.save()  # before anything is created: a run killed from here on looks before it submits
-        upload = self.client.files.create(file=(f"image-batch-{digest[:16]}.jsonl", content), purpose="batch")
+        upload = self.call(
+            "uploading a batch input file",
+            self.client.files.create,
+            file=(f"image-batch-{digest[:16]}.jsonl", content),
+            purpose="batch",
+        )
         entry["input_file_id"] = upload.id
         state.save()
-        batch = self.client.batches.create(
-            input_file_id=upload.id,
-            endpoint=self.provider.batch_endpoint,
-            completion_window=self.batch.completion_window,
-            metadata={METADATA_KEY: digest},
-        )
+        batch = self._create(entry, upload.id)
         entry.update(id=batch.id, status=batch.status, submitted_at=batch.created_at)
         state.save()
         self.log(f"submitted batch {batch.id}: {len(keys)} request(s), {len(content):,} bytes")
@@ -175,20 +269,41 @@ class BatchRunner:
 
     # -- waiting and collecting -------------------------------------------------------------------
 
+    def _api_answers(self):
+        """Whether the Batch API answers at all (a 404 for one batch, not for the endpoint)."""
+        try:
+            self.call("listing batches", self.client.batches.list, limit=1)
+        except Exception:
+            return False
+        return True
+
     def wait(self, state, entries):
-        """Poll until every batch in ``entries`` has ended.  Transient errors are waited out."""
+        """Poll until every batch in ``entries`` has ended. Transient errors are waited out; a batch
+        the API no longer knows (404) is marked gone, once, and blocks nothing."""
         while True:
             running = [e for e in entries if e["status"] not in TERMINAL]
             if not running:
                 return
+            pause = float(self.batch.poll_seconds)
             for entry in running:
                 try:
-                    batch = self.client.batches.retrieve(entry["id"])
+                    batch = self.call(f"polling {entry['id']}", self.client.batches.retrieve, entry["id"])
                 except Exception as exc:
-                    fault = faults.classify(exc)
-                    if fault is None or fault.disposition == faults.FATAL:
+                    fault = self.classify(exc)
+                    if fault is not None and fault.status == 404 and self._api_answers():
+                        entry.update(status="gone", collected=True, gone_at=int(time.time()))
+                        state.save()
+                        self.log(
+                            f"batch {entry['id']} (submitted {_when(entry.get('submitted_at'))}) is unknown to the "
+                            f"API (404): marked as gone in {state.path}; its {entry['lines']} request(s) are "
+                            "asked for again"
+                        )
+                        continue
+                    if fault is None or fault.disposition != RETRY:
                         raise
-                    self.log(f"polling {entry['id']} failed ({redact(fault.reason)}); trying again")
+                    self.log(f"polling {entry['id']} failed ({redact(fault.reason)}); polling again later")
+                    if fault.retry_after is not None:
+                        pause = max(pause, fault.retry_after)
                     continue
                 counts = batch.request_counts
                 if batch.status != entry["status"]:
@@ -205,16 +320,41 @@ class BatchRunner:
                     ]
                 state.save()
             if any(e["status"] not in TERMINAL for e in entries):
-                self.sleep(float(self.batch.poll_seconds))
+                self.sleep(pause)
 
     def _lines(self, file_id):
         if not file_id:
             return []
-        text = self.client.files.content(file_id).read().decode("utf-8")
+        answer = self.call(f"downloading {file_id}", self.client.files.content, file_id)
+        text = answer.read().decode("utf-8")
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
+    @staticmethod
+    def line_failure(line, request=None):
+        """(again, reason) for a line of a batch's error file: ``again`` when another try may succeed
+        (it never ran, timed out, hit a rate limit or a server error); the reason names the code and
+        the parameter the API objected to."""
+        error, response = line.get("error") or {}, line.get("response") or {}
+        status = response.get("status_code")
+        detail = (response.get("body") or {}).get("error") or {}
+        code = detail.get("code") or error.get("code")
+        param = detail.get("param") or error.get("param")
+        message = detail.get("message") or error.get("message") or "no reason given"
+        reason = f"the Batch API answered {status}: {message}" if status else f"the Batch API gave no answer: {message}"
+        if code:
+            reason += f" ({code})"
+        if param:
+            reason += f" (param: {param})"
+        if code in AGAIN_CODES:
+            return True, reason
+        if status is None:
+            return False, reason
+        fault = classify_api_error(int(status), code, param, message, {}, request, detail.get("type"))
+        return fault.disposition == RETRY, reason
+
     def collect(self, state, entry, requests, result):
-        """Store the answers of one ended batch; note its failed lines in ``result``."""
+        """Store the answers of one ended batch; note its failed lines in ``result``. Output lines
+        are matched to requests by their custom_id (the API writes them in no particular order)."""
         if entry.get("collected"):
             return
         keys = set(entry["keys"])
@@ -233,17 +373,10 @@ class BatchRunner:
             key = line.get("custom_id")
             if key not in keys:
                 continue
-            error, response = line.get("error") or {}, line.get("response") or {}
-            if error.get("code") in NOT_RUN:
+            again, reason = self.line_failure(line, requests.get(key))
+            if (line.get("error") or {}).get("code") in NOT_RUN:
                 continue  # never ran, not billed: asked for again in the next round
-            status = response.get("status_code")
-            detail = (response.get("body") or {}).get("error") or {}
-            reason = (
-                f"the Batch API answered {status}: {detail.get('message') or error.get('message') or 'no reason given'}"
-            )
-            if detail.get("code"):
-                reason += f" ({detail['code']})"
-            if status in faults.RETRY_STATUSES or (status or 0) >= 500:
+            if again:
                 result["retry"][key] = reason
             else:
                 result["failed"][key] = reason
@@ -256,25 +389,73 @@ class BatchRunner:
 
     # -- the whole job ----------------------------------------------------------------------------
 
-    def run(self, specs):
-        result = {
-            "mode": "batch",
-            "batches": [],
-            "stored": 0,
-            "failed": {},
-            "retry": {},
-            "request_ids": [],
-            "rounds": 0,
-        }
+    def _requests(self, specs):
+        """({key: request} of ``specs``, {format-1 key: key}). Batches of a version before requests
+        carried their endpoint list the keys of that format: for the endpoint its answers belong to,
+        those keys are these requests too (never pay twice)."""
         requests_all = {request_key(s["request"]): s["request"] for s in specs}
-        # Batches of a version before requests carried their endpoint list the keys of that format:
-        # for the endpoint its answers belong to, those keys are these requests too (never pay twice).
         alias = {}  # format-1 key -> the request's key
         for key, request in list(requests_all.items()):
             if "base_url" in request and request["base_url"] == self.store.unkeyed_endpoint(request["base_url"]):
                 old = unkeyed_request(request)
                 alias[request_key(old)] = key
                 requests_all.setdefault(request_key(old), old)
+        return requests_all, alias
+
+    @staticmethod
+    def _result():
+        return {"mode": "batch", "batches": [], "stored": 0, "failed": {}, "retry": {}, "request_ids": [], "rounds": 0}
+
+    def settle(self, specs, abandon=False):
+        """Live mode, before its first call: the recorded batches that cover requests of ``specs``
+        still to pay for are collected if they ended, else waited for (or, with ``abandon``,
+        cancelled, and their completed lines collected): live mode never pays again for a request
+        a batch was asked for. Lines the batches did not answer are left to the live jobs."""
+        result = self._result()
+        requests_all, alias = self._requests(specs)
+        with BatchState(self.store.state_dir).locked() as state:
+            self.recover(state)
+            todo = set(pending(specs, self.store))
+            covering = []
+            for entry in state.batches:
+                if not entry.get("id") or entry.get("collected"):
+                    continue
+                covered = {alias.get(k, k) for k in entry["keys"]} & todo
+                if not covered:
+                    continue
+                covering.append(entry)
+                when = _when(entry.get("submitted_at"))
+                head = f"{len(covered)} image(s) are in batch {entry['id']} (submitted {when})"
+                if entry["status"] in TERMINAL:
+                    self.log(f"{head}, which has ended ({entry['status']}): collecting its answers")
+                elif abandon:
+                    try:
+                        self.call(f"cancelling {entry['id']}", self.client.batches.cancel, entry["id"])
+                    except Exception as exc:
+                        fault = self.classify(exc)
+                        if fault is None or fault.disposition == RETRY:
+                            raise  # a 400 says it has ended meanwhile: polling tells
+                    self.log(
+                        f"{head}: cancelled it (batch.abandon); the lines it completed are kept, the others "
+                        "are made live"
+                    )
+                else:
+                    self.log(
+                        f"{head}: waiting for it (live mode does not pay twice); use "
+                        "--config 'batch={abandon: true}' to cancel it and make them live"
+                    )
+            if not covering:
+                return result
+            self.wait(state, covering)
+            for entry in covering:
+                self.collect(state, entry, requests_all, result)
+                result["batches"].append(entry["id"])
+        result["failed"], result["retry"] = {}, {}  # the live jobs make (or fail) what the batches did not
+        return result
+
+    def run(self, specs):
+        result = self._result()
+        requests_all, alias = self._requests(specs)
         with BatchState(self.store.state_dir).locked() as state:
             self.recover(state)
             # batches an earlier (stopped) run submitted and did not collect: wait for those first
@@ -317,20 +498,70 @@ class BatchRunner:
         return result
 
 
-def run_before_jobs(to_make, settings, log_file=LOG):
-    """Batch mode, when a real run starts (before its first job): submit the requests of the image
+def waiting_batches(store, strict=True):
+    """The recorded batches not yet collected (read only: planning may call it). A broken record
+    is a UserError (``strict``: a real run must not pay for what it may list), else none."""
+    try:
+        state = BatchState(store.state_dir)
+    except UserError:
+        if strict:
+            raise
+        return []
+    return [e for e in state.batches if not e.get("collected") and e.get("status") != "not-created"]
+
+
+@contextmanager
+def _stoppable():
+    """SIGTERM stops a run waiting for batches as Ctrl-C does (Snakemake's own handler would let the
+    wait go on: it stops jobs, and none has started yet)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_before_jobs(to_make, settings, log_file=LOG, mode=None):
+    """When a real run starts (before its first job). Batch mode: submit the requests of the image
     jobs of this run (``to_make``: their specs) that have no stored answer, wait for the batches,
-    store the answers, and write DONE (the failed rows and their reasons, for the image jobs to
-    report)."""
+    store the answers. Live mode: collect, or wait for, the recorded batches that cover requests it
+    is about to pay for (see :meth:`BatchRunner.settle`). Either way, write DONE (the answers this
+    run's batches bought; in batch mode also the failed rows and their reasons)."""
+    mode = mode or settings.mode
     wanted = [s for s in to_make if s["request"]["provider"] == "openai"]
+    if mode != "batch" and not (wanted and waiting_batches(open_store(settings))):
+        return None  # live mode, and no batch was left running: nothing to do
     with JobLog(log_file, echo=True) as log:
         if wanted:
             try:
-                result = BatchRunner(settings, log).run(wanted)
+                with _stoppable():
+                    runner = BatchRunner(settings, log)
+                    if mode == "batch":
+                        result = runner.run(wanted)
+                    else:
+                        result = runner.settle(wanted, abandon=settings.batch.abandon)
             except UserError:
                 raise
+            except KeyboardInterrupt:
+                message = (
+                    f"stopped while waiting for batches; they are recorded in {open_store(settings).state_dir}"
+                    "/batches/state.json: the next run (batch or live mode) collects them, or waits for them, "
+                    "and submits nothing twice"
+                )
+                log(message)
+                raise UserError(message) from None
             except Exception as exc:
-                fault = faults.classify(exc)
+                fault = get_provider("openai", settings).classify(exc)
                 if fault is None:
                     raise
                 raise UserError(
@@ -339,7 +570,7 @@ def run_before_jobs(to_make, settings, log_file=LOG):
                     "(nothing is submitted twice)."
                 ) from None
         else:
-            result = {"batches": [], "rounds": 0, "stored": 0, "failed": {}, "request_ids": []}
+            result = BatchRunner._result()
         by_key = {request_key(s["request"]): s for s in wanted}
         failed = {}
         for key, reason in result["failed"].items():
@@ -348,7 +579,7 @@ def run_before_jobs(to_make, settings, log_file=LOG):
                 failed[key] = {"image_id": spec["image_id"], "context": spec["context"], "reason": redact(reason)}
                 log(f"FAILED {spec['image_id']} ({spec['context']}): {redact(reason)}")
         summary = {
-            "mode": "batch",
+            "mode": mode,
             "batches": sorted(set(result["batches"])),
             "rounds": result["rounds"],
             "stored": result["stored"],
@@ -358,10 +589,15 @@ def run_before_jobs(to_make, settings, log_file=LOG):
             "run": os.environ.get(ledger.VARIABLE),
             "bought": sorted(result.get("bought", [])),
         }
-        if wanted:
+        if mode == "batch" and wanted:
             log(
                 f"batch mode: {result['stored']} answer(s) stored from {len(summary['batches'])} batch(es), "
                 f"{len(failed)} row(s) failed; making the images from the response store"
+            )
+        elif summary["batches"]:
+            log(
+                f"{result['stored']} answer(s) collected from {len(summary['batches'])} batch(es) submitted "
+                "earlier; the rest are made live"
             )
         atomic_write_bytes(DONE, (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode("utf-8"))
     return summary

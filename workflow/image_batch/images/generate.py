@@ -280,6 +280,7 @@ def make_image(spec_file, png_file, sidecar_file, log_file, settings):
             outcome.how,
             cost if outcome.how == ledger.PAID else 0.0,
             (sidecar.get("cost") or {}).get("price"),
+            request_key(request) if paid else None,
         )
         log(f"wrote {png_file} ({len(outcome.png)} bytes, sha256 {sidecar['sha256']})")
     return sidecar

@@ -3,7 +3,8 @@ has run; never in a dry run, ``--touch``, ``--lint``, ``--report`` ...), and how
 
 At the start: take the run lock, clear the previous run's stop flag and dead writers' temp files,
 record the run (its estimate, the sheet for ``--report``), settle the response store's format,
-submit and wait for batches (``mode: batch``), start the progress line. At the end: the summary.
+submit and wait for batches (``mode: batch``; any mode: collect
+the batches an earlier run left that cover this run's requests), start the progress line. At the end: the summary.
 """
 
 import datetime
@@ -106,7 +107,9 @@ def start(workflow, plan, out=sys.stderr):
         note = open_store(plan.settings).adopt(plan.endpoint)
         if note:
             print(f"Image.Batch: {note}", file=out)
-    if plan.settings.mode == "batch" and plan.provider.batch:
+    if plan.paid and plan.provider.batch and run.to_make:
+        # batch mode submits and waits; every run (live too) first collects, or waits for, the
+        # batches recorded earlier that cover what it is about to pay for: never paid twice
         from image_batch.images.batch import run_before_jobs
 
         run_before_jobs([plan.spec_of(*image) for image in run.to_make], plan.settings)

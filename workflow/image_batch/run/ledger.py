@@ -18,14 +18,16 @@ def path_for(run_id):
     return RUNS / f"{run_id}.jsonl"
 
 
-def record(folder, image_id, outcome, usd=None, price=None):
-    """Append one image's outcome to the current run's ledger (nothing outside a real run)."""
+def record(folder, image_id, outcome, usd=None, price=None, key=None):
+    """Append one image's outcome to the current run's ledger (nothing outside a real run). ``key``
+    is the request's store key: rows sharing a request share one answer, paid once."""
     target = os.environ.get(VARIABLE)
     if not target:
         return
-    line = json.dumps(
-        {"image": f"{folder}/{image_id}", "outcome": outcome, "usd": usd, "price": price, "t": round(time.time(), 3)}
-    )
+    entry = {"image": f"{folder}/{image_id}", "outcome": outcome, "usd": usd, "price": price}
+    if key:
+        entry["key"] = key
+    line = json.dumps({**entry, "t": round(time.time(), 3)})
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
@@ -63,10 +65,18 @@ class Reader:
         return self
 
     def counts(self):
+        """Images by outcome, and what was paid: each request once (``paid`` = distinct requests
+        paid for; another row made from the same answer counts as served from the store)."""
         out = {PAID: 0, STORE: 0, OFFLINE: 0, FAILED: 0, "usd": 0.0, "unpriced": 0}
+        paid_keys = set()
         for entry in self.entries.values():
-            out[entry["outcome"]] = out.get(entry["outcome"], 0) + 1
-            if entry["outcome"] == PAID:
+            outcome = entry["outcome"]
+            if outcome == PAID and entry.get("key"):
+                if entry["key"] in paid_keys:
+                    outcome = STORE
+                paid_keys.add(entry["key"])
+            out[outcome] = out.get(outcome, 0) + 1
+            if outcome == PAID:
                 if entry.get("usd") is None:
                     out["unpriced"] += 1
                 else:
