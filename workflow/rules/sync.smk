@@ -35,7 +35,16 @@ rule sync:
     output:
         marker="results/_SUCCESS.json",
         synced=str(PLAN.synced_record),
+        sheet=str(PLAN.sheet_record),
     log:
         "results/logs/sync.log",
     run:
-        upload.sync_job(input, output.marker, log[0], SETTINGS, STORAGE and all_image_names(), output.synced)
+        upload.sync_job(
+            input,
+            output.marker,
+            log[0],
+            SETTINGS,
+            STORAGE and all_image_names(),
+            output.synced,
+            output.sheet,
+        )
