@@ -283,7 +283,7 @@ def test_sync_broken_midway_leaves_no_marker_and_rerun_uploads_only_the_rest(pro
     project_env.snakemake("--config", "input_csv=input.csv")
     assert len(api.calls) == 10  # images were not made again
     uploaded = [r["path"] for r in flaky_s3.requests if r["method"] == "PUT"]
-    assert len(uploaded) == 20 - len(partial) + 1  # the rest, plus the marker
+    assert len(uploaded) == 20 - len(partial) + 2  # the rest, plus the sheet's ledger and the marker
     assert sum(1 for r in flaky_s3.requests if r["method"] == "GET" and "list-type" in r["path"]) <= 2
     stored = s3.objects("broken")
     assert len(json.loads(stored["_SUCCESS.json"])["objects"]) == 20
