@@ -472,15 +472,16 @@ def _removed_summary(removed, deleted, changed=(), foreign=None):
     foreign = foreign or {}
     if changed or foreign:
         sheets = sorted({sheet for sheet in foreign.values() if sheet})
-        text += f"; kept: {len(changed) + len(foreign)} object(s) not ours or changed since we wrote them"
+        of_sheets = sum(1 for sheet in foreign.values() if sheet)
         details = []
         if sheets:
-            others = sum(1 for sheet in foreign.values() if sheet)
-            details.append(f"{others} another sheet's: {', '.join(sheets[:3])}{', ...' if len(sheets) > 3 else ''}")
+            more = ", ..." if len(sheets) > 3 else ""
+            details.append(f"{of_sheets} another sheet's: {', '.join(sheets[:3])}{more}")
         if changed:
             details.append(f"{len(changed)} changed since, e.g. {changed[0]}")
-        if len(foreign) > sum(1 for sheet in foreign.values() if sheet):
-            details.append(f"{len(foreign) - sum(1 for s in foreign.values() if s)} no sheet of ours put there")
+        if len(foreign) > of_sheets:
+            details.append(f"{len(foreign) - of_sheets} no sheet of ours put there")
+        text += f"; kept: {len(changed) + len(foreign)} object(s) not ours or changed since we wrote them"
         text += f" ({'; '.join(details)})"
     return text
 
