@@ -345,6 +345,7 @@ def test_a_rescue_folder_someone_else_can_write_is_never_served(project_env, api
     assert len(api.paid_calls) == 3, done.output[-3000:]  # nothing planted was served
     assert_all_images_correct(project_env.root, 3)
     warned = [line for line in done.output.splitlines() if "skipped:" in line]
+    assert len(warned) == 3, warned  # one line each, once in the run (not again by the image worker)
     assert any(f"rescue folder {theirs} skipped: it belongs to uid {nobody}" in line for line in warned), warned
     assert any("response-store-rescue skipped: others can write to it (mode 777)" in line for line in warned)
     assert any(f"rescued answer {planted} skipped: it is not a regular file of yours" in line for line in warned)

@@ -377,6 +377,7 @@ def test_a_rescue_folder_or_answer_behind_a_symbolic_link_is_not_served(tmp_path
     link (to a file of anyone's), are skipped, each with one line."""
     from image_batch.images import store as store_module
 
+    monkeypatch.setenv(store_module.WARNED_VARIABLE, "")
     request = new_request("http://a/v1")
     key = request_key(request)
     real = tmp_path / "real"

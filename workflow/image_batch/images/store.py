@@ -224,7 +224,9 @@ def usage_line(request, usage):
 
 
 _rescue_seen = [0.0, ()]
-_rescue_warned = set()
+# Refused rescue folders are named once a run: the processes a run starts (the image worker) inherit
+# the list from the environment of the process that read the Snakefile.
+WARNED_VARIABLE = "IMAGE_BATCH_RESCUE_WARNED"
 
 
 def rescue_folder_problem(path):
@@ -244,10 +246,11 @@ def rescue_folder_problem(path):
 
 
 def _warn_rescue(path, problem, what="rescue folder"):
-    """One line per refused rescue folder or entry (once per process)."""
-    if str(path) in _rescue_warned:
+    """One line per refused rescue folder or entry (once per run)."""
+    warned = os.environ.get(WARNED_VARIABLE, "").split("\n")
+    if str(path) in warned:
         return
-    _rescue_warned.add(str(path))
+    os.environ[WARNED_VARIABLE] = "\n".join([*filter(None, warned), str(path)])
     fix = "remove it, or make it yours and private: chmod 700" if what == "rescue folder" else "remove it"
     print(
         f"Image.Batch: WARNING: {what} {path} skipped: {problem}; nothing in it is served or written ({fix})",
