@@ -158,6 +158,19 @@ def test_two_sheets_into_a_local_folder_destination(runner):
     assert (bucket / "dogs" / "pug.png").is_file() and (bucket / "big-cats" / "lion.png").is_file()
     assert "1 changed since, e.g. cats/siamese.png" in summary_lines(fewer)[-1]
 
+    # nothing changes: the folder's marker is kept, and the local one is its very bytes
+    for path in (runner.root / "results/sync").glob("synced-*.json"):
+        path.unlink()  # the sync runs again: siamese.png is now no sheet's (it is not ours any more)
+    assert runner.main("cats.csv").returncode == 0
+    kept = json.loads((bucket / "_SUCCESS.json").read_text())
+    kept["created"] = "2026-01-02T03:04:05+00:00"
+    (bucket / "_SUCCESS.json").write_text(json.dumps(kept))
+    for path in (runner.root / "results/sync").glob("synced-*.json"):
+        path.unlink()  # the sync runs again
+    assert runner.main("cats.csv").returncode == 0
+    assert (runner.root / "results/_SUCCESS.json").read_bytes() == (bucket / "_SUCCESS.json").read_bytes()
+    assert json.loads((runner.root / "results/_SUCCESS.json").read_text())["created"] == kept["created"]
+
 
 def test_the_local_marker_is_the_buckets_when_it_is_kept(user, s3):
     """A rerun that changes nothing keeps the bucket's marker; results/_SUCCESS.json is then the
