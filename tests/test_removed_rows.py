@@ -157,6 +157,8 @@ def test_two_sheets_into_a_local_folder_destination(runner):
     assert (bucket / "cats" / "siamese.png").read_bytes() == b"replaced by hand"
     assert (bucket / "dogs" / "pug.png").is_file() and (bucket / "big-cats" / "lion.png").is_file()
     assert "1 changed since, e.g. cats/siamese.png" in summary_lines(fewer)[-1]
+    dogs = runner.main("dogs.csv")  # the cats' removed rows are not the dogs'
+    assert dogs.returncode == 0 and "in results/images no row asks for any more" not in dogs.output
 
     # nothing changes: the folder's marker is kept, and the local one is its very bytes
     for path in (runner.root / "results/sync").glob("synced-*.json"):

@@ -24,7 +24,7 @@ from image_batch.images.store import open_store
 from image_batch.providers import provider_class
 from image_batch.run import lock as runlock
 from image_batch.sync import chunks as chunking
-from image_batch.sync.upload import SHEET_RECORDS, other_sheets_images, sheet_id
+from image_batch.sync.upload import SHEET_RECORDS, other_sheets_images, sheet_id, sheet_record_names
 
 DESTINATION_ROOT = Path("results/sync")
 
@@ -85,6 +85,12 @@ class Plan:
         the same in every process): another sheet's run in the folder does not take them for its
         removed rows."""
         return SHEET_RECORDS / f"{sheet_id(self.sheet)}.json"
+
+    @property
+    def sheet_record_before(self):
+        """The images this sheet's record names now (the sync job rewrites it, after Snakemake has
+        removed it)."""
+        return sheet_record_names(self.sheet_record)
 
     @property
     def _destination_hash(self):

@@ -38,6 +38,9 @@ rule sync:
         sheet=str(PLAN.sheet_record),
     log:
         "results/logs/sync.log",
+    params:
+        # read now: Snakemake removes the record before the job rewrites it
+        before=PLAN.sheet_record_before,
     run:
         upload.sync_job(
             input,
@@ -47,4 +50,5 @@ rule sync:
             STORAGE and all_image_names(),
             output.synced,
             output.sheet,
+            params.before,
         )

@@ -571,13 +571,14 @@ def _sync(files, destination, local_marker, target, log, delete_removed=False, s
     return marker
 
 
-def sync_job(inputs, local_marker, log_file, settings, names=None, synced=None, sheet_record=None):
+def sync_job(inputs, local_marker, log_file, settings, names=None, synced=None, sheet_record=None, before=()):
     """The sync rule: the chunk digests and the destination recorded by the main process (its
     inputs ``chunks`` and ``destination``); with ``names``, its input ``images`` are those files'
     local copies (a storage provider's), in the same order. ``synced``: this destination's own
     record that the sync completed, with this sync's time and counts (the markers keep those of
     the sync that last changed the destination). ``sheet_record``: which images the sheet asks for
-    (see :func:`write_sheet_record`)."""
+    (see :func:`write_sheet_record`; ``before``: what it named when the Snakefile was read, since
+    Snakemake removes a job's outputs before the job runs)."""
     recorded = read_json(inputs.destination, "the sync destination record")
     how = dataclasses.replace(settings.sync, delete_removed=bool(recorded.get("delete_removed")))
     marker = sync(
@@ -594,28 +595,42 @@ def sync_job(inputs, local_marker, log_file, settings, names=None, synced=None, 
         done = {"destination": marker["destination"], "created": marker["created"], "counts": marker["counts"]}
         atomic_write_bytes(synced, canonical_json(done).encode("utf-8"), durable=False)
     if sheet_record:
-        write_sheet_record(sheet_record, recorded.get("sheet") or "", marker["objects"], marker["prefix"])
+        write_sheet_record(sheet_record, recorded.get("sheet") or "", marker["objects"], marker["prefix"], before)
     return marker
 
 
 SHEET_RECORDS = Path("results/sync/sheets")
 
 
-def write_sheet_record(path, sheet, objects, prefix):
-    """``results/sync/sheets/<id>.json``: the images a sheet asked for at its last sync, so that a
-    run of another sheet in the same folder does not take them for its own removed rows."""
+def write_sheet_record(path, sheet, objects, prefix, before=(), images_root="results/images"):
+    """``results/sync/sheets/<id>.json``: the images a sheet asked for at its last sync (``images``),
+    and those it asked for before (``before``: its record as the run found it) that are still in
+    ``images_root`` (``earlier``: its removed rows), so that a run of another sheet in the same
+    folder takes neither for its own removed rows."""
     images = sorted(o["key"][len(prefix) : -len(".png")] for o in objects if o["key"].endswith(".png"))
-    atomic_write_bytes(path, canonical_json({"sheet": sheet, "images": images}).encode("utf-8"), durable=False)
+    earlier = sorted(n for n in set(before) - set(images) if (Path(images_root) / f"{n}.png").is_file())
+    record = {"sheet": sheet, "images": images, "earlier": earlier}
+    atomic_write_bytes(path, canonical_json(record).encode("utf-8"), durable=False)
+
+
+def sheet_record_names(path):
+    """The images a sheet's record (see :func:`write_sheet_record`) names: asked for, or before."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        return sorted({*(record.get("images") or ()), *(record.get("earlier") or ())})
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
 
 
 def other_sheets_images(sheet, root=SHEET_RECORDS):
-    """{``folder/image_id``: sheet} of the images the other sheets synced from this folder ask for."""
+    """{``folder/image_id``: sheet} of the images the other sheets synced from this folder ask for,
+    or asked for before (their own removed rows)."""
     found = {}
     for path in sorted(Path(root).glob("*.json")) if Path(root).is_dir() else ():
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             if record.get("sheet") != sheet:
-                found.update(dict.fromkeys(record.get("images") or (), record.get("sheet") or path.name))
+                found.update(dict.fromkeys(sheet_record_names(path), record.get("sheet") or path.name))
         except (OSError, ValueError, AttributeError, TypeError):
             continue
     return found
