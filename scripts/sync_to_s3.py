@@ -7,6 +7,7 @@ or to the local destination folder when no bucket is set, then write the markers
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,9 @@ def main(argv=None):
     except UserError as error:
         return _bootstrap.fail(error)
     files = sorted(p for p in Path(args.images).rglob("*") if p.suffix in (".png", ".json") and p.is_file())
-    marker = sync(files, where, args.marker, images_root=args.images, settings=settings.sync)
+    # the configured sheet owns what this sync puts there (see image_batch.sync.upload.sheet_ledger)
+    sheet = os.path.realpath(settings.input_csv)
+    marker = sync(files, where, args.marker, images_root=args.images, settings=settings.sync, sheet=sheet)
     print(f"{where.describe()}: {marker['counts']}")
     return 0
 

@@ -138,7 +138,7 @@ def test_a_dry_run_beside_a_live_run_does_not_change_where_it_syncs(user, s3):
             if live.poll() is None:
                 live.kill()
         assert live.returncode == 0, output[-3000:]
-    assert len(s3.objects("mine")) == 2 * len(ROWS) + 1 and s3.objects("other") == {}
+    assert len(s3.objects("mine")) == 2 * len(ROWS) + 2 and s3.objects("other") == {}  # + marker, ledger
 
 
 # -- 4. modes that run no job pay nothing and change nothing a live run reads ------------------

@@ -288,7 +288,112 @@ def test_sync_broken_midway_leaves_no_marker_and_rerun_uploads_only_the_rest(pro
     assert len(api.calls) == 10  # images were not made again
     # (the run's check of the bucket before any image writes and deletes one probe object)
     uploaded = [r["path"] for r in flaky_s3.requests if r["method"] == "PUT" and ".image-batch-probe-" not in r["path"]]
-    assert len(uploaded) == 20 - len(partial) + 1  # the rest, plus the marker
+    assert len(uploaded) == 20 - len(partial) + 2  # the rest, plus the sheet's ledger and the marker
     assert sum(1 for r in flaky_s3.requests if r["method"] == "GET" and "list-type" in r["path"]) <= 2
     stored = s3.objects("broken")
     assert len(json.loads(stored["_SUCCESS.json"])["objects"]) == 20
+
+
+# -- rescue folders: private to the user, and used end to end ------------------------------------
+
+
+def _requests(runner, n):
+    """The request of each image (the dry run writes them), in sheet order."""
+    runner.snakemake("-n", "--config", "input_csv=input.csv")
+    specs = [runner.root / f"results/specs/nature/img{i:03d}.json" for i in range(n)]
+    return [json.loads(path.read_text())["request"] for path in specs]
+
+
+def _planted_answer(request):
+    """A store entry for ``request`` as someone else wrote it: a valid answer of another colour."""
+    from image_batch.images.store import _entry_bytes, request_key
+    from image_batch.providers import RawResponse
+
+    png = io.BytesIO()
+    Image.new("RGB", (1024, 1024), (1, 2, 3)).save(png, "PNG")
+    body = json.dumps({"data": [{"b64_json": __import__("base64").b64encode(png.getvalue()).decode()}]})
+    key = request_key(request)
+    return key, _entry_bytes(key, request, RawResponse(body=body.encode()), "live")
+
+
+def _plant(root, request, owner=None, mode=0o700):
+    key, data = _planted_answer(request)
+    entry = root / key[:2] / f"{key}.json"
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_bytes(data)
+    for path in (root, entry.parent):
+        os.chmod(path, mode)
+    if owner is not None:
+        os.chown(entry, owner, owner)
+    return entry
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="planting another user's files needs root")
+def test_a_rescue_folder_someone_else_can_write_is_never_served(project_env, api, tmp_path):
+    """An answer planted in a rescue folder by another local user (the system temp folder's is
+    shared by all) is not served: a folder of another owner, a folder others can write, an entry of
+    another owner are each skipped with one line, and the images are paid for."""
+    nobody = 65534
+    temp, home = tmp_path / "tmp", tmp_path / "home"
+    temp.mkdir()
+    home.mkdir()
+    project_env.env.update(TMPDIR=str(temp), HOME=str(home))
+    write_sheet(project_env, 3)
+    requests = _requests(project_env, 3)
+    theirs = temp / f"image-batch-rescue-{os.getuid()}"  # made by them before we needed it
+    _plant(theirs, requests[0])
+    os.chown(theirs, nobody, nobody)
+    _plant(project_env.root / "response-store-rescue", requests[1], mode=0o777)  # ours, open to all
+    planted = _plant(home / ".cache/image-batch/rescue", requests[2], owner=nobody)  # their file in ours
+
+    done = project_env.snakemake("--config", "input_csv=input.csv")
+    assert len(api.paid_calls) == 3, done.output[-3000:]  # nothing planted was served
+    assert_all_images_correct(project_env.root, 3)
+    warned = [line for line in done.output.splitlines() if "skipped:" in line]
+    assert len(warned) == 3, warned  # one line each, once in the run (not again by the image worker)
+    assert any(f"rescue folder {theirs} skipped: it belongs to uid {nobody}" in line for line in warned), warned
+    assert any("response-store-rescue skipped: others can write to it (mode 777)" in line for line in warned)
+    assert any(f"rescued answer {planted} skipped: it is not a regular file of yours" in line for line in warned)
+    assert planted.exists()  # never moved into our store
+    stored = json.loads(next((project_env.root / "response-store").rglob(planted.name)).read_text())
+    assert "b64_json" in stored["body"] and stored["headers"]  # the answer we paid for, not the planted one
+
+
+def test_a_local_store_that_cannot_be_written_keeps_answers_in_the_rescue_folder(project_env, api):
+    """Real processes, a real store that refuses writes: its shard folders made immutable (chattr +i;
+    root can write through any mode). The paid answers land in response-store-rescue/ (made 0700),
+    the images are made, one line each says where; the next run serves them from there with no
+    paid call and moves them into the store."""
+    from image_batch.images.store import request_key
+
+    write_sheet(project_env, 2)
+    requests = _requests(project_env, 2)
+    store = project_env.root / "response-store"
+    shards = []
+    for request in requests:
+        key = request_key(request)
+        (store / key[:2]).mkdir(parents=True, exist_ok=True)
+        (store / key[:2] / f"{key}.lock").touch()  # the per-request lock file can be opened
+        shards.append(store / key[:2])
+    if subprocess.run(["chattr", "+i", *map(str, shards)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i does not work on this filesystem")
+    try:
+        done = project_env.snakemake("--config", "input_csv=input.csv")
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, shards)], check=True)
+    assert len(api.paid_calls) == 2
+    assert_all_images_correct(project_env.root, 2)
+    rescue = project_env.root / "response-store-rescue"
+    rescued = sorted(rescue.rglob("*.json"))
+    assert len(rescued) == 2 and not list(store.rglob("??/*.json"))
+    assert os.stat(rescue).st_mode & 0o777 == 0o700
+    said = [line for line in done.output.splitlines() if "could not keep a paid answer" in line]
+    assert len({line for line in said}) == 2 and all("response-store-rescue/" in line for line in said), said
+
+    for png in (project_env.root / "results/images/nature").glob("*.png"):
+        png.unlink()
+    api.reset()
+    again = project_env.snakemake("--config", "input_csv=input.csv")
+    assert api.paid_calls == [], again.output[-3000:]
+    assert_all_images_correct(project_env.root, 2)
+    assert not list(rescue.rglob("*.json")) and len(list(store.rglob("??/*.json"))) == 2

@@ -370,3 +370,34 @@ def test_a_renewal_that_meets_a_network_error_keeps_the_lease(s3, monkeypatch):
         assert not took_over and not held.lost
     thread.join(timeout=10)
     assert took_over
+
+
+def test_a_rescue_folder_or_answer_behind_a_symbolic_link_is_not_served(tmp_path, monkeypatch, capsys):
+    """lstat, no symbolic link followed: a rescue folder that is a link, and an answer that is a
+    link (to a file of anyone's), are skipped, each with one line."""
+    from image_batch.images import store as store_module
+
+    monkeypatch.setenv(store_module.WARNED_VARIABLE, "")
+    request = new_request("http://a/v1")
+    key = request_key(request)
+    real = tmp_path / "real"
+    (real / key[:2]).mkdir(parents=True, mode=0o700)
+    real.chmod(0o700)
+    entry = store_module._entry_bytes(key, request, RawResponse(body=b'{"data": [1]}'), "live")
+    (real / key[:2] / f"{key}.json").write_bytes(entry)
+    (tmp_path / "linked").symlink_to(real)
+    monkeypatch.setattr(store_module, "_rescue_seen", [0.0, ()])
+    monkeypatch.setattr(store_module, "RESCUE_ROOTS", (tmp_path / "linked",))
+    store = ResponseStore(tmp_path / "store")
+    assert store.lookup(request) is None and not store.has_answer(request)
+    assert "linked skipped: it is a symbolic link" in capsys.readouterr().err
+
+    (tmp_path / "outside.json").write_bytes(entry)
+    (real / key[:2] / f"{key}.json").unlink()
+    (real / key[:2] / f"{key}.json").symlink_to(tmp_path / "outside.json")
+    monkeypatch.setattr(store_module, "_rescue_seen", [0.0, ()])
+    monkeypatch.setattr(store_module, "RESCUE_ROOTS", (real,))
+    assert store.lookup(request) is None and not store.has_answer(request)
+    (real / key[:2] / f"{key}.json").unlink()
+    (real / key[:2] / f"{key}.json").write_bytes(entry)  # the same answer as a file of ours: served
+    assert store.lookup(request).rescued == real / key[:2] / f"{key}.json" and store.has_answer(request)

@@ -154,3 +154,41 @@ def test_s3_bucket_whose_etags_are_not_md5s(tmp_path, s3, bucket, monkeypatch):
         changed = sync(paths, dest, tmp_path / "_SUCCESS.json", images_root=images, target=S3Target(bucket))
         assert changed["counts"]["uploaded"] == 1
     assert s3.objects(bucket)["kms/nature/a.png"] == b"PNG-A, drawn again"
+
+
+def test_removed_rows_are_only_this_sheets_own_and_unchanged():
+    """Which leftovers a sheet may delete: its own ledger records them with the ETag and size they
+    still have, and no other sheet asks for them."""
+    from image_batch.sync.upload import read_ledger, removed_keys
+
+    listing = {
+        "p/pets/mine.png": {"size": 5, "etag": '"aaa"'},  # ours, unchanged
+        "p/pets/edited.png": {"size": 5, "etag": '"new"'},  # ours, replaced since
+        "p/pets/shared.png": {"size": 5, "etag": '"sss"'},  # ours, but the cats sheet asks for it
+        "p/pets/cat.png": {"size": 5, "etag": '"ccc"'},  # the cats sheet's
+        "p/pets/stray.png": {"size": 5, "etag": '"xxx"'},  # no ledger knows it
+        "p/pets/wanted.png": {"size": 5, "etag": '"www"'},  # a row asks for it
+        "p/_SUCCESS.json": {"size": 5, "etag": '"m"'},
+        "p/_image-batch/sheets/0123456789abcdef.json": {"size": 5, "etag": '"l"'},
+    }
+    owned = {
+        "p/pets/mine.png": {"size": 5, "etag": "aaa"},
+        "p/pets/edited.png": {"size": 5, "etag": "old"},
+        "p/pets/shared.png": {"size": 5, "etag": "sss"},
+        "p/pets/gone.png": {"size": 5, "etag": "ggg"},  # deleted by someone: nothing to do
+    }
+    files = [LocalFile("p/pets/wanted.png", "/dev/null", 5, "www", "s")]
+    others = {"/home/u/cats.csv": {"p/pets/shared.png", "p/pets/cat.png"}}
+    removed, changed, foreign = removed_keys(listing, files, "p/", "p/_SUCCESS.json", owned, others)
+    assert removed == ["p/pets/mine.png"]
+    assert changed == ["p/pets/edited.png"]
+    assert foreign == {
+        "p/pets/cat.png": "/home/u/cats.csv",
+        "p/pets/shared.png": "/home/u/cats.csv",
+        "p/pets/stray.png": "",
+    }
+    listing["p/pets/mine.png"]["size"] = 6  # same ETag, another size: not what we wrote
+    assert removed_keys(listing, files, "p/", "p/_SUCCESS.json", owned, others)[0] == []
+
+    assert read_ledger(b"not json") is None and read_ledger(b'{"objects": {"k": {"etag": 1}}}') is None
+    assert read_ledger(b'{"sheet": "/s.csv", "objects": {"k": {"etag": "e", "size": 1}}}')["sheet"] == "/s.csv"

@@ -25,6 +25,7 @@ from image_batch.providers import provider_class
 from image_batch.run import lock as runlock
 from image_batch.sync import chunks as chunking
 from image_batch.sync import preflight
+from image_batch.sync.upload import SHEET_RECORDS, other_sheets_images, sheet_id, sheet_record_names
 
 RESULTS = "results"
 DESTINATION_ROOT = Path("results/sync")
@@ -82,13 +83,33 @@ class Plan:
         return DESTINATION_ROOT / f"synced-{self._destination_hash}.json"
 
     @property
+    def sheet_record(self):
+        """The sync's record of the images this sheet asks for (named by the sheet as configured,
+        the same in every process): another sheet's run in the folder does not take them for its
+        removed rows."""
+        return SHEET_RECORDS / f"{sheet_id(self.sheet)}.json"
+
+    @property
+    def sheet_record_before(self):
+        """The images this sheet's record names now (the sync job rewrites it, after Snakemake has
+        removed it)."""
+        return sheet_record_names(self.sheet_record)
+
+    @property
     def _destination_hash(self):
-        data = canonical_json(self.destination_content).encode("utf-8")
+        # named by the sheet as configured (job processes elsewhere resolve it elsewhere)
+        data = canonical_json({**self.destination_content, "sheet": self.sheet}).encode("utf-8")
         return hashlib.sha256(data).hexdigest()[:16]
 
     @property
     def destination_content(self):
-        return {**self.choices.destination.as_dict(), "delete_removed": self.settings.sync.delete_removed}
+        """Where and how to sync, and the sheet (resolved) whose sync it is: its images in the
+        destination are its own (see image_batch.sync.upload.sheet_ledger)."""
+        return {
+            **self.choices.destination.as_dict(),
+            "delete_removed": self.settings.sync.delete_removed,
+            "sheet": os.path.realpath(self.sheet),
+        }
 
     def spec_of(self, folder, image_id):
         return self._by_image[(folder, image_id)]
@@ -185,7 +206,7 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
         plan.made_only = made
     if local_images:
         plan.missing = chunking.missing_behind(plan.chunks, plan.to_make)
-        plan.removed = removed_rows(plan.images)
+        plan.removed = removed_rows(plan.images, others=other_sheets_images(os.path.realpath(plan.sheet)))
     if write:
         chunking.write_members(plan.chunks)
         if not local_images:
@@ -216,9 +237,11 @@ def refuse_unwritable(blocked):
         )
 
 
-def removed_rows(images, root=IMAGES):
-    """``folder/image_id`` of the images in ``root`` that no row of the sheet asks for any more."""
+def removed_rows(images, root=IMAGES, others=None):
+    """``folder/image_id`` of the images in ``root`` that no row of the sheet asks for any more,
+    nor another sheet synced from this folder (``others``: {``folder/image_id``: sheet})."""
     wanted = {f"{folder}/{image_id}.png" for folder, image_id in images}
+    wanted |= {f"{name}.png" for name in others or ()}
     found = []
     if root.is_dir():
         for folder in root.iterdir():
@@ -267,7 +290,7 @@ def tell(plan, local_images=True, out=sys.stderr):
         print(
             f"Image.Batch: {len(plan.removed)} image(s) in results/images no row asks for any more "
             f"(e.g. {plan.removed[0]}): not synced"
-            + ("; deleted from the destination (sync.delete_removed)" if delete else "")
+            + ("; deleted from the destination if unchanged since synced (sync.delete_removed)" if delete else "")
             + "; the response store keeps their answers",
             file=out,
         )

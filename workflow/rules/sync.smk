@@ -35,7 +35,20 @@ rule sync:
     output:
         marker="results/_SUCCESS.json",
         synced=str(PLAN.synced_record),
+        sheet=str(PLAN.sheet_record),
     log:
         "results/logs/sync.log",
+    params:
+        # read now: Snakemake removes the record before the job rewrites it
+        before=PLAN.sheet_record_before,
     run:
-        upload.sync_job(input, output.marker, log[0], SETTINGS, STORAGE and all_image_names(), output.synced)
+        upload.sync_job(
+            input,
+            output.marker,
+            log[0],
+            SETTINGS,
+            STORAGE and all_image_names(),
+            output.synced,
+            output.sheet,
+            params.before,
+        )

@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 import threading
@@ -51,9 +52,11 @@ USAGE_NAME = "usage.jsonl"
 LEASE_SECONDS = 300
 CLOCK_SKEW = 60  # seconds of difference allowed between this machine's clock and S3's
 # Where a paid answer goes when the store cannot take it (disk full, S3 down): tried in this order.
+# Each is private to the user (created 0700, and used only when it is the user's own folder that
+# no one else can write: see rescue_folder_problem); the system temp folder's is per user.
 RESCUE_ROOTS = (
     Path("response-store-rescue"),
-    Path(tempfile.gettempdir()) / "image-batch-rescue",
+    Path(tempfile.gettempdir()) / f"image-batch-rescue-{os.getuid()}",
     Path.home() / ".cache" / "image-batch" / "rescue",
 )
 PUT_ATTEMPTS = 4
@@ -221,14 +224,103 @@ def usage_line(request, usage):
 
 
 _rescue_seen = [0.0, ()]
+# Refused rescue folders are named once a run: the processes a run starts (the image worker) inherit
+# the list from the environment of the process that read the Snakefile.
+WARNED_VARIABLE = "IMAGE_BATCH_RESCUE_WARNED"
+
+
+def rescue_folder_problem(path):
+    """Why ``path`` cannot be trusted as a rescue folder (None: it can): an answer found there is
+    served with no call and moved into the private store, so it must be a real folder (not a
+    symbolic link) of the current user that no one else can write. ``path`` must exist."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        return "it is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a folder"
+    if info.st_uid != os.getuid():
+        return f"it belongs to uid {info.st_uid}, not to you (uid {os.getuid()})"
+    if info.st_mode & 0o022:
+        return f"others can write to it (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
+
+
+def _warn_rescue(path, problem, what="rescue folder"):
+    """One line per refused rescue folder or entry (once per run)."""
+    warned = os.environ.get(WARNED_VARIABLE, "").split("\n")
+    if str(path) in warned:
+        return
+    os.environ[WARNED_VARIABLE] = "\n".join([*filter(None, warned), str(path)])
+    fix = "remove it, or make it yours and private: chmod 700" if what == "rescue folder" else "remove it"
+    print(
+        f"Image.Batch: WARNING: {what} {path} skipped: {problem}; nothing in it is served or written ({fix})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _trusted(path):
+    """Whether the existing folder ``path`` is a rescue folder to use (warns once when not)."""
+    try:
+        problem = rescue_folder_problem(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    if problem:
+        _warn_rescue(path, problem)
+    return problem is None
+
+
+def _private_folder(path):
+    """``path`` as a rescue folder to write to: made 0700 when missing; OSError when it cannot be
+    trusted (see :func:`rescue_folder_problem`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    problem = rescue_folder_problem(path)
+    if problem:
+        _warn_rescue(path, problem)
+        raise OSError(f"not used: {problem}")
 
 
 def _rescue_roots(every=5.0):
-    """The rescue folders that exist (looked at once every few seconds, not once per image)."""
+    """The rescue folders that exist and can be trusted (looked at once every few seconds, not once
+    per image)."""
     now = time.monotonic()
     if now - _rescue_seen[0] > every:
-        _rescue_seen[:] = [now, tuple(root for root in RESCUE_ROOTS if root.is_dir())]
+        _rescue_seen[:] = [now, tuple(root for root in RESCUE_ROOTS if _trusted(root))]
     return _rescue_seen[1]
+
+
+def _read_rescued(root, key):
+    """The bytes of ``key``'s answer in the rescue folder ``root``, or None: only a regular file (no
+    symbolic link followed) of the current user, in a shard folder that can be trusted."""
+    shard = root / key[:2]
+    try:
+        problem = rescue_folder_problem(shard)
+        if problem:
+            _warn_rescue(shard, problem)
+            return None
+        with open(os.open(shard / f"{key}.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid():
+                return handle.read()
+    except OSError:  # missing, or a symbolic link (ELOOP)
+        return None
+    _warn_rescue(shard / f"{key}.json", "it is not a regular file of yours", "rescued answer")
+    return None
+
+
+def _has_rescued(root, key):
+    try:
+        info = os.lstat(root / entry_name(key))
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
 
 
 class Found:
@@ -318,11 +410,11 @@ class _Store:
             if entry is not None:
                 return Found(old, entry, legacy=True, batch_keys=self._legacy_batch_keys(entry))
         for root in _rescue_roots():
-            path = root / entry_name(key)
-            if path.is_file():
+            data = _read_rescued(root, key)
+            if data is not None:
                 try:
-                    return Found(key, _entry_from_bytes(path.read_bytes()), rescued=path)
-                except (OSError, ValueError):
+                    return Found(key, _entry_from_bytes(data), rescued=root / entry_name(key))
+                except ValueError:
                     continue
         return None
 
@@ -348,7 +440,7 @@ class _Store:
         unkeyed = "base_url" in request and request["base_url"] == self.unkeyed_endpoint(current_endpoint)
         if unkeyed and self.has(request_key(unkeyed_request(request))):
             return True
-        return any((root / entry_name(key)).is_file() for root in _rescue_roots())
+        return any(_has_rescued(root, key) for root in _rescue_roots())
 
     def keep(self, key, request, raw, origin="live", log=print, journal=True):
         """Store a paid answer: retried on failure; failing that, kept in a rescue folder with one
@@ -377,6 +469,8 @@ class _Store:
         for root in RESCUE_ROOTS:
             path = root / entry_name(key)
             try:
+                _private_folder(root)
+                _private_folder(path.parent)
                 atomic_write_bytes(path, data, private=True)
             except OSError as exc:
                 problems.append(f"{root}: {exc.strerror or exc}")

@@ -164,10 +164,14 @@ def at_exit(workflow, plan, out=sys.stderr):
 
 
 def _read_marker(run):
+    """The local marker, with this run's counts, when this run synced (the marker keeps the time and
+    counts of the sync that last changed the destination; the sync's own record has this run's)."""
     try:
         marker = json.loads(MARKER.read_text(encoding="utf-8"))
-        created = datetime.datetime.fromisoformat(marker["created"])
-    except (OSError, ValueError, KeyError, TypeError):
+        synced = json.loads(run.plan.synced_record.read_text(encoding="utf-8"))
+        created = datetime.datetime.fromisoformat(synced["created"])
+        marker["counts"] = synced["counts"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return marker if created >= run.started.replace(microsecond=0) else None
 
@@ -215,7 +219,7 @@ def summary(run, ok):
             f"markers: {remote}_SUCCESS.json and {MARKER}{cost}"
         )
         removed = marker.get("removed") or {}
-        if removed.get("listed"):
+        if removed.get("listed") or removed.get("kept_not_ours") or removed.get("kept_changed"):
             lines.append(f"  removed rows: {removed['summary']}")
     else:
         lines.append(f"  destination: {plan.choices.destination.describe()}: not synced in this run")

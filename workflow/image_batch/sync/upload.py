@@ -23,6 +23,9 @@ from image_batch.common.settings import Destination
 from image_batch.costs import bill
 
 MARKER_NAME = "_SUCCESS.json"
+# Per-sheet ledgers beside the marker: ``<prefix>_image-batch/sheets/<sheet id>.json``, what each
+# sheet's syncs put in the destination (see :func:`sheet_ledger`). Never of a removed row's shape.
+LEDGER_DIR = "_image-batch/sheets/"
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 CONTENT_TYPES = {".png": "image/png", ".json": "application/json"}
 
@@ -318,11 +321,14 @@ def sync(
     target=None,
     chunk_files=None,
     local_paths=None,
+    sheet="",
 ):
     """Sync ``paths`` (files under ``images_root``), or the files listed in ``chunk_files``, to
-    ``destination``; return the marker dict.  ``settings`` is the config's ``sync`` section
-    (concurrency, retry_mode, max_attempts).  ``local_paths`` maps a chunk entry's name to where
-    the file is, when not under ``images_root`` (a storage provider's local copies)."""
+    ``destination``; return this sync's marker dict (when the destination's marker was already
+    right, it is kept, and ``local_marker`` gets its very bytes).  ``settings`` is the config's
+    ``sync`` section (concurrency, retry_mode, max_attempts).  ``local_paths`` maps a chunk
+    entry's name to where the file is, when not under ``images_root`` (a storage provider's local
+    copies).  ``sheet``: the sheet's resolved path, which owns what this sync puts there."""
     if target is None:
         target = (
             make_target(destination, settings.concurrency, settings.retry_mode, settings.max_attempts)
@@ -335,7 +341,8 @@ def sync(
                 files = collect_chunks(chunk_files, images_root, destination.prefix, local_paths)
             else:
                 files = collect(paths, images_root, destination.prefix)
-            return _sync(files, destination, local_marker, target, log, bool(settings and settings.delete_removed))
+            delete = bool(settings and settings.delete_removed)
+            return _sync(files, destination, local_marker, target, log, delete, sheet)
         except Exception as exc:
             from botocore.exceptions import BotoCoreError, ClientError
 
@@ -377,7 +384,7 @@ def _differs(marker_bytes, marker):
     does: it is written again)."""
     try:
         old = json.loads(marker_bytes)
-        return any(old.get(part) != marker.get(part) for part in ("objects", "removed", "cost"))
+        return any(old.get(part) != marker.get(part) for part in ("objects", "removed", "cost", "sheet"))
     except (ValueError, AttributeError):
         return True
 
@@ -386,58 +393,142 @@ def _differs(marker_bytes, marker):
 OURS = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*/[A-Za-z0-9_-][A-Za-z0-9._-]*\.(?:png|json)$")
 
 
-def synced_before(marker_bytes):
-    """The keys a destination's marker says this workflow put there: what it synced, and what it
-    found removed and kept. Nothing else in a destination is ever taken for a removed row's."""
+def sheet_id(sheet):
+    """The name of a sheet's ledger: a digest of its resolved path (see :func:`sheet_ledger`)."""
+    return hashlib.sha256(str(sheet).encode("utf-8")).hexdigest()[:16]
+
+
+def ledger_key(prefix, sheet):
+    return f"{prefix}{LEDGER_DIR}{sheet_id(sheet)}.json"
+
+
+def read_ledger(data):
+    """A sheet's ledger (bytes) as {"sheet", "objects", "removed"}; None when missing or broken
+    (then nothing is taken for that sheet's)."""
     try:
-        marker = json.loads(marker_bytes) if marker_bytes else {}
-        keys = {o["key"] for o in marker.get("objects") or () if isinstance(o, dict) and "key" in o}
-        keys |= set((marker.get("removed") or {}).get("keys") or ())
-    except (ValueError, AttributeError, TypeError):
-        return set()
-    return keys
+        ledger = json.loads(data)
+        objects, removed = ledger["objects"], ledger.get("removed") or {}
+        if not isinstance(objects, dict) or not isinstance(removed, dict):
+            return None
+        for record in (*objects.values(), *removed.values()):
+            if not (isinstance(record, dict) and isinstance(record.get("etag"), str) and "size" in record):
+                return None
+        return {"sheet": str(ledger.get("sheet") or ""), "objects": objects, "removed": removed}
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
 
 
-def removed_keys(listing, files, prefix, marker_key, ours):
-    """Images and sidecars in the destination that no row of the sheet asks for any more: only keys
-    an earlier sync of this workflow put there (``ours``: see :func:`synced_before`), of its own
-    shape, and never a marker or a store's record."""
-    wanted = {f.key for f in files} | {marker_key}
-    return sorted(
-        k
-        for k in listing
-        if k in ours
-        and k not in wanted
-        and k.startswith(prefix)
-        and OURS.match(k[len(prefix) :])
-        and not k.endswith(("/" + MARKER_NAME, "/STORE.json"))
+def sheet_ledger(sheet, files, listing, kept, owned):
+    """What one sheet's syncs put in a destination, kept beside the marker (which every sheet syncing
+    to the same prefix replaces): ``objects``, what the sheet asks for now, each as verified now
+    (size, SHA-256, ETag); ``removed``, what an earlier sync of it put there that no row asks for
+    any more and that is still there unchanged (``kept`` keys, their records from ``owned``).
+    Removed rows may delete only an object the ledger of their own sheet records with the ETag it
+    still has."""
+    return {
+        "sheet": sheet,
+        "note": "what syncs of this sheet put here; sync.delete_removed deletes only these, and only unchanged",
+        "objects": {
+            f.key: {"size": f.size, "sha256": f.sha256, "etag": listing[f.key]["etag"].strip('"')} for f in files
+        },
+        "removed": {key: owned[key] for key in kept},
+    }
+
+
+def _of_our_shape(key, prefix, marker_key):
+    return (
+        key != marker_key
+        and key.startswith(prefix)
+        and bool(OURS.match(key[len(prefix) :]))
+        and not key.endswith(("/" + MARKER_NAME, "/STORE.json"))
     )
 
 
-def _removed_summary(removed, deleted):
+def removed_keys(listing, files, prefix, marker_key, owned, others=None):
+    """Objects in the destination, of the shape the workflow gives them, that no row of the sheet
+    asks for any more, as (removed, changed, foreign):
+
+    - ``removed``: this sheet's removed rows, which ``sync.delete_removed`` may delete: its own
+      ledger (``owned``: {key: {"size", "etag", ...}}) records them, and each still has the
+      recorded size and ETag, and no other sheet asks for it;
+    - ``changed``: recorded as this sheet's, but replaced since (another ETag or size): kept;
+    - ``foreign``: {key: sheet}, what another sheet asks for (``others``: {sheet: keys}) or no
+      ledger knows (sheet ""): kept."""
+    wanted = {f.key for f in files}
+    removed, changed, foreign = [], [], {}
+    for key in sorted(listing):
+        if key in wanted or not _of_our_shape(key, prefix, marker_key):
+            continue
+        owners = [sheet for sheet, keys in (others or {}).items() if key in keys]
+        record = owned.get(key)
+        if owners:
+            foreign[key] = owners[0]
+        elif record is None:
+            foreign[key] = ""
+        elif record["etag"] == listing[key]["etag"].strip('"') and record["size"] == listing[key]["size"]:
+            removed.append(key)
+        else:
+            changed.append(key)
+    return removed, changed, foreign
+
+
+def _removed_summary(removed, deleted, changed=(), foreign=None):
     images = sum(1 for k in removed if k.endswith(".png"))
     if not removed:
-        return "none"
-    if deleted:
-        return f"{images} image(s) no row asks for any more were deleted from the destination ({len(removed)} objects)"
-    return (
-        f"{images} image(s) in the destination no row asks for any more (e.g. {removed[0]}); "
-        "kept: set sync.delete_removed: true to delete them"
-    )
+        text = "none"
+    elif deleted:
+        text = f"{images} image(s) no row asks for any more were deleted from the destination ({len(removed)} objects)"
+    else:
+        text = (
+            f"{images} image(s) in the destination no row asks for any more (e.g. {removed[0]}); "
+            "kept: set sync.delete_removed: true to delete them"
+        )
+    foreign = foreign or {}
+    if changed or foreign:
+        sheets = sorted({sheet for sheet in foreign.values() if sheet})
+        of_sheets = sum(1 for sheet in foreign.values() if sheet)
+        details = []
+        if sheets:
+            more = ", ..." if len(sheets) > 3 else ""
+            details.append(f"{of_sheets} another sheet's: {', '.join(sheets[:3])}{more}")
+        if changed:
+            details.append(f"{len(changed)} changed since, e.g. {changed[0]}")
+        if len(foreign) > of_sheets:
+            details.append(f"{len(foreign) - of_sheets} no sheet of ours put there")
+        text += f"; kept: {len(changed) + len(foreign)} object(s) not ours or changed since we wrote them"
+        text += f" ({'; '.join(details)})"
+    return text
 
 
-def _sync(files, destination, local_marker, target, log, delete_removed=False):
+def _other_ledgers(target, listing, prefix, own_key):
+    """{sheet: set of the keys it asks for} from the other sheets' ledgers in the destination."""
+    others = {}
+    for key in sorted(listing):
+        if key.startswith(f"{prefix}{LEDGER_DIR}") and key.endswith(".json") and key != own_key:
+            ledger = read_ledger(target.read(key))
+            if ledger is not None:
+                others[ledger["sheet"] or key] = set(ledger["objects"])
+    return others
+
+
+def _sync(files, destination, local_marker, target, log, delete_removed=False, sheet=""):
     marker_key = f"{destination.prefix}{MARKER_NAME}"
+    own_key = ledger_key(destination.prefix, sheet)
     files = sorted(files, key=lambda f: f.key)
     log(f"syncing {len(files)} files to {destination.describe()}")
     remote = target.list(destination.prefix)
-    # the last verified sync's marker: what it put there (ETags that are not MD5s: SSE-KMS), and the
-    # only objects removed rows may ever delete
+    # the last verified sync's marker (it may be another sheet's: it only tells what was verified,
+    # for ETags that are not MD5s: SSE-KMS), and this sheet's own ledger: what its syncs put there,
+    # the only objects its removed rows may ever delete
     previous = target.read(marker_key) if marker_key in remote else None
+    old_ledger = (read_ledger(target.read(own_key)) if own_key in remote else None) or {"objects": {}, "removed": {}}
+    owned = {**old_ledger["removed"], **old_ledger["objects"]}
     to_upload, unchanged = plan(files, remote)
     opaque = [f for f in to_upload if f.key in remote and remote[f.key]["size"] == f.size]
-    if opaque and previous is not None:
-        to_upload, unchanged = plan(files, remote, known_from_marker(previous))
+    if opaque and (previous is not None or owned):
+        known = known_from_marker(previous) if previous is not None else {}
+        known.update({k: (o.get("sha256"), o["etag"]) for k, o in old_ledger["objects"].items()})
+        to_upload, unchanged = plan(files, remote, known)
     log(f"{len(to_upload)} to upload, {len(unchanged)} already there with the same content")
     listing = remote
     if to_upload:
@@ -454,39 +545,54 @@ def _sync(files, destination, local_marker, target, log, delete_removed=False):
         if bad:
             raise SyncError(f"{len(bad)} upload(s) could not be verified, e.g. {bad[0]}; no marker written")
         log(f"uploaded and verified {len(to_upload)} files")
-    removed = removed_keys(listing, files, destination.prefix, marker_key, synced_before(previous))
+    wanted = {f.key for f in files}
+    leftovers = any(k not in wanted and _of_our_shape(k, destination.prefix, marker_key) for k in listing)
+    others = _other_ledgers(target, listing, destination.prefix, own_key) if leftovers else {}
+    removed, changed, foreign = removed_keys(listing, files, destination.prefix, marker_key, owned, others)
     deleted = 0
     if removed and delete_removed:
         if marker_key in listing and not to_upload:
             target.delete(marker_key)  # a sync in progress must not look complete
         target.delete_many(removed)
         deleted = len(removed)
+    ledger = sheet_ledger(sheet, files, listing, [] if deleted else removed, owned)
+    if ledger != {**old_ledger, "sheet": sheet, "note": ledger["note"]}:
+        target.put(own_key, canonical_json(ledger).encode("utf-8"))  # before the marker, which comes last
     marker = _marker(destination, files, len(to_upload), listing)
+    marker["sheet"] = sheet
     marker["removed"] = {
         "listed": len(removed),
         "deleted": deleted,
         "keys": removed,
-        "summary": _removed_summary(removed, deleted),
+        "kept_changed": changed,
+        "kept_not_ours": len(foreign),
+        "other_sheets": sorted({s for s in foreign.values() if s}),
+        "summary": _removed_summary(removed, deleted, changed, foreign),
     }
-    if removed:
+    if removed or changed or foreign:
         log(f"removed rows: {marker['removed']['summary']}")
     marker["cost"] = bill.report(_sidecars(files))
     log(bill.describe_report(marker["cost"]))
     if to_upload or deleted or previous is None or _differs(previous, marker):
-        target.put(marker_key, canonical_json(marker).encode("utf-8"))
+        body = canonical_json(marker).encode("utf-8")
+        target.put(marker_key, body)
         log(f"wrote marker {marker_key}")
     else:
+        body = previous  # the same bytes here as there, the time of the sync that wrote it included
         log("destination already complete; marker unchanged")
-    atomic_write_bytes(local_marker, canonical_json(marker).encode("utf-8"))
+    atomic_write_bytes(local_marker, body)
     log(f"done: {len(to_upload)} uploaded, {len(unchanged)} unchanged, destination listed {target.listings} time(s)")
     return marker
 
 
-def sync_job(inputs, local_marker, log_file, settings, names=None, synced=None):
+def sync_job(inputs, local_marker, log_file, settings, names=None, synced=None, sheet_record=None, before=()):
     """The sync rule: the chunk digests and the destination recorded by the main process (its
     inputs ``chunks`` and ``destination``); with ``names``, its input ``images`` are those files'
     local copies (a storage provider's), in the same order. ``synced``: this destination's own
-    record that the sync completed."""
+    record that the sync completed, with this sync's time and counts (the markers keep those of
+    the sync that last changed the destination). ``sheet_record``: which images the sheet asks for
+    (see :func:`write_sheet_record`; ``before``: what it named when the Snakefile was read, since
+    Snakemake removes a job's outputs before the job runs)."""
     recorded = read_json(inputs.destination, "the sync destination record")
     how = dataclasses.replace(settings.sync, delete_removed=bool(recorded.get("delete_removed")))
     marker = sync(
@@ -497,8 +603,48 @@ def sync_job(inputs, local_marker, log_file, settings, names=None, synced=None):
         settings=how,
         chunk_files=inputs.chunks,
         local_paths=dict(zip(names, inputs.images, strict=False)) if names else None,
+        sheet=str(recorded.get("sheet") or ""),
     )
     if synced:
         done = {"destination": marker["destination"], "created": marker["created"], "counts": marker["counts"]}
         atomic_write_bytes(synced, canonical_json(done).encode("utf-8"), durable=False)
+    if sheet_record:
+        write_sheet_record(sheet_record, recorded.get("sheet") or "", marker["objects"], marker["prefix"], before)
     return marker
+
+
+SHEET_RECORDS = Path("results/sync/sheets")
+
+
+def write_sheet_record(path, sheet, objects, prefix, before=(), images_root="results/images"):
+    """``results/sync/sheets/<id>.json``: the images a sheet asked for at its last sync (``images``),
+    and those it asked for before (``before``: its record as the run found it) that are still in
+    ``images_root`` (``earlier``: its removed rows), so that a run of another sheet in the same
+    folder takes neither for its own removed rows."""
+    images = sorted(o["key"][len(prefix) : -len(".png")] for o in objects if o["key"].endswith(".png"))
+    earlier = sorted(n for n in set(before) - set(images) if (Path(images_root) / f"{n}.png").is_file())
+    record = {"sheet": sheet, "images": images, "earlier": earlier}
+    atomic_write_bytes(path, canonical_json(record).encode("utf-8"), durable=False)
+
+
+def sheet_record_names(path):
+    """The images a sheet's record (see :func:`write_sheet_record`) names: asked for, or before."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        return sorted({*(record.get("images") or ()), *(record.get("earlier") or ())})
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
+
+
+def other_sheets_images(sheet, root=SHEET_RECORDS):
+    """{``folder/image_id``: sheet} of the images the other sheets synced from this folder ask for,
+    or asked for before (their own removed rows)."""
+    found = {}
+    for path in sorted(Path(root).glob("*.json")) if Path(root).is_dir() else ():
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if record.get("sheet") != sheet:
+                found.update(dict.fromkeys(sheet_record_names(path), record.get("sheet") or path.name))
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
+    return found
