@@ -157,13 +157,11 @@ def test_kill_9_mid_batch_then_main_py_finishes_without_paying_twice(project_env
     calls_at_kill = len(api.calls)
     stored_at_kill = stored_prompts(project_env.root)
     assert 8 <= calls_at_kill < n
-    locks = project_env.root / ".snakemake/locks"
-    assert not locks.exists() or not any(locks.iterdir())  # nothing stale left behind to --unlock
     api.latency = 0
 
-    result = project_env.main("input.csv")
+    result = project_env.main("input.csv")  # no --unlock: no lock outlives the killed run
     assert result.returncode == 0, result.output[-4000:]
-    assert "--unlock" not in result.output
+    assert "--unlock" not in result.output and "another Image.Batch run" not in result.output
     assert_all_images_correct(project_env.root, n)
     later = api.calls[calls_at_kill:]
     # nothing stored before the kill was asked for again; only requests in flight were paid twice
@@ -183,7 +181,7 @@ def test_second_run_while_one_is_alive_is_refused(project_env, api):
     first = start_run(project_env, "--config", "input_csv=input.csv")
     try:
         wait_for(lambda: len(api.calls) >= 1)
-        second = project_env.snakemake("--config", "input_csv=input.csv", check=False)
+        second = project_env.snakemake("--config", "input_csv=input.csv", check=False, timeout=120)
         assert second.returncode != 0
         assert "another Image.Batch run is working in this folder" in second.output
         dry = project_env.snakemake("--dry-run", "--config", "input_csv=input.csv", check=False)
@@ -287,3 +285,28 @@ def test_sync_broken_midway_leaves_no_marker_and_rerun_uploads_only_the_rest(pro
     assert sum(1 for r in flaky_s3.requests if r["method"] == "GET" and "list-type" in r["path"]) <= 2
     stored = s3.objects("broken")
     assert len(json.loads(stored["_SUCCESS.json"])["objects"]) == 20
+
+
+def test_a_second_real_run_while_one_is_alive_is_refused_before_any_job(project_env, api):
+    n = 12
+    write_sheet(project_env, n)
+    api.hold()  # the first run's calls stay in flight: it is surely working while the second starts
+    first = start_run(project_env, "--config", "input_csv=input.csv")
+    try:
+        wait_for(lambda: api.held() >= 1)
+        second = project_env.snakemake("--config", "input_csv=input.csv", check=False, timeout=120)
+        assert first.poll() is None and api.calls == [], "the first run was not working any more"
+        assert second.returncode != 0
+        assert f"another Image.Batch run is working in this folder (pid {first.pid}," in second.output
+        assert "Traceback" not in second.output and "--unlock" not in second.output
+        assert "calling openai" not in second.output and "Finished jobid" not in second.output  # no job ran
+        api.release()
+        assert first.wait(timeout=300) == 0
+    finally:
+        api.release()
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    assert_all_images_correct(project_env.root, n)
+    prompts = [call["body"]["prompt"] for call in api.paid_calls]
+    assert len(prompts) == len(set(prompts)) == n  # each image paid for once: by the first run

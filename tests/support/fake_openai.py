@@ -296,6 +296,9 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         self.latency = float(latency)  # seconds added to every request
         self.default_model = default_model  # what the real API assumes when "model" is omitted
         self.fixed_created = fixed_created  # None: answers carry the current time as "created"
+        self._open = threading.Event()  # cleared by hold(): requests wait, in flight, until release()
+        self._open.set()
+        self._held = 0
         self._lock = threading.Lock()
         self._calls = []
         self._overrides = []  # [(substring, Behavior)], first match wins
@@ -358,6 +361,19 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             "by_status": dict(by_status),
             "by_behavior": dict(collections.Counter(call["behavior"] for call in calls)),
         }
+
+    def hold(self):
+        """Requests arriving from now on stay in flight, unanswered (and recorded only once answered), until
+        :meth:`release`: a run that is surely still working, with no timing to guess."""
+        self._open.clear()
+
+    def release(self):
+        self._open.set()
+
+    def held(self):
+        """How many requests hold() is keeping in flight now."""
+        with self._lock:
+            return self._held
 
     def reset(self):
         """Clear the request logs, live and batch (behaviours, files and batches stay; see clear_behaviors)."""
@@ -546,6 +562,12 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         }
         if self.latency:
             time.sleep(self.latency)
+        if not self._open.is_set():
+            with self._lock:
+                self._held += 1
+            self._open.wait(timeout=600)
+            with self._lock:
+                self._held -= 1
         status, body, extra = self._route(handler, method, raw, call)
         # Record before answering, so a client that has its answer always finds the call logged.
         call["status"] = status
