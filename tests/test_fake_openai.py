@@ -54,7 +54,7 @@ def decode(b64):
 def test_generate_returns_png_of_prompt_colour(srv, client):
     response = generate(client)
     image = decode(response.data[0].b64_json)
-    assert image.format == "PNG" and image.size == (64, 64)
+    assert image.format == "PNG" and image.size == (1024, 1024)
     assert image.convert("RGB").getpixel((10, 10)) == expected_color("a red fox")
     assert response.size == "1024x1024" and response.output_format == "png" and response.quality == "medium"
     # gpt-image-2, medium, 1024x1024: 1756 image tokens (research §4); "a red fox": ceil(9 / 4) = 3 text tokens.
@@ -65,6 +65,29 @@ def test_generate_returns_png_of_prompt_colour(srv, client):
     assert call["headers"]["authorization"] == "Bearer sk-test"
     assert call["body"]["model"] == "gpt-image-2" and "response_format" not in call["body"]
     assert srv.paid_calls == [call]
+
+
+@pytest.mark.parametrize(
+    "model, size, made",
+    [
+        ("gpt-image-2", "1536x1024", (1536, 1024)),
+        ("gpt-image-2.5-sunburst", "3840x2160", (3840, 2160)),
+        ("gpt-image-2.6-flare", "auto", (1024, 1024)),
+        ("gpt-image-1.5", "1024x1536", (1024, 1536)),
+    ],
+)
+@pytest.mark.parametrize("output_format", ["png", "jpeg", "webp"])
+def test_the_image_is_the_size_the_answer_states(srv, client, model, size, made, output_format):
+    response = generate(client, model=model, size=size, output_format=output_format, prompt=f"a fox {size}")
+    image = decode(response.data[0].b64_json)
+    assert image.size == made and response.size == f"{made[0]}x{made[1]}"
+    assert image.format == {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[output_format]
+    colour = expected_color(f"a fox {size}")
+    if output_format == "jpeg":  # lossy: the corner is near the colour
+        corner = image.convert("RGB").getpixel((made[0] - 1, made[1] - 1))
+        assert max(abs(a - b) for a, b in zip(corner, colour, strict=True)) <= 2
+    else:  # every pixel is the colour
+        assert image.convert("RGB").getextrema() == tuple((c, c) for c in colour)
 
 
 def test_raw_response_exposes_request_id_and_rate_limit_headers(srv, client):

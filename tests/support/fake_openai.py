@@ -7,8 +7,9 @@ the models of that day, their settings, refusals, usage and error bodies come fr
 catalogue).  ``models=`` restricts the account to some of them (others answer 404 ``model_not_found``);
 ``retired_answer`` picks how a retired model is refused ("invalid_value": 400 param model, the default;
 "model_not_found" or "deprecated": 404); ``usage_shape="no_details"`` leaves ``output_tokens_details`` out of
-``usage``.  Images are real but tiny: one solid colour taken from sha256(prompt) (see :func:`expected_color`),
-rendered at ``render_size`` whatever size was asked for; the answer's ``size`` is the size the real API makes.
+``usage``.  Images are real and of the size the answer states (the size asked for; "auto" makes 1024x1024), one
+solid colour taken from sha256(prompt) (see :func:`expected_color`), and cheap: a PNG is a one-colour palette image
+of a few hundred bytes (``render_size`` forces one size, e.g. (64, 64) for benchmarks comparable with old figures).
 
 Faults are injected per prompt (``set_behavior`` / ``fail_times``), for everything (``default_behavior``), or
 at random (``set_fault_mix``: a seeded share of the requests no explicit rule matched) with the kinds listed in
@@ -32,6 +33,7 @@ SIGTERM.  Standard library + Pillow only.
 
 import base64
 import collections
+import functools
 import hashlib
 import io
 import json
@@ -43,6 +45,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -211,11 +214,57 @@ def expected_color(prompt):
     return tuple(hashlib.sha256(prompt.encode("utf-8")).digest()[:3])
 
 
-def render_image(prompt, output_format="png", size=(64, 64)):
-    """Encoded image bytes for ``prompt``: a solid ``expected_color(prompt)`` square (webp is lossless)."""
+def render_image(prompt, output_format="png", size=(1024, 1024)):
+    """Encoded image bytes for ``prompt``: a solid ``expected_color(prompt)`` RGB image of ``size`` (webp is lossless).
+
+    Cheap at any size: a PNG's compressed pixels are made once per size (see :func:`_png_parts`); only the first
+    pixel's four bytes, stored uncompressed, and two checksums differ from prompt to prompt.  JPEG and WebP are
+    encoded once per colour and size."""
+    size = (int(size[0]), int(size[1]))
+    if output_format != "png":
+        return _encoded(expected_color(prompt), output_format, size)
+    head, rest, rest_adler, rest_length = _png_parts(size)
+    first = bytes((1, *expected_color(prompt)))  # row 0, filter Sub: the first pixel; every later byte is 0
+    stored = b"\x00" + struct.pack("<HH", len(first), 0xFFFF ^ len(first)) + first  # a non-final stored block
+    adler = _adler32_concat(zlib.adler32(first), rest_adler, rest_length)
+    idat = b"IDAT" + b"\x78\x01" + stored + rest + struct.pack(">I", adler)
+    return head + struct.pack(">I", len(idat) - 4) + idat + struct.pack(">I", zlib.crc32(idat)) + _PNG_END
+
+
+_PNG_END = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+
+
+@functools.lru_cache(maxsize=32)
+def _png_parts(size):
+    """What a solid RGB PNG of ``size`` shares with every other colour: the signature and IHDR, and the raw deflate
+    blocks (final one included) of its pixel rows after the first pixel: row 0 filtered Sub (zeros after the first
+    pixel), every later row filtered Up (all zeros); with the Adler-32 and length of those rows."""
+    width, height = size
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    head = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    rows = [bytes(3 * width - 3)] + [b"\x02" + bytes(3 * width)] * (height - 1)
+    adler, length, out = 1, 0, []
+    for row in rows:
+        adler, length = zlib.adler32(row, adler), length + len(row)
+        out.append(deflate.compress(row))
+    out.append(deflate.flush())
+    return head, b"".join(out), adler, length
+
+
+def _adler32_concat(first, second, second_length):
+    """The Adler-32 of A + B from those of A and B (zlib's adler32_combine)."""
+    base = 65521
+    low = ((first & 0xFFFF) + (second & 0xFFFF) - 1) % base
+    high = ((first >> 16) + (second >> 16) + second_length * ((first & 0xFFFF) - 1)) % base
+    return (high << 16) | low
+
+
+@functools.lru_cache(maxsize=256)
+def _encoded(color, output_format, size):
     buffer = io.BytesIO()
     options = {"lossless": True} if output_format == "webp" else {}
-    Image.new("RGB", size, expected_color(prompt)).save(buffer, FORMATS[output_format], **options)
+    Image.new("RGB", size, color).save(buffer, FORMATS[output_format], **options)
     return buffer.getvalue()
 
 
@@ -261,7 +310,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         models=None,
         host="127.0.0.1",
         port=0,
-        render_size=(64, 64),
+        render_size=None,
         latency=0.0,
         default_model="dall-e-2",
         rate_limit_per_minute=None,
@@ -292,7 +341,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         self.retired_answer = retired_answer
         self.usage_shape = usage_shape
         self.host, self._port = host, port
-        self.render_size = tuple(render_size)
+        self.render_size = None if render_size is None else tuple(render_size)  # None: the size the answer states
         self.latency = float(latency)  # seconds added to every request
         self.default_model = default_model  # what the real API assumes when "model" is omitted
         self.fixed_created = fixed_created  # None: answers carry the current time as "created"
@@ -674,7 +723,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         elif kind == "bad_base64":
             items = [{"b64_json": "!!!not-base64"}] * n
         else:
-            image = render_image(prompt, fmt, self.render_size)
+            image = render_image(prompt, fmt, self.render_size or (settings.width, settings.height))
             if kind == "url" or settings.response_format == "url":
                 name = f"{hashlib.sha256(prompt.encode()).hexdigest()[:16]}.{fmt}"
                 with self._lock:
