@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import API_KEY, api_slots
-from tests.support.fake_openai import expected_color
+from tests.support.fake_openai import Behavior, expected_color
 
 API_SLOTS = api_slots()
 
@@ -310,3 +310,41 @@ def test_a_second_real_run_while_one_is_alive_is_refused_before_any_job(project_
     assert_all_images_correct(project_env.root, n)
     prompts = [call["body"]["prompt"] for call in api.paid_calls]
     assert len(prompts) == len(set(prompts)) == n  # each image paid for once: by the first run
+
+
+def test_calls_keep_to_the_rate_limit_the_api_states(project_env, api):
+    """Real `snakemake`, two API slots, the stand-in limiting 4 requests per 2 seconds (stated as 120 a minute in
+    its x-ratelimit headers, as the real API states its limits): the jobs space their calls evenly by that header
+    (and wait when it says none remain), so no call meets a 429 beyond the first ones, sent before any header was
+    seen. Counts and order only, with generous bounds: a loaded machine makes calls later, never earlier."""
+    n, limit, window = 24, 4, 2.0
+    write_sheet(project_env, n)
+    api.set_rate_limit(limit, window=window, per_minute_headers=True)
+    result = project_env.snakemake("--config", "input_csv=input.csv", "--resources", "api=2")
+    assert_all_images_correct(project_env.root, n)
+    assert len(api.good_paid_calls) == n and "Traceback" not in result.output
+    limited = [call for call in api.calls if call["limited"]]
+    assert len(limited) <= 2, f"{len(limited)} answers of 429 for {n} rows at {limit} per {window:g} s"
+    # evenly spaced: one call every 60 / (120 x 0.97) = 0.52 s; in bursts, 3 gaps of 4 would be near 0
+    times = sorted(call["time"] for call in api.calls)
+    bunched = [later - earlier for earlier, later in zip(times, times[1:], strict=False) if later - earlier < 0.25]
+    assert len(bunched) <= 5, f"{len(bunched)} of {len(times) - 1} gaps between calls under 0.25 s: not paced"
+
+
+def test_a_429_holds_back_every_job_until_its_retry_after(project_env, api):
+    """Real `snakemake`, two API slots busy: one call meets a 429 asking to wait 2 s; the other job, which met
+    none, sends nothing more until then either (one call of its own may already have been on its way)."""
+    n = 24  # 12 rounds of 0.2 s: the run outlasts the retry-after unless the other job is held back
+    write_sheet(project_env, n)
+    api.latency = 0.2
+    api.fail_times("calm lake", Behavior("rate_limit", retry_after=2.0), 1)  # the first call
+    result = project_env.snakemake("--config", "input_csv=input.csv", "--resources", "api=2")
+    assert_all_images_correct(project_env.root, n)
+    assert len(api.good_paid_calls) == n and "Traceback" not in result.output
+    [refusal] = [call for call in api.calls if call["status"] == 429]
+    start, until = refusal["answered"], refusal["answered"] + 2.0
+    # a call already on its way when the 429 was answered may arrive just after it; none later, until the
+    # retry-after has passed (50 ms allowed for the clocks)
+    during = [call["body"]["prompt"] for call in api.calls if start + 0.25 < call["time"] < until - 0.05]
+    assert during == [], f"{len(during)} call(s) went out within the 429's retry-after of 2 s: {during}"
+    assert len([call for call in api.calls if call["time"] >= until - 0.05]) >= n // 2, "nothing was held back"

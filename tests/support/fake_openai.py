@@ -187,10 +187,12 @@ UNITS = ("requests", "images")  # what a limiter counts
 
 @dataclass(frozen=True)
 class Behavior:
-    """How to answer one request: ``kind`` is one of BEHAVIORS; ``delay`` (seconds) is used by "slow"."""
+    """How to answer one request: ``kind`` is one of BEHAVIORS; ``delay`` (seconds) is used by "slow";
+    ``retry_after`` (seconds) is what a 429 ("rate_limit", "slow_down") asks to wait (default: its canned 50 ms)."""
 
     kind: str = "ok"
     delay: float = 1.0
+    retry_after: float | None = None
 
     def __post_init__(self):
         if self.kind not in BEHAVIORS:
@@ -497,7 +499,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
 
     # -- rate limiter -------------------------------------------------------------------------------------------
 
-    def set_rate_limit(self, per_minute, window=60.0, unit="requests"):
+    def set_rate_limit(self, per_minute, window=60.0, unit="requests", per_minute_headers=False):
         """Allow at most ``per_minute`` requests (``unit="requests"``) or images (``unit="images"``: a request for
         ``n`` images uses ``n``) answered with status 200 per sliding ``window`` seconds (None: no limit).
 
@@ -505,7 +507,8 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         ``retry-after`` = the time until enough of the window frees; every generation answer then carries
         ``x-ratelimit-{limit,remaining,reset}-<unit>`` headers describing the limiter (reset as a duration, e.g.
         "1s", "250ms", "1m30s").  Requests answered with an error use up nothing.  Shrink ``window`` in tests that
-        want to wait for a slot."""
+        want to wait for a slot; with ``per_minute_headers`` the limit header states the limit per minute, as the
+        real API's does (``per_minute`` x 60 / ``window``), so a client pacing by it keeps to the short window."""
         if per_minute is not None and int(per_minute) < 1:
             raise ValueError(f"per_minute must be at least 1, not {per_minute!r}")
         if float(window) <= 0:
@@ -516,6 +519,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             self._limit = None if per_minute is None else int(per_minute)
             self._window = float(window)
             self._unit = unit
+            self._per_minute_headers = bool(per_minute_headers)
 
     def _take_slot(self, images=1):
         """(slot, headers) for a request of ``images`` images: slot is None when the limiter says no (then headers
@@ -558,8 +562,9 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         self._expire(now)
         reset = self._slots[-1] + self._window - now if self._slots else 0.0
         unit = self._unit
+        stated = self._limit * 60 / self._window if self._per_minute_headers else self._limit
         return {
-            f"x-ratelimit-limit-{unit}": str(self._limit),
+            f"x-ratelimit-limit-{unit}": str(round(stated)) if float(stated).is_integer() else f"{stated:.2f}",
             f"x-ratelimit-remaining-{unit}": str(max(0, self._limit - len(self._slots))),
             f"x-ratelimit-reset-{unit}": _duration(reset),
         }
@@ -618,6 +623,8 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             with self._lock:
                 self._held -= 1
         status, body, extra = self._route(handler, method, raw, call)
+        call["answer_headers"] = extra  # the answer's headers (x-request-id and processing time added below)
+        call["answered"] = time.time()  # "time" is when the request arrived
         # Record before answering, so a client that has its answer always finds the call logged.
         call["status"] = status
         batch_api = call.get("batch_api", False)  # Files/Batch requests are logged apart and never paid
@@ -695,7 +702,12 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             return status, answer, {}
         if kind in _FAULTS:
             status, message, type_, code, extra = _FAULTS[kind]
-            return status, error_body(message.replace("{model}", str(model)), type_, code), dict(extra)
+            extra = dict(extra)
+            if behavior.retry_after is not None and "retry-after-ms" in extra:
+                wait = behavior.retry_after
+                extra.update({"retry-after-ms": str(math.ceil(wait * 1000)), "retry-after": str(math.ceil(wait))})
+                message = message.replace("in 50ms.", f"in {_duration(wait)}.")
+            return status, error_body(message.replace("{model}", str(model)), type_, code), extra
         if kind in _RAW_FAULTS:
             status, content_type, payload = _RAW_FAULTS[kind]
             return status, (payload, content_type), {}
