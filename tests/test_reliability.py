@@ -348,3 +348,21 @@ def test_a_429_holds_back_every_job_until_its_retry_after(project_env, api):
     during = [call["body"]["prompt"] for call in api.calls if start + 0.25 < call["time"] < until - 0.05]
     assert during == [], f"{len(during)} call(s) went out within the 429's retry-after of 2 s: {during}"
     assert len([call for call in api.calls if call["time"] >= until - 0.05]) >= n // 2, "nothing was held back"
+
+
+def test_two_rows_with_the_same_request_pay_once(project_env, api):
+    """A real sheet with two rows (two image ids) of the same description: one request, one paid call, though
+    their jobs run at the same time; both images are made from that answer."""
+    rows = ["image_id,context,description", "twin-a,Nature,a heron in the reeds", "twin-b,Nature,a heron in the reeds"]
+    rows += [f"img{i:03d},Nature,prompt number {i} of a calm lake" for i in range(4)]
+    (project_env.root / "input.csv").write_text("\r\n".join(rows) + "\r\n", newline="")
+    api.latency = 0.5  # both twins' jobs are in flight together
+    result = project_env.snakemake("--config", "input_csv=input.csv")
+    assert "Traceback" not in result.output
+    heron = [call for call in api.calls if "heron" in call["body"]["prompt"]]
+    assert len(heron) == 1 and heron[0]["paid"], f"{len(heron)} calls for one request"
+    assert len(api.paid_calls) == 5  # the twins' one, and one for each other row
+    images = project_env.root / "results/images/nature"
+    assert (images / "twin-a.png").read_bytes() == (images / "twin-b.png").read_bytes()
+    with Image.open(images / "twin-a.png") as image:
+        assert image.convert("RGB").getpixel((0, 0)) == expected_color(heron[0]["body"]["prompt"])
