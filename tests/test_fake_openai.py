@@ -433,7 +433,7 @@ def test_rate_limiter_slot_frees_after_retry_after(srv):
     assert [call["status"] for call in srv.calls_for("three")][-1] == 200
 
 
-# -- the real API of 2026-11-27 (research file issue10-facts.md) -------------------------------------------------------
+# -- the real API of 2026-11-27 (sources: tests/support/SOURCES.md) ----------------------------------------------------
 
 # Written out by hand from the research, not taken from the stand-in's table: what should answer on 2026-11-27.
 TODAYS_MODELS = [
