@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 import yaml
+from PIL import Image
 
 from tests.conftest import API_KEY, REPO, api_slots, update_config
 from tests.support import previous_version
@@ -134,6 +135,22 @@ def test_the_cost_in_the_marker_matches_the_list_prices_to_the_cent(user, api):
     assert sum(c["cost"] for c in marker["per_context"].values()) == pytest.approx(marker["total"])
     log = (user.root / "results/logs/summary.log").read_text()
     assert "estimate before the run" in log
+
+
+def test_images_come_at_the_size_asked_for_up_to_the_largest(user, api):
+    """The stand-in answers images of the size asked for; the workflow keeps them as they came (no resizing) and
+    makes the contact sheets from them, at the largest size a 2.x model takes."""
+    update_config(user.root, openai={"model": "gpt-image-2.5-sunburst", "size": "3840x2160"})
+    (user.root / "input.csv").write_text(sheet(4), newline="")
+    run(user)
+    made = pngs(user.root)
+    assert len(made) == 4
+    for png in made:
+        with Image.open(png) as image:
+            assert image.format == "PNG" and image.size == (3840, 2160)
+        assert json.loads(png.with_suffix(".json").read_text())["usage"]["output_tokens"] > 0
+    sheets = sorted(p.stem for p in (user.root / "results/contact-sheets").glob("*.jpg"))
+    assert sheets == ["hills", "lakes"]
 
 
 # -- the endpoint is part of a request's identity --------------------------------------------------
