@@ -433,6 +433,40 @@ def test_rate_limiter_slot_frees_after_retry_after(srv):
     assert [call["status"] for call in srv.calls_for("three")][-1] == 200
 
 
+def test_a_short_window_can_state_its_limit_per_minute(srv, client):
+    srv.set_rate_limit(4, window=2.0, per_minute_headers=True)  # 4 per 2 s is 120 a minute
+    headers = client.images.with_raw_response.generate(model="gpt-image-2", prompt="paced").headers
+    assert headers["x-ratelimit-limit-requests"] == "120" and headers["x-ratelimit-remaining-requests"] == "3"
+    srv.set_rate_limit(4, window=2.0)  # as the window counts them
+    headers = client.images.with_raw_response.generate(model="gpt-image-2", prompt="paced").headers
+    assert headers["x-ratelimit-limit-requests"] == "4"
+
+
+def test_a_429_can_ask_for_a_longer_wait(srv, client):
+    srv.set_behavior("patience", Behavior("rate_limit", retry_after=2.5))
+    with pytest.raises(openai.RateLimitError) as caught:
+        generate(client, prompt="patience")
+    headers = caught.value.response.headers
+    assert headers["retry-after-ms"] == "2500" and headers["retry-after"] == "3"
+    assert "Please try again in 2.5s." in caught.value.message
+    [call] = srv.calls_for("patience")
+    assert call["answer_headers"]["retry-after-ms"] == "2500" and call["answered"] >= call["time"]
+
+
+def test_held_calls_wait_in_flight_until_released(srv, client):
+    srv.hold()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answer = pool.submit(generate, client, prompt="held")
+        deadline = time.monotonic() + 10
+        while srv.held() < 1:
+            assert time.monotonic() < deadline, "the call never reached the stand-in"
+            time.sleep(0.01)
+        assert srv.calls == [] and not answer.done()  # recorded only once answered
+        srv.release()
+        assert answer.result(timeout=10).data[0].b64_json
+    assert srv.held() == 0 and len(srv.paid_calls) == 1
+
+
 # -- the real API of 2026-11-27 (sources: tests/support/SOURCES.md) ----------------------------------------------------
 
 # Written out by hand from the research, not taken from the stand-in's table: what should answer on 2026-11-27.

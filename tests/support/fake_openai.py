@@ -19,7 +19,9 @@ only when asked for, ``PERMANENT`` ones are not worth retrying).  An optional li
 Every request is recorded, with the behaviour kind used in ``call["behavior"]``; ``paid_calls`` are the ones the
 real API would have billed (status 200 with a ``data`` list fully sent, whatever that data held) and
 ``good_paid_calls`` the paid ones whose data was a valid image; ``stats()`` sums the log up.  ``fixed_created``
-makes every answer's ``created`` that number (default: the time of the answer).
+makes every answer's ``created`` that number (default: the time of the answer).  ``hold()`` keeps the requests that
+arrive in flight, unanswered, until ``release()`` (``held()`` counts them): a run that is surely still working,
+with no timing to guess.
 
 The Files and Batch APIs (``/v1/files``, ``/v1/batches``: upload a JSONL of generation requests, create a batch,
 poll it, download its output and error files) come from :mod:`tests.support.fake_batches`: lines are answered by
