@@ -6,13 +6,13 @@ written by earlier versions served without paying again."""
 import json
 import math
 import shutil
-import subprocess
-import sys
 
 import pytest
 import yaml
+from PIL import Image
 
 from tests.conftest import API_KEY, REPO, api_slots, update_config
+from tests.support import previous_version
 from tests.support.fake_openai import FakeOpenAI
 
 N = 30
@@ -137,6 +137,22 @@ def test_the_cost_in_the_marker_matches_the_list_prices_to_the_cent(user, api):
     assert "estimate before the run" in log
 
 
+def test_images_come_at_the_size_asked_for_up_to_the_largest(user, api):
+    """The stand-in answers images of the size asked for; the workflow keeps them as they came (no resizing) and
+    makes the contact sheets from them, at the largest size a 2.x model takes."""
+    update_config(user.root, openai={"model": "gpt-image-2.5-sunburst", "size": "3840x2160"})
+    (user.root / "input.csv").write_text(sheet(4), newline="")
+    run(user)
+    made = pngs(user.root)
+    assert len(made) == 4
+    for png in made:
+        with Image.open(png) as image:
+            assert image.format == "PNG" and image.size == (3840, 2160)
+        assert json.loads(png.with_suffix(".json").read_text())["usage"]["output_tokens"] > 0
+    sheets = sorted(p.stem for p in (user.root / "results/contact-sheets").glob("*.jpg"))
+    assert sheets == ["hills", "lakes"]
+
+
 # -- the endpoint is part of a request's identity --------------------------------------------------
 
 
@@ -162,61 +178,31 @@ def test_an_answer_from_one_endpoint_is_never_served_for_another(user, api):
 # -- stores of earlier versions --------------------------------------------------------------------
 
 
-def as_written_by_the_previous_version(store):
-    """Turn a store into format 1 (before 2026-11-27): keys without the endpoint, no STORE.json, no
-    usage journal, entries without format/origin: exactly the layout that version wrote."""
-    sys.path.insert(0, str(REPO / "workflow"))
-    from image_batch.images.store import request_key, unkeyed_request
-
-    for path in list(store.glob("??/*.json")):
-        entry = json.loads(path.read_text())
-        old_request = unkeyed_request(entry["request"])
-        old_key = request_key(old_request)
-        entry.update(key=old_key, request=old_request)
-        del entry["format"], entry["origin"]
-        target = store / old_key[:2] / f"{old_key}.json"
-        target.parent.mkdir(exist_ok=True)
-        path.unlink()
-        target.write_text(json.dumps(entry))
-    (store / "STORE.json").unlink()
-    (store / "usage.jsonl").unlink(missing_ok=True)
+OLD_STORE = REPO / "tests/data/old-store"  # written by the previous version itself: tests/support/make_old_store.py
 
 
 def test_answers_stored_by_an_earlier_version_are_served_without_paying(user, api):
-    (user.root / "input.csv").write_text(sheet(6), newline="")
+    """A store in format 1 (before 2026-11-27: keys without the endpoint, no STORE.json, no usage
+    journal), its bytes as that version wrote them, is served by this version without a call."""
+    shutil.copytree(OLD_STORE / "response-store", user.root / "response-store")
+    shutil.copy2(OLD_STORE / "input.csv", user.root / "input.csv")
+    assert not (user.root / "response-store/STORE.json").exists()
+    dry = run(user, "-n")
+    assert "6 of 6 image(s) to make, 6 of them served from the response store" in dry.output
     run(user)
-    assert len(api.paid_calls) == 6
-    as_written_by_the_previous_version(user.root / "response-store")
+    assert api.calls == [] and len(pngs(user.root)) == 6
+    recorded = json.loads((user.root / "response-store/STORE.json").read_text())
+    assert recorded["unkeyed_endpoint"] == api.base_url
     api.reset()
     run(user, "--forcerun", "generate_image")  # a rerun in place remakes every image from the store
     assert api.calls == []
     shutil.rmtree(user.root / "results")
-    dry = run(user, "-n")
-    assert "6 of 6 image(s) to make, 6 of them served from the response store" in dry.output
-    run(user)
-    assert api.calls == []
-    recorded = json.loads((user.root / "response-store/STORE.json").read_text())
-    assert recorded["unkeyed_endpoint"] == api.base_url
-
-
-def previous_version(tmp_path):
-    """The workflow as it was before this change (commit a54f1d4), from git, or None."""
-    target = tmp_path / "previous"
-    try:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", "a54f1d4"], capture_output=True, check=True, timeout=60
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    target.mkdir()
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return target
+    run(user)  # a rebuild
+    assert api.calls == [] and len(pngs(user.root)) == 6
 
 
 def test_a_batch_made_by_the_previous_version_costs_nothing_after_the_upgrade(user, api, tmp_path):
-    old = previous_version(tmp_path)
-    if old is None:
-        pytest.skip("the previous version is not in this clone's git history")
+    old = previous_version.extract(tmp_path / "previous")  # commit a54f1d4, from tests/data
     project = user.root
     # the previous version's code in the same folder, with the same config file
     for name in ("workflow", "Snakefile", "main.py"):

@@ -12,9 +12,10 @@ from image_batch.costs import bill
 from image_batch.costs.catalog import Catalog, formula_tokens, load_catalog
 from image_batch.costs.estimate import describe, estimate
 from tests.conftest import REPO
+from tests.support import openai_models
 
 CATALOG = load_catalog(REPO / "config" / "models.yaml")
-TODAY = datetime.date(2026, 11, 27)
+TODAY = openai_models.TODAY  # the test clock: the stand-in's date, IMAGE_BATCH_TODAY for the workflow
 
 
 def request(**fields):
@@ -43,10 +44,19 @@ def test_the_product_judges_models_on_the_real_date_unless_told_otherwise():
     assert model.status() == model.status(catalog.today())
 
 
-def test_default_model_is_current():
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    model = CATALOG.lookup(config["openai"]["model"])
-    assert model is not None and model.status(TODAY) == ("current", None)
+def test_the_shipped_settings_are_current_on_the_test_clock_for_the_catalogue_and_the_stand_in():
+    """The shipped config's model and settings, on the date the workflow judges models (its clock,
+    IMAGE_BATCH_TODAY = the stand-in's date): current with no shutdown in the catalogue, nothing to
+    warn about, and answered by the stand-in, which models the real API on that date."""
+    from image_batch.costs import catalog
+
+    assert catalog.today() == TODAY
+    settings = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["openai"]
+    model = CATALOG.lookup(settings["model"])
+    assert model is not None and model.status() == ("current", None)
+    assert CATALOG.check({"provider": "openai", **settings}) == ([], [])
+    answered = openai_models.check({"prompt": "a lake", **settings}, today=TODAY)
+    assert answered.model.name == settings["model"] and answered.model.status(TODAY) == "current"
 
 
 @pytest.mark.parametrize(

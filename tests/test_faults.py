@@ -4,10 +4,10 @@ stand-in) and the rules for the answers the real API sends today."""
 import pytest
 
 from image_batch.default_plugins.openai_images import OpenAIImagesProvider
-from image_batch.images.faults import FATAL, RETRY, ROW, classify_api_error, retry_after_seconds
-from image_batch.images.generate import FaultError, obtain
+from image_batch.images.faults import FATAL, RETRY, ROW, classify_api_error, classify_local, retry_after_seconds
+from image_batch.images.generate import FaultError, _decode, obtain
 from tests.conftest import settings_for
-from tests.support.fake_openai import FakeOpenAI
+from tests.support.fake_openai import MORE_TRANSIENT, PERMANENT, TRANSIENT, FakeOpenAI
 
 KEY = "sk-unit-test-key-123456"
 REQUEST = {
@@ -34,9 +34,9 @@ def fault_for(api, behavior, request=REQUEST):
     request = {**request, "base_url": api.base_url, "prompt": "probe"}
     try:
         raw = provider.fetch(request)
-        provider.decode(raw, request)
+        _decode(provider, raw, request)  # the answer as an image job decodes and checks it
     except Exception as exc:
-        return provider.classify(exc, request)
+        return provider.classify(exc, request) or classify_local(exc)
     return None
 
 
@@ -55,6 +55,20 @@ def fault_for(api, behavior, request=REQUEST):
 def test_classification(api, behavior, disposition):
     fault = fault_for(api, behavior)
     assert fault is not None and fault.disposition == disposition, fault
+
+
+@pytest.mark.parametrize("behavior", TRANSIENT + MORE_TRANSIENT)
+def test_every_fault_the_stand_in_calls_transient_is_retried(api, behavior):
+    """What the stand-in sends as a passing fault (a 429, a 5xx, a cut body, broken base64, ...),
+    through the real openai client, is one the workflow retries."""
+    fault = fault_for(api, behavior)
+    assert fault is not None and fault.disposition == RETRY, fault
+
+
+@pytest.mark.parametrize("behavior", sorted(PERMANENT))
+def test_no_fault_the_stand_in_calls_permanent_is_retried(api, behavior):
+    fault = fault_for(api, behavior)
+    assert fault is not None and fault.disposition in (FATAL, ROW), fault
 
 
 def test_rate_limit_honours_retry_after_ms(api):
@@ -93,6 +107,7 @@ def test_wrong_key_is_fatal_and_an_unknown_model_too(api, monkeypatch):
         (400, "invalid_value", "prompt", ROW, ["refused the request"]),
         (400, None, None, ROW, ["refused the request"]),
         (401, "invalid_api_key", None, FATAL, ["AI_API_KEY"]),
+        (403, "unsupported_country_region_territory", None, FATAL, ["access denied"]),
         (503, "server_is_overloaded", None, RETRY, []),
     ],
 )
@@ -101,7 +116,7 @@ def test_api_errors_as_the_api_sends_them(status, code, param, disposition, word
     assert fault.disposition == disposition, fault.reason
     for word in words:
         assert word in fault.reason
-    assert fault.code == code or fault.code in (None, "")
+    assert fault.code == (code or "")  # the API's own code, kept (the same-refusal safety net counts it)
 
 
 def test_retry_after_header_forms():

@@ -1,3 +1,4 @@
+import threading
 import time
 
 import pytest
@@ -53,3 +54,15 @@ def test_unreadable_limit_headers_are_ignored():
     pacer = Pacer(per_minute=100)
     pacer.observe({"x-ratelimit-limit-images": "many", "x-ratelimit-remaining-images": "0"})
     assert pacer.per_minute == pytest.approx(97) and pacer._paused_until == 0
+
+
+def test_a_pause_that_begins_while_a_call_waits_for_its_turn_holds_it_back():
+    pacer = Pacer(per_minute=600)  # a call every ~0.1 s
+    pacer.wait()
+    went = []
+    waiting = threading.Thread(target=lambda: (pacer.wait(), went.append(time.monotonic())))
+    waiting.start()  # its turn comes in ~0.1 s
+    paused = time.monotonic()
+    pacer.pause(0.5)  # another job met a 429 meanwhile
+    waiting.join(10)
+    assert went and went[0] - paused >= 0.45  # not before the pause ends (a later start is fine)

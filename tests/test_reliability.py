@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import API_KEY, api_slots
-from tests.support.fake_openai import expected_color
+from tests.support.fake_openai import Behavior, expected_color
 
 API_SLOTS = api_slots()
 
@@ -157,13 +157,11 @@ def test_kill_9_mid_batch_then_main_py_finishes_without_paying_twice(project_env
     calls_at_kill = len(api.calls)
     stored_at_kill = stored_prompts(project_env.root)
     assert 8 <= calls_at_kill < n
-    locks = project_env.root / ".snakemake/locks"
-    assert not locks.exists() or not any(locks.iterdir())  # nothing stale left behind to --unlock
     api.latency = 0
 
-    result = project_env.main("input.csv")
+    result = project_env.main("input.csv")  # no --unlock: no lock outlives the killed run
     assert result.returncode == 0, result.output[-4000:]
-    assert "--unlock" not in result.output
+    assert "--unlock" not in result.output and "another Image.Batch run" not in result.output
     assert_all_images_correct(project_env.root, n)
     later = api.calls[calls_at_kill:]
     # nothing stored before the kill was asked for again; only requests in flight were paid twice
@@ -174,24 +172,6 @@ def test_kill_9_mid_batch_then_main_py_finishes_without_paying_twice(project_env
     assert sum(count - 1 for count in paid_per_prompt.values()) <= API_SLOTS  # in flight at the kill
     assert len(paid_per_prompt) == n
     assert (project_env.root / "results/_SUCCESS.json").exists()
-
-
-def test_second_run_while_one_is_alive_is_refused(project_env, api):
-    n = 4 * API_SLOTS  # four waves of three seconds: the first run is alive long enough
-    write_sheet(project_env, n)
-    api.latency = 3.0
-    first = start_run(project_env, "--config", "input_csv=input.csv")
-    try:
-        wait_for(lambda: len(api.calls) >= 1)
-        second = project_env.snakemake("--config", "input_csv=input.csv", check=False)
-        assert second.returncode != 0
-        assert "another Image.Batch run is working in this folder" in second.output
-        dry = project_env.snakemake("--dry-run", "--config", "input_csv=input.csv", check=False)
-        assert dry.returncode == 0, dry.output[-2000:]
-    finally:
-        api.latency = 0
-        assert first.wait(120) == 0
-    assert_all_images_correct(project_env.root, n)
 
 
 def test_no_secret_in_any_written_file(project_env, api, s3):
@@ -397,3 +377,86 @@ def test_a_local_store_that_cannot_be_written_keeps_answers_in_the_rescue_folder
     assert api.paid_calls == [], again.output[-3000:]
     assert_all_images_correct(project_env.root, 2)
     assert not list(rescue.rglob("*.json")) and len(list(store.rglob("??/*.json"))) == 2
+
+
+def test_a_second_real_run_while_one_is_alive_is_refused_before_any_job(project_env, api):
+    n = 12
+    write_sheet(project_env, n)
+    api.hold()  # the first run's calls stay in flight: it is surely working while the second starts
+    first = start_run(project_env, "--config", "input_csv=input.csv")
+    try:
+        wait_for(lambda: api.held() >= 1)
+        second = project_env.snakemake("--config", "input_csv=input.csv", check=False, timeout=120)
+        assert first.poll() is None and api.calls == [], "the first run was not working any more"
+        assert second.returncode != 0
+        assert f"another Image.Batch run is working in this folder (pid {first.pid}," in second.output
+        assert "Traceback" not in second.output and "--unlock" not in second.output
+        assert "calling openai" not in second.output and "Finished jobid" not in second.output  # no job ran
+        dry = project_env.snakemake("--dry-run", "--config", "input_csv=input.csv", check=False)
+        assert dry.returncode == 0, dry.output[-2000:]  # a dry run only looks: it is not refused
+        api.release()
+        assert first.wait(timeout=300) == 0
+    finally:
+        api.release()
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    assert_all_images_correct(project_env.root, n)
+    prompts = [call["body"]["prompt"] for call in api.paid_calls]
+    assert len(prompts) == len(set(prompts)) == n  # each image paid for once: by the first run
+
+
+def test_calls_keep_to_the_rate_limit_the_api_states(project_env, api):
+    """Real `snakemake`, two API slots, the stand-in limiting 4 requests per 2 seconds (stated as 120 a minute in
+    its x-ratelimit headers, as the real API states its limits): the jobs space their calls evenly by that header
+    (and wait when it says none remain), so no call meets a 429 beyond the first ones, sent before any header was
+    seen. Counts and order only, with generous bounds: a loaded machine makes calls later, never earlier."""
+    n, limit, window = 24, 4, 2.0
+    write_sheet(project_env, n)
+    api.set_rate_limit(limit, window=window, per_minute_headers=True)
+    result = project_env.snakemake("--config", "input_csv=input.csv", "--resources", "api=2")
+    assert_all_images_correct(project_env.root, n)
+    assert len(api.good_paid_calls) == n and "Traceback" not in result.output
+    limited = [call for call in api.calls if call["limited"]]
+    assert len(limited) <= 2, f"{len(limited)} answers of 429 for {n} rows at {limit} per {window:g} s"
+    # evenly spaced: one call every 60 / (120 x 0.97) = 0.52 s; in bursts, 3 gaps of 4 would be near 0
+    times = sorted(call["time"] for call in api.calls)
+    bunched = [later - earlier for earlier, later in zip(times, times[1:], strict=False) if later - earlier < 0.25]
+    assert len(bunched) <= 5, f"{len(bunched)} of {len(times) - 1} gaps between calls under 0.25 s: not paced"
+
+
+def test_a_429_holds_back_every_job_until_its_retry_after(project_env, api):
+    """Real `snakemake`, two API slots busy: one call meets a 429 asking to wait 2 s; the other job, which met
+    none, sends nothing more until then either (one call of its own may already have been on its way)."""
+    n = 24  # 12 rounds of 0.2 s: the run outlasts the retry-after unless the other job is held back
+    write_sheet(project_env, n)
+    api.latency = 0.2
+    api.fail_times("calm lake", Behavior("rate_limit", retry_after=2.0), 1)  # the first call
+    result = project_env.snakemake("--config", "input_csv=input.csv", "--resources", "api=2")
+    assert_all_images_correct(project_env.root, n)
+    assert len(api.good_paid_calls) == n and "Traceback" not in result.output
+    [refusal] = [call for call in api.calls if call["status"] == 429]
+    start, until = refusal["answered"], refusal["answered"] + 2.0
+    # a call already on its way when the 429 was answered may arrive just after it; none later, until the
+    # retry-after has passed (50 ms allowed for the clocks)
+    during = [call["body"]["prompt"] for call in api.calls if start + 0.25 < call["time"] < until - 0.05]
+    assert during == [], f"{len(during)} call(s) went out within the 429's retry-after of 2 s: {during}"
+    assert len([call for call in api.calls if call["time"] >= until - 0.05]) >= n // 2, "nothing was held back"
+
+
+def test_two_rows_with_the_same_request_pay_once(project_env, api):
+    """A real sheet with two rows (two image ids) of the same description: one request, one paid call, though
+    their jobs run at the same time; both images are made from that answer."""
+    rows = ["image_id,context,description", "twin-a,Nature,a heron in the reeds", "twin-b,Nature,a heron in the reeds"]
+    rows += [f"img{i:03d},Nature,prompt number {i} of a calm lake" for i in range(4)]
+    (project_env.root / "input.csv").write_text("\r\n".join(rows) + "\r\n", newline="")
+    api.latency = 0.5  # both twins' jobs are in flight together
+    result = project_env.snakemake("--config", "input_csv=input.csv")
+    assert "Traceback" not in result.output
+    heron = [call for call in api.calls if "heron" in call["body"]["prompt"]]
+    assert len(heron) == 1 and heron[0]["paid"], f"{len(heron)} calls for one request"
+    assert len(api.paid_calls) == 5  # the twins' one, and one for each other row
+    images = project_env.root / "results/images/nature"
+    assert (images / "twin-a.png").read_bytes() == (images / "twin-b.png").read_bytes()
+    with Image.open(images / "twin-a.png") as image:
+        assert image.convert("RGB").getpixel((0, 0)) == expected_color(heron[0]["body"]["prompt"])

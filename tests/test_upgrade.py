@@ -1,6 +1,6 @@
 """Upgrading Image.Batch never pays again for what an earlier version made with the same config file,
-and never loses a batch it had submitted: the previous version (commit a54f1d4, taken from this
-clone's git history) runs first, in the same folder, then this version."""
+and never loses a batch it had submitted: the previous version (commit a54f1d4, kept in the repository
+as tests/data/previous-version-a54f1d4.tar.gz) runs first, in the same folder, then this version."""
 
 import json
 import os
@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from tests.conftest import API_KEY, FAST_RETRY, REPO, Runner, update_config
+from tests.support import previous_version
 from tests.support.moto_s3 import scrubbed_environ
 
-PREVIOUS = "a54f1d4"
 ROWS = [(f"b{i}", "Lakes" if i % 2 else "Hills", f"batch prompt {i}: a calm lake at dawn") for i in range(4)]
 
 
@@ -26,16 +26,8 @@ def sheet(rows=ROWS):
 
 @pytest.fixture(scope="module")
 def previous(tmp_path_factory):
-    """The previous version's files, or a skip when this clone has no such history."""
-    target = tmp_path_factory.mktemp("previous")
-    try:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", PREVIOUS], capture_output=True, check=True, timeout=60
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        pytest.skip(f"the previous version ({PREVIOUS}) is not in this clone's git history")
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return target
+    """The previous version's files (from the archive in tests/data: never a skip)."""
+    return previous_version.extract(tmp_path_factory.mktemp("previous"))
 
 
 def install(code_root, dest, config=True):

@@ -7,8 +7,9 @@ the models of that day, their settings, refusals, usage and error bodies come fr
 catalogue).  ``models=`` restricts the account to some of them (others answer 404 ``model_not_found``);
 ``retired_answer`` picks how a retired model is refused ("invalid_value": 400 param model, the default;
 "model_not_found" or "deprecated": 404); ``usage_shape="no_details"`` leaves ``output_tokens_details`` out of
-``usage``.  Images are real but tiny: one solid colour taken from sha256(prompt) (see :func:`expected_color`),
-rendered at ``render_size`` whatever size was asked for; the answer's ``size`` is the size the real API makes.
+``usage``.  Images are real and of the size the answer states (the size asked for; "auto" makes 1024x1024), one
+solid colour taken from sha256(prompt) (see :func:`expected_color`), and cheap: a PNG is a one-colour palette image
+of a few hundred bytes (``render_size`` forces one size, e.g. (64, 64) for benchmarks comparable with old figures).
 
 Faults are injected per prompt (``set_behavior`` / ``fail_times``), for everything (``default_behavior``), or
 at random (``set_fault_mix``: a seeded share of the requests no explicit rule matched) with the kinds listed in
@@ -18,7 +19,9 @@ only when asked for, ``PERMANENT`` ones are not worth retrying).  An optional li
 Every request is recorded, with the behaviour kind used in ``call["behavior"]``; ``paid_calls`` are the ones the
 real API would have billed (status 200 with a ``data`` list fully sent, whatever that data held) and
 ``good_paid_calls`` the paid ones whose data was a valid image; ``stats()`` sums the log up.  ``fixed_created``
-makes every answer's ``created`` that number (default: the time of the answer).
+makes every answer's ``created`` that number (default: the time of the answer).  ``hold()`` keeps the requests that
+arrive in flight, unanswered, until ``release()`` (``held()`` counts them): a run that is surely still working,
+with no timing to guess.
 
 The Files and Batch APIs (``/v1/files``, ``/v1/batches``: upload a JSONL of generation requests, create a batch,
 poll it, download its output and error files) come from :mod:`tests.support.fake_batches`: lines are answered by
@@ -32,6 +35,7 @@ SIGTERM.  Standard library + Pillow only.
 
 import base64
 import collections
+import functools
 import hashlib
 import io
 import json
@@ -43,6 +47,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -184,10 +189,12 @@ UNITS = ("requests", "images")  # what a limiter counts
 
 @dataclass(frozen=True)
 class Behavior:
-    """How to answer one request: ``kind`` is one of BEHAVIORS; ``delay`` (seconds) is used by "slow"."""
+    """How to answer one request: ``kind`` is one of BEHAVIORS; ``delay`` (seconds) is used by "slow";
+    ``retry_after`` (seconds) is what a 429 ("rate_limit", "slow_down") asks to wait (default: its canned 50 ms)."""
 
     kind: str = "ok"
     delay: float = 1.0
+    retry_after: float | None = None
 
     def __post_init__(self):
         if self.kind not in BEHAVIORS:
@@ -211,11 +218,57 @@ def expected_color(prompt):
     return tuple(hashlib.sha256(prompt.encode("utf-8")).digest()[:3])
 
 
-def render_image(prompt, output_format="png", size=(64, 64)):
-    """Encoded image bytes for ``prompt``: a solid ``expected_color(prompt)`` square (webp is lossless)."""
+def render_image(prompt, output_format="png", size=(1024, 1024)):
+    """Encoded image bytes for ``prompt``: a solid ``expected_color(prompt)`` RGB image of ``size`` (webp is lossless).
+
+    Cheap at any size: a PNG's compressed pixels are made once per size (see :func:`_png_parts`); only the first
+    pixel's four bytes, stored uncompressed, and two checksums differ from prompt to prompt.  JPEG and WebP are
+    encoded once per colour and size."""
+    size = (int(size[0]), int(size[1]))
+    if output_format != "png":
+        return _encoded(expected_color(prompt), output_format, size)
+    head, rest, rest_adler, rest_length = _png_parts(size)
+    first = bytes((1, *expected_color(prompt)))  # row 0, filter Sub: the first pixel; every later byte is 0
+    stored = b"\x00" + struct.pack("<HH", len(first), 0xFFFF ^ len(first)) + first  # a non-final stored block
+    adler = _adler32_concat(zlib.adler32(first), rest_adler, rest_length)
+    idat = b"IDAT" + b"\x78\x01" + stored + rest + struct.pack(">I", adler)
+    return head + struct.pack(">I", len(idat) - 4) + idat + struct.pack(">I", zlib.crc32(idat)) + _PNG_END
+
+
+_PNG_END = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+
+
+@functools.lru_cache(maxsize=32)
+def _png_parts(size):
+    """What a solid RGB PNG of ``size`` shares with every other colour: the signature and IHDR, and the raw deflate
+    blocks (final one included) of its pixel rows after the first pixel: row 0 filtered Sub (zeros after the first
+    pixel), every later row filtered Up (all zeros); with the Adler-32 and length of those rows."""
+    width, height = size
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    head = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    rows = [bytes(3 * width - 3)] + [b"\x02" + bytes(3 * width)] * (height - 1)
+    adler, length, out = 1, 0, []
+    for row in rows:
+        adler, length = zlib.adler32(row, adler), length + len(row)
+        out.append(deflate.compress(row))
+    out.append(deflate.flush())
+    return head, b"".join(out), adler, length
+
+
+def _adler32_concat(first, second, second_length):
+    """The Adler-32 of A + B from those of A and B (zlib's adler32_combine)."""
+    base = 65521
+    low = ((first & 0xFFFF) + (second & 0xFFFF) - 1) % base
+    high = ((first >> 16) + (second >> 16) + second_length * ((first & 0xFFFF) - 1)) % base
+    return (high << 16) | low
+
+
+@functools.lru_cache(maxsize=256)
+def _encoded(color, output_format, size):
     buffer = io.BytesIO()
     options = {"lossless": True} if output_format == "webp" else {}
-    Image.new("RGB", size, expected_color(prompt)).save(buffer, FORMATS[output_format], **options)
+    Image.new("RGB", size, color).save(buffer, FORMATS[output_format], **options)
     return buffer.getvalue()
 
 
@@ -261,7 +314,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         models=None,
         host="127.0.0.1",
         port=0,
-        render_size=(64, 64),
+        render_size=None,
         latency=0.0,
         default_model="dall-e-2",
         rate_limit_per_minute=None,
@@ -292,10 +345,13 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         self.retired_answer = retired_answer
         self.usage_shape = usage_shape
         self.host, self._port = host, port
-        self.render_size = tuple(render_size)
+        self.render_size = None if render_size is None else tuple(render_size)  # None: the size the answer states
         self.latency = float(latency)  # seconds added to every request
         self.default_model = default_model  # what the real API assumes when "model" is omitted
         self.fixed_created = fixed_created  # None: answers carry the current time as "created"
+        self._open = threading.Event()  # cleared by hold(): requests wait, in flight, until release()
+        self._open.set()
+        self._held = 0
         self._lock = threading.Lock()
         self._calls = []
         self._overrides = []  # [(substring, Behavior)], first match wins
@@ -358,6 +414,19 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             "by_status": dict(by_status),
             "by_behavior": dict(collections.Counter(call["behavior"] for call in calls)),
         }
+
+    def hold(self):
+        """Requests arriving from now on stay in flight, unanswered (and recorded only once answered), until
+        :meth:`release`: a run that is surely still working, with no timing to guess."""
+        self._open.clear()
+
+    def release(self):
+        self._open.set()
+
+    def held(self):
+        """How many requests hold() is keeping in flight now."""
+        with self._lock:
+            return self._held
 
     def reset(self):
         """Clear the request logs, live and batch (behaviours, files and batches stay; see clear_behaviors)."""
@@ -432,7 +501,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
 
     # -- rate limiter -------------------------------------------------------------------------------------------
 
-    def set_rate_limit(self, per_minute, window=60.0, unit="requests"):
+    def set_rate_limit(self, per_minute, window=60.0, unit="requests", per_minute_headers=False):
         """Allow at most ``per_minute`` requests (``unit="requests"``) or images (``unit="images"``: a request for
         ``n`` images uses ``n``) answered with status 200 per sliding ``window`` seconds (None: no limit).
 
@@ -440,7 +509,8 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         ``retry-after`` = the time until enough of the window frees; every generation answer then carries
         ``x-ratelimit-{limit,remaining,reset}-<unit>`` headers describing the limiter (reset as a duration, e.g.
         "1s", "250ms", "1m30s").  Requests answered with an error use up nothing.  Shrink ``window`` in tests that
-        want to wait for a slot."""
+        want to wait for a slot; with ``per_minute_headers`` the limit header states the limit per minute, as the
+        real API's does (``per_minute`` x 60 / ``window``), so a client pacing by it keeps to the short window."""
         if per_minute is not None and int(per_minute) < 1:
             raise ValueError(f"per_minute must be at least 1, not {per_minute!r}")
         if float(window) <= 0:
@@ -451,6 +521,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             self._limit = None if per_minute is None else int(per_minute)
             self._window = float(window)
             self._unit = unit
+            self._per_minute_headers = bool(per_minute_headers)
 
     def _take_slot(self, images=1):
         """(slot, headers) for a request of ``images`` images: slot is None when the limiter says no (then headers
@@ -493,8 +564,9 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         self._expire(now)
         reset = self._slots[-1] + self._window - now if self._slots else 0.0
         unit = self._unit
+        stated = self._limit * 60 / self._window if self._per_minute_headers else self._limit
         return {
-            f"x-ratelimit-limit-{unit}": str(self._limit),
+            f"x-ratelimit-limit-{unit}": str(round(stated)) if float(stated).is_integer() else f"{stated:.2f}",
             f"x-ratelimit-remaining-{unit}": str(max(0, self._limit - len(self._slots))),
             f"x-ratelimit-reset-{unit}": _duration(reset),
         }
@@ -546,7 +618,15 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         }
         if self.latency:
             time.sleep(self.latency)
+        if not self._open.is_set():
+            with self._lock:
+                self._held += 1
+            self._open.wait(timeout=600)
+            with self._lock:
+                self._held -= 1
         status, body, extra = self._route(handler, method, raw, call)
+        call["answer_headers"] = extra  # the answer's headers (x-request-id and processing time added below)
+        call["answered"] = time.time()  # "time" is when the request arrived
         # Record before answering, so a client that has its answer always finds the call logged.
         call["status"] = status
         batch_api = call.get("batch_api", False)  # Files/Batch requests are logged apart and never paid
@@ -624,7 +704,12 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             return status, answer, {}
         if kind in _FAULTS:
             status, message, type_, code, extra = _FAULTS[kind]
-            return status, error_body(message.replace("{model}", str(model)), type_, code), dict(extra)
+            extra = dict(extra)
+            if behavior.retry_after is not None and "retry-after-ms" in extra:
+                wait = behavior.retry_after
+                extra.update({"retry-after-ms": str(math.ceil(wait * 1000)), "retry-after": str(math.ceil(wait))})
+                message = message.replace("in 50ms.", f"in {_duration(wait)}.")
+            return status, error_body(message.replace("{model}", str(model)), type_, code), extra
         if kind in _RAW_FAULTS:
             status, content_type, payload = _RAW_FAULTS[kind]
             return status, (payload, content_type), {}
@@ -652,7 +737,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         elif kind == "bad_base64":
             items = [{"b64_json": "!!!not-base64"}] * n
         else:
-            image = render_image(prompt, fmt, self.render_size)
+            image = render_image(prompt, fmt, self.render_size or (settings.width, settings.height))
             if kind == "url" or settings.response_format == "url":
                 name = f"{hashlib.sha256(prompt.encode()).hexdigest()[:16]}.{fmt}"
                 with self._lock:

@@ -1,9 +1,10 @@
 """The stand-in's own model of the real OpenAI Images API as of 2026-11-27: facts first, then the rules built on them.
 
-Independent of ``workflow/image_batch`` on purpose: the workflow's model catalogue is written separately, and tests
-compare the two.  Every fact below names its source and date as given in the project's research file
-``/work/research/issue10-facts.md`` (research date 2026-11-27; "OFFICIAL" = developers.openai.com / OpenAI repos,
-"3RD" = third parties; sections are that file's).  Where no source exists the entry says "ASSUMPTION".
+Independent of ``workflow/image_batch`` on purpose: the workflow's model catalogue is written separately, and
+``tests/test_catalogue_vs_stand_in.py`` compares the two.  Every fact below names its source and date; the tags and
+"research §N" sections are resolved, with URLs and the dates they were checked, in ``tests/support/SOURCES.md``
+("OFFICIAL" = developers.openai.com / OpenAI repos, "3RD" = third parties).  Where no source exists the entry says
+"ASSUMPTION".
 
 Facts
 =====

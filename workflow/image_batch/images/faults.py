@@ -120,13 +120,16 @@ def classify_api_error(status, code, param, message, headers, request=None, type
             code=code,
         )
     if status == 401:
-        return Fault(FATAL, f"{label}: {message} -- the API key was refused: check AI_API_KEY.", status=status)
+        return Fault(
+            FATAL, f"{label}: {message} -- the API key was refused: check AI_API_KEY.", status=status, code=code
+        )
     if status == 403:
         return Fault(
             FATAL,
             f"{label}: {message} -- access denied: check that the key's project may use model "
             f"{request.get('model')!r} (some image models need organisation verification).",
             status=status,
+            code=code,
         )
     if status == 404:
         if code == "model_not_found" or "model" in message.lower():
@@ -137,7 +140,9 @@ def classify_api_error(status, code, param, message, headers, request=None, type
                 status=status,
                 code=code,
             )
-        return Fault(FATAL, f"{label}: {message} -- the endpoint was not found: check OPENAI_BASE_URL.", status=status)
+        return Fault(
+            FATAL, f"{label}: {message} -- the endpoint was not found: check OPENAI_BASE_URL.", status=status, code=code
+        )
     if status in RETRY_STATUSES or status >= 500:
         return Fault(RETRY, f"{label}: {message}", retry_after_seconds(headers), status, dict(headers or {}), code)
     if code in MODERATION_CODES:

@@ -40,13 +40,16 @@ class Pacer:
         return min(limits) * MARGIN if limits else None
 
     def wait(self):
-        """Block until this call may go out."""
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next, self._paused_until)
-            rate = self.per_minute
-            self._next = start + (60.0 / rate if rate else 0.0)
-        if start > now:
+        """Block until this call may go out: its turn in the pace, and no pause, also one that began
+        while it was waiting for its turn (a 429 met by another job holds this one back too)."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._next, self._paused_until)
+                if start <= now:
+                    rate = self.per_minute
+                    self._next = now + (60.0 / rate if rate else 0.0)
+                    return
             time.sleep(start - now)
 
     def observe(self, headers):
