@@ -150,6 +150,8 @@ def test_refusals_and_thought_images():
     draft = {"inlineData": {"mimeType": "image/png", "data": "BAUG"}, "thought": True}
     data, part = find_image({"candidates": [{"content": {"parts": [draft, {"text": "hi"}, final]}}]})
     assert data == b"\x01\x02\x03" and part is final["inline_data"]
+    data, _ = find_image({"candidates": [{"content": {"parts": [final, draft]}}]})  # a thought image is never it
+    assert data == b"\x01\x02\x03"
 
 
 def test_provider_choice_by_keys():
