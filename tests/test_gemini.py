@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -288,8 +289,106 @@ def test_bad_settings_and_batch_mode_are_refused_before_any_call(gem, gemini):
     update_config(gem.root, gemini={"model": "gemini-3.1-flash-image", "image_size": None})
     result = gem.snakemake(check=False)
     assert "gemini.model 'gemini-3.1-flash-image' was shut down on 2026-10-29" in result.output
-    update_config(gem.root, gemini={"model": "gemini-3-pro-image"}, mode="batch")
-    result = gem.snakemake(check=False)
-    assert result.returncode != 0 and "mode: batch is not available for gemini yet" in result.output
     assert "Traceback" not in result.output
-    assert gemini.calls == []
+    assert gemini.calls == [] and gemini.batch_creates == 0
+
+
+# -- batch mode ----------------------------------------------------------------------------------
+
+
+def _batch_state(root):
+    path = root / "response-store/batches/gemini.json"
+    return json.loads(path.read_text()) if path.exists() else {"batches": []}
+
+
+def test_batch_mode_makes_the_same_files_at_half_price_and_never_calls_live(gem, gemini):
+    update_config(gem.root, mode="batch", batch={"poll_seconds": 0.05})
+    gemini.set_behavior("SAFETY", "image_safety")
+    gemini.fail_times("FLAKY", "unavailable", 1)  # a transient line error: submitted again in round 2
+    first = gem.snakemake(check=False)
+    assert first.returncode != 0 and "IMAGE_SAFETY" in first.output  # the refused row fails alone
+    assert gemini.calls == []  # never a live (full-price) call
+    assert gemini.batch_creates == 2
+    lines = [(line["prompt"], line["status"]) for line in gemini.batch_lines]
+    assert sorted(lines) == sorted(
+        [
+            ("A red fox in snow", 200),
+            ("An owl at night SAFETY", 200),
+            ("A cake with a candle FLAKY", 503),
+            ("A cup of tea BUSY", 200),
+            ("A cake with a candle FLAKY", 200),
+        ]
+    )
+    for stem in ("nature/fox", "food/cake", "food/tea"):
+        sidecar = _sidecar(gem.root, stem)
+        assert sidecar["source_format"] == "JPEG" and sidecar["image_size"] == "2K"
+        usage = sidecar["usage"]["usage_metadata"]
+        live = (usage["promptTokenCount"] * 2.0 + 1120 * 120.0 + usage["thoughtsTokenCount"] * 12.0) / 1_000_000
+        assert sidecar["cost"]["price"] == "batch" and sidecar["cost"]["usd"] == pytest.approx(live / 2)
+    assert not (gem.root / "results/images/nature/owl.png").exists()
+    assert _files_with(gem.root, KEY) == []
+
+    # a rerun submits only the row refused before; what is stored is never submitted again
+    gemini.set_behavior("SAFETY", "ok")
+    (gem.root / "results/images/nature/fox.png").unlink()
+    gem.snakemake()
+    assert gemini.batch_creates == 3 and gemini.calls == []
+    assert [line["prompt"] for line in gemini.batch_lines[5:]] == ["An owl at night SAFETY"]
+    assert (gem.root / "results/images/nature/fox.png").exists()
+
+
+def test_batch_mode_survives_kill_9_while_waiting_without_a_second_submission(gem, gemini):
+    update_config(gem.root, mode="batch", batch={"poll_seconds": 0.05})
+    gemini.set_behavior("SAFETY", "ok")
+    gemini.batch_polls_to_complete = 10**9  # the batch runs until the test says otherwise
+    command = [sys.executable, "-m", "snakemake", "--cores", "1"]
+    process = subprocess.Popen(
+        command, cwd=gem.root, env=gem.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            batches = _batch_state(gem.root)["batches"]
+            if batches and batches[0].get("id") and len(gemini.batch_requests) >= 3:  # created, then polled
+                break
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert gemini.batch_creates == 1 and gemini.batch_lines == []
+    gemini.batch_polls_to_complete = 1
+    gem.snakemake()
+    assert gemini.batch_creates == 1  # the same batch was polled again, not submitted twice
+    assert gemini.calls == [] and len(gemini.batch_lines) == 4
+    assert len(list((gem.root / "results/images").rglob("*.png"))) == 4
+
+
+def test_a_batch_killed_while_being_created_is_found_again_not_submitted_twice(gem, gemini, monkeypatch, tmp_path):
+    """The record says "submitting" (the run died between creating the batch and recording its id):
+    the next run finds the batch by its display name and polls it."""
+    from image_batch.images.gemini_batch import PREFIX, GeminiBatchRunner, chunks, pending
+    from image_batch.images.store import open_store
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
+    settings = settings_for(provider="gemini", mode="batch", batch={"poll_seconds": 0.01})
+    from image_batch.default_plugins.gemini import GeminiImagesProvider
+
+    params = GeminiImagesProvider.request_params(settings.section("gemini"))
+    specs = [{"request": {"provider": "gemini", **params, "prompt": p}} for p in ("one", "two")]
+    runner = GeminiBatchRunner(settings, lambda line: None)
+    [(model, lines, digest)] = chunks(pending(specs, open_store(settings)), runner.provider, 500, 10**7)
+    client = runner.client(specs[0]["request"])
+    client.batches.create(  # what the killed run had sent
+        model=model, src=[{**b, "metadata": {"key": k}} for k, b in lines], config={"display_name": PREFIX + digest}
+    )
+    folder = Path(open_store(settings).state_dir) / "batches"
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = [k for k, _ in lines]
+    (folder / "gemini.json").write_text(
+        json.dumps({"batches": [{"digest": digest, "keys": keys, "status": "submitting"}]})
+    )
+    result = runner.run(specs)
+    assert gemini.batch_creates == 1 and result["stored"] == 2 and not result["failed"]

@@ -20,6 +20,16 @@ Behaviours, chosen per prompt substring (``set_behavior`` / ``fail_times``) or f
 - ``server_error`` (500 INTERNAL), ``unavailable`` (503 UNAVAILABLE), ``timeout`` (504 DEADLINE_EXCEEDED)
 - ``permission_denied`` (403), ``bad_request`` (400 INVALID_ARGUMENT about the prompt, no field)
 
+Batch mode: ``POST /v1beta/models/{model}:batchGenerateContent`` with inline requests (each
+``{"request": ..., "metadata": {"key": ...}}``) creates a batch (an operation ``batches/<id>`` whose
+``metadata.state`` is ``BATCH_STATE_PENDING``); ``GET /v1beta/batches/<id>`` ends it after
+``batch_polls_to_complete`` polls with each line answered by the same rules as live calls, inline in
+``metadata.output.inlinedResponses.inlinedResponses`` (a ``response`` or an ``error`` each);
+``GET /v1beta/batches`` lists them, newest first. ``expire_next_batches`` makes that many batches
+end EXPIRED with no line run. Batch lines are logged apart (``batch_lines``; the batch endpoints'
+requests in ``batch_requests``): ``calls`` and ``paid_calls`` only ever count live calls;
+``batch_creates`` counts the batches created.
+
 A wrong or missing key answers 400 INVALID_ARGUMENT with ErrorInfo ``API_KEY_INVALID``; a model the
 account does not have answers 404 NOT_FOUND; an ``imageConfig`` value the model does not take answers
 400 INVALID_ARGUMENT naming the field. ``calls`` records every request (path, model, prompt, the
@@ -130,6 +140,10 @@ class FakeGemini(LoopbackServer):
         self._rules, self._counts = [], {}
         self._lock = threading.Lock()
         self.calls = []
+        self.batches = {}  # id -> {"operation": ..., "requests": [...], "polls": n}
+        self.batch_lines, self.batch_creates, self.batch_requests = [], 0, []
+        self.batch_polls_to_complete = 2
+        self.expire_next_batches = 0
 
     @property
     def base_url(self):
@@ -181,7 +195,7 @@ class FakeGemini(LoopbackServer):
         status, body = self._route(handler, url.path, raw, call)
         call["status"] = status
         with self._lock:
-            self.calls.append(call)
+            (self.batch_requests if call.get("kind") == "batch" else self.calls).append(call)
         data = json.dumps(body).encode("utf-8")
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json; charset=UTF-8")
@@ -205,11 +219,17 @@ class FakeGemini(LoopbackServer):
                 ],
             )
         parts = path.strip("/").split("/")
+        if parts[1:2] == ["batches"]:
+            call["kind"] = "batch"
+            return self._batch_route(handler, parts)
         if handler.command != "POST" or len(parts) != 3 or parts[1] != "models" or ":" not in parts[2]:
             return 404, error_body(404, "NOT_FOUND", f"Method not found: {path}")
         version = parts[0]
         model, method = parts[2].split(":", 1)
         call.update(version=version, model=model)
+        if method == "batchGenerateContent":
+            call["kind"] = "batch"
+            return self._create_batch(version, model, raw)
         if method != "generateContent":
             return 404, error_body(404, "NOT_FOUND", f"Method not found: {method}")
         try:
@@ -250,9 +270,96 @@ class FakeGemini(LoopbackServer):
                 "INVALID_ARGUMENT",
                 f"* GenerateContentRequest.generation_config.image_config.aspect_ratio: unsupported value {ratio!r}",
             )
+        return self._generate(model, prompt, config, call)
+
+    def _generate(self, model, prompt, config, call):
+        sizes, ratios = self.models[model]
+        image_config = config.get("imageConfig") or {}
+        size = image_config.get("imageSize", "1K")
+        if size not in sizes or image_config.get("aspectRatio", "1:1") not in ratios:
+            return 400, error_body(400, "INVALID_ARGUMENT", "* GenerateContentRequest.generation_config.image_config")
         behavior = self._pick(prompt)
         call["behavior"] = behavior
         return self._answer(behavior, model, prompt, size)
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def _create_batch(self, version, model, raw):
+        if version != "v1beta" or model not in self.models:
+            return 404, error_body(404, "NOT_FOUND", f"models/{model} is not found for API version {version}")
+        batch = (json.loads(raw) or {}).get("batch") or {}
+        requests = ((batch.get("inputConfig") or {}).get("requests") or {}).get("requests") or []
+        with self._lock:
+            self.batch_creates += 1
+            name = f"batches/{uuid.uuid4().hex[:16]}"
+            operation = {
+                "name": name,
+                "metadata": {
+                    "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch",
+                    "name": name,
+                    "model": f"models/{model}",
+                    "displayName": batch.get("displayName", ""),
+                    "createTime": f"2026-11-27T12:00:{len(self.batches) % 60:02d}Z",
+                    "state": "BATCH_STATE_PENDING",
+                    "batchStats": {"requestCount": str(len(requests)), "pendingRequestCount": str(len(requests))},
+                },
+            }
+            self.batches[name] = {"operation": operation, "requests": requests, "polls": 0, "model": model}
+        return 200, operation
+
+    def _batch_route(self, handler, parts):
+        if handler.command == "GET" and len(parts) == 2:
+            operations = [b["operation"] for b in reversed(list(self.batches.values()))]
+            return 200, {"operations": operations}
+        name = "/".join(parts[1:3])
+        if handler.command != "GET" or name not in self.batches:
+            return 404, error_body(404, "NOT_FOUND", f"Requested entity was not found: {name}")
+        batch = self.batches[name]
+        with self._lock:
+            batch["polls"] += 1
+            metadata, finish = batch["operation"]["metadata"], False
+            if metadata["state"] in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING") and not batch.get("finishing"):
+                if batch["polls"] < self.batch_polls_to_complete:
+                    metadata["state"] = "BATCH_STATE_RUNNING"
+                elif self.expire_next_batches:
+                    self.expire_next_batches -= 1
+                    metadata["state"] = "BATCH_STATE_EXPIRED"
+                    batch["operation"]["done"] = True
+                else:
+                    finish = batch["finishing"] = True
+        if finish:
+            self._finish(batch)
+        return 200, batch["operation"]
+
+    def _finish(self, batch):
+        answers = []
+        for line in batch["requests"]:
+            request = line.get("request") or {}
+            prompt = " ".join(p.get("text", "") for c in request.get("contents") or () for p in c.get("parts") or ())
+            record = {"prompt": prompt, "metadata": line.get("metadata"), "model": batch["model"]}
+            status, body = self._generate(batch["model"], prompt, request.get("generationConfig") or {}, record)
+            record["status"] = status
+            with self._lock:
+                self.batch_lines.append(record)
+            item = {"metadata": line.get("metadata")}
+            if status == 200:
+                item["response"] = body
+            else:
+                item["error"] = body["error"]
+            answers.append(item)
+        output = {"inlinedResponses": {"inlinedResponses": answers}}
+        metadata = batch["operation"]["metadata"]
+        metadata.update(state="BATCH_STATE_SUCCEEDED", output=output)
+        metadata["batchStats"] = {
+            "requestCount": str(len(answers)),
+            "successfulRequestCount": str(sum(1 for a in answers if "response" in a)),
+            "failedRequestCount": str(sum(1 for a in answers if "error" in a)),
+        }
+        batch["operation"].update(
+            done=True,
+            response={"@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatchOutput"}
+            | output,
+        )
 
     def _answer(self, behavior, model, prompt, size):
         if behavior == "rate_limit":

@@ -128,9 +128,6 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
             "mode: batch is not supported with a default storage provider yet: run batch mode on "
             "one machine (or a shared filesystem), or use mode: live"
         )
-    refusal = getattr(provider_class(choices.provider), "batch_refusal", None)  # e.g. gemini, for now
-    if settings.mode == "batch" and refusal:
-        raise UserError(refusal)
     if settings.mode == "batch" and not provider_class(choices.provider).batch:
         warnings.append(f"mode: batch has no effect with the {choices.provider} provider: images are made one by one")
     plan = Plan(

@@ -267,9 +267,7 @@ def find_image(answer):
 class GeminiImagesProvider(ImageProvider):
     name = "gemini"
     paid = True
-    batch = False
-    # (read by plan.check: a clear refusal instead of "no effect" until Gemini batch mode lands)
-    batch_refusal = "mode: batch is not available for gemini yet: use mode: live (or provider: openai for batch mode)"
+    batch = True  # Google's Batch API: images.gemini_batch (run by images.batch.run_before_jobs)
 
     @classmethod
     def request_params(cls, config, environ=None):
@@ -297,19 +295,6 @@ class GeminiImagesProvider(ImageProvider):
         request = request or {}
         return _client(self.timeout, request.get("base_url") or base_url(), request.get("api_version") or API_VERSION)
 
-    @staticmethod
-    def generation_config(request):
-        """The generation config of ``request`` as the REST API spells it (batch lines use it too)."""
-        image_config = {}
-        if request.get("aspect_ratio"):
-            image_config["aspectRatio"] = request["aspect_ratio"]
-        if request.get("image_size"):
-            image_config["imageSize"] = request["image_size"]
-        config = {"responseModalities": ["IMAGE"]}
-        if image_config:
-            config["imageConfig"] = image_config
-        return config
-
     def fetch(self, request):
         from google.genai import types
 
@@ -327,6 +312,19 @@ class GeminiImagesProvider(ImageProvider):
         headers = {name: got[name] for name in _KEPT_HEADERS if name in got}
         body = http.body if isinstance(http.body, (bytes, bytearray)) else (http.body or "").encode("utf-8")
         return RawResponse(body=bytes(body), headers=headers, status=200)
+
+    # Batch API (images.gemini_batch): one inline request per image, and a line's answer as stored.
+    def batch_body(self, request):
+        """The inline request of a batch for ``request`` (google-genai's InlinedRequest, as a dict)."""
+        config = {"response_modalities": ["IMAGE"]}
+        image_config = {name: request[name] for name in _IMAGE_CONFIG_FIELDS if request.get(name)}
+        if image_config:
+            config["image_config"] = image_config
+        return {"contents": request["prompt"], "config": config}
+
+    def batch_answer(self, response):
+        """A batch line's ``response`` (a generateContent answer, as received) as a stored answer."""
+        return RawResponse(body=json.dumps(response, ensure_ascii=False).encode("utf-8"), status=200)
 
     def decode(self, raw, request):
         try:

@@ -322,11 +322,16 @@ def run_before_jobs(to_make, settings, log_file=LOG):
     jobs of this run (``to_make``: their specs) that have no stored answer, wait for the batches,
     store the answers, and write DONE (the failed rows and their reasons, for the image jobs to
     report)."""
-    wanted = [s for s in to_make if s["request"]["provider"] == "openai"]
+    wanted = [s for s in to_make if s["request"]["provider"] in ("openai", "gemini")]
     with JobLog(log_file, echo=True) as log:
         if wanted:
             try:
-                result = BatchRunner(settings, log).run(wanted)
+                if wanted[0]["request"]["provider"] == "gemini":  # Google's Batch API has its own runner
+                    from image_batch.images.gemini_batch import GeminiBatchRunner
+
+                    result = GeminiBatchRunner(settings, log).run(wanted)
+                else:
+                    result = BatchRunner(settings, log).run(wanted)
             except UserError:
                 raise
             except Exception as exc:

@@ -179,6 +179,8 @@ def _from_store(store, found, provider, request, log, number):
     except (InvalidResponse, NotAnImage) as exc:
         if found.rescued is None:
             store.reject(found.key, str(exc))
+        if isinstance(exc, Refused):  # a paid refusal of this row (e.g. a Gemini batch line): it fails alone
+            raise FaultError(Fault(ROW, str(exc), code=exc.code), number) from None
         log(f"stored answer {found.key[:12]} unusable ({exc}); asking the API again")
         return None
     origin = found.origin
