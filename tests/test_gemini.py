@@ -392,3 +392,24 @@ def test_a_batch_killed_while_being_created_is_found_again_not_submitted_twice(g
     )
     result = runner.run(specs)
     assert gemini.batch_creates == 1 and result["stored"] == 2 and not result["failed"]
+
+
+@pytest.mark.parametrize("as_file", [False, True])
+def test_an_expired_batch_goes_again_and_results_in_a_file_are_read(gemini, monkeypatch, tmp_path, as_file):
+    from image_batch.default_plugins.gemini import GeminiImagesProvider
+    from image_batch.images.gemini_batch import GeminiBatchRunner
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
+    gemini.results_as_file = as_file
+    gemini.expire_next_batches = 1  # the first batch ends EXPIRED with no line run (not billed)
+    settings = settings_for(provider="gemini", mode="batch", batch={"poll_seconds": 0.01})
+    params = GeminiImagesProvider.request_params(settings.section("gemini"))
+    specs = [{"request": {"provider": "gemini", **params, "prompt": p}} for p in ("one", "two", "three")]
+    result = GeminiBatchRunner(settings, lambda line: None).run(specs)
+    assert gemini.batch_creates == 2 and result["rounds"] == 2
+    assert result["stored"] == 3 and not result["failed"] and len(result["bought"]) == 3
+    assert sorted(line["prompt"] for line in gemini.batch_lines) == ["one", "three", "two"]  # each run once
+    assert any(":download" in r["path"] for r in gemini.batch_requests) == as_file

@@ -28,7 +28,9 @@ Batch mode: ``POST /v1beta/models/{model}:batchGenerateContent`` with inline req
 ``GET /v1beta/batches`` lists them, newest first. ``expire_next_batches`` makes that many batches
 end EXPIRED with no line run. Batch lines are logged apart (``batch_lines``; the batch endpoints'
 requests in ``batch_requests``): ``calls`` and ``paid_calls`` only ever count live calls;
-``batch_creates`` counts the batches created.
+``batch_creates`` counts the batches created. ``results_as_file`` puts the results in a JSONL file
+(``output.responsesFile``, one ``{"key", "response" | "error"}`` a line, served at
+``GET /v1beta/files/<name>:download?alt=media``) instead.
 
 A wrong or missing key answers 400 INVALID_ARGUMENT with ErrorInfo ``API_KEY_INVALID``; a model the
 account does not have answers 404 NOT_FOUND; an ``imageConfig`` value the model does not take answers
@@ -144,6 +146,8 @@ class FakeGemini(LoopbackServer):
         self.batch_lines, self.batch_creates, self.batch_requests = [], 0, []
         self.batch_polls_to_complete = 2
         self.expire_next_batches = 0
+        self.results_as_file = False  # True: results in a JSONL file (output.responsesFile), not inline
+        self.files = {}
 
     @property
     def base_url(self):
@@ -196,7 +200,7 @@ class FakeGemini(LoopbackServer):
         call["status"] = status
         with self._lock:
             (self.batch_requests if call.get("kind") == "batch" else self.calls).append(call)
-        data = json.dumps(body).encode("utf-8")
+        data = body.encode("utf-8") if isinstance(body, str) else json.dumps(body).encode("utf-8")
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json; charset=UTF-8")
         handler.send_header("Content-Length", str(len(data)))
@@ -222,6 +226,12 @@ class FakeGemini(LoopbackServer):
         if parts[1:2] == ["batches"]:
             call["kind"] = "batch"
             return self._batch_route(handler, parts)
+        if parts[-2:-1] == ["files"] and parts[-1].endswith(":download") and handler.command == "GET":
+            call["kind"] = "batch"
+            name = "files/" + parts[-1][: -len(":download")]
+            if name not in self.files:
+                return 404, error_body(404, "NOT_FOUND", f"File {name} not found.")
+            return 200, self.files[name]
         if handler.command != "POST" or len(parts) != 3 or parts[1] != "models" or ":" not in parts[2]:
             return 404, error_body(404, "NOT_FOUND", f"Method not found: {path}")
         version = parts[0]
@@ -348,6 +358,11 @@ class FakeGemini(LoopbackServer):
                 item["error"] = body["error"]
             answers.append(item)
         output = {"inlinedResponses": {"inlinedResponses": answers}}
+        if self.results_as_file:
+            name = f"files/batch-{uuid.uuid4().hex[:12]}"
+            lines = [{"key": (a.pop("metadata") or {}).get("key"), **a} for a in answers]
+            self.files[name] = "".join(json.dumps(line) + "\n" for line in lines)
+            output = {"responsesFile": name}
         metadata = batch["operation"]["metadata"]
         metadata.update(state="BATCH_STATE_SUCCEEDED", output=output)
         metadata["batchStats"] = {

@@ -12,7 +12,8 @@ under 20 MB in all) to ``models/{model}:batchGenerateContent``; the batch is an 
 ``batches/<id>`` whose ``metadata.state`` goes ``BATCH_STATE_PENDING`` / ``RUNNING`` to
 ``SUCCEEDED`` / ``FAILED`` / ``CANCELLED`` / ``EXPIRED``; inline requests get inline results,
 ``metadata.output.inlinedResponses.inlinedResponses``, each a ``response`` or an ``error`` with the
-request's ``metadata``. The batch is read back as received (the SDK's HTTP client, ``GET
+request's ``metadata`` (or, when the API puts them in a file, ``output.responsesFile``: JSONL lines
+with a ``key``, read through ``files.download``). The batch is read back as received (the SDK's HTTP client, ``GET
 batches/<id>``), so each stored answer is the JSON the API sent, not a re-serialised model.
 
 A batch a killed run was creating is found again by its display name, which carries the digest of
@@ -202,8 +203,11 @@ class GeminiBatchRunner:
         operation = self._outputs.get(entry["id"]) or self._get(client, entry["id"])
         output = (operation.get("metadata") or {}).get("output") or operation.get("response") or {}
         lines = (output.get("inlinedResponses") or {}).get("inlinedResponses") or []
+        if output.get("responsesFile"):  # results in a file (never resubmit for want of reading it)
+            data = client.files.download(file=output["responsesFile"])
+            lines = [json.loads(text) for text in data.decode("utf-8").splitlines() if text.strip()]
         for line in lines:
-            key = (line.get("metadata") or {}).get("key")
+            key = line.get("key") or (line.get("metadata") or {}).get("key")
             if key not in keys:
                 continue
             if isinstance(line.get("response"), dict):
@@ -224,7 +228,8 @@ class GeminiBatchRunner:
                 result["failed"][key] = reason
         if entry["status"] == "FAILED":
             reason = "; ".join(entry.get("errors") or ["the Batch API failed the batch"])
-            for key in keys - set(result["failed"]) - {(line.get("metadata") or {}).get("key") for line in lines}:
+            answered = {line.get("key") or (line.get("metadata") or {}).get("key") for line in lines}
+            for key in keys - set(result["failed"]) - answered:
                 result["failed"][key] = f"the Batch API failed the batch: {reason}"
         entry["collected"] = True
         state.save()
