@@ -394,8 +394,10 @@ def test_a_batch_killed_while_being_created_is_found_again_not_submitted_twice(g
     assert gemini.batch_creates == 1 and result["stored"] == 2 and not result["failed"]
 
 
-@pytest.mark.parametrize("as_file", [False, True])
-def test_an_expired_batch_goes_again_and_results_in_a_file_are_read(gemini, monkeypatch, tmp_path, as_file):
+@pytest.mark.parametrize("as_file, drop_metadata", [(False, False), (True, False), (False, True)])
+def test_an_expired_batch_goes_again_and_results_in_a_file_are_read(
+    gemini, monkeypatch, tmp_path, as_file, drop_metadata
+):
     from image_batch.default_plugins.gemini import GeminiImagesProvider
     from image_batch.images.gemini_batch import GeminiBatchRunner
     from tests.conftest import settings_for
@@ -403,7 +405,7 @@ def test_an_expired_batch_goes_again_and_results_in_a_file_are_read(gemini, monk
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GEMINI_API_KEY", KEY)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
-    gemini.results_as_file = as_file
+    gemini.results_as_file, gemini.drop_metadata = as_file, drop_metadata
     gemini.expire_next_batches = 1  # the first batch ends EXPIRED with no line run (not billed)
     settings = settings_for(provider="gemini", mode="batch", batch={"poll_seconds": 0.01})
     params = GeminiImagesProvider.request_params(settings.section("gemini"))

@@ -148,6 +148,7 @@ class FakeGemini(LoopbackServer):
         self.expire_next_batches = 0
         self.results_as_file = False  # True: results in a JSONL file (output.responsesFile), not inline
         self.files = {}
+        self.drop_metadata = False  # True: inline results without the requests' metadata (in order)
 
     @property
     def base_url(self):
@@ -351,7 +352,7 @@ class FakeGemini(LoopbackServer):
             record["status"] = status
             with self._lock:
                 self.batch_lines.append(record)
-            item = {"metadata": line.get("metadata")}
+            item = {} if self.drop_metadata else {"metadata": line.get("metadata")}
             if status == 200:
                 item["response"] = body
             else:
@@ -360,7 +361,7 @@ class FakeGemini(LoopbackServer):
         output = {"inlinedResponses": {"inlinedResponses": answers}}
         if self.results_as_file:
             name = f"files/batch-{uuid.uuid4().hex[:12]}"
-            lines = [{"key": (a.pop("metadata") or {}).get("key"), **a} for a in answers]
+            lines = [{"key": (a.pop("metadata", None) or {}).get("key"), **a} for a in answers]
             self.files[name] = "".join(json.dumps(line) + "\n" for line in lines)
             output = {"responsesFile": name}
         metadata = batch["operation"]["metadata"]

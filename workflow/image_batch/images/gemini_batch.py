@@ -206,8 +206,11 @@ class GeminiBatchRunner:
         if output.get("responsesFile"):  # results in a file (never resubmit for want of reading it)
             data = client.files.download(file=output["responsesFile"])
             lines = [json.loads(text) for text in data.decode("utf-8").splitlines() if text.strip()]
-        for line in lines:
-            key = line.get("key") or (line.get("metadata") or {}).get("key")
+        ordered = entry["keys"] if len(lines) == len(entry["keys"]) else [None] * len(lines)
+        for line, by_position in zip(lines, ordered, strict=True):
+            # the key we sent in the metadata; without it, the position (inline results keep the
+            # requests' order): a line never goes unread, so never resubmitted and paid twice
+            key = line.get("key") or (line.get("metadata") or {}).get("key") or by_position
             if key not in keys:
                 continue
             if isinstance(line.get("response"), dict):
