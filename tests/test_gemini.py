@@ -243,11 +243,19 @@ def test_a_sheet_runs_through_gemini_with_every_guarantee(gem, gemini):
     # the key is never written anywhere
     assert _files_with(gem.root, KEY) == []
 
+    # the next estimate comes from these answers' own usage (the store's usage journal)
+    with open(gem.root / "input.csv", "a", encoding="utf-8") as sheet:
+        sheet.write("pie,Food,An apple pie\n")
+    dry = gem.snakemake("-n")
+    # (3 images: the refusal, kept aside, is no image's usage)
+    assert "2 x gemini-3-pro-image default quality 2K at about $0.13 each, from the mean usage of your 3 stored" in (
+        dry.output
+    ), dry.output[-2000:]
     paid = len(gemini.paid_calls)
     gemini.set_behavior("SAFETY", "ok")
     (gem.root / "results/images/nature/fox.png").unlink()  # lost: made again from the store
     second = gem.snakemake()
-    assert len(gemini.paid_calls) == paid + 1  # only the row refused before
+    assert len(gemini.paid_calls) == paid + 2  # only the row refused before, and the new one
     assert len(gemini.calls_for("A red fox")) == 1
     assert (gem.root / "results/images/nature/owl.png").exists()
     assert "gemini" in second.output
