@@ -265,8 +265,7 @@ def test_kill_9_while_calling_then_rerun_pays_nothing_twice(gem, gemini):
     update_config(gem.root, gemini={"model": "gemini-nano-banana-2.1", "image_size": None, "aspect_ratio": None})
     gemini.set_behavior("SAFETY", "ok")
     store = gem.root / "response-store"
-    # (image_worker=False in both runs: see the report on the image worker's import race)
-    command = [sys.executable, "-m", "snakemake", "--cores", "1", "--config", "image_worker=False"]
+    command = [sys.executable, "-m", "snakemake", "--cores", "1"]
     process = subprocess.Popen(
         command, cwd=gem.root, env=gem.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -279,7 +278,7 @@ def test_kill_9_while_calling_then_rerun_pays_nothing_twice(gem, gemini):
         process.wait()
     kept = {json.loads(p.read_text())["request"]["prompt"] for p in store.glob("??/*.json")}
     assert kept, "the run was killed before any answer was kept"
-    gem.snakemake("--config", "image_worker=False")
+    gem.snakemake()
     for prompt in ("A red fox in snow", "An owl at night SAFETY", "A cake with a candle FLAKY", "A cup of tea BUSY"):
         paid = [c for c in gemini.calls_for(prompt) if c["status"] == 200]
         if prompt in kept:  # paid before the kill and kept: served from the store, never paid again
