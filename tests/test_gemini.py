@@ -422,3 +422,13 @@ def test_an_expired_batch_goes_again_and_results_in_a_file_are_read(
     assert result["stored"] == 3 and not result["failed"] and len(result["bought"]) == 3
     assert sorted(line["prompt"] for line in gemini.batch_lines) == ["one", "three", "two"]  # each run once
     assert any(":download" in r["path"] for r in gemini.batch_requests) == as_file
+
+
+def test_batch_mode_stops_with_one_clear_line_on_a_fatal_api_error(gem, gemini):
+    lite = {"model": "gemini-3.1-flash-lite-image", "image_size": "1K"}
+    update_config(gem.root, mode="batch", batch={"poll_seconds": 0.05}, gemini=lite)
+    gemini.models.pop("gemini-3.1-flash-lite-image")  # the account no longer has it: 404 on create
+    result = gem.snakemake(check=False)
+    assert result.returncode != 0 and "Traceback" not in result.output
+    assert "Gemini batch mode stopped: 404 NOT_FOUND" in result.output and "gemini.model" in result.output
+    assert gemini.batch_creates == 0 and gemini.calls == []

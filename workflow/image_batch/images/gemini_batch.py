@@ -240,6 +240,23 @@ class GeminiBatchRunner:
     # -- the whole job ----------------------------------------------------------------------------
 
     def run(self, specs):
+        """Submit, wait for and collect the batches of ``specs``; an API fault that stops the run
+        (a bad key, a refused setting, ...) is one clear line, with what is already recorded kept."""
+        try:
+            return self._run(specs)
+        except UserError:
+            raise
+        except Exception as exc:
+            fault = self.provider.classify(exc, specs[0]["request"] if specs else None)
+            if fault is None:
+                raise
+            raise UserError(
+                f"Gemini batch mode stopped: {redact(fault.reason)}. Batches already submitted are recorded in "
+                f"{Path(self.store.state_dir) / 'batches' / 'gemini.json'}; run again to go on (nothing is "
+                "submitted twice)."
+            ) from None
+
+    def _run(self, specs):
         result = {"mode": "batch", "batches": [], "stored": 0, "failed": {}, "retry": {}, "request_ids": []}
         result["rounds"] = 0
         requests_all = {request_key(s["request"]): s["request"] for s in specs}
