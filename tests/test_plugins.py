@@ -54,8 +54,12 @@ def install_plugin(site):
 
 def test_the_default_providers_are_plugins_too():
     found = providers()
-    assert {"openai", "offline"} <= set(found)
-    assert DEFAULT_PLUGINS == ("image_batch.default_plugins.openai_images", "image_batch.default_plugins.offline")
+    assert {"openai", "gemini", "offline"} <= set(found)
+    assert DEFAULT_PLUGINS == (
+        "image_batch.default_plugins.openai_images",
+        "image_batch.default_plugins.gemini",
+        "image_batch.default_plugins.offline",
+    )
 
 
 def test_a_third_party_provider_is_selected_by_name(runner, tmp_path):

@@ -91,6 +91,7 @@ def scrubbed_environ():
     from tests.support.openai_models import TODAY
 
     drop = ("AI_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "S3_BUCKET_NAME")
+    drop += ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_API_VERSION")
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("AWS_")}
     # The workflow's clock is the stand-in API's "today": no test depends on the day it runs.
     env["IMAGE_BATCH_TODAY"] = TODAY.isoformat()

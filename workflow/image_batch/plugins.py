@@ -11,6 +11,7 @@ from image_batch.common.errors import UserError
 
 DEFAULT_PLUGINS = (
     "image_batch.default_plugins.openai_images",
+    "image_batch.default_plugins.gemini",
     "image_batch.default_plugins.offline",
 )
 

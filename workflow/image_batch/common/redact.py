@@ -2,9 +2,9 @@
 
 import os
 
-from image_batch.common.settings import KEY_VARIABLES
+from image_batch.common.settings import GEMINI_KEY_VARIABLES, KEY_VARIABLES
 
-SECRET_VARIABLES = (*KEY_VARIABLES, "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+SECRET_VARIABLES = (*KEY_VARIABLES, *GEMINI_KEY_VARIABLES, "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def redact(text):

@@ -19,11 +19,17 @@ DEFAULT_CATALOG = REPO / "config" / "models.yaml"
 CONFIG_FILE = "config/config.yaml"  # as messages name it
 
 KEY_VARIABLES = ("AI_API_KEY", "OPENAI_API_KEY")
-SECRET_VARIABLES = KEY_VARIABLES + ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+# The gemini provider's key, in google-genai's order (the first wins when both are set).
+GEMINI_KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+SECRET_VARIABLES = (
+    KEY_VARIABLES + GEMINI_KEY_VARIABLES + ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+)
 # What a job needs from the environment: the API key and endpoint, the bucket, the boto3 credential
 # chain's variables. Declared to jobs that run elsewhere (see passed_variables).
 JOB_VARIABLES = KEY_VARIABLES + (
     "OPENAI_BASE_URL",
+    *GEMINI_KEY_VARIABLES,
+    "GOOGLE_GEMINI_BASE_URL",
     "S3_BUCKET_NAME",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -319,7 +325,9 @@ def load_settings(config, command_line=None, config_file=CONFIG_FILE):
     """The typed settings for ``config`` (a dict as Snakemake or yaml reads config/config.yaml);
     ``command_line``: what ``--config`` gave (named as such in messages)."""
     c = with_defaults(config, command_line, config_file)
-    known = {"openai", "offline"} | {k for k, v in c.items() if isinstance(v, dict) and k not in _NOT_SECTIONS}
+    known = {"openai", "gemini", "offline"} | {
+        k for k, v in c.items() if isinstance(v, dict) and k not in _NOT_SECTIONS
+    }
     return Settings(
         input_csv=str(c["input_csv"]),
         input_sheet=c["input_sheet"],
@@ -397,6 +405,16 @@ def api_key(environ=None):
     """The API key from ``AI_API_KEY`` (or ``OPENAI_API_KEY``); None when unset or blank."""
     environ = os.environ if environ is None else environ
     for name in KEY_VARIABLES:
+        value = (environ.get(name) or "").strip()
+        if value:
+            return value
+    return None
+
+
+def gemini_api_key(environ=None):
+    """The gemini provider's key: ``GOOGLE_API_KEY``, else ``GEMINI_API_KEY``; None when unset."""
+    environ = os.environ if environ is None else environ
+    for name in GEMINI_KEY_VARIABLES:
         value = (environ.get(name) or "").strip()
         if value:
             return value
@@ -484,8 +502,11 @@ def resolve(settings, environ=None):
     wanted = settings.provider
     key = api_key(environ)
     if wanted == "auto":
-        if key:
+        if key:  # OpenAI's key first when both are set
             return Choices("openai", "AI_API_KEY is set", where)
+        if gemini_api_key(environ):
+            named = next(n for n in GEMINI_KEY_VARIABLES if (environ.get(n) or "").strip())
+            return Choices("gemini", f"{named} is set (and no AI_API_KEY)", where)
         if where.kind == "s3":
             raise UserError(
                 f"S3_BUCKET_NAME is set ({where.location}) but no API key is: refusing to generate offline "
@@ -495,4 +516,9 @@ def resolve(settings, environ=None):
         return Choices("offline", "no AI_API_KEY set", where)
     if wanted == "openai" and not key:
         raise UserError("provider is 'openai' but no API key is set: set AI_API_KEY (in the environment or .env).")
+    if wanted == "gemini" and not gemini_api_key(environ):
+        raise UserError(
+            "provider is 'gemini' but no Gemini API key is set: set GEMINI_API_KEY (or GOOGLE_API_KEY) "
+            "in the environment or .env."
+        )
     return Choices(wanted, f"provider: {wanted} in config", where)

@@ -82,6 +82,8 @@ class Model:
     backgrounds: tuple | None = None
     output_formats: tuple | None = None
     complexity: tuple | None = None
+    aspect_ratios: tuple | None = None  # Gemini: image_config.aspect_ratio values taken
+    image_sizes: tuple | None = None  # Gemini: image_config.image_size values taken
     rates: dict = field(default_factory=dict)  # per million tokens
     per_image: dict = field(default_factory=dict)  # quality -> size -> USD
     price_source: str = ""
@@ -125,6 +127,8 @@ class Catalog:
                 backgrounds=tuple(entry["backgrounds"]) if "backgrounds" in entry else None,
                 output_formats=tuple(entry["output_formats"]) if "output_formats" in entry else None,
                 complexity=tuple(entry["complexity"]) if "complexity" in entry else None,
+                aspect_ratios=tuple(entry["aspect_ratios"]) if "aspect_ratios" in entry else None,
+                image_sizes=tuple(str(s) for s in entry["image_sizes"]) if "image_sizes" in entry else None,
                 rates=dict(prices.get("per_million_tokens") or {}),
                 per_image={q: dict(s) for q, s in (prices.get("per_image") or {}).items()},
                 price_source=prices.get("source", ""),
@@ -172,22 +176,28 @@ class Catalog:
                 "and its cost is reported as unpriced"
             ]
         problems, warnings = [], []
+        # settings are named as the user wrote them: openai.size, gemini.image_size, ...
+        section = request.get("provider") or model.provider
         state, days = model.status(on)
         instead = f"e.g. {model.replacement}" if model.replacement else "see the catalogue"
         if state == "retired":
             problems.append(
-                f"openai.model {name!r} was shut down on {model.shutdown} ({model.source}): set openai.model "
+                f"{section}.model {name!r} was shut down on {model.shutdown} ({model.source}): set {section}.model "
                 f"({where('model')}) to a current model, {instead} ({self.path} lists them)"
             )
             return problems, warnings
         if state == "shutting-down" and days <= WARN_DAYS:
             warnings.append(
-                f"openai.model {name!r} shuts down on {model.shutdown}, in {days} day(s): switch to a current "
+                f"{section}.model {name!r} shuts down on {model.shutdown}, in {days} day(s): switch to a current "
                 f"model before then ({instead}); requests after that date will fail"
             )
+        for setting, allowed in (("aspect_ratio", model.aspect_ratios), ("image_size", model.image_sizes)):
+            value = request.get(setting)
+            if value is not None and allowed is not None and str(value) not in allowed:
+                problems.append(self._not_taken(setting, value, name, allowed, where, section))
         quality = request.get("quality")
         if quality is not None and model.qualities is not None and quality not in model.qualities:
-            problems.append(self._not_taken("quality", quality, name, model.qualities, where))
+            problems.append(self._not_taken("quality", quality, name, model.qualities, where, section))
         size = request.get("size")
         if size is not None and model.sizes:
             problem = self._size_problem(size, name, self.size_rules[model.sizes], where("size"))
@@ -195,10 +205,10 @@ class Catalog:
                 problems.append(problem)
         background = request.get("background")
         if background is not None and model.backgrounds is not None and background not in model.backgrounds:
-            problems.append(self._not_taken("background", background, name, model.backgrounds, where))
+            problems.append(self._not_taken("background", background, name, model.backgrounds, where, section))
         fmt = request.get("output_format")
         if fmt is not None and model.output_formats is not None and fmt not in model.output_formats:
-            problems.append(self._not_taken("output_format", fmt, name, model.output_formats, where))
+            problems.append(self._not_taken("output_format", fmt, name, model.output_formats, where, section))
         if background == "transparent" and fmt not in (None, "png", "webp"):
             problems.append(
                 f"openai.background 'transparent' needs output_format png or webp, not {fmt!r}: change one of them"
@@ -211,13 +221,13 @@ class Catalog:
                     "set it to null"
                 )
             elif complexity not in model.complexity:
-                problems.append(self._not_taken("complexity", complexity, name, model.complexity, where))
+                problems.append(self._not_taken("complexity", complexity, name, model.complexity, where, section))
         return problems, warnings
 
-    def _not_taken(self, setting, value, name, allowed, where):
+    def _not_taken(self, setting, value, name, allowed, where, section="openai"):
         return (
-            f"openai.{setting} {value!r} is not taken by {name!r} (it takes {', '.join(allowed)}): "
-            f"change openai.{setting} {where(setting)}"
+            f"{section}.{setting} {value!r} is not taken by {name!r} (it takes {', '.join(allowed)}): "
+            f"change {section}.{setting} {where(setting)}"
         )
 
     @staticmethod
@@ -273,7 +283,8 @@ class Catalog:
         model = self.lookup(model_name)
         if model is None:
             return None
-        value = (model.per_image.get(quality) or {}).get(size)
+        # "default": the price when the request leaves quality or size to the model (Gemini's 1K)
+        value = (model.per_image.get(quality or "default") or {}).get(size or "default")
         return float(value) if value is not None else None
 
     def rates(self, model_name):

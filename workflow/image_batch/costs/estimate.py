@@ -76,7 +76,8 @@ def estimate(specs, catalog, to_make, in_store, usage_means=None, paid=True, in_
             out["in_batch"] += 1
             continue
         out["to_pay"] += 1
-        groups[(request.get("model"), request.get("quality"), request.get("size"))].append(len(request["prompt"]))
+        size = request.get("size") or request.get("image_size")  # Gemini names its size image_size
+        groups[(request.get("model"), request.get("quality"), size)].append(len(request["prompt"]))
     means = usage_means or {}
     for (model, quality, size), lengths in sorted(groups.items(), key=lambda item: str(item[0])):
         chars = sum(lengths) / len(lengths)

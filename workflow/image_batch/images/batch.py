@@ -536,20 +536,29 @@ def run_before_jobs(to_make, settings, log_file=LOG, mode=None):
     jobs of this run (``to_make``: their specs) that have no stored answer, wait for the batches,
     store the answers. Live mode: collect, or wait for, the recorded batches that cover requests it
     is about to pay for (see :meth:`BatchRunner.settle`). Either way, write DONE (the answers this
-    run's batches bought; in batch mode also the failed rows and their reasons)."""
+    run's batches bought; in batch mode also the failed rows and their reasons). Gemini's Batch API
+    has its own runner (images/gemini_batch.py), used in batch mode."""
     mode = mode or settings.mode
-    wanted = [s for s in to_make if s["request"]["provider"] == "openai"]
-    if mode != "batch" and not (wanted and waiting_batches(open_store(settings))):
+    wanted = [s for s in to_make if s["request"]["provider"] in ("openai", "gemini")]
+    gemini = bool(wanted) and wanted[0]["request"]["provider"] == "gemini"
+    if gemini and mode != "batch":
+        return None  # live mode with gemini: its recorded batches are collected by a batch-mode run
+    if not gemini and mode != "batch" and not (wanted and waiting_batches(open_store(settings))):
         return None  # live mode, and no batch was left running: nothing to do
     with JobLog(log_file, echo=True) as log:
         if wanted:
             try:
                 with _stoppable():
-                    runner = BatchRunner(settings, log)
-                    if mode == "batch":
-                        result = runner.run(wanted)
+                    if gemini:
+                        from image_batch.images.gemini_batch import GeminiBatchRunner
+
+                        result = GeminiBatchRunner(settings, log).run(wanted)
                     else:
-                        result = runner.settle(wanted, abandon=settings.batch.abandon)
+                        runner = BatchRunner(settings, log)
+                        if mode == "batch":
+                            result = runner.run(wanted)
+                        else:
+                            result = runner.settle(wanted, abandon=settings.batch.abandon)
             except UserError:
                 raise
             except KeyboardInterrupt:
@@ -561,7 +570,7 @@ def run_before_jobs(to_make, settings, log_file=LOG, mode=None):
                 log(message)
                 raise UserError(message) from None
             except Exception as exc:
-                fault = get_provider("openai", settings).classify(exc)
+                fault = get_provider(wanted[0]["request"]["provider"], settings).classify(exc)
                 if fault is None:
                     raise
                 raise UserError(

@@ -33,6 +33,20 @@ BILLING_CODES = {
     "project_spend_limit_exceeded",
 }
 MODERATION_CODES = {"moderation_blocked", "content_policy_violation", "content_filter", "safety_violation"}
+# Gemini's refusals (HTTP 200, no image): finishReason / promptFeedback.blockReason values about the
+# content of one row. (NO_IMAGE is not among them: on several rows in a row it is about the settings.)
+MODERATION_CODES |= {
+    "SAFETY",
+    "IMAGE_SAFETY",
+    "PROHIBITED_CONTENT",
+    "IMAGE_PROHIBITED_CONTENT",
+    "BLOCKLIST",
+    "SPII",
+    "RECITATION",
+    "IMAGE_RECITATION",
+    "OTHER",
+    "IMAGE_OTHER",
+}
 # Request fields that are settings of the whole run: a 400 naming one of them fails every row alike.
 SETTING_PARAMS = {
     "model",
@@ -55,6 +69,15 @@ RETRY_STATUSES = {408, 409, 425, 429}
 
 class InvalidResponse(Exception):
     """The API answered 200 but the answer is unusable (no image, broken base64, not an image)."""
+
+
+class Refused(InvalidResponse):
+    """The API answered 200 but refused this row (e.g. Gemini's finishReason IMAGE_SAFETY, or a
+    blocked prompt): that row fails alone, with the reason, and is not asked again in this run."""
+
+    def __init__(self, reason, code=None):
+        super().__init__(reason)
+        self.code = code
 
 
 class DownloadFailed(Exception):

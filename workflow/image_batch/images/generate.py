@@ -21,7 +21,16 @@ from image_batch.costs.bill import answer_cost
 from image_batch.costs.catalog import load_catalog
 from image_batch.descriptions.specs import request_digest
 from image_batch.images import failures
-from image_batch.images.faults import FATAL, RETRY, ROW, DownloadFailed, Fault, InvalidResponse, classify_local
+from image_batch.images.faults import (
+    FATAL,
+    RETRY,
+    ROW,
+    DownloadFailed,
+    Fault,
+    InvalidResponse,
+    Refused,
+    classify_local,
+)
 from image_batch.images.imaging import NotAnImage, to_png
 from image_batch.images.ratelimit import pacer_for
 from image_batch.images.store import open_store, request_key
@@ -142,6 +151,8 @@ def obtain(request, settings, log):
                     raise FaultError(Fault(RETRY, str(exc)), number) from None
                 except (InvalidResponse, NotAnImage) as exc:
                     store.reject(key, str(exc))
+                    if isinstance(exc, Refused):  # an answer that refuses this row (Gemini): no retry
+                        raise FaultError(Fault(ROW, str(exc), status=raw.status, code=exc.code), number) from None
                     unusable += 1
                     if unusable >= settings.retry.max_unusable:  # likely deterministic: stop paying for it
                         reason = f"the API gave {unusable} unusable answers for this row; last: {exc}"
@@ -168,6 +179,8 @@ def _from_store(store, found, provider, request, log, number):
     except (InvalidResponse, NotAnImage) as exc:
         if found.rescued is None:
             store.reject(found.key, str(exc))
+        if isinstance(exc, Refused):  # a paid refusal of this row (e.g. a Gemini batch line): it fails alone
+            raise FaultError(Fault(ROW, str(exc), code=exc.code), number) from None
         log(f"stored answer {found.key[:12]} unusable ({exc}); asking the API again")
         return None
     origin = found.origin
@@ -214,6 +227,9 @@ def sidecar_for(spec, outcome, catalog):
         "sha256": hashlib.sha256(png).hexdigest(),
         "bytes": len(png),
     }
+    for name in ("aspect_ratio", "image_size"):  # Gemini's image_config
+        if request.get(name):
+            sidecar[name] = request[name]
     if request.get("base_url"):
         sidecar["endpoint"] = request["base_url"]
     if request.get("variant"):
@@ -224,7 +240,12 @@ def sidecar_for(spec, outcome, catalog):
     else:
         # priced as requested (the size and quality billed are the ones asked for)
         sidecar["cost"] = answer_cost(
-            catalog, request["model"], image.usage, outcome.origin, request.get("quality"), request.get("size")
+            catalog,
+            request["model"],
+            image.usage,
+            outcome.origin,
+            request.get("quality"),
+            request.get("size") or request.get("image_size"),
         )
     return sidecar
 

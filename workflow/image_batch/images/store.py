@@ -194,7 +194,7 @@ def answer_usage(body):
         return None
     at = body.rfind(b'"usage"')
     if at < 0:
-        return None
+        return _gemini_usage(body)
     try:
         text = body[at:].decode("utf-8")
         start = text.index("{")
@@ -202,6 +202,24 @@ def answer_usage(body):
     except (ValueError, UnicodeDecodeError):
         return None
     return usage if isinstance(usage, dict) else None
+
+
+def _gemini_usage(body):
+    """A Gemini answer's ``usageMetadata`` (also near its end), in the shape above, or None; None
+    too for an answer with no image (a refusal is an HTTP 200 there): it says nothing of an image's
+    cost, and would pull the estimates down."""
+    at = body.rfind(b'"usageMetadata"')
+    if at < 0:
+        return None
+    try:
+        text = body[at:].decode("utf-8")
+        metadata, _ = json.JSONDecoder().raw_decode(text, text.index("{"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    from image_batch.default_plugins.gemini import usage_of  # (the provider's own reading of it)
+
+    usage = usage_of(metadata)
+    return usage if usage and usage["output_tokens_details"]["image_tokens"] else None
 
 
 def usage_line(request, usage):
@@ -212,7 +230,7 @@ def usage_line(request, usage):
     line = {
         "model": request.get("model"),
         "quality": request.get("quality"),
-        "size": request.get("size"),
+        "size": request.get("size") or request.get("image_size"),  # (Gemini names it image_size)
         "input_tokens": usage.get("input_tokens"),
         "text_input_tokens": details_in.get("text_tokens"),
         "image_input_tokens": details_in.get("image_tokens"),

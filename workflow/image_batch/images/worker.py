@@ -225,6 +225,13 @@ def main(argv=None):
         server.drain_and_exit()
 
     threading.Thread(target=watch_parent, daemon=True).start()
+    # The tasks' modules, imported once before any connection is served: threads that unpickle
+    # their first calls at once would import them concurrently, and one could see a half-made
+    # module ("partially initialized module ... circular import") and fail its image.
+    import importlib
+
+    for module, _ in TASKS.values():
+        importlib.import_module(module)
     server.serve()
 
 

@@ -1,0 +1,302 @@
+"""Batch mode for the gemini provider: Google's Batch API (half the price), with the guarantees of
+OpenAI's batch mode (images.batch): exactly the requests with no stored answer are submitted, split at
+the API's limits; every batch is recorded (fsynced) before and after it is created, so a run stopped
+while waiting (even ``kill -9``) polls the same batches again and nothing is submitted twice; lines
+the API did not run (the batch expired or was cancelled) or answered with a transient error go again
+in a next round; the answers land in the response store as received, marked as batch answers, and
+the image jobs make the same files as in live mode from them, at the batch price.
+
+Shapes (google-genai 3.6.1, batches.py): ``batches.create(model=..., src=[InlinedRequest...],
+config={"display_name": ...})`` sends inline requests (``{"request": ..., "metadata": {"key"}}``,
+under 20 MB in all) to ``models/{model}:batchGenerateContent``; the batch is an operation
+``batches/<id>`` whose ``metadata.state`` goes ``BATCH_STATE_PENDING`` / ``RUNNING`` to
+``SUCCEEDED`` / ``FAILED`` / ``CANCELLED`` / ``EXPIRED``; inline requests get inline results,
+``metadata.output.inlinedResponses.inlinedResponses``, each a ``response`` or an ``error`` with the
+request's ``metadata`` (or, when the API puts them in a file, ``output.responsesFile``: JSONL lines
+with a ``key``, read through ``files.download``). The batch is read back as received (the SDK's HTTP client, ``GET
+batches/<id>``), so each stored answer is the JSON the API sent, not a re-serialised model.
+
+A batch a killed run was creating is found again by its display name, which carries the digest of
+its input. The record is ``<response store>/batches/gemini.json`` (its own file: OpenAI's batches
+keep theirs in state.json).
+"""
+
+import fcntl
+import hashlib
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from image_batch.common.errors import UserError
+from image_batch.common.fileio import atomic_write_json
+from image_batch.common.redact import redact
+from image_batch.images import faults
+from image_batch.images.store import open_store, request_key
+from image_batch.providers import get_provider
+
+# Google's limit for inline requests is 20 MB in all; a few MB per batch also keeps each inline
+# result (images, base64) a reasonable download.
+INLINE_BYTES = 19_000_000
+INLINE_LINES = 500
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
+PREFIX = "image-batch-"  # display name: PREFIX + digest of the input
+
+
+def _state_name(state):
+    """BATCH_STATE_SUCCEEDED / JOB_STATE_SUCCEEDED -> SUCCEEDED."""
+    text = str(state or "")
+    for prefix in ("BATCH_STATE_", "JOB_STATE_"):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
+class GeminiBatchState:
+    """The Gemini batches this response store has submitted (persisted, flock'ed)."""
+
+    def __init__(self, store_dir):
+        self.folder = Path(store_dir) / "batches"
+        self.path = self.folder / "gemini.json"
+        self.data = {"batches": []}
+        if self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text(encoding="utf-8"))
+                assert isinstance(self.data.get("batches"), list)
+            except (OSError, ValueError, AttributeError, AssertionError):
+                raise UserError(
+                    f"{self.path}: batch mode's record of submitted Gemini batches is not valid: restore it from a "
+                    "backup (moving it aside would submit, and pay for, its batches' requests again)"
+                ) from None
+
+    @contextmanager
+    def locked(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".gemini.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            self.__init__(self.folder.parent)
+            yield self
+
+    @property
+    def batches(self):
+        return self.data["batches"]
+
+    def save(self):
+        atomic_write_json(self.path, self.data)
+
+
+def pending(specs, store, exclude=()):
+    """{key: request} of the requests of ``specs`` with no stored answer (each key once)."""
+    found = {}
+    for spec in specs:
+        request = spec["request"]
+        key = request_key(request)
+        if key not in found and key not in exclude and not store.has_answer(request, request.get("base_url")):
+            found[key] = request
+    return found
+
+
+def chunks(requests, provider, max_lines, max_bytes):
+    """[(model, [(key, inline request)...], digest)]: one list per model, split at the limits."""
+    out, current, size, model = [], [], 0, None
+
+    def close():
+        if current:
+            text = json.dumps([[k, body] for k, body in current], sort_keys=True, ensure_ascii=False)
+            out.append((model, list(current), hashlib.sha256(text.encode("utf-8")).hexdigest()))
+
+    for key, request in sorted(requests.items(), key=lambda item: (item[1]["model"], item[0])):
+        body = provider.batch_body(request)
+        length = len(json.dumps(body, ensure_ascii=False).encode("utf-8"))
+        if current and (request["model"] != model or len(current) >= max_lines or size + length > max_bytes):
+            close()
+            current, size = [], 0
+        model = request["model"]
+        current.append((key, body))
+        size += length
+    close()
+    return out
+
+
+class GeminiBatchRunner:
+    def __init__(self, settings, log, sleep=time.sleep):
+        self.batch = settings.batch
+        self.log = log
+        self.provider = get_provider("gemini", settings)
+        self.store = open_store(settings)
+        self.sleep = sleep
+        self._outputs = {}
+
+    def client(self, request):
+        return self.provider.client(request)
+
+    # -- submitting -------------------------------------------------------------------------------
+
+    def recover(self, state, client):
+        """Batches a killed run was creating when it died: adopt the ones the API made."""
+        for entry in state.batches:
+            if entry.get("status") == "submitting" and not entry.get("id"):
+                name = PREFIX + entry["digest"]
+                found = next(
+                    (b for b in client.batches.list(config={"page_size": 100}) if b.display_name == name), None
+                )
+                if found is not None:
+                    entry.update(id=found.name, status=_state_name(found.state))
+                    self.log(f"found batch {found.name}, created by an earlier run that was stopped; polling it")
+                else:
+                    entry.update(status="not-created", collected=True)
+                state.save()
+
+    def submit(self, state, client, model, lines, digest):
+        entry = {"digest": digest, "model": model, "keys": [k for k, _ in lines], "status": "submitting"}
+        entry["started_at"] = int(time.time())
+        state.batches.append(entry)
+        state.save()  # before anything is created: a run killed from here on looks before it submits
+        job = client.batches.create(
+            model=model,
+            src=[{**body, "metadata": {"key": key}} for key, body in lines],
+            config={"display_name": PREFIX + digest},
+        )
+        entry.update(id=job.name, status=_state_name(job.state))
+        state.save()
+        self.log(f"submitted Gemini batch {job.name}: {len(lines)} request(s)")
+        return entry
+
+    # -- waiting and collecting -------------------------------------------------------------------
+
+    def _get(self, client, name):
+        """The batch operation as received (JSON), through the SDK's own HTTP client."""
+        answer = client._api_client.request("get", name, {})
+        return json.loads(answer.body or "{}")
+
+    def wait(self, state, client, entries, request):
+        while True:
+            running = [e for e in entries if e["status"] not in TERMINAL]
+            if not running:
+                return
+            for entry in running:
+                try:
+                    operation = self._get(client, entry["id"])
+                except Exception as exc:
+                    fault = self.provider.classify(exc, request)
+                    if fault is None or fault.disposition == faults.FATAL:
+                        raise
+                    self.log(f"polling {entry['id']} failed ({redact(fault.reason)}); trying again")
+                    continue
+                metadata = operation.get("metadata") or {}
+                status = _state_name(metadata.get("state"))
+                if status != entry["status"]:
+                    self.log(f"Gemini batch {entry['id']}: {status} {metadata.get('batchStats') or ''}".rstrip())
+                entry["status"] = status
+                if status in TERMINAL:
+                    self._outputs[entry["id"]] = operation
+                    if operation.get("error"):
+                        entry["errors"] = [str(operation["error"].get("message") or operation["error"])]
+                state.save()
+            if any(e["status"] not in TERMINAL for e in entries):
+                self.sleep(float(self.batch.poll_seconds))
+
+    def collect(self, state, client, entry, requests, result):
+        if entry.get("collected"):
+            return
+        keys = set(entry["keys"])
+        operation = self._outputs.get(entry["id"]) or self._get(client, entry["id"])
+        output = (operation.get("metadata") or {}).get("output") or operation.get("response") or {}
+        lines = (output.get("inlinedResponses") or {}).get("inlinedResponses") or []
+        if output.get("responsesFile"):  # results in a file (never resubmit for want of reading it)
+            data = client.files.download(file=output["responsesFile"])
+            lines = [json.loads(text) for text in data.decode("utf-8").splitlines() if text.strip()]
+        ordered = entry["keys"] if len(lines) == len(entry["keys"]) else [None] * len(lines)
+        for line, by_position in zip(lines, ordered, strict=True):
+            # the key we sent in the metadata; without it, the position (inline results keep the
+            # requests' order): a line never goes unread, so never resubmitted and paid twice
+            key = line.get("key") or (line.get("metadata") or {}).get("key") or by_position
+            if key not in keys:
+                continue
+            if isinstance(line.get("response"), dict):
+                with self.store.lock(key):
+                    if not self.store.has(key):
+                        answer = self.provider.batch_answer(line["response"])
+                        self.store.keep(key, requests.get(key) or {"key": key}, answer, "batch", self.log)
+                        result.setdefault("bought", []).append(key)
+                result["request_ids"].append(line["response"].get("responseId"))
+                result["stored"] += 1
+                continue
+            error = line.get("error") or {}
+            code = int(error.get("code") or 0)
+            reason = f"the Batch API answered {code} {error.get('status') or ''}: {error.get('message') or 'no reason'}"
+            if code in faults.RETRY_STATUSES or code >= 500:
+                result["retry"][key] = reason
+            else:
+                result["failed"][key] = reason
+        if entry["status"] == "FAILED":
+            reason = "; ".join(entry.get("errors") or ["the Batch API failed the batch"])
+            answered = {line.get("key") or (line.get("metadata") or {}).get("key") for line in lines}
+            for key in keys - set(result["failed"]) - answered:
+                result["failed"][key] = f"the Batch API failed the batch: {reason}"
+        entry["collected"] = True
+        state.save()
+
+    # -- the whole job ----------------------------------------------------------------------------
+
+    def run(self, specs):
+        """Submit, wait for and collect the batches of ``specs``; an API fault that stops the run
+        (a bad key, a refused setting, ...) is one clear line, with what is already recorded kept."""
+        try:
+            return self._run(specs)
+        except UserError:
+            raise
+        except Exception as exc:
+            fault = self.provider.classify(exc, specs[0]["request"] if specs else None)
+            if fault is None:
+                raise
+            raise UserError(
+                f"Gemini batch mode stopped: {redact(fault.reason)}. Batches already submitted are recorded in "
+                f"{Path(self.store.state_dir) / 'batches' / 'gemini.json'}; run again to go on (nothing is "
+                "submitted twice)."
+            ) from None
+
+    def _run(self, specs):
+        result = {"mode": "batch", "batches": [], "stored": 0, "failed": {}, "retry": {}, "request_ids": []}
+        result["rounds"] = 0
+        requests_all = {request_key(s["request"]): s["request"] for s in specs}
+        if not requests_all:
+            return result
+        any_request = next(iter(requests_all.values()))
+        client = self.client(any_request)
+        max_lines = min(int(self.batch.max_lines), INLINE_LINES)
+        max_bytes = min(int(self.batch.max_bytes), INLINE_BYTES)
+        with GeminiBatchState(self.store.state_dir).locked() as state:
+            self.recover(state, client)
+            earlier = [
+                e
+                for e in state.batches
+                if e.get("id") and not e.get("collected") and set(e["keys"]) & set(requests_all)
+            ]
+            for entry in earlier:
+                self.log(
+                    f"Gemini batch {entry['id']} was submitted by an earlier run: polling it, not submitting again"
+                )
+            for round_number in range(1, self.batch.max_rounds + 1):
+                todo = pending(specs, self.store, exclude=set(result["failed"]))
+                waiting = {k for e in earlier for k in e["keys"]}
+                new = {k: r for k, r in todo.items() if k not in waiting}
+                if not new and not earlier:
+                    break
+                result["rounds"] = round_number
+                if new:
+                    self.log(f"round {round_number}: {len(new)} request(s) not in the response store")
+                entries = list(earlier)
+                for model, lines, digest in chunks(new, self.provider, max_lines, max_bytes):
+                    entries.append(self.submit(state, client, model, lines, digest))
+                earlier = []
+                result["retry"] = {}
+                self.wait(state, client, entries, any_request)
+                for entry in entries:
+                    self.collect(state, client, entry, requests_all, result)
+                    result["batches"].append(entry["id"])
+            for key in pending(specs, self.store, exclude=set(result["failed"])):
+                result["failed"][key] = result["retry"].get(key) or (
+                    f"no answer after {result['rounds']} batch round(s) (the batches expired or were cancelled)"
+                )
+        return result
