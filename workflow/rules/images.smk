@@ -4,10 +4,12 @@
 rule write_request:
     output:
         "results/specs/{folder}/{image_id}.{digest}.json",
+    log:
+        "results/logs/requests/{folder}/{image_id}.{digest}.log",  # empty (Snakemake makes it)
     localrule: True
     run:
         key = (wildcards.folder, wildcards.image_id)
-        specs.write_request(PLAN.spec_of(*key), output[0], PLAN.requests.superseded.get(key, ()))
+        specs.write_request(PLAN.spec_of(*key), output[0], PLAN.requests.superseded.get(key, ()), log[0])
 
 
 rule generate_image:

@@ -3,12 +3,14 @@
 rule write_plan_file:
     output:
         "results/specs/{kind}/{name}.{digest}.json",
+    log:
+        "results/logs/plan-files/{kind}/{name}.{digest}.log",  # empty (Snakemake makes it)
     wildcard_constraints:
         kind="_chunks|_contact-sheets",
         name="[a-z0-9_-]+",
     localrule: True
     run:
-        PLAN_FILES[wildcards.kind].write(output[0])
+        PLAN_FILES[wildcards.kind].write(output[0], log[0])
 
 
 rule digest_chunk:

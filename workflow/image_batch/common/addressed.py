@@ -79,22 +79,24 @@ class Files:
             self.superseded[path] = [str(self.directory / n) for n in others]
         return path
 
-    def write(self, path):
+    def write(self, path, log=None):
         """The rule's job (a real run): write ``path`` with the content planning gave it."""
         data = self.content.get(str(path))
         if data is None:
             raise UserError(f"{path} is not a file of this run's plan; run without naming it")
-        write(path, data, self.superseded.get(str(path), ()))
+        write(path, data, self.superseded.get(str(path), ()), log)
 
 
-def write(path, data: bytes, superseded=()):
+def write(path, data: bytes, superseded=(), log=None):
     """Write a content-named file after deleting the files it replaces (first, so that a crash in
     between leaves no older file of the stem beside the new one: only its absence, which the next
-    run fills). Durable: a file that is never rewritten must survive a power cut whole."""
+    run fills), and their (empty) job logs, which sit beside ``log``, named as they are. Durable: a
+    file that is never rewritten must survive a power cut whole."""
     path = Path(path)
     if NAME.fullmatch(path.name) is None or NAME.fullmatch(path.name)["digest"] != digest(data):
         raise UserError(f"{path}: the content planned for it does not match its name; run again")
-    for old in superseded:
+    old_logs = [Path(log).parent / (Path(old).name[: -len(".json")] + ".log") for old in superseded] if log else []
+    for old in [*superseded, *old_logs]:
         try:
             os.unlink(old)
         except FileNotFoundError:

@@ -227,10 +227,10 @@ def adopt(pairs):
             os.utime(new, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
-def write_request(spec, path, superseded=()):
+def write_request(spec, path, superseded=(), log=None):
     """The write_request job (a real run): the request file of ``spec`` at ``path`` (its name must
-    be that of its content), after deleting the image's other request files."""
-    addressed.write(path, spec_bytes(spec), superseded)
+    be that of its content), after deleting the image's other request files (and their logs)."""
+    addressed.write(path, spec_bytes(spec), superseded, log)
 
 
 def request_digest(data):
