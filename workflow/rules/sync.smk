@@ -10,7 +10,8 @@ rule write_plan_file:
         name="[a-z0-9_-]+",
     localrule: True
     run:
-        PLAN_FILES[wildcards.kind].write(output[0], log[0])
+        name = f"{wildcards.name}.{wildcards.digest}.json"
+        PLAN_FILES[wildcards.kind].write(name, output[0], log[0])
 
 
 rule digest_chunk:

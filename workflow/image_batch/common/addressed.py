@@ -79,12 +79,15 @@ class Files:
             self.superseded[path] = [str(self.directory / n) for n in others]
         return path
 
-    def write(self, path, log=None):
-        """The rule's job (a real run): write ``path`` with the content planning gave it."""
-        data = self.content.get(str(path))
+    def write(self, name, output=None, log=None):
+        """The rule's job (a real run): write the file ``name`` (``<stem>.<digest16>.json``) with the
+        content planning gave it, at ``output`` (where Snakemake wants it: with a storage
+        provider, a local copy)."""
+        path = str(self.directory / name)
+        data = self.content.get(path)
         if data is None:
             raise UserError(f"{path} is not a file of this run's plan; run without naming it")
-        write(path, data, self.superseded.get(str(path), ()), log)
+        write(output or path, data, self.superseded.get(path, ()), log)
 
 
 def write(path, data: bytes, superseded=(), log=None):
