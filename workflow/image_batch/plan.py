@@ -1,8 +1,10 @@
 """Planning: what the Snakefile computes while it is parsed (every dry run, estimate, --touch, --lint,
---report ... included). It reads and checks the sheet and the settings and computes the plan; the only
-files it writes are the ones staleness needs (the per-image request files and the sync chunks'
-member lists, each only when its content changes). Everything that acts (the run lock, the stop
-flag, the destination record, batch submission, paying) belongs to a real run: see image_batch.run.
+--report ... included). It reads and checks the sheet and the settings and computes the plan: it
+writes nothing. The plan files staleness needs (each image's request file, the sync chunks' and
+contact sheets' member lists) are named by their content (image_batch.common.addressed) and written
+by rules of a real run when missing, so no dry run can change what a live or later run reads.
+Everything that acts (the run lock, the stop flag, the destination record, batch submission,
+paying) belongs to a real run: see image_batch.run.
 """
 
 import hashlib
