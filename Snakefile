@@ -17,11 +17,6 @@ include: "workflow/rules/sync.smk"
 include: "workflow/rules/report.smk"
 
 
-if STORAGE:
-
-    include: "workflow/rules/storage.smk"
-
-
 rule all:
     default_target: True
     input:
@@ -32,6 +27,9 @@ rule all:
         PLAN.missing,
         # one contact sheet per context (page of 100 images): the gallery at a glance
         CONTACT_SHEETS,
+        # the plan files a real run writes (new or changed requests, member lists): the jobs that
+        # read them run after them (named by content, they are missing, never newer)
+        [] if REPORTING else PLAN.due + SHEET_MEMBERS.files.due,
 
 
 onstart:

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Descriptions stage on its own: validate a sheet and write results/manifest.csv and the per-image
-request files under results/specs (the same step the workflow runs while it is parsed).
+request files under results/specs that are new or changed (what a real run of the workflow writes
+with its write_request jobs; like a real run, it takes the run lock first).
 
     python scripts/generate_descriptions.py input.csv [--config config/config.yaml]
 """
@@ -11,8 +12,9 @@ import sys
 import _bootstrap
 
 from image_batch.common.errors import UserError
-from image_batch.descriptions.specs import write_manifest
+from image_batch.descriptions.specs import write_manifest, write_request
 from image_batch.plan import make_plan
+from image_batch.run import lock
 
 
 def main(argv=None):
@@ -22,6 +24,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         plan = make_plan(_bootstrap.load_config(args.config, input_csv=args.input_csv))
+        lock.acquire()  # never beside a real run: writing a request file replaces the image's others
+        due = set(plan.requests.due)
+        for image in plan.images:
+            if plan.request_of(*image) in due:
+                write_request(plan.spec_of(*image), plan.request_of(*image), plan.requests.superseded.get(image, ()))
         write_manifest(plan.specs)
     except UserError as error:
         return _bootstrap.fail(error)

@@ -162,22 +162,31 @@ def test_a_full_page_is_a_ten_by_ten_grid(tmp_path):
 
 
 def test_member_files_change_only_when_what_a_sheet_shows_changes(tmp_path):
+    """A sheet's member file is named by its content: the same sheet names the same file (nothing
+    is written while planning), a change of order, title or membership names another."""
     sheets = cs.paginate([("nature", "fox"), ("nature", "oak")])
     root = tmp_path / "members"
-    assert cs.write_members(sheets, {"nature": "Nature"}, root) == 1
-    assert json.loads((root / "nature.json").read_text())["image_ids"] == ["fox", "oak"]
-    assert cs.write_members(sheets, {"nature": "Nature"}, root) == 0  # unchanged: mtime kept
-    assert cs.write_members(cs.paginate([("nature", "oak"), ("nature", "fox")]), {"nature": "Nature"}, root) == 1
-    assert cs.write_members(sheets, {"nature": "Nature!"}, root) == 1
+    first = cs.member_files(sheets, {"nature": "Nature"}, root)
+    assert first.files.due == [first.paths["nature"]] and not root.exists()
+    first.files.write(os.path.basename(first.paths["nature"]))
+    with open(first.paths["nature"], encoding="utf-8") as members:
+        assert json.load(members)["image_ids"] == ["fox", "oak"]
+    same = cs.member_files(sheets, {"nature": "Nature"}, root)
+    assert same.paths == first.paths and same.files.due == []  # unchanged: nothing to write
+    moved = cs.member_files(cs.paginate([("nature", "oak"), ("nature", "fox")]), {"nature": "Nature"}, root)
+    renamed = cs.member_files(sheets, {"nature": "Nature!"}, root)
+    assert len({first.paths["nature"], moved.paths["nature"], renamed.paths["nature"]}) == 3
+    moved.files.write(os.path.basename(moved.paths["nature"]))
+    assert [p.name for p in root.iterdir()] == [os.path.basename(moved.paths["nature"])]  # the old one went
 
 
-def test_contexts_come_from_the_request_files(tmp_path):
-    spec = tmp_path / "specs" / "food-beverage" / "cake.json"
-    spec.parent.mkdir(parents=True)
-    spec.write_text(json.dumps({"context": "Food & Beverage", "image_id": "cake"}))
-    sheets = cs.paginate([("food-beverage", "cake"), ("nature", "fox")])
-    found = cs.contexts_from_specs(sheets, tmp_path / "specs")
-    assert found == {"food-beverage": "Food & Beverage", "nature": "nature"}  # no request file: the folder
+def test_contexts_come_from_the_rows():
+    specs = [
+        {"folder": "food-beverage", "context": "Food & Beverage"},
+        {"folder": "nature", "context": "Nature"},
+        {"folder": "nature", "context": "Nature"},
+    ]
+    assert cs.contexts(specs) == {"food-beverage": "Food & Beverage", "nature": "Nature"}
 
 
 class CountingDecodes:

@@ -32,7 +32,7 @@ def made(root):
     return sorted(p.relative_to(root / "results/images").as_posix() for p in (root / "results/images").rglob("*.png"))
 
 
-def snapshot(root, skip=("results/specs/",)):
+def snapshot(root, skip=()):
     """Every file under results/ and .snakemake/ (but Snakemake's own logs and the IO cache a dry run
     leaves for --trust-io-cache, which a run without that flag never reads), with content and mtime."""
     out = {}

@@ -15,8 +15,9 @@ import pytest
 
 from image_batch.common.errors import SheetError
 from image_batch.descriptions.sheet import read_sheet
-from image_batch.descriptions.specs import build_specs, write_specs
+from image_batch.descriptions.specs import build_specs
 from tests.conftest import settings_for
+from tests.test_specs import write_specs
 
 CONFIG = settings_for(openai={"model": "gpt-image-2.5-sunburst", "size": "1024x1024", "quality": "low"})
 

@@ -1,12 +1,23 @@
-"""Change detection: a spec file changes (and so its image goes stale) exactly when its request does."""
+"""Change detection: an image's request file (named by its content) is new, and so its image stale,
+exactly when its request changes; planning writes none of them."""
 
+import json
 import os
+import time
 
 import pytest
 
 from image_batch.common.errors import SheetError, UserError
 from image_batch.descriptions.sheet import Row
-from image_batch.descriptions.specs import build_prompt, build_specs, spec_path, write_specs
+from image_batch.descriptions.specs import (
+    adopt,
+    build_prompt,
+    build_specs,
+    plan_requests,
+    request_path,
+    spec_bytes,
+    write_request,
+)
 from tests.conftest import settings_for
 
 ENV = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1/"}
@@ -30,7 +41,25 @@ def rows(*descriptions):
 
 
 def mtimes(root):
-    return {p.name: p.stat().st_mtime_ns for p in root.rglob("*.json") if p.name != "_index.json"}
+    return {p.name.split(".")[0]: p.stat().st_mtime_ns for p in root.rglob("*.json")}
+
+
+def listing(root):
+    return {p.relative_to(root).as_posix(): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+def write_specs(specs, root, protect_paid=False, images=None):
+    """What a real run does with the plan's request files: plan (which writes nothing), then the
+    write_request job of every request file that is due. Returns how many were written."""
+    images = images or root.parent / "images"
+    before = listing(root) if root.exists() else {}
+    planned = plan_requests(specs, root, images, protect_paid=protect_paid)
+    assert (listing(root) if root.exists() else {}) == before, "planning wrote something"
+    by_path = {str(request_path(spec, root=root)): spec for spec in specs}
+    for path in planned.due:
+        spec = by_path[path]
+        write_request(spec, path, planned.superseded.get((spec["folder"], spec["image_id"]), ()))
+    return len(planned.due)
 
 
 def age_all(root):
@@ -47,7 +76,8 @@ def test_only_changed_rows_are_rewritten(tmp_path):
     assert mtimes(root) == before
     assert write_specs(build_specs(rows("a", "B!", "c", "d"), CONFIG, "openai", "s.csv"), root) == 2
     after = mtimes(root)
-    assert sorted(name for name in after if after[name] != before.get(name)) == ["id1.json", "id3.json"]
+    assert sorted(name for name in after if after[name] != before.get(name)) == ["id1", "id3"]
+    assert len(list(root.rglob("*.json"))) == 4  # the replaced request file of id1 is gone
 
 
 def test_line_moves_do_not_change_specs(tmp_path):
@@ -90,7 +120,8 @@ def test_request_content():
         "prompt": "a red fox",
     }
     assert "response_format" not in spec["request"]
-    assert spec_path("nature", "id0").as_posix() == "results/specs/nature/id0.json"
+    digest = __import__("hashlib").sha256(spec_bytes(spec)).hexdigest()[:16]
+    assert request_path(spec).as_posix() == f"results/specs/nature/id0.{digest}.json"
 
 
 def test_templates():
@@ -141,20 +172,71 @@ def test_per_row_variant_makes_only_that_row_stale(tmp_path):
     assert build_specs(fresh, with_global, "openai", "s.csv")[0]["request"]["variant"] == "g/2"
 
 
-def test_index_skips_reading_unchanged_specs_but_notices_deleted_ones(tmp_path):
-    root = tmp_path / "specs"
-    specs = build_specs(rows("a", "b"), CONFIG, "openai", "s.csv")
-    write_specs(specs, root)
-    assert (root / "_index.json").exists()
-    (root / "nature" / "id1.json").unlink()
-    assert write_specs(specs, root) == 1 and (root / "nature" / "id1.json").exists()
+def test_going_back_to_an_earlier_request_makes_the_image_again(tmp_path):
+    """A, then B, then A again: A's old file would be older than the image made from B and look up
+    to date; writing B deleted it, so A is a new file again and the image is to make."""
+    root, images = tmp_path / "specs", tmp_path / "images"
+    a = build_specs(rows("a"), CONFIG, "openai", "s.csv")
+    b = build_specs(rows("b"), CONFIG, "openai", "s.csv")
+    key = ("nature", "id0")
+    for when, specs in enumerate((a, b, a), start=1):
+        planned = plan_requests(specs, root, images)
+        assert planned.to_make == {key} and len(planned.due) == 1  # no image yet, or made from the other
+        assert write_specs(specs, root, images=images) == 1
+        make_image(images, "id0", when=time.time() + when)  # (Snakemake makes it after its request)
+        assert plan_requests(specs, root, images).to_make == set()
+        assert [p.name for p in (root / "nature").iterdir()] == [request_path(specs[0], root=root).name]
 
 
-def test_only_missing_leaves_changed_specs_alone(tmp_path):
-    root = tmp_path / "specs"
-    write_specs(build_specs(rows("a"), CONFIG, "openai", "s.csv"), root)
-    before = mtimes(root)
-    assert write_specs(build_specs(rows("A!", "b"), CONFIG, "openai", "s.csv"), root, only_missing=True) == 1
-    after = mtimes(root)
-    assert after["id0.json"] == before["id0.json"] and "id1.json" in after
-    assert write_specs(build_specs(rows("A!", "b"), CONFIG, "openai", "s.csv"), root) == 1  # later, the edit lands
+def make_image(images, image_id, provider="openai", when=2_000_000_000):
+    (images / "nature").mkdir(parents=True, exist_ok=True)
+    for suffix, data in ((".png", b"png"), (".json", json.dumps({"provider": provider}))):
+        path = images / "nature" / f"{image_id}{suffix}"
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+        os.utime(path, (when, when))
+
+
+def test_a_request_file_newer_than_its_image_makes_it_again(tmp_path):
+    root, images = tmp_path / "specs", tmp_path / "images"
+    specs = build_specs(rows("a"), CONFIG, "openai", "s.csv")
+    write_specs(specs, root, images=images)
+    make_image(images, "id0")
+    path = request_path(specs[0], root=root)
+    os.utime(path, (3_000_000_000, 3_000_000_000))  # the image job did not finish
+    planned = plan_requests(specs, root, images)
+    assert planned.to_make == {("nature", "id0")} and planned.due == [] and planned.new == 0
+
+
+def test_the_earlier_layouts_request_file_keeps_its_image_up_to_date(tmp_path):
+    """results/ of the version before content-named request files: <image_id>.json, not newer
+    than the image, with the same bytes: the image is up to date, and a real run links the file to
+    its new name with its time. Different bytes, or newer than the image: to make."""
+    root, images = tmp_path / "specs", tmp_path / "images"
+    specs = build_specs(rows("a", "b", "c"), CONFIG, "openai", "s.csv")
+    (root / "nature").mkdir(parents=True)
+    for spec in specs:
+        (root / "nature" / f"{spec['image_id']}.json").write_bytes(spec_bytes(spec))
+        os.utime(root / "nature" / f"{spec['image_id']}.json", ns=(1_000_000_000, 1_000_000_000))
+        make_image(images, spec["image_id"])
+    (root / "nature/id1.json").write_bytes(spec_bytes(specs[1]).replace(b'"b"', b'"B"'))  # another request
+    os.utime(root / "nature/id1.json", ns=(1_000_000_000, 1_000_000_000))
+    os.utime(root / "nature/id2.json", (4_000_000_000, 4_000_000_000))  # newer than its image
+    planned = plan_requests(specs, root, images)
+    assert planned.to_make == {("nature", "id1"), ("nature", "id2")}
+    assert planned.paths[("nature", "id0")] == str(root / "nature/id0.json")
+    assert planned.superseded[("nature", "id1")] == [str(root / "nature/id1.json")]
+    adopt(planned.adopt.values())
+    new = request_path(specs[0], root=root)
+    assert new.read_bytes() == spec_bytes(specs[0]) and new.stat().st_mtime_ns == 1_000_000_000
+    again = plan_requests(specs, root, images)
+    assert again.paths[("nature", "id0")] == str(new) and ("nature", "id0") not in again.to_make
+
+
+def test_ids_with_dots_have_their_own_request_files(tmp_path):
+    root, images = tmp_path / "specs", tmp_path / "images"
+    fox = [Row(2, "fox", "N", "nature", "a fox")]
+    both = [*fox, Row(3, "fox.v2", "N", "nature", "another fox")]
+    write_specs(build_specs(both, CONFIG, "openai", "s.csv"), root, images=images)
+    write_specs(build_specs(fox + [Row(3, "fox.v2", "N", "nature", "changed")], CONFIG, "openai", "s.csv"), root)
+    names = sorted(p.name.rsplit(".", 2)[0] for p in (root / "nature").iterdir())
+    assert names == ["fox", "fox.v2"]  # the fox's file was not taken for a replaced one of fox.v2

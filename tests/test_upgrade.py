@@ -111,3 +111,41 @@ def test_images_the_previous_version_made_cost_nothing_after_the_upgrade(previou
     shutil.rmtree(root / "results")
     project.snakemake("--config", "input_csv=input.csv")  # a rebuild
     assert api.calls == [] and len(list((root / "results/images").rglob("*.png"))) == len(ROWS)
+
+
+LAST_PLAIN_NAMES = "55c9162"  # the last version whose request files were <image_id>.json
+
+
+@pytest.fixture(scope="module")
+def plain_names(tmp_path_factory):
+    target = tmp_path_factory.mktemp("plain-names")
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", LAST_PLAIN_NAMES], capture_output=True, check=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip(f"the version {LAST_PLAIN_NAMES} is not in this clone's git history")
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def test_request_files_of_the_earlier_layout_keep_their_images_up_to_date(plain_names, project, api):
+    """Images made when request files were <image_id>.json are not made again after the upgrade:
+    the files are recognised by their bytes and given their new names by the first real run."""
+    root = project.root
+    install(plain_names, root)
+    update_config(root, retry=FAST_RETRY)
+    project.snakemake("--config", "input_csv=input.csv")
+    pngs = {p: p.stat().st_mtime_ns for p in (root / "results/images").rglob("*.png")}
+    assert len(pngs) == len(ROWS) and len(list((root / "results/specs").rglob("b0.json"))) == 1
+    install(REPO, root, config=False)
+    api.reset()
+    dry = project.snakemake("-n", "--config", "input_csv=input.csv")
+    assert f"estimate: 0 of {len(ROWS)} image(s) to make" in dry.output, dry.output[-3000:]
+    assert "rule generate_image" not in dry.output and "rule write_request" not in dry.output
+    run = project.snakemake("--config", "input_csv=input.csv")
+    assert api.calls == [] and "0 to make" in run.output, run.output[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in pngs} == pngs
+    assert len(list((root / "results/specs").rglob("b0.*.json"))) == 1  # its new name
+    again = project.snakemake("--config", "input_csv=input.csv")
+    assert "Nothing to be done" in again.output

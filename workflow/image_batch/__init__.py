@@ -4,7 +4,7 @@ The Snakemake rules under ``workflow/rules`` stay thin and call into these modul
 
 - ``sheet``     reads and validates the input CSV (the descriptions stage)
 - ``slug``      maps a context to its folder name
-- ``specs``     turns rows into per-image request files, rewritten only when they change
+- ``specs``     turns rows into per-image requests, in files named by their content
 - ``providers`` image backends behind one interface (``openai``, ``offline``)
 - ``imaging``   checks and normalises image bytes to PNG
 - ``generate``  makes one image: provider call, checks, atomic PNG + sidecar

@@ -1,8 +1,10 @@
 """Planning: what the Snakefile computes while it is parsed (every dry run, estimate, --touch, --lint,
---report ... included). It reads and checks the sheet and the settings and computes the plan; the only
-files it writes are the ones staleness needs (the per-image request files and the sync chunks'
-member lists, each only when its content changes). Everything that acts (the run lock, the stop
-flag, the destination record, batch submission, paying) belongs to a real run: see image_batch.run.
+--report ... included). It reads and checks the sheet and the settings and computes the plan: it
+writes nothing. The plan files staleness needs (each image's request file, the sync chunks' and
+contact sheets' member lists) are named by their content (image_batch.common.addressed) and written
+by rules of a real run when missing, so no dry run can change what a live or later run reads.
+Everything that acts (the run lock, the stop flag, the destination record, batch submission,
+paying) belongs to a real run: see image_batch.run.
 """
 
 import hashlib
@@ -11,18 +13,18 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from image_batch.common import addressed
 from image_batch.common.errors import UserError
-from image_batch.common.fileio import canonical_json, floor_mtimes, unwritable, unwritable_file
+from image_batch.common.fileio import canonical_json, unwritable, unwritable_file
 from image_batch.common.settings import Choices, Settings, load_dotenv_file, resolve
 from image_batch.costs.catalog import load_catalog
 from image_batch.costs.estimate import describe as describe_estimate
 from image_batch.costs.estimate import estimate
 from image_batch.descriptions.sheet import read_configured_sheet
-from image_batch.descriptions.specs import IMAGES, SPEC_ROOT, build_specs, image_made, needs_image, write_specs
+from image_batch.descriptions.specs import IMAGES, build_specs, image_made, plan_requests
 from image_batch.images import failures
 from image_batch.images.store import open_store
 from image_batch.providers import provider_class
-from image_batch.run import lock as runlock
 from image_batch.sync import chunks as chunking
 from image_batch.sync import preflight
 from image_batch.sync.upload import SHEET_RECORDS, other_sheets_images, sheet_id, sheet_record_names
@@ -58,6 +60,8 @@ class Plan:
     removed: list = field(default_factory=list)  # images in results/images no row asks for any more
     made_only: set | None = None  # a report: the images that were made (the others are not shown)
     destination_note: str | None = None  # what a dry run says of the destination (no credentials found)
+    requests: object = None  # descriptions.specs.Requests: each image's request file
+    chunk_files: object = None  # addressed.Files: the sync chunks' member lists
 
     @property
     def provider(self):
@@ -114,6 +118,21 @@ class Plan:
     def spec_of(self, folder, image_id):
         return self._by_image[(folder, image_id)]
 
+    def request_of(self, folder, image_id):
+        """The input of the image's job: its request file (O(1): one look-up per job). An image no
+        row asks for gets a name no rule makes: Snakemake says its input is missing."""
+        path = self.requests.paths.get((folder, image_id))
+        return path or f"results/specs/{folder}/{image_id}.not-in-the-sheet"
+
+    @property
+    def due(self):
+        """The plan files to write (new or changed): targets, so that their consumers run after
+        them even where their outputs exist (see image_batch.common.addressed)."""
+        return self.requests.due + self.chunk_files.due
+
+    def chunk_members(self, chunk):
+        return self._chunk_paths[chunk]
+
     def __post_init__(self):
         self._by_image = {(s["folder"], s["image_id"]): s for s in self.specs}
 
@@ -136,11 +155,12 @@ def check_models(settings, choices, specs):
     return problems, warnings
 
 
-def make_plan(settings, write=True, local_images=True, announce=True, only_made=False):
-    """The plan for ``settings``. ``write=False`` (a job process of a cluster executor, which
-    re-reads the Snakefile, or a report) writes nothing; ``local_images=False`` (a storage provider
-    holds the images) judges nothing from results/images; ``only_made`` (a report) plans only the
-    images that were made (a report cannot show one that failed)."""
+def make_plan(settings, local_images=True, announce=True, only_made=False, guard_paid=True):
+    """The plan for ``settings`` (it writes nothing). ``guard_paid=False`` (a job process of a
+    cluster executor, or a report) skips the check that keeps placeholders from replacing paid
+    images (the main process made it); ``local_images=False`` (a storage provider
+    holds the images and plan files) judges nothing from results/; ``only_made`` (a report) plans
+    only the images that were made (a report cannot show one that failed)."""
     load_dotenv_file(".env")
     choices = resolve(settings)
     sheet = settings.input_csv
@@ -172,21 +192,16 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
     )
     plan.endpoint = specs[0]["request"].get("base_url") if specs else None
     protect_paid = settings.provider == "auto" and choices.provider == "offline"
-    if write:
+    plan.requests = plan_requests(specs, local=local_images, protect_paid=protect_paid and guard_paid)
+    plan.rewritten = plan.requests.new
+    plan.to_make = plan.requests.to_make
+    if guard_paid:
         # a folder or file made by another user (a container run as root) fails here, not each image
         # after paying (Snakemake itself refuses write-protected outputs, naming no fix)
         refuse_unwritable(unwritable(RESULTS, PER_IMAGE_FOLDERS))
-        # Beside a live run only new rows get request files: rewriting one the live run is making an
-        # image from would make its (old) image look newer than the edited request.
-        alive = runlock.holder() is not None
-        plan.rewritten = write_specs(specs, protect_paid=protect_paid, only_missing=alive)
-    if local_images:
-        plan.to_make = {(s["folder"], s["image_id"]) for s in specs if needs_image(s)}
-    else:
-        plan.to_make = set(plan.images)
-    if write and local_images:
-        # the per-image files of the images to make (the others are not written)
-        refuse_unwritable(unwritable_file(path for image in sorted(plan.to_make) for path in image_files(*image)))
+        if local_images:
+            # the per-image files of the images to make (the others are not written)
+            refuse_unwritable(unwritable_file(path for image in sorted(plan.to_make) for path in image_files(*image)))
     if problems:
         # Refused before any call when there is something to pay for; a report, or a rebuild that
         # the response store serves whole, asks nothing of the model and goes on (with the warning).
@@ -207,10 +222,10 @@ def make_plan(settings, write=True, local_images=True, announce=True, only_made=
     if local_images:
         plan.missing = chunking.missing_behind(plan.chunks, plan.to_make)
         plan.removed = removed_rows(plan.images, others=other_sheets_images(os.path.realpath(plan.sheet)))
-    if write:
-        chunking.write_members(plan.chunks)
-        if not local_images:
-            floor_mtimes(SPEC_ROOT)  # the plan files are staged into storage (whole-second times)
+    plan.chunk_files = addressed.Files(chunking.MEMBERS_ROOT, scanned=local_images)
+    plan._chunk_paths = {
+        chunk: plan.chunk_files.add(chunk, chunking.members_data(members)) for chunk, members in plan.chunks.items()
+    }
     if announce:
         tell(plan, local_images)
     return plan

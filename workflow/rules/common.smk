@@ -6,7 +6,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from image_batch import plan as planning
+from image_batch.common import addressed
 from image_batch.common.errors import UserError, os_problem
+from image_batch.descriptions import specs
 from image_batch.common.settings import (
     config_file_name,
     load_settings,
@@ -30,8 +32,8 @@ if workflow.is_main_process:
     quiet.install()
 
 # With a default storage provider (--default-storage-provider s3 ...) every input and output lives
-# in storage, but the plan files are written here, locally, while the Snakefile is parsed: the
-# rule in storage.smk puts them into storage. Jobs that share no filesystem share no local
+# in storage, the plan files too (written by local rules of the real run: write_request,
+# write_plan_file, record_destination). Jobs that share no filesystem share no local
 # response store either: paid answers then go to one in S3 (store.shared_store).
 STORAGE = bool(workflow.storage_settings.default_storage_provider)
 # `snakemake --report` shows what the last run made: its sheet (unless --config input_csv=...
@@ -55,14 +57,14 @@ try:
         SETTINGS = dataclasses.replace(SETTINGS, response_store=root)
         if note and workflow.is_main_process:
             print(note, file=sys.stderr)
-    # Planning only computes (and writes the request files staleness needs): job processes of
-    # cluster executors re-read the Snakefile and write nothing; acting is for a real run's onstart.
+    # Planning only computes, and writes nothing: the plan files are named by their content and
+    # written by the rules of a real run (write_request, write_plan_file); acting is for onstart.
     PLAN = planning.make_plan(
         SETTINGS,
-        write=workflow.is_main_process and not REPORTING,
         local_images=not STORAGE,
         announce=workflow.is_main_process and not REPORTING,
         only_made=REPORTING and not STORAGE,
+        guard_paid=workflow.is_main_process and not REPORTING,
     )
     if REPORTING and PLAN.made_only is not None and not PLAN.made_only:
         raise UserError(
@@ -73,6 +75,9 @@ except UserError as error:
     fail(error)
 except OSError as error:  # a file or folder of the project that cannot be read or written
     fail(os_problem(error))
+
+# The small content-named plan files, by folder under results/specs (the write_plan_file rule)
+PLAN_FILES = {"_chunks": PLAN.chunk_files}
 
 if workflow.is_main_process:
     atexit.register(actions.at_exit, workflow, PLAN)
@@ -91,6 +96,9 @@ wildcard_constraints:
     folder="[a-z0-9]+(-[a-z0-9]+)*",
     image_id="[A-Za-z0-9_-][A-Za-z0-9._-]*",
     chunk="all|[0-9a-f]+",
+    # a plan file's name ends in the first 16 hex digits of its content's SHA-256 (exactly 16, so
+    # an image id with dots, "fox.v2", parses one way only)
+    digest="[0-9a-f]{16}",
 
 
 def start_run():

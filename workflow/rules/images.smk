@@ -1,6 +1,20 @@
+# An image's request file is named by its content (image_batch.descriptions.specs): planning only
+# names it; this rule writes it, in a real run, when it is missing (a new or changed request), and
+# Snakemake then makes the image. A dry run writes nothing and lists both jobs.
+rule write_request:
+    output:
+        "results/specs/{folder}/{image_id}.{digest}.json",
+    log:
+        "results/logs/requests/{folder}/{image_id}.{digest}.log",  # empty (Snakemake makes it)
+    localrule: True
+    run:
+        key = (wildcards.folder, wildcards.image_id)
+        specs.write_request(PLAN.spec_of(*key), output[0], PLAN.requests.superseded.get(key, ()), log[0])
+
+
 rule generate_image:
     input:
-        spec="results/specs/{folder}/{image_id}.json",
+        spec=lambda wildcards: PLAN.request_of(wildcards.folder, wildcards.image_id),
     output:
         png=report(
             "results/images/{folder}/{image_id}.png",

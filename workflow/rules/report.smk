@@ -3,26 +3,22 @@
 #
 # One job per sheet of up to 100 images, never one per image: at 100,000 images that is 1,000
 # jobs beside the 100,000 image jobs. Each job keeps its thumbnails in a cache, so a rerun after
-# one image changed decodes only that image. A sheet's member file (written here while the
-# Snakefile is parsed, only when its content changed) makes the sheet due when its title, page or
+# one image changed decodes only that image. A sheet's member file (named by its content, written
+# by a real run when missing: write_plan_file) makes the sheet due when its title, page or
 # membership changed, which --rerun-triggers mtime alone would not see.
 from image_batch.report import contact_sheet
-from image_batch.common.fileio import floor_mtimes
 
 SHEETS = contact_sheet.paginate(PLAN.images)
 CONTACT_SHEETS = [str(contact_sheet.sheet_path(name)) for name in SHEETS]
 if REPORTING:  # a report shows the sheets the last run made, of the images it made
     CONTACT_SHEETS = [path for path in CONTACT_SHEETS if Path(path).exists()]
-
-if workflow.is_main_process and not REPORTING:
-    contact_sheet.write_members(SHEETS, contact_sheet.contexts_from_specs(SHEETS))
-    if STORAGE:
-        floor_mtimes(contact_sheet.MEMBERS_ROOT)  # staged into storage like the specs
+SHEET_MEMBERS = contact_sheet.member_files(SHEETS, contact_sheet.contexts(PLAN.specs), scanned=not STORAGE)
+PLAN_FILES["_contact-sheets"] = SHEET_MEMBERS.files
 
 
 rule contact_sheet:
     input:
-        members=contact_sheet.members_path("{sheet}"),
+        members=lambda wildcards: SHEET_MEMBERS.paths[wildcards.sheet],
         images=lambda wildcards: [
             png
             for png in contact_sheet.sheet_pngs(SHEETS, wildcards.sheet)

@@ -1,6 +1,22 @@
+# The chunks' and contact sheets' member lists, named by their content: planning names them, a real
+# run writes the missing ones (a dry run writes nothing).
+rule write_plan_file:
+    output:
+        "results/specs/{kind}/{name}.{digest}.json",
+    log:
+        "results/logs/plan-files/{kind}/{name}.{digest}.log",  # empty (Snakemake makes it)
+    wildcard_constraints:
+        kind="_chunks|_contact-sheets",
+        name="[a-z0-9_-]+",
+    localrule: True
+    run:
+        name = f"{wildcards.name}.{wildcards.digest}.json"
+        PLAN_FILES[wildcards.kind].write(name, output[0], log[0])
+
+
 rule digest_chunk:
     input:
-        members=chunks.members_path("{chunk}"),
+        members=lambda wildcards: PLAN.chunk_members(wildcards.chunk),
         images=chunk_images,
     output:
         "results/sync/chunks/{chunk}.json",

@@ -145,20 +145,6 @@ def file_digests(path, chunk=1 << 20):
     return size, md5.hexdigest(), sha.hexdigest()
 
 
-def floor_mtimes(root):
-    """Round the mtime of every file under ``root`` down to the whole second (where it is not).
-    For files staged into object storage, whose times have whole seconds: a copy made in the same
-    second as its source would otherwise look older than it, and be staged (and its image made)
-    again on the next run."""
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(dirpath, name)
-            st = os.stat(path)
-            if st.st_mtime_ns % 1_000_000_000:
-                whole = st.st_mtime_ns // 1_000_000_000 * 1_000_000_000
-                os.utime(path, ns=(st.st_atime_ns, whole))
-
-
 def unwritable(root, files_skipped_under=()):
     """The first folder or file under ``root`` (itself included) the user running the workflow cannot
     write, or None (also when ``root`` does not exist yet). Files under the folders

@@ -1,9 +1,10 @@
 """Per-image request files ("specs") and the manifest.
 
-Each row becomes ``results/specs/<folder>/<image_id>.json`` holding the exact request that defines
-its image (provider, model, size, quality, prompt, ...).  A spec is rewritten only when its content
-changes, so its mtime moves only then, and Snakemake rebuilds exactly the images whose request
-changed: editing one row makes one image stale; touching the CSV or changing code makes none.
+Each row's request (provider, model, size, quality, prompt, ...) is the file
+``results/specs/<folder>/<image_id>.<digest16>.json``, named by its content (image_batch.common.
+addressed). Planning writes none: a changed request is a new name, missing, which a real run's
+write_request job writes, and Snakemake then makes that image again. Editing one row makes one
+image stale; touching the sheet or changing code makes none.
 """
 
 import csv
@@ -12,20 +13,17 @@ import io
 import json
 import os
 import string
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from image_batch.common import addressed
 from image_batch.common.errors import SheetError, UserError
-from image_batch.common.fileio import canonical_json, write_if_changed
+from image_batch.common.fileio import atomic_write_bytes, canonical_json, write_if_changed
 from image_batch.providers import provider_class
 
 SPEC_ROOT = Path("results/specs")
 IMAGES = Path("results/images")
 MANIFEST = Path("results/manifest.csv")
-INDEX_NAME = "_index.json"  # spec path -> SHA-256 of its content, so a no-op run reads one file, not N
-
-
-def spec_path(folder, image_id, root=SPEC_ROOT):
-    return Path(root) / folder / f"{image_id}.json"
 
 
 def image_files(folder, image_id, images=IMAGES):
@@ -104,37 +102,96 @@ def paid_image(spec, images=IMAGES):
     return bool(made_by) and _paid(made_by) and png.exists()
 
 
-def write_specs(specs, root=SPEC_ROOT, protect_paid=False, only_missing=False, images=IMAGES):
-    """Write each spec whose content changed; return how many were (re)written.
+def spec_bytes(spec):
+    """The bytes of a spec's request file (its sidecar's ``request_sha256`` is their SHA-256)."""
+    return canonical_json(spec).encode("utf-8")
 
-    With ``protect_paid`` (the offline generator chosen only because no key is set), refuse to
-    replace the request of an image that a paid provider made and that exists: that would
-    overwrite a paid image with a placeholder. (Only images that exist count: request files alone,
-    written by a dry run or an estimate with a key, protect nothing.)"""
-    planned = []
-    replaced_paid = []
-    index_path = Path(root) / INDEX_NAME
+
+def request_path(spec, data=None, root=SPEC_ROOT):
+    """``<root>/<folder>/<image_id>.<digest16>.json``: the request file named by its content."""
+    data = spec_bytes(spec) if data is None else data
+    return Path(root) / spec["folder"] / addressed.name(spec["image_id"], data)
+
+
+def _made(folder, image_id, images):
+    """When the image was made (the older of PNG and sidecar), or None when one is missing."""
+    png, sidecar = image_files(folder, image_id, images)
     try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        index = {}
-    new_index = {}
+        return min(png.stat().st_mtime, sidecar.stat().st_mtime)
+    except FileNotFoundError:
+        return None
+
+
+@dataclass
+class Requests:
+    """What planning decided about the request files, without writing any."""
+
+    paths: dict = field(default_factory=dict)  # (folder, image_id) -> the image job's input
+    to_make: set = field(default_factory=set)  # images Snakemake will (re)make
+    new: int = 0  # request files a real run will write (new or changed requests)
+    due: list = field(default_factory=list)  # those files (targets of the run: see common.addressed)
+    superseded: dict = field(default_factory=dict)  # (folder, image_id) -> its other request files
+    adopt: dict = field(default_factory=dict)  # (folder, image_id) -> (earlier layout's file, new name)
+
+
+def plan_requests(specs, root=SPEC_ROOT, images=IMAGES, local=True, protect_paid=False):
+    """Each image's request file and whether its image is to make, from one listing of each
+    folder of ``root`` and the images' times: nothing is written.
+
+    An image is to make when its PNG or sidecar is missing, its request file is missing (a new or
+    changed request: a real run's write_request job writes it, and Snakemake then makes the image),
+    or the file is newer than the image (written by a run that did not finish the image).
+
+    A request file of the earlier layout (``<image_id>.json``, before files were named by their
+    content) that holds exactly this request and is not newer than the image keeps the image up to
+    date: the image job's input is that file, and a real run gives it its new name (``adopt``).
+
+    ``local=False`` (a storage provider holds the files): every image counted as to make.
+    With ``protect_paid`` (the offline generator chosen only because no key is set), refuse to
+    remake an image that a paid provider made: it would be replaced by a placeholder."""
+    out = Requests()
+    listings = {}
+    replaced_paid = []
     for spec in specs:
-        path = spec_path(spec["folder"], spec["image_id"], root)
-        data = canonical_json(spec).encode("utf-8")
-        digest = hashlib.sha256(data).hexdigest()
-        new_index[str(path)] = digest
-        if index.get(str(path)) == digest and os.path.exists(path):
+        folder, image_id = spec["folder"], spec["image_id"]
+        key = (folder, image_id)
+        data = spec_bytes(spec)
+        path = request_path(spec, data, root)
+        out.paths[key] = str(path)
+        if not local:
+            out.to_make.add(key)
+            out.due.append(str(path))  # storage says whether it is there
             continue
-        try:
-            old = path.read_bytes()
-        except FileNotFoundError:
-            old = None
-        if old == data or (only_missing and old is not None):
-            continue
-        if protect_paid and paid_image(spec, images):
-            replaced_paid.append(spec["image_id"])
-        planned.append((path, data))
+        if folder not in listings:
+            listings[folder] = addressed.scan(Path(root) / folder)
+        named, plain = listings[folder]
+        others = [str(path.parent / n) for n in named.get(image_id, ()) if n != path.name]
+        legacy = path.parent / f"{image_id}.json" if f"{image_id}.json" in plain else None
+        made = _made(folder, image_id, images)
+        if path.name in named.get(image_id, ()):
+            try:
+                stale = made is None or made < path.stat().st_mtime
+            except FileNotFoundError:
+                stale, written = True, False
+            else:
+                written = True
+        else:
+            written = False
+            stale = not (made is not None and legacy is not None and _same_and_older(legacy, data, made))
+            if not stale:
+                out.paths[key] = str(legacy)
+                out.adopt[key] = (str(legacy), str(path))
+        if not written and stale:
+            out.new += 1
+            out.due.append(str(path))
+            if legacy is not None:
+                others.append(str(legacy))
+        if others:
+            out.superseded[key] = others
+        if stale:
+            out.to_make.add(key)
+            if protect_paid and made is not None and paid_image(spec, images):
+                replaced_paid.append(image_id)
     if replaced_paid:
         raise UserError(
             f"{len(replaced_paid)} image(s) in results/ were made by a paid provider (e.g. "
@@ -142,44 +199,43 @@ def write_specs(specs, root=SPEC_ROOT, protect_paid=False, only_missing=False, i
             "them with placeholders. Set AI_API_KEY, or set provider: offline in the config if you "
             "really want placeholders."
         )
-    for path, data in planned:
-        write_if_changed(path, data)
-        _keep_made_image_fresh(path, data, images)
-    if only_missing:
-        index_path.unlink(missing_ok=True)  # some specs were left as they were: re-check all next time
-    else:
-        write_if_changed(index_path, json.dumps(new_index, sort_keys=True).encode("utf-8"))
-    return len(planned)
+    return out
+
+
+def _same_and_older(legacy, data, made):
+    try:
+        return legacy.stat().st_mtime <= made and legacy.read_bytes() == data
+    except OSError:
+        return False
+
+
+def adopt(pairs):
+    """A real run (under the run lock): give each adopted request file of the earlier layout its
+    new name, with its time (a hard link: same bytes, same mtime), so later runs find it there."""
+    for legacy, new in pairs:
+        if os.path.exists(new):
+            continue
+        try:
+            os.link(legacy, new)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            continue  # gone since planning: the next run plans a new request file
+        except OSError:  # a filesystem without hard links: a copy with the same time
+            stat = os.stat(legacy)
+            atomic_write_bytes(new, Path(legacy).read_bytes(), durable=True)
+            os.utime(new, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def write_request(spec, path, superseded=(), log=None):
+    """The write_request job (a real run): the request file of ``spec`` at ``path`` (its name must
+    be that of its content), after deleting the image's other request files (and their logs)."""
+    addressed.write(path, spec_bytes(spec), superseded, log)
 
 
 def request_digest(data):
     """The SHA-256 of a request file's bytes: each sidecar records the one its image was made from."""
     return hashlib.sha256(data).hexdigest()
-
-
-def _keep_made_image_fresh(path, data, images):
-    """A request file written back to what its existing image was made from (after a dry run tried
-    other settings, say) is dated before the image: the image is not stale, as it was not changed."""
-    spec = json.loads(data)
-    png, sidecar = image_files(spec["folder"], spec["image_id"], images)
-    try:
-        made_from = json.loads(sidecar.read_text(encoding="utf-8")).get("request_sha256")
-        made = min(png.stat().st_mtime, sidecar.stat().st_mtime)
-    except (OSError, ValueError, AttributeError):
-        return
-    if made_from == request_digest(data):
-        os.utime(path, (made - 1, made - 1))
-
-
-def needs_image(spec, root=SPEC_ROOT, images=IMAGES):
-    """Whether Snakemake will (re)make this spec's image: PNG or sidecar missing, or older than the
-    spec (the workflow's mtime rule).  Images already made are never paid for again."""
-    png, sidecar = image_files(spec["folder"], spec["image_id"], images)
-    try:
-        made = min(png.stat().st_mtime, sidecar.stat().st_mtime)
-        return made < spec_path(spec["folder"], spec["image_id"], root).stat().st_mtime
-    except FileNotFoundError:
-        return True
 
 
 def write_manifest(specs, path=MANIFEST):

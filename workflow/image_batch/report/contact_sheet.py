@@ -34,7 +34,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from image_batch.common.fileio import atomic_write_bytes, canonical_json, write_if_changed
+from image_batch.common import addressed
+from image_batch.common.fileio import atomic_write_bytes, canonical_json
 
 SHEET_ROOT = Path("results/contact-sheets")
 MEMBERS_ROOT = Path("results/specs/_contact-sheets")  # plan files: staged into storage like the specs
@@ -86,10 +87,6 @@ def sheet_path(name):
     return SHEET_ROOT / f"{name}{SUFFIX}"
 
 
-def members_path(name):
-    return MEMBERS_ROOT / f"{name}.json"
-
-
 def paginate(images, page_size=PAGE_SIZE):
     """{sheet name: Page} for ``images`` [(folder, image_id)] in sheet order: contexts in order of
     first appearance, each split into pages of ``page_size`` images."""
@@ -129,28 +126,29 @@ def members(page, context):
     }
 
 
-def contexts_from_specs(sheets, spec_root="results/specs"):
-    """{folder: context as written in the sheet}, from one request file per folder (every row of a
-    folder has the same context: the sheet check refuses two contexts sharing a folder)."""
+def contexts(specs):
+    """{folder: context as written in the sheet} (every row of a folder has the same context: the
+    sheet check refuses two contexts sharing a folder)."""
     found = {}
-    for page in sheets.values():
-        if page.folder not in found:
-            try:
-                spec = json.loads(Path(spec_root, page.folder, f"{page.image_ids[0]}.json").read_text("utf-8"))
-                found[page.folder] = spec["context"]
-            except (OSError, ValueError, KeyError):
-                found[page.folder] = page.folder
+    for spec in specs:
+        found.setdefault(spec["folder"], spec["context"])
     return found
 
 
-def write_members(sheets, contexts, root=None):
-    """Write each sheet's member file when it changed; returns how many were (re)written."""
-    written = 0
+@dataclass
+class MemberFiles:
+    files: addressed.Files  # what a real run writes (write_plan_file)
+    paths: dict  # sheet name -> its member file
+
+
+def member_files(sheets, contexts, root=MEMBERS_ROOT, scanned=True):
+    """Each sheet's member file, named by its content (nothing is written here)."""
+    files = addressed.Files(root, scanned=scanned)
+    paths = {}
     for name, page in sheets.items():
         data = canonical_json(members(page, contexts.get(page.folder, page.folder))).encode("utf-8")
-        path = members_path(name) if root is None else Path(root) / f"{name}.json"
-        written += write_if_changed(path, data)
-    return written
+        paths[name] = files.add(name, data)
+    return MemberFiles(files, paths)
 
 
 def title(info):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from image_batch.common.fileio import atomic_write_bytes, remove_stale_parts
 from image_batch.costs.bill import money
+from image_batch.descriptions.specs import adopt as adopt_requests
 from image_batch.descriptions.specs import write_manifest
 from image_batch.images import failures
 from image_batch.images.store import is_remote, open_store, store_root
@@ -81,8 +82,11 @@ def start(workflow, plan, out=sys.stderr):
     _attempted.append(True)
     lock.acquire()
     preflight(plan)
-    # No other run is alive here: temp files under results/ are leftovers of a dead one.
-    remove_stale_parts("results", only_dead_writers=False)
+    # No other real run is alive here, but a dry run or a report may be: only dead writers' temp
+    # files go, never those of a process still writing.
+    remove_stale_parts("results", only_dead_writers=True)
+    # request files of the earlier layout that hold this run's requests get their new names
+    adopt_requests(plan.requests.adopt.values())
     root = store_root(plan.settings)
     if not is_remote(root):
         # the store may be shared with runs in other folders (or containers, whose pids we cannot

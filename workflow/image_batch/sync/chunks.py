@@ -5,15 +5,15 @@ job over all N images costs O(N^2) before it even starts (minutes at 100,000 ima
 one small job per chunk digests its images (size, MD5, SHA-256: the hashing runs in parallel) and
 the sync job reads the chunk digests. Chunks are stable: an image's chunk is a prefix of the
 SHA-1 of its id, with as many hex digits as keep chunks near 100 images or fewer, and each
-chunk's member list is a file rewritten only when the membership changes, so adding or removing
-a row reruns only its own chunk (and the sync).
+chunk's member list is a file named by its content (``<chunk>.<digest16>.json``, written by a real
+run when missing), so adding or removing a row reruns only its own chunk (and the sync).
 """
 
 import hashlib
 import math
 from pathlib import Path
 
-from image_batch.common.fileio import canonical_json, write_if_changed
+from image_batch.common.fileio import canonical_json
 from image_batch.descriptions.specs import IMAGES, image_files, image_made
 
 MEMBERS_ROOT = Path("results/specs/_chunks")
@@ -41,17 +41,9 @@ def assign(images):
     return chunks
 
 
-def members_path(chunk):
-    return MEMBERS_ROOT / f"{chunk}.json"
-
-
-def write_members(chunks):
-    """Write each chunk's member list when it changed; returns how many were (re)written."""
-    written = 0
-    for chunk, members in chunks.items():
-        data = canonical_json(sorted(f"{folder}/{image_id}" for folder, image_id in members)).encode("utf-8")
-        written += write_if_changed(members_path(chunk), data)
-    return written
+def members_data(members):
+    """The bytes of a chunk's member list."""
+    return canonical_json(sorted(f"{folder}/{image_id}" for folder, image_id in members)).encode("utf-8")
 
 
 def missing_behind(chunks, to_make, images=IMAGES):
