@@ -58,7 +58,7 @@ def _iso(timestamp=None):
 
 def _retrying(retry, log):
     backoff = tenacity.wait_exponential_jitter(
-        multiplier=retry.initial_wait, max=retry.max_wait, jitter=retry.initial_wait
+        initial=retry.initial_wait, max=retry.max_wait, jitter=retry.initial_wait
     )
 
     def wait(state):
