@@ -7,6 +7,7 @@ Everything that acts (the run lock, the stop flag, the destination record, batch
 paying) belongs to a real run: see image_batch.run.
 """
 
+import dataclasses
 import hashlib
 import os
 import sys
@@ -59,7 +60,9 @@ class Plan:
     missing: list = field(default_factory=list)  # PNGs deleted behind an up-to-date sync: targets
     removed: list = field(default_factory=list)  # images in results/images no row asks for any more
     made_only: set | None = None  # a report: the images that were made (the others are not shown)
-    destination_note: str | None = None  # what a dry run says of the destination (no credentials found)
+    # what a run that does not act (a dry run) says at its end: a real run stops on these instead
+    dry_notes: list = field(default_factory=list)
+    keyless_estimate: dict | None = None  # no key: what the images would cost with one
     requests: object = None  # descriptions.specs.Requests: each image's request file
     chunk_files: object = None  # addressed.Files: the sync chunks' member lists
 
@@ -167,6 +170,16 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     rows = read_configured_sheet(settings)
     specs = build_specs(rows, settings, choices.provider, sheet)
     problems, warnings = check_models(settings, choices, specs)
+    keyless_specs = None
+    if choices.keyless_paid:
+        # No key, so placeholders: but the settings a key would use are checked and priced now
+        # (the person deciding whether to buy a key is the one who most needs the estimate).
+        keyless_specs = build_specs(rows, settings, choices.keyless_paid, sheet)
+        keyed = dataclasses.replace(choices, provider=choices.keyless_paid)
+        refused, notes = check_models(settings, keyed, keyless_specs)
+        note = "(no API key is set, so this run makes placeholders; with a key it would stop)"
+        warnings += [f"{problem} {note}" for problem in refused]
+        warnings += notes
     destination_note = preflight.check_planned(choices.destination)
     if announce and specs and provider_class(choices.provider).paid:
         # before the store is read (look-ups, the estimate): a store that cannot be used is one line
@@ -188,7 +201,7 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
         {row.image_id: row.place for row in rows},
         str(sheet),
         warnings=warnings,
-        destination_note=destination_note,
+        dry_notes=[note for note in (destination_note, choices.missing_key) if note],
     )
     plan.endpoint = specs[0]["request"].get("base_url") if specs else None
     protect_paid = settings.provider == "auto" and choices.provider == "offline"
@@ -214,6 +227,8 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
         plan.warnings += [f"{p} (nothing is asked of it in this run)" for p in problems]
     if announce:
         plan.estimate = _estimate(plan)
+        if keyless_specs:
+            plan.keyless_estimate = _estimate(plan, keyless_specs, choices.keyless_paid)
     plan.chunks = chunking.assign(plan.images)
     if only_made:
         made = {image for image in plan.images if image_made(*image)}
@@ -265,23 +280,28 @@ def removed_rows(images, root=IMAGES, others=None):
     return sorted(name[: -len(".png")] for name in found if name not in wanted)
 
 
-def _estimate(plan):
-    paid = plan.paid
+def _estimate(plan, specs=None, provider=None):
+    """The estimate of the plan's images; with ``specs`` and ``provider``: of those requests (what
+    the images would cost with the key that is not set)."""
+    specs = plan.specs if specs is None else specs
+    provider = provider_class(provider) if provider else plan.provider
+    paid = provider.paid
+    endpoint = specs[0]["request"].get("base_url") if specs else None
     catalog = load_catalog(plan.settings.catalog_path) if paid else None
     store = open_store(plan.settings) if paid else None
     means = store.usage_means() if paid else {}
     in_batch = None
-    if paid and plan.provider.batch:
+    if paid and provider.batch:
         from image_batch.images.batch import waiting_batches
         from image_batch.images.store import request_key
 
         covered = {key for entry in waiting_batches(store, strict=False) for key in entry.get("keys") or ()}
         in_batch = (lambda r: request_key(r) in covered) if covered else None
     return estimate(
-        plan.specs,
+        specs,
         catalog,
         lambda s: (s["folder"], s["image_id"]) in plan.to_make,
-        (lambda r: store.has_answer(r, plan.endpoint)) if paid else (lambda r: False),
+        (lambda r: store.has_answer(r, endpoint)) if paid else (lambda r: False),
         means,
         paid,
         in_batch,
@@ -311,6 +331,12 @@ def tell(plan, local_images=True, out=sys.stderr):
         )
     if plan.estimate is not None:
         lines = describe_estimate(plan.estimate, plan.paid)
+        if plan.keyless_estimate is not None:
+            keyed = describe_estimate(plan.keyless_estimate, True)
+            keyed[0] = keyed[0].replace(
+                "estimate:", f"with an API key ({plan.choices.keyless_paid}; not set, not used in this run):", 1
+            )
+            lines += keyed
         seen = "" if local_images else " (images in storage are not looked at: every image counted as to make)"
         lines[0] += seen
         for line in lines:

@@ -479,6 +479,11 @@ class Choices:
     provider: str  # resolved provider name: "openai", "offline", ...
     provider_note: str  # why this provider was chosen, for the log
     destination: Destination
+    # a paid provider chosen in the config with no key set: planned, checked and priced (a dry run,
+    # an estimate), but a real run stops before any job, naming the variable to set
+    missing_key: str | None = None
+    # with no key, the provider a key would choose: the estimate prices it, its settings are checked
+    keyless_paid: str | None = None
 
 
 def destination(settings, environ=None):
@@ -513,12 +518,21 @@ def resolve(settings, environ=None):
                 "placeholders and upload them. Set AI_API_KEY (in the environment or .env), unset "
                 "S3_BUCKET_NAME to work offline, or set provider: offline explicitly in the config."
             )
-        return Choices("offline", "no AI_API_KEY set", where)
+        return Choices("offline", "no AI_API_KEY set", where, keyless_paid="openai")
     if wanted == "openai" and not key:
-        raise UserError("provider is 'openai' but no API key is set: set AI_API_KEY (in the environment or .env).")
+        return Choices(
+            wanted, "provider: openai in config, but NO API KEY is set", where, missing_key=MISSING_KEY["openai"]
+        )
     if wanted == "gemini" and not gemini_api_key(environ):
-        raise UserError(
-            "provider is 'gemini' but no Gemini API key is set: set GEMINI_API_KEY (or GOOGLE_API_KEY) "
-            "in the environment or .env."
+        return Choices(
+            wanted, "provider: gemini in config, but NO API KEY is set", where, missing_key=MISSING_KEY["gemini"]
         )
     return Choices(wanted, f"provider: {wanted} in config", where)
+
+
+MISSING_KEY = {
+    "openai": "provider is 'openai' but no API key is set: set AI_API_KEY (in the environment or .env); "
+    "a real run stops before any image",
+    "gemini": "provider is 'gemini' but no Gemini API key is set: set GEMINI_API_KEY (or GOOGLE_API_KEY) "
+    "in the environment or .env; a real run stops before any image",
+}

@@ -96,6 +96,12 @@ def estimate(specs, catalog, to_make, in_store, usage_means=None, paid=True, in_
     return out
 
 
+def money_each(usd):
+    """The price of one image, precise enough that N of them add up to the total shown ($0.053,
+    not $0.05 beside a total of $0.11)."""
+    return f"${usd:.3f}" if 0.01 <= abs(usd) < 10 else money(usd)
+
+
 def describe(e, paid=True):
     """The estimate as lines for the log: the totals, then how each price was found."""
     if not paid:
@@ -119,5 +125,5 @@ def describe(e, paid=True):
         if g["each"] is None:
             lines.append(f"{head}: unpriced ({g['note']})")
         else:
-            lines.append(f"{head} at about {money(g['each'])} each, {g['note']}")
+            lines.append(f"{head} at about {money_each(g['each'])} each, {g['note']}")
     return lines

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from image_batch.common.errors import UserError
 from image_batch.common.fileio import atomic_write_bytes, remove_stale_parts
 from image_batch.costs.bill import money
 from image_batch.descriptions.specs import adopt as adopt_requests
@@ -80,6 +81,8 @@ def start(workflow, plan, out=sys.stderr):
     if not acts(workflow):
         return None
     _attempted.append(True)
+    if plan.choices.missing_key:
+        raise UserError(plan.choices.missing_key.replace("a real run stops before any image", "nothing was made"))
     lock.acquire()
     preflight(plan)
     # No other real run is alive here, but a dry run or a report may be: only dead writers' temp
@@ -152,8 +155,9 @@ def at_exit(workflow, plan, out=sys.stderr):
         if lines:
             print("\n".join(lines), file=out, flush=True)
         return
-    if not acts(workflow) and plan.destination_note and workflow.executor_plugin is not None:
-        print(f"Image.Batch: WARNING: {plan.destination_note}", file=out, flush=True)
+    if not acts(workflow) and workflow.executor_plugin is not None:
+        for note in plan.dry_notes:  # what a real run would have stopped on, before any image
+            print(f"Image.Batch: WARNING: {note}", file=out, flush=True)
     if _attempted or workflow.executor_plugin is None or not acts(workflow):
         return
     if quiet.NOTHING_TO_DO not in quiet.heard:
