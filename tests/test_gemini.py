@@ -432,3 +432,37 @@ def test_batch_mode_stops_with_one_clear_line_on_a_fatal_api_error(gem, gemini):
     assert result.returncode != 0 and "Traceback" not in result.output
     assert "Gemini batch mode stopped: 404 NOT_FOUND" in result.output and "gemini.model" in result.output
     assert gemini.batch_creates == 0 and gemini.calls == []
+
+
+def test_a_gemini_batch_given_up_is_collected_by_live_mode_not_paid_again(gem, gemini):
+    """A batch-mode run stopped while waiting (SIGINT to its process group, as Ctrl-C sends), then the
+    same sheet in live mode: live mode waits for the recorded batch and collects it, and pays for
+    nothing live; the estimate says the requests are in a batch."""
+    update_config(gem.root, mode="batch", batch={"poll_seconds": 0.05})
+    gemini.set_behavior("SAFETY", "ok")
+    gemini.batch_polls_to_complete = 10**9
+    command = [sys.executable, "-m", "snakemake", "--cores", "1"]
+    process = subprocess.Popen(
+        command, cwd=gem.root, env=gem.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            batches = _batch_state(gem.root)["batches"]
+            if batches and batches[0].get("id") and len(gemini.batch_requests) >= 3:
+                break
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert gemini.batch_creates == 1 and gemini.batch_lines == []
+    update_config(gem.root, mode="live")
+    dry = gem.snakemake("-n")
+    assert "0 to pay for" in dry.output and "in batches submitted earlier" in dry.output, dry.output[-3000:]
+    gemini.batch_polls_to_complete = 3
+    gem.snakemake()
+    assert gemini.calls == [] and gemini.batch_creates == 1  # collected, not paid again live
+    assert len(list((gem.root / "results/images").rglob("*.png"))) == 4

@@ -293,9 +293,11 @@ def _estimate(plan, specs=None, provider=None):
     in_batch = None
     if paid and provider.batch:
         from image_batch.images.batch import waiting_batches
+        from image_batch.images.gemini_batch import waiting as gemini_waiting
         from image_batch.images.store import request_key
 
-        covered = {key for entry in waiting_batches(store, strict=False) for key in entry.get("keys") or ()}
+        recorded = waiting_batches(store, strict=False) + gemini_waiting(store)
+        covered = {key for entry in recorded for key in entry.get("keys") or ()}
         in_batch = (lambda r: request_key(r) in covered) if covered else None
     return estimate(
         specs,

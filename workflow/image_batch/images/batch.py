@@ -542,7 +542,10 @@ def run_before_jobs(to_make, settings, log_file=LOG, mode=None):
     wanted = [s for s in to_make if s["request"]["provider"] in ("openai", "gemini")]
     gemini = bool(wanted) and wanted[0]["request"]["provider"] == "gemini"
     if gemini and mode != "batch":
-        return None  # live mode with gemini: its recorded batches are collected by a batch-mode run
+        from image_batch.images.gemini_batch import waiting as gemini_waiting
+
+        if not gemini_waiting(open_store(settings)):
+            return None  # live mode, and no Gemini batch was left running: nothing to do
     if not gemini and mode != "batch" and not (wanted and waiting_batches(open_store(settings))):
         return None  # live mode, and no batch was left running: nothing to do
     with JobLog(log_file, echo=True) as log:
@@ -552,7 +555,8 @@ def run_before_jobs(to_make, settings, log_file=LOG, mode=None):
                     if gemini:
                         from image_batch.images.gemini_batch import GeminiBatchRunner
 
-                        result = GeminiBatchRunner(settings, log).run(wanted)
+                        runner = GeminiBatchRunner(settings, log)
+                        result = runner.run(wanted, live=mode != "batch", abandon=settings.batch.abandon)
                     else:
                         runner = BatchRunner(settings, log)
                         if mode == "batch":

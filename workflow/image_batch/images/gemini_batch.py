@@ -85,6 +85,14 @@ class GeminiBatchState:
         atomic_write_json(self.path, self.data)
 
 
+def waiting(store):
+    """The recorded Gemini batches not yet collected (read only: planning may call it)."""
+    try:
+        return [e for e in GeminiBatchState(store.state_dir).batches if e.get("id") and not e.get("collected")]
+    except UserError:
+        return []
+
+
 def pending(specs, store, exclude=()):
     """{key: request} of the requests of ``specs`` with no stored answer (each key once)."""
     found = {}
@@ -237,13 +245,57 @@ class GeminiBatchRunner:
         entry["collected"] = True
         state.save()
 
+    # -- live mode: a batch an earlier run left is never paid for again ----------------------------
+
+    def settle(self, specs, abandon=False):
+        """Live mode, before its first call: recorded batches that cover requests of ``specs`` still
+        to pay for are collected if they ended, else waited for (or, with ``abandon``, cancelled and
+        their completed lines collected). What they did not answer is made live."""
+        result = {"mode": "live", "batches": [], "stored": 0, "failed": {}, "retry": {}, "request_ids": []}
+        result["rounds"] = 0
+        todo = pending(specs, self.store)
+        if not todo:
+            return result
+        requests_all = {request_key(s["request"]): s["request"] for s in specs}
+        any_request = next(iter(todo.values()))
+        client = self.client(any_request)
+        with GeminiBatchState(self.store.state_dir).locked() as state:
+            self.recover(state, client)
+            covering = [
+                e for e in state.batches if e.get("id") and not e.get("collected") and set(e["keys"]) & set(todo)
+            ]
+            for entry in covering:
+                head = f"{len(set(entry['keys']) & set(todo))} image(s) are in Gemini batch {entry['id']}"
+                if entry["status"] in TERMINAL:
+                    self.log(f"{head}, which has ended ({entry['status']}): collecting its answers")
+                elif abandon:
+                    client.batches.cancel(name=entry["id"])
+                    self.log(
+                        f"{head}: cancelled it (batch.abandon); the lines it completed are kept, "
+                        "the others are made live"
+                    )
+                else:
+                    self.log(
+                        f"{head}: waiting for it (live mode does not pay twice); use "
+                        "--config 'batch={abandon: true}' to cancel it and make them live"
+                    )
+            if not covering:
+                return result
+            self.wait(state, client, covering, any_request)
+            for entry in covering:
+                self.collect(state, client, entry, requests_all, result)
+                result["batches"].append(entry["id"])
+        result["failed"] = {}  # live mode: what the batches did not answer is made by the live jobs
+        return result
+
     # -- the whole job ----------------------------------------------------------------------------
 
-    def run(self, specs):
-        """Submit, wait for and collect the batches of ``specs``; an API fault that stops the run
-        (a bad key, a refused setting, ...) is one clear line, with what is already recorded kept."""
+    def run(self, specs, live=False, abandon=False):
+        """Submit, wait for and collect the batches of ``specs`` (``live``: only settle the batches
+        earlier runs left, see :meth:`settle`); an API fault that stops the run (a bad key, a refused
+        setting, ...) is one clear line, with what is already recorded kept."""
         try:
-            return self._run(specs)
+            return self.settle(specs, abandon) if live else self._run(specs)
         except UserError:
             raise
         except Exception as exc:
