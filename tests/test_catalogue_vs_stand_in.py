@@ -43,7 +43,9 @@ def stand_in_models():
 
 
 def catalogue_names():
-    return sorted(set(CATALOG.models) | set(CATALOG.aliases))
+    """The OpenAI models the catalogue knows (the Gemini ones have their own stand-in)."""
+    names = set(CATALOG.models) | set(CATALOG.aliases)
+    return sorted(name for name in names if (CATALOG.lookup(name).provider or "openai") == "openai")
 
 
 def catalogue_takes(model, **setting):

@@ -278,9 +278,19 @@ def test_sync_broken_midway_leaves_no_marker_and_rerun_uploads_only_the_rest(pro
 
 
 def _requests(runner, n):
-    """The request of each image (the dry run writes them), in sheet order."""
-    runner.snakemake("-n", "--config", "input_csv=input.csv")
-    specs = [runner.root / f"results/specs/nature/img{i:03d}.json" for i in range(n)]
+    """The request of each image, in sheet order, as the descriptions stage writes them (a dry run
+    writes nothing)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = [sys.executable, str(REPO / "scripts/generate_descriptions.py"), "input.csv"]
+    done = subprocess.run(
+        [*script, "--config", "config/config.yaml"], cwd=runner.root, env=runner.env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    specs = [next((runner.root / "results/specs/nature").glob(f"img{i:03d}.*.json")) for i in range(n)]
     return [json.loads(path.read_text())["request"] for path in specs]
 
 
@@ -386,7 +396,8 @@ def test_a_second_real_run_while_one_is_alive_is_refused_before_any_job(project_
     first = start_run(project_env, "--config", "input_csv=input.csv")
     try:
         wait_for(lambda: api.held() >= 1)
-        second = project_env.snakemake("--config", "input_csv=input.csv", check=False, timeout=120)
+        # --verbose: Snakemake's job lines on the console, so "no job ran" can be seen
+        second = project_env.snakemake("--verbose", "--config", "input_csv=input.csv", check=False, timeout=120)
         assert first.poll() is None and api.calls == [], "the first run was not working any more"
         assert second.returncode != 0
         assert f"another Image.Batch run is working in this folder (pid {first.pid}," in second.output

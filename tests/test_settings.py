@@ -39,9 +39,10 @@ def test_bucket_without_key_refuses_placeholders():
         resolve(config(provider="auto"), environ={"S3_BUCKET_NAME": "b", "AI_API_KEY": "  "})
 
 
-def test_openai_without_key():
-    with pytest.raises(UserError, match="no API key"):
-        resolve(config(provider="openai"), environ={})
+def test_openai_without_key_plans_and_a_real_run_is_told_what_to_set():
+    choices = resolve(config(provider="openai"), environ={})
+    assert choices.provider == "openai" and "set AI_API_KEY" in choices.missing_key
+    assert resolve(config(provider="openai"), environ={"AI_API_KEY": "sk-x"}).missing_key is None
 
 
 def test_explicit_offline_with_bucket_is_allowed():

@@ -118,15 +118,7 @@ LAST_PLAIN_NAMES = "55c9162"  # the last version whose request files were <image
 
 @pytest.fixture(scope="module")
 def plain_names(tmp_path_factory):
-    target = tmp_path_factory.mktemp("plain-names")
-    try:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", LAST_PLAIN_NAMES], capture_output=True, check=True, timeout=60
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        pytest.skip(f"the version {LAST_PLAIN_NAMES} is not in this clone's git history")
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return target
+    return previous_version.extract(tmp_path_factory.mktemp("plain-names"), LAST_PLAIN_NAMES)
 
 
 def test_request_files_of_the_earlier_layout_keep_their_images_up_to_date(plain_names, project, api):
@@ -140,7 +132,7 @@ def test_request_files_of_the_earlier_layout_keep_their_images_up_to_date(plain_
     assert len(pngs) == len(ROWS) and len(list((root / "results/specs").rglob("b0.json"))) == 1
     install(REPO, root, config=False)
     api.reset()
-    dry = project.snakemake("-n", "--config", "input_csv=input.csv")
+    dry = project.snakemake("-n", "--verbose", "--config", "input_csv=input.csv")  # --verbose: job blocks too
     assert f"estimate: 0 of {len(ROWS)} image(s) to make" in dry.output, dry.output[-3000:]
     assert "rule generate_image" not in dry.output and "rule write_request" not in dry.output
     run = project.snakemake("--config", "input_csv=input.csv")

@@ -94,11 +94,12 @@ def test_full_pipeline_rerun_and_change_detection(live, api, s3):
     sheet = SHEET.replace("An oak\r\nin two lines", "A birch by a lake")
     sheet += "owl,Nature,An owl at night\r\n"
     (root / "input.csv").write_text(sheet, encoding="utf-8", newline="")
-    dry = live.snakemake("--dry-run", "--config", "input_csv=input.csv")
+    # --verbose: Snakemake's job blocks on the console (hidden by default), read by planned_images
+    dry = live.snakemake("--dry-run", "--verbose", "--config", "input_csv=input.csv")
     assert planned_images(dry.output) == ["nature/fox", "nature/owl", "nature/tree"]
     assert len(api.calls) == 4
 
-    made = live.snakemake("--config", "input_csv=input.csv")
+    made = live.snakemake("--verbose", "--config", "input_csv=input.csv")
     assert planned_images(made.output) == ["nature/fox", "nature/owl", "nature/tree"]
     # the deleted image was paid for already: it comes back from the response store, not the API
     new_prompts = sorted(call["body"]["prompt"] for call in api.calls[4:])
@@ -115,7 +116,7 @@ def test_full_pipeline_rerun_and_change_detection(live, api, s3):
     # marker downstream of it is up to date
     owl = (root / "results/images/nature/owl.png").read_bytes()
     (root / "results/images/nature/owl.png").unlink()
-    alone = live.snakemake("--config", "input_csv=input.csv")
+    alone = live.snakemake("--verbose", "--config", "input_csv=input.csv")
     assert planned_images(alone.output) == ["nature/owl"]
     assert len(api.calls) == 6 and (root / "results/images/nature/owl.png").read_bytes() == owl
 
