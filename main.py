@@ -13,6 +13,7 @@ is added to the Snakemake command (a ``--config`` there is merged with the sheet
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,40 @@ def snakemake_command(args, configfile, config_items, extra):
     return command + extra + ["--config", *config_items]
 
 
+def run_child(command, capture=False):
+    """Run ``command`` (Snakemake) to its end; (its exit code, its output when ``capture``).
+
+    Ctrl-C and SIGTERM are passed on once to the run, which decides (the first finishes and keeps the
+    calls in flight, a second abandons them) and prints its summary: this process waits for it, then
+    exits 130 (Ctrl-C) or 143 (SIGTERM). The run has a process group of its own, so a Ctrl-C at the
+    terminal, which reaches only this process now, gets to it once, as does a SIGTERM to this process
+    alone (``docker stop``: this is the container's PID 1) or to its group (a preempted cluster job)."""
+    received, pending, child = [], [], []
+
+    def forward(signum, frame):
+        received.append(signum)
+        if not child:
+            pending.append(signum)  # passed on as soon as the run has started
+            return
+        try:
+            os.killpg(child[0].pid, signum)
+        except ProcessLookupError:
+            pass
+
+    output = subprocess.PIPE if capture else None
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        child.append(subprocess.Popen(command, stdout=output, stderr=output, text=capture, process_group=0))
+        for signum in pending:
+            os.killpg(child[0].pid, signum)
+        out, err = child[0].communicate()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    code = 128 + received[0] if received else child[0].returncode
+    return code, (out or "") + (err or "")
+
+
 def main(argv=None):
     ours, extra = split_argv(sys.argv[1:] if argv is None else list(argv))
     args = parser().parse_intermixed_args(ours)
@@ -144,11 +179,11 @@ def main(argv=None):
     config_items = [f"input_csv={settings.input_csv}"] + [i for i in items if not i.startswith("input_csv=")]
     command = snakemake_command(args, configfile, config_items, extra)
     if args.estimate:  # the workflow's own lines from a dry run: the plan and the estimate
-        done = subprocess.run(command, capture_output=True, text=True)
-        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Image.Batch:")]
-        print("\n".join(lines) if done.returncode == 0 else done.stdout + done.stderr)
-        return done.returncode
-    return subprocess.call(command)
+        code, output = run_child(command, capture=True)
+        lines = [line for line in output.splitlines() if line.startswith("Image.Batch:")]
+        print("\n".join(lines) if code == 0 else output)
+        return code
+    return run_child(command)[0]
 
 
 if __name__ == "__main__":

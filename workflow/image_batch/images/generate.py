@@ -40,6 +40,14 @@ class ImageFailed(UserError):
     """One image could not be made; the message says why (the key is never in it)."""
 
 
+NOT_STARTED = "not started: "
+
+
+class NotStarted(UserError):
+    """The run is stopping (Ctrl-C, SIGTERM) and this image's call was not yet made: no call, no failure
+    record; the rerun makes it. ``str()`` starts with :data:`NOT_STARTED` after the image's name."""
+
+
 def _iso(timestamp=None):
     moment = (
         datetime.datetime.fromtimestamp(timestamp, datetime.UTC) if timestamp else datetime.datetime.now(datetime.UTC)
@@ -121,6 +129,9 @@ def obtain(request, settings, log):
                 if getattr(lease, "lost", False):  # another job took this request over: wait for its answer
                     raise FaultError(Fault(RETRY, "another job took this request over; waiting for its answer"), number)
                 pacer.wait()
+                stopping = failures.stopped_here()  # checked last: the pacer may have waited a while
+                if stopping:
+                    raise NotStarted(f"{NOT_STARTED}{stopping}")
                 log(f"calling {request['provider']} model {request['model']} (attempt {number})")
                 try:
                     raw = provider.fetch(request)
@@ -237,6 +248,9 @@ def make_image(spec_file, png_file, sidecar_file, log_file, settings):
     with JobLog(log_file) as log:
         try:
             outcome = obtain(request, settings, log)
+        except NotStarted as exc:
+            log(f"no call made: {exc}")
+            raise NotStarted(f"image {spec['image_id']} ({spec['context']}): {exc}") from None
         except FaultError as exc:
             fault = exc.fault
             if fault.disposition == ROW and fault.code and settings.retry.same_error_stop:
