@@ -327,3 +327,28 @@ def _wait_gone(pid):
             return True
         time.sleep(0.05)
     return False
+
+
+def test_ctrl_c_while_waiting_for_batches_ends_at_once_and_the_rerun_collects_them(sheet, api):
+    """Before any image job nothing is in flight here: the batches go on at the API. One line, no
+    traceback, and the rerun polls the same batches instead of submitting again."""
+    from tests.conftest import update_config
+
+    update_config(sheet.root, mode="batch", batch={"poll_seconds": 0.05})
+    api.batch_polls_to_complete = 10**9  # in progress until the test says
+    run = snakemake(sheet)
+    try:
+        run.wait_for_line("in_progress")  # submitted, and polling
+        run.ctrl_c()
+        assert run.wait() == 130
+    finally:
+        run.kill()
+    output = run.output
+    assert "Traceback" not in output, output[-6000:]
+    [line] = lines_with(output, "Image.Batch: stopped (Ctrl-C) while waiting for the batches")
+    assert "run the same command again to collect their answers" in line
+    assert len(api.batches_created) == 1
+    api.complete_batches_after(1)
+    sheet.snakemake("--config", "input_csv=input.csv")
+    assert len(api.batches_created) == 1 and api.calls == []
+    assert len(list((sheet.root / "results/images/nature").glob("*.png"))) == N

@@ -102,6 +102,10 @@ def start(workflow, plan, out=sys.stderr):
     if plan.settings.mode == "batch" and plan.provider.batch:
         from image_batch.images.batch import run_before_jobs
 
+        interrupt.waiting_for(
+            "while waiting for the batches: they go on at the API; run the same command again to "
+            "collect their answers (nothing is submitted twice)"
+        )
         run_before_jobs([plan.spec_of(*image) for image in run.to_make], plan.settings)
     if plan.settings.progress_seconds and run.to_make:
         run.progress = Progress(run, plan.settings.progress_seconds, out)

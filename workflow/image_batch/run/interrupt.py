@@ -10,7 +10,8 @@ process at once with the summary. No traceback either way.
 
 Snakemake's own handling is replaced from the moment the run's jobs may start (``onstart``): on
 SIGINT it would raise KeyboardInterrupt in its scheduler and leave the worker, which got the same
-SIGINT, to die with the answers it waited for.
+SIGINT, to die with the answers it waited for. Before that (reading the sheet, planning, a dry run,
+waiting for batches) nothing is in flight: the process ends at once with one line, not a traceback.
 """
 
 import os
@@ -38,6 +39,27 @@ def received():
 def abandoned():
     """How many calls in flight a second signal abandoned, or None."""
     return _abandoned[0] if _abandoned else None
+
+
+_before = ["before any image job started: nothing was paid for"]
+
+
+def install_early():
+    """Until :func:`install`: SIGINT or SIGTERM ends the process at once with one line (nothing is in
+    flight). Call from the main thread of the main Snakemake process, as early as possible."""
+
+    def handler(signum, frame):
+        # os.write, not print: the main thread may be in the middle of a write to stderr
+        os.write(2, f"\nImage.Batch: stopped ({NAMES[signum]}) {_before[0]}\n".encode())
+        os._exit(EXIT_CODES[signum])
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def waiting_for(text):
+    """What a signal now interrupts, for the line :func:`install_early`'s handler prints."""
+    _before[0] = text
 
 
 def install(stop_scheduling, last_words, out=sys.stderr):
