@@ -128,6 +128,8 @@ def assert_interrupted_well(run, api, root):
     paid = {call["body"]["prompt"] for call in api.paid_calls}
     # every answer paid for is in the response store
     assert paid <= stored_prompts(root)
+    # and no new image job was started (each job writes its log; those not started have none)
+    assert len(list((root / "results/logs/images/nature").glob("*.log"))) == API_SLOTS
     assert "Image.Batch: summary of run" in output, output[-6000:]
     assert "stopped by" in output
     return paid
@@ -192,6 +194,8 @@ def test_a_second_ctrl_c_abandons_the_calls_in_flight_and_says_what_it_costs(she
         api.release_answers()
         run.kill()
     assert api.wait_answered(PATIENCE)
+    # no process of the run lives on to finish them: the answers are lost, as the run said
+    assert stored_prompts(sheet.root) == set()
     output = run.output
     assert run.proc.returncode != 0
     assert "Traceback" not in output, output[-6000:]
