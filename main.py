@@ -186,5 +186,25 @@ def main(argv=None):
     return run_child(command)[0]
 
 
+class Terminated(Exception):
+    """SIGTERM before the run started."""
+
+
+def _terminated(signum, frame):
+    raise Terminated
+
+
+def entry():
+    """``main`` with Ctrl-C and SIGTERM before the run starts (while the sheet is read) ending it with
+    one line, not a traceback (the run itself handles them: :func:`run_child`)."""
+    signal.signal(signal.SIGTERM, _terminated)  # as PID 1 of a container SIGTERM is otherwise ignored
+    try:
+        return main()
+    except (KeyboardInterrupt, Terminated) as stop:
+        name, code = ("SIGTERM", 143) if isinstance(stop, Terminated) else ("Ctrl-C", 130)
+        print(f"\nImage.Batch: stopped ({name}) before the run started: nothing was paid for", file=sys.stderr)
+        return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

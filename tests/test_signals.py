@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import api_slots
+from tests.conftest import api_slots, update_config
 from tests.support.fake_openai import expected_color
 
 API_SLOTS = api_slots()
@@ -150,7 +150,11 @@ def assert_rerun_pays_only_for_the_rest(runner, api, paid, root):
     assert not list(root.rglob("*.part"))
 
 
-def test_ctrl_c_finishes_the_calls_in_flight_keeps_their_answers_and_the_rerun_pays_for_the_rest(sheet, api):
+@pytest.mark.parametrize("image_worker", [True, False], ids=["image-worker", "calls-in-job-threads"])
+def test_ctrl_c_finishes_the_calls_in_flight_keeps_their_answers_and_the_rerun_pays_for_the_rest(
+    sheet, api, image_worker
+):
+    update_config(sheet.root, image_worker=image_worker)
     run = interrupted_run(sheet, api, snakemake, Live.ctrl_c)
     paid = assert_interrupted_well(run, api, sheet.root)
     assert "Ctrl-C again to abandon them" in lines_with(run.output, STOPPING)[0]
@@ -336,8 +340,6 @@ def _wait_gone(pid):
 def test_ctrl_c_while_waiting_for_batches_ends_at_once_and_the_rerun_collects_them(sheet, api):
     """Before any image job nothing is in flight here: the batches go on at the API. One line, no
     traceback, and the rerun polls the same batches instead of submitting again."""
-    from tests.conftest import update_config
-
     update_config(sheet.root, mode="batch", batch={"poll_seconds": 0.05})
     api.batch_polls_to_complete = 10**9  # in progress until the test says
     run = snakemake(sheet)

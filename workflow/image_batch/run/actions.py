@@ -17,7 +17,7 @@ from pathlib import Path
 from image_batch.common.fileio import atomic_write_bytes, remove_stale_parts
 from image_batch.costs.bill import money
 from image_batch.descriptions.specs import write_manifest
-from image_batch.images import failures
+from image_batch.images import failures, worker
 from image_batch.images.store import is_remote, open_store, store_root
 from image_batch.run import interrupt, ledger, lock, quiet
 
@@ -112,11 +112,14 @@ def start(workflow, plan, out=sys.stderr):
         run.progress.start()
     # From here on jobs may pay: Ctrl-C / SIGTERM keep what is in flight (image_batch.run.interrupt).
     # Snakemake's graceful stop (its own SIGTERM handling) starts no new job and waits for the others.
-    interrupt.install(
-        stop_scheduling=workflow.scheduler.exit_gracefully,
-        last_words=lambda: (finish(plan, ok=False), at_exit(workflow, plan, out)),
-        out=out,
-    )
+    if worker.wanted(workflow):  # image jobs are threads of this process
+        interrupt.install(
+            stop_scheduling=workflow.scheduler.exit_gracefully,
+            last_words=lambda: (finish(plan, ok=False), at_exit(workflow, plan, out)),
+            out=out,
+        )
+    else:
+        interrupt.leave_to_snakemake(workflow.scheduler.exit_gracefully)
     return run
 
 

@@ -62,6 +62,13 @@ def waiting_for(text):
     _before[0] = text
 
 
+def leave_to_snakemake(stop_scheduling):
+    """Jobs that run elsewhere (a cluster executor, job processes): Snakemake's own handling, as if
+    :func:`install_early` had not been called (Ctrl-C cancels the jobs, SIGTERM waits for them)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: stop_scheduling())
+
+
 def install(stop_scheduling, last_words, out=sys.stderr):
     """From now on SIGINT and SIGTERM stop the run gracefully, a second one abandons it.
     ``stop_scheduling()`` makes Snakemake start no new job and end once the running ones are done;
