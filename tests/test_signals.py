@@ -38,14 +38,14 @@ def sheet(keyed):
 class Live:
     """A run in a process group of its own, its output (stdout and stderr) in a file."""
 
-    def __init__(self, runner, command, name):
+    def __init__(self, runner, command, name, stdin=subprocess.DEVNULL):
         self.log = runner.root.parent / f"{name}.out"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 command,
                 cwd=runner.root,
                 env=runner.env,
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -255,19 +255,7 @@ print("done", flush=True)
 def start_parent(runner, count, stdin=subprocess.DEVNULL):
     """A stand-in for the Snakemake process: ``count`` image jobs as threads, handed to the worker."""
     script = PARENT.format(workflow=str(runner.root / "workflow"), count=count)
-    log = runner.root.parent / "parent.out"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", script],
-            cwd=runner.root,
-            env=runner.env,
-            stdin=stdin,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    run = Live.__new__(Live)
-    run.log, run.proc = log, proc
+    run = Live(runner, [sys.executable, "-c", script], "parent", stdin=stdin)
     run.wait_for_line("worker ")
     return run, int(lines_with(run.output, "worker ")[0].split()[1])
 
