@@ -161,10 +161,13 @@ def test_ctrl_c_finishes_the_calls_in_flight_keeps_their_answers_and_the_rerun_p
     assert_rerun_pays_only_for_the_rest(sheet, api, paid, sheet.root)
 
 
-def test_sigterm_to_the_snakemake_process_alone_does_the_same(sheet, api):
-    """A container stop or a preempted cluster job: SIGTERM to the main process only. The image worker
-    does not get the signal: the run tells it."""
-    run = interrupted_run(sheet, api, snakemake, lambda run: os.kill(run.proc.pid, signal.SIGTERM))
+@pytest.mark.parametrize("group", [False, True], ids=["main-process", "process-group"])
+def test_sigterm_does_the_same(sheet, api, group):
+    """A container stop: SIGTERM to the main process only (the image worker does not get it: the run
+    tells it); a preempted cluster job: SIGTERM to every process (the worker leaves it to the run)."""
+    kill = os.killpg if group else os.kill
+    run = interrupted_run(sheet, api, snakemake, lambda run: kill(run.proc.pid, signal.SIGTERM))
+    assert "SIGTERM again to abandon them" in lines_with(run.output, STOPPING)[0]
     paid = assert_interrupted_well(run, api, sheet.root)
     assert_rerun_pays_only_for_the_rest(sheet, api, paid, sheet.root)
 
