@@ -90,6 +90,14 @@ def main_py(runner, name="run"):
     return Live(runner, [sys.executable, "main.py", "input.csv", "--cores", "4"], name)
 
 
+def wait_until(condition, run):
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        if run.proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the condition never held:\n{run.output[-6000:]}")
+        time.sleep(0.05)
+
+
 def stored_prompts(root):
     return {json.loads(path.read_text())["request"]["prompt"] for path in (root / "response-store").glob("??/*.json")}
 
@@ -121,7 +129,7 @@ def assert_interrupted_well(run, api, root):
     assert run.proc.returncode != 0, output[-6000:]
     assert "Traceback" not in output, output[-6000:]
     [stopping] = lines_with(output, STOPPING)
-    assert f"{API_SLOTS} image(s) in flight are being finished and kept" in stopping
+    assert f"{API_SLOTS} call(s) in flight are being finished and their answers kept" in stopping
     # no new call once stopped: exactly the calls that were in flight were made, and each was paid for once
     assert len(api.calls) == API_SLOTS, [c["body"]["prompt"] for c in api.calls]
     assert len(api.paid_calls) == API_SLOTS
@@ -186,6 +194,34 @@ def test_sigterm_to_main_py_alone_is_passed_to_its_run(sheet, api):
     assert_interrupted_well(run, api, sheet.root)
 
 
+def test_jobs_waiting_for_their_turn_to_call_make_no_call_after_a_ctrl_c(sheet, api):
+    """Under a rate limit, image jobs handed to the worker wait their turn to call the API. A Ctrl-C
+    ends their wait: they make no call, and are not failures (the rerun makes them)."""
+    update_config(sheet.root, openai={"requests_per_minute": 1})  # the second call would wait a minute
+    api.hold_answers()
+    run = snakemake(sheet)
+    logs = sheet.root / "results/logs/images/nature"
+    try:
+        # one call in flight, the other jobs started (each has opened its log) and waiting their turn
+        wait_until(lambda: api.in_flight == 1 and len(list(logs.glob("*.log"))) == API_SLOTS, run)
+        run.ctrl_c()
+        run.wait_for_line(STOPPING)
+        api.release_answers()
+        run.wait()
+    finally:
+        api.release_answers()
+        run.kill()
+    output = run.output
+    assert run.proc.returncode != 0 and "Traceback" not in output, output[-6000:]
+    [stopping] = lines_with(output, STOPPING)
+    assert "1 call(s) in flight are being finished and their answers kept" in stopping
+    assert len(api.calls) == 1 and {c["body"]["prompt"] for c in api.paid_calls} <= stored_prompts(sheet.root)
+    assert "FAILED" not in output  # the jobs that made no call are no failures: no line each
+    assert "1 made (1 paid for" in output and "0 failed" in output and f"{N - 1} not made" in output
+    update_config(sheet.root, openai={"requests_per_minute": None})
+    assert_rerun_pays_only_for_the_rest(sheet, api, {c["body"]["prompt"] for c in api.paid_calls}, sheet.root)
+
+
 @pytest.mark.parametrize("start", [snakemake, main_py], ids=["snakemake", "main.py"])
 def test_a_second_ctrl_c_abandons_the_calls_in_flight_and_says_what_it_costs(sheet, api, start):
     api.hold_answers()
@@ -247,7 +283,7 @@ threads = [threading.Thread(target=job, args=(spec,)) for spec in specs[:{count}
 for thread in threads:
     thread.start()
 if sys.stdin.readline().strip() == "stop":
-    worker._client.stop()
+    print("in flight at the stop:", worker._client.stop("the run is stopping"), flush=True)
     job(specs[-1])  # handed over after the stop
 for thread in threads:
     thread.join()
@@ -283,6 +319,7 @@ def test_the_worker_ignores_ctrl_c_and_told_to_stop_finishes_its_calls_in_flight
     output = run.output
     assert "Traceback" not in output, output
     assert sorted(lines_with(output, "made ")) == [f"made img{i:03d}" for i in range(count)]
+    assert f"in flight at the stop: {count}" in output  # the worker counts its calls in flight
     [refused] = lines_with(output, "failed ")
     assert f"img{N - 1:03d}" in refused and "not started: the run is stopping" in refused
     assert len(api.calls) == count  # no call after the stop

@@ -14,6 +14,7 @@ and never count).
 import datetime
 import fcntl
 import json
+import threading
 from pathlib import Path
 
 from image_batch.common.fileio import atomic_write_json
@@ -56,12 +57,19 @@ def stop_run(reason):
 
 
 _stopped_here = []  # a stop for this process only: its run is stopping (Ctrl-C, SIGTERM) or has ended
+_stopping = threading.Event()
 
 
 def stop_here(reason):
     """Start no more API calls from this process (the calls in flight go on; other processes and later
     runs are not affected)."""
     _stopped_here.append(reason)
+    _stopping.set()
+
+
+def pause(seconds):
+    """Sleep ``seconds`` before a call (pacing, backoff), cut short when this process stops calling."""
+    _stopping.wait(seconds)
 
 
 def stopped_here():

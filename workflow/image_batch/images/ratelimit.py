@@ -12,6 +12,8 @@ import re
 import threading
 import time
 
+from image_batch.images import failures
+
 MARGIN = 0.97
 UNITS = ("requests", "images")  # x-ratelimit-*-<unit> headers that limit image generation
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
@@ -47,7 +49,7 @@ class Pacer:
             rate = self.per_minute
             self._next = start + (60.0 / rate if rate else 0.0)
         if start > now:
-            time.sleep(start - now)
+            failures.pause(start - now)  # a stopping run makes no call: it waits no longer
 
     def observe(self, headers):
         """Learn from an answer's x-ratelimit-* headers."""

@@ -115,16 +115,17 @@ class WorkerClient:
             raise WorkerError(value)
         raise RuntimeError(f"the image worker hit an unexpected error:\n{value}")
 
-    def stop(self):
+    def stop(self, reason):
         """The run is stopping: the worker starts no new API call and finishes the ones in flight.
-        Returns once it has taken note (a worker not started or gone has nothing to stop)."""
+        Returns, once it has taken note, how many calls it has in flight (0 for a worker not started
+        or gone)."""
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
-                return
+                return 0
         try:
-            self.call("stop", "the run is stopping")
+            return self.call("stop", reason)
         except WorkerError:
-            pass
+            return 0
 
     def kill(self):
         """The run abandons the calls in flight: the worker goes at once (their answers are lost)."""
@@ -166,7 +167,7 @@ _client = WorkerClient()
 TASKS = {
     "make_image": ("image_batch.images.generate", "make_image"),
     "contact_sheet": ("image_batch.report.contact_sheet", "build_job"),
-    "stop": ("image_batch.images.failures", "stop_here"),  # the run is stopping: no new API call
+    "stop": ("image_batch.images.generate", "stop_calls"),  # the run is stopping: no new API call
 }
 
 
@@ -177,39 +178,23 @@ def _task(name):
     return getattr(importlib.import_module(module), function)
 
 
-_running = [0]  # images being made by this process's jobs (here or in the worker): in flight
-_running_lock = threading.Lock()
-
-
-def in_flight():
-    """How many images this process's jobs are making now (each at most one API call in flight)."""
-    with _running_lock:
-        return _running[0]
-
-
 def make_image(spec_file, png_file, sidecar_file, log_file, settings, in_worker=True):
     """Make one image, in the worker process when ``in_worker`` (jobs running as threads of the
     main Snakemake process), else right here."""
     from image_batch.images.generate import make_image as make_here
 
     args = (str(spec_file), str(png_file), str(sidecar_file), str(log_file), settings)
-    with _running_lock:
-        _running[0] += 1
-    try:
-        if not in_worker or not settings.image_worker:
-            return make_here(*args)
-        return _client.make_image(*args)
-    finally:
-        with _running_lock:
-            _running[0] -= 1
+    if not in_worker or not settings.image_worker:
+        return make_here(*args)
+    return _client.make_image(*args)
 
 
-def stop():
-    """This process's run is stopping: no new API call, here or in the worker; the calls in flight go on."""
-    from image_batch.images import failures
+def stop(reason="the run is stopping"):
+    """This process's run is stopping: no new API call, here or in the worker; the calls in flight go
+    on. Returns how many there are (here and in the worker)."""
+    from image_batch.images.generate import stop_calls
 
-    failures.stop_here("the run is stopping")
-    _client.stop()
+    return stop_calls(reason) + _client.stop(reason)
 
 
 def abandon():
@@ -275,9 +260,9 @@ class _Server:
 
 
 def _stop_calls(reason):
-    from image_batch.images import failures
+    from image_batch.images.generate import stop_calls
 
-    failures.stop_here(reason)
+    stop_calls(reason)
 
 
 def main(argv=None):

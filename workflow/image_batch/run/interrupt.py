@@ -90,15 +90,15 @@ def _act(signum, stop_scheduling, last_words, out):
     if count == 1:
         quiet.stopping()
         stop_scheduling()  # no new job
-        worker.stop()  # no new call, here or in the worker (a job started just before the signal)
+        calls = worker.stop()  # no new call, here or in the worker (jobs already handed over)
         print(
-            f"Image.Batch: stopping: {worker.in_flight()} image(s) in flight are being finished and kept; "
-            f"{NAMES[signum]} again to abandon them",
+            f"Image.Batch: stopping: {calls} call(s) in flight are being finished and their answers kept, "
+            f"no new call is made; {NAMES[signum]} again to abandon them",
             file=out,
             flush=True,
         )
     elif count == 2:
-        calls = worker.in_flight()
+        calls = worker.stop()  # how many are in flight now
         _abandoned.append(calls)
         quiet.silence()  # the jobs whose calls are dropped fail now: the line below says it for all
         print(
