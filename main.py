@@ -14,6 +14,7 @@ is added to the Snakemake command (a ``--config`` there is merged with the sheet
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -181,6 +182,40 @@ def snakemake_command(args, configfile, config_items, extra):
     return command + extra + ["--config", *config_items]
 
 
+def run_child(command, capture=False):
+    """Run ``command`` (Snakemake) to its end; (its exit code, its output when ``capture``).
+
+    Ctrl-C and SIGTERM are passed on once to the run, which decides (the first finishes and keeps the
+    calls in flight, a second abandons them) and prints its summary: this process waits for it, then
+    exits 130 (Ctrl-C) or 143 (SIGTERM). The run has a process group of its own, so a Ctrl-C at the
+    terminal, which reaches only this process now, gets to it once, as does a SIGTERM to this process
+    alone (``docker stop``: this is the container's PID 1) or to its group (a preempted cluster job)."""
+    received, pending, child = [], [], []
+
+    def forward(signum, frame):
+        received.append(signum)
+        if not child:
+            pending.append(signum)  # passed on as soon as the run has started
+            return
+        try:
+            os.killpg(child[0].pid, signum)
+        except ProcessLookupError:
+            pass
+
+    output = subprocess.PIPE if capture else None
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        child.append(subprocess.Popen(command, stdout=output, stderr=output, text=capture, process_group=0))
+        for signum in pending:
+            os.killpg(child[0].pid, signum)
+        out, err = child[0].communicate()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    code = 128 + received[0] if received else child[0].returncode
+    return code, (out or "") + (err or "")
+
+
 def main(argv=None):
     ours, extra = split_argv(sys.argv[1:] if argv is None else list(argv))
     args = parser().parse_intermixed_args(ours)
@@ -214,12 +249,32 @@ def main(argv=None):
     given = {key: value for key, value in given.items() if key != "input_csv"}
     command = snakemake_command(args, configfile, [f"input_csv={settings.input_csv}", *config_items(given)], extra)
     if args.estimate:  # the workflow's own lines from a dry run: the plan and the estimate
-        done = subprocess.run(command, capture_output=True, text=True)
-        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Image.Batch:")]
-        print("\n".join(lines) if done.returncode == 0 else done.stdout + done.stderr)
-        return done.returncode
-    return subprocess.call(command)
+        code, output = run_child(command, capture=True)
+        lines = [line for line in output.splitlines() if line.startswith("Image.Batch:")]
+        print("\n".join(lines) if code == 0 else output)
+        return code
+    return run_child(command)[0]
+
+
+class Terminated(Exception):
+    """SIGTERM before the run started."""
+
+
+def _terminated(signum, frame):
+    raise Terminated
+
+
+def entry():
+    """``main`` with Ctrl-C and SIGTERM before the run starts (while the sheet is read) ending it with
+    one line, not a traceback (the run itself handles them: :func:`run_child`)."""
+    signal.signal(signal.SIGTERM, _terminated)  # as PID 1 of a container SIGTERM is otherwise ignored
+    try:
+        return main()
+    except (KeyboardInterrupt, Terminated) as stop:
+        name, code = ("SIGTERM", 143) if isinstance(stop, Terminated) else ("Ctrl-C", 130)
+        print(f"\nImage.Batch: stopped ({name}) before the run started: nothing was paid for", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

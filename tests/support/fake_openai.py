@@ -21,7 +21,11 @@ real API would have billed (status 200 with a ``data`` list fully sent, whatever
 ``good_paid_calls`` the paid ones whose data was a valid image; ``stats()`` sums the log up.  ``fixed_created``
 makes every answer's ``created`` that number (default: the time of the answer).  ``hold()`` keeps the requests that
 arrive in flight, unanswered, until ``release()`` (``held()`` counts them): a run that is surely still working,
-with no timing to guess.
+with no timing to guess (before they are routed).  ``hold_answers()`` keeps every generation request waiting
+(as a slow model does, for as long as a test needs) until ``release_answers()``;
+``in_flight`` counts the generation requests received and not yet answered (``wait_in_flight(n)`` waits for n,
+``wait_answered()`` for none).
+A held call is billed when it is answered, as the real API bills a call it finished even if the client left.
 
 The Files and Batch APIs (``/v1/files``, ``/v1/batches``: upload a JSONL of generation requests, create a batch,
 poll it, download its output and error files) come from :mod:`tests.support.fake_batches`: lines are answered by
@@ -351,7 +355,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         self.fixed_created = fixed_created  # None: answers carry the current time as "created"
         self._open = threading.Event()  # cleared by hold(): requests wait, in flight, until release()
         self._open.set()
-        self._held = 0
+        self._held_count = 0  # requests hold() keeps in flight now
         self._lock = threading.Lock()
         self._calls = []
         self._overrides = []  # [(substring, Behavior)], first match wins
@@ -364,6 +368,9 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         self._unit = "requests"  # what the limiter counts
         self._slots = collections.deque()  # monotonic times of the units used still inside the window, one per unit
         self._server = self._thread = None
+        self._flight = threading.Condition()  # guards _in_flight and _held
+        self._in_flight = 0  # generation requests received and not yet answered
+        self._held = False  # hold_answers(): generation answers wait until release_answers()
         self.set_rate_limit(rate_limit_per_minute, rate_limit_window, rate_limit_unit)
         self._init_batches(batch_polls_to_complete)
 
@@ -397,6 +404,35 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         """Paid calls whose data held a valid image (behaviour ok, jpeg, webp, url or slow)."""
         return [call for call in self.calls if call.get("paid") and call.get("behavior") in GOOD]
 
+    # -- answers held back (a slow model, as slow as a test needs) ----------------------------------------------
+
+    @property
+    def in_flight(self):
+        """Generation requests received and not yet answered."""
+        with self._flight:
+            return self._in_flight
+
+    def hold_answers(self):
+        """Keep every generation request (arriving or waiting) unanswered until :meth:`release_answers`."""
+        with self._flight:
+            self._held = True
+
+    def release_answers(self):
+        """Answer the held generation requests (and answer new ones at once)."""
+        with self._flight:
+            self._held = False
+            self._flight.notify_all()
+
+    def wait_in_flight(self, n, timeout=120.0):
+        """Wait until at least ``n`` generation requests are in flight; whether they were."""
+        with self._flight:
+            return self._flight.wait_for(lambda: self._in_flight >= n, timeout)
+
+    def wait_answered(self, timeout=120.0):
+        """Wait until no generation request is in flight (each answered request is logged); whether none was."""
+        with self._flight:
+            return self._flight.wait_for(lambda: self._in_flight == 0, timeout)
+
     def stats(self):
         """A summary of the request log: counts of calls, 200s (``ok``), 429s (``status_429``; ``limited`` of them
         from the rate limiter), ``paid`` / ``good_paid`` calls, ``faulted`` (a fault behaviour was used), plus
@@ -426,7 +462,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
     def held(self):
         """How many requests hold() is keeping in flight now."""
         with self._lock:
-            return self._held
+            return self._held_count
 
     def reset(self):
         """Clear the request logs, live and batch (behaviours, files and batches stay; see clear_behaviors)."""
@@ -597,6 +633,20 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
     # -- request handling ---------------------------------------------------------------------------------------
 
     def _handle(self, handler, method):
+        generation = method == "POST" and handler.path.partition("?")[0] == GENERATIONS
+        if not generation:
+            return self._handle_one(handler, method)
+        with self._flight:
+            self._in_flight += 1
+            self._flight.notify_all()
+        try:
+            self._handle_one(handler, method)
+        finally:
+            with self._flight:
+                self._in_flight -= 1
+                self._flight.notify_all()
+
+    def _handle_one(self, handler, method):
         started = time.monotonic()
         headers = {name.lower(): value for name, value in handler.headers.items()}
         raw = handler.rfile.read(int(headers.get("content-length") or 0))
@@ -620,10 +670,10 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             time.sleep(self.latency)
         if not self._open.is_set():
             with self._lock:
-                self._held += 1
+                self._held_count += 1
             self._open.wait(timeout=600)
             with self._lock:
-                self._held -= 1
+                self._held_count -= 1
         status, body, extra = self._route(handler, method, raw, call)
         call["answer_headers"] = extra  # the answer's headers (x-request-id and processing time added below)
         call["answered"] = time.time()  # "time" is when the request arrived
@@ -717,6 +767,8 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             return None, None, {}
         if kind == "slow":
             time.sleep(behavior.delay)
+        with self._flight:  # a held answer waits here (the call is billed once it is answered)
+            self._flight.wait_for(lambda: not self._held)
         return 200, self._success(body, kind, settings), {}
 
     def _validate(self, body):

@@ -18,7 +18,7 @@ from image_batch.common.settings import (
 from image_batch.images import store, worker
 from image_batch.report import gallery
 from image_batch.report.last_run import is_report_run, report_sheet
-from image_batch.run import actions, quiet
+from image_batch.run import actions, interrupt, quiet
 from image_batch.sync import chunks, upload
 
 
@@ -30,6 +30,8 @@ def fail(error):
 
 if workflow.is_main_process:
     quiet.install()
+    # Ctrl-C / SIGTERM: one line, no traceback; once jobs may pay, the calls in flight are kept
+    interrupt.install_early()
 
 # With a default storage provider (--default-storage-provider s3 ...) every input and output lives
 # in storage, the plan files too (written by local rules of the real run: write_request,

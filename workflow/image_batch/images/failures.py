@@ -14,6 +14,7 @@ and never count).
 import datetime
 import fcntl
 import json
+import threading
 from pathlib import Path
 
 from image_batch.common.fileio import atomic_write_json
@@ -55,17 +56,29 @@ def stop_run(reason):
     atomic_write_json(STOP_FLAG, {"reason": redact(reason), "time": _now()})
 
 
-_stopped_here = []  # a stop for this process only (the image worker whose run has ended)
+_stopped_here = []  # a stop for this process only: its run is stopping (Ctrl-C, SIGTERM) or has ended
+_stopping = threading.Event()
 
 
 def stop_here(reason):
-    """Make no more API calls from this process (other processes and later runs are not affected)."""
+    """Start no more API calls from this process (the calls in flight go on; other processes and later
+    runs are not affected)."""
     _stopped_here.append(reason)
+    _stopping.set()
+
+
+def pause(seconds):
+    """Sleep ``seconds`` before a call (pacing, backoff), cut short when this process stops calling."""
+    _stopping.wait(seconds)
+
+
+def stopped_here():
+    """Why this process starts no more API calls, or None."""
+    return _stopped_here[0] if _stopped_here else None
 
 
 def stop_reason():
-    if _stopped_here:
-        return _stopped_here[0]
+    """Why the run stopped calling the API (a fatal answer: results/logs/STOP.json), or None."""
     try:
         return json.loads(STOP_FLAG.read_text(encoding="utf-8"))["reason"]
     except (FileNotFoundError, ValueError, KeyError):

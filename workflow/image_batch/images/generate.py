@@ -10,6 +10,7 @@ fatal one stops the run's API calls. Each sidecar records what its answer cost.
 import datetime
 import hashlib
 import json
+import threading
 
 import tenacity
 
@@ -49,6 +50,41 @@ class ImageFailed(UserError):
     """One image could not be made; the message says why (the key is never in it)."""
 
 
+NOT_STARTED = "not started: "
+
+
+class NotStarted(UserError):
+    """The run is stopping (Ctrl-C, SIGTERM) and this image's call was not yet made: no call, no failure
+    record; the rerun makes it. ``str()`` starts with :data:`NOT_STARTED` after the image's name."""
+
+
+_calls = [0]  # API calls of this process in flight
+_calls_lock = threading.Lock()
+
+
+def calls_in_flight():
+    """How many API calls this process has sent and not yet had answered."""
+    with _calls_lock:
+        return _calls[0]
+
+
+def stop_calls(reason):
+    """The run is stopping: this process starts no new API call; the calls in flight (their number is
+    returned) go on, and their answers are kept."""
+    failures.stop_here(reason)
+    return calls_in_flight()
+
+
+def _fetch(provider, request):
+    with _calls_lock:
+        _calls[0] += 1
+    try:
+        return provider.fetch(request)
+    finally:
+        with _calls_lock:
+            _calls[0] -= 1
+
+
 def _iso(timestamp=None):
     moment = (
         datetime.datetime.fromtimestamp(timestamp, datetime.UTC) if timestamp else datetime.datetime.now(datetime.UTC)
@@ -78,6 +114,7 @@ def _retrying(retry, log):
         stop=tenacity.stop_after_attempt(retry.max_attempts) | tenacity.stop_after_delay(retry.max_seconds),
         wait=wait,
         before_sleep=before_sleep,
+        sleep=failures.pause,  # a stopping run makes no further attempt: it waits no longer
         reraise=True,
     )
 
@@ -130,9 +167,12 @@ def obtain(request, settings, log):
                 if getattr(lease, "lost", False):  # another job took this request over: wait for its answer
                     raise FaultError(Fault(RETRY, "another job took this request over; waiting for its answer"), number)
                 pacer.wait()
+                stopping = failures.stopped_here()  # checked last: the pacer may have waited a while
+                if stopping:
+                    raise NotStarted(f"{NOT_STARTED}{stopping}")
                 log(f"calling {request['provider']} model {request['model']} (attempt {number})")
                 try:
-                    raw = provider.fetch(request)
+                    raw = _fetch(provider, request)
                 except Exception as exc:  # classified below; anything unclassified is a bug and raises
                     fault = provider.classify(exc, request) or classify_local(exc)
                     if fault is None:
@@ -261,6 +301,9 @@ def make_image(spec_file, png_file, sidecar_file, log_file, settings):
     with JobLog(log_file) as log:
         try:
             outcome = obtain(request, settings, log)
+        except NotStarted as exc:
+            log(f"no call made: {exc}")
+            raise NotStarted(f"image {spec['image_id']} ({spec['context']}): {exc}") from None
         except FaultError as exc:
             fault = exc.fault
             if fault.disposition == ROW and fault.code and settings.retry.same_error_stop:

@@ -12,6 +12,8 @@ import re
 import threading
 import time
 
+from image_batch.images import failures
+
 MARGIN = 0.97
 UNITS = ("requests", "images")  # x-ratelimit-*-<unit> headers that limit image generation
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
@@ -41,7 +43,8 @@ class Pacer:
 
     def wait(self):
         """Block until this call may go out: its turn in the pace, and no pause, also one that began
-        while it was waiting for its turn (a 429 met by another job holds this one back too)."""
+        while it was waiting for its turn (a 429 met by another job holds this one back too). A
+        stopping run makes no call: it waits no longer (the caller then starts no call)."""
         while True:
             with self._lock:
                 now = time.monotonic()
@@ -50,7 +53,9 @@ class Pacer:
                     rate = self.per_minute
                     self._next = now + (60.0 / rate if rate else 0.0)
                     return
-            time.sleep(start - now)
+            failures.pause(start - now)
+            if failures.stopped_here():
+                return
 
     def observe(self, headers):
         """Learn from an answer's x-ratelimit-* headers."""

@@ -11,13 +11,17 @@ failure records; only the process differs.
 
 The worker lives as long as the Snakemake process: it reads a pipe from its parent and, when that
 closes (normal exit or ``kill -9``), it makes no new API calls, lets the calls in flight finish (so
-what is paid for is stored) and exits.  Jobs that Snakemake runs in other processes (cluster
+what is paid for is stored) and exits.  Signals are the run's to act on (image_batch.run.interrupt):
+the worker ignores Ctrl-C (SIGINT reaches the whole process group) and, told to ``stop`` (or on a
+SIGTERM of its own), starts no new API call while it finishes the ones in flight; a run that
+abandons them kills it.  Jobs that Snakemake runs in other processes (cluster
 executors, job subprocesses) call ``make_image`` directly: for one job a second process is waste.
 """
 
 import atexit
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -99,8 +103,9 @@ class WorkerClient:
         except (EOFError, OSError) as exc:
             conn.close()
             raise WorkerError(
-                f"the image worker process stopped while making this image ({exc!r}); run again "
-                "to make it (anything already paid for is in the response store)"
+                f"the image worker process ended while making this image ({exc!r}): a call it had in "
+                "flight may be billed and its answer lost; run again to make it (answers that had "
+                "arrived are in the response store and are not paid for again)"
             ) from None
         with self._lock:
             self._idle.append(conn)
@@ -109,6 +114,36 @@ class WorkerClient:
         if kind == "failed":
             raise WorkerError(value)
         raise RuntimeError(f"the image worker hit an unexpected error:\n{value}")
+
+    def stop(self, reason):
+        """The run is stopping: the worker starts no new API call and finishes the ones in flight.
+        Returns, once it has taken note, how many calls it has in flight (0 for a worker not started
+        or gone)."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                return 0
+        try:
+            return self.call("stop", reason)
+        except WorkerError:
+            return 0
+
+    def kill(self):
+        """The run abandons the calls in flight: the worker goes at once (their answers are lost)."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+            self._idle.clear()
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            self._remove_socket()
+
+    def _remove_socket(self):
+        if self._address:
+            Path(self._address).unlink(missing_ok=True)
+            try:
+                os.rmdir(os.path.dirname(self._address))
+            except OSError:
+                pass
 
     def close(self):
         with self._lock:
@@ -122,9 +157,7 @@ class WorkerClient:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 pass
-            if self._address:
-                Path(self._address).unlink(missing_ok=True)
-                os.rmdir(os.path.dirname(self._address))
+            self._remove_socket()
 
 
 _client = WorkerClient()
@@ -134,6 +167,7 @@ _client = WorkerClient()
 TASKS = {
     "make_image": ("image_batch.images.generate", "make_image"),
     "contact_sheet": ("image_batch.report.contact_sheet", "build_job"),
+    "stop": ("image_batch.images.generate", "stop_calls"),  # the run is stopping: no new API call
 }
 
 
@@ -153,6 +187,19 @@ def make_image(spec_file, png_file, sidecar_file, log_file, settings, in_worker=
     if not in_worker or not settings.image_worker:
         return make_here(*args)
     return _client.make_image(*args)
+
+
+def stop(reason="the run is stopping"):
+    """This process's run is stopping: no new API call, here or in the worker; the calls in flight go
+    on. Returns how many there are (here and in the worker)."""
+    from image_batch.images.generate import stop_calls
+
+    return stop_calls(reason) + _client.stop(reason)
+
+
+def abandon():
+    """This process's run abandons its calls in flight: the worker goes at once."""
+    _client.kill()
 
 
 def wanted(workflow):
@@ -188,19 +235,19 @@ class _Server:
                 with self.cond:
                     self.active += 1
                 try:
-                    reply = ("ok", _task(task)(*args))
-                except UserError as exc:
-                    reply = ("failed", str(exc))
-                except BaseException:  # a bug: report it in full to the job, which fails
-                    reply = ("error", traceback.format_exc())
-                finally:
-                    with self.cond:
-                        self.active -= 1
-                        self.cond.notify_all()
-                try:
+                    try:
+                        reply = ("ok", _task(task)(*args))
+                    except UserError as exc:
+                        reply = ("failed", str(exc))
+                    except BaseException:  # a bug: report it in full to the job, which fails
+                        reply = ("error", traceback.format_exc())
                     conn.send(reply)
                 except OSError:
                     return
+                finally:  # done once the job has its answer: a draining worker exits after that
+                    with self.cond:
+                        self.active -= 1
+                        self.cond.notify_all()
 
     def drain_and_exit(self):
         """Our Snakemake process is gone: no new calls, finish the ones in flight, exit."""
@@ -212,8 +259,18 @@ class _Server:
         os._exit(0)
 
 
+def _stop_calls(reason):
+    from image_batch.images.generate import stop_calls
+
+    stop_calls(reason)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    # Ctrl-C reaches every process of the terminal's group: the run decides (it tells us to stop, or
+    # kills us when the calls in flight are abandoned). A SIGTERM of our own: no new call.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: _stop_calls("the image worker got SIGTERM"))
     address = argv[0]
     authkey = bytes.fromhex(sys.stdin.readline().strip())
     server = _Server(address, authkey)

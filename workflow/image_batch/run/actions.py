@@ -20,9 +20,9 @@ from image_batch.common.fileio import atomic_write_bytes, remove_stale_parts
 from image_batch.costs.bill import money
 from image_batch.descriptions.specs import adopt as adopt_requests
 from image_batch.descriptions.specs import write_manifest
-from image_batch.images import failures
+from image_batch.images import failures, worker
 from image_batch.images.store import is_remote, open_store, store_root
-from image_batch.run import ledger, lock, quiet
+from image_batch.run import interrupt, ledger, lock, quiet
 from image_batch.sync import preflight as destination_check
 
 LAST_RUN = Path("results/logs/last-run.json")
@@ -119,10 +119,24 @@ def start(workflow, plan, out=sys.stderr):
         # batches recorded earlier that cover what it is about to pay for: never paid twice
         from image_batch.images.batch import run_before_jobs
 
+        interrupt.waiting_for(
+            "while waiting for the batches: they go on at the API; run the same command again to "
+            "collect their answers (nothing is submitted twice)"
+        )
         run_before_jobs([plan.spec_of(*image) for image in run.to_make], plan.settings)
     if plan.settings.progress_seconds and run.to_make:
         run.progress = Progress(run, plan.settings.progress_seconds, out)
         run.progress.start()
+    # From here on jobs may pay: Ctrl-C / SIGTERM keep what is in flight (image_batch.run.interrupt).
+    # Snakemake's graceful stop (its own SIGTERM handling) starts no new job and waits for the others.
+    if worker.wanted(workflow):  # image jobs are threads of this process
+        interrupt.install(
+            stop_scheduling=workflow.scheduler.exit_gracefully,
+            last_words=lambda: (finish(plan, ok=False), at_exit(workflow, plan, out)),
+            out=out,
+        )
+    else:
+        interrupt.leave_to_snakemake(workflow.scheduler.exit_gracefully)
     return run
 
 
@@ -190,7 +204,9 @@ def summary(run, ok):
     plan = run.plan
     counts = ledger.Reader(run.ledger).read().counts()
     made = counts[ledger.PAID] + counts[ledger.STORE] + counts[ledger.OFFLINE]
-    lines = [f"Image.Batch: summary of run {run.id} ({'finished' if ok else 'ended with errors'})"]
+    stopped_by = interrupt.received()
+    how = f"stopped by {stopped_by}" if stopped_by else "finished" if ok else "ended with errors"
+    lines = [f"Image.Batch: summary of run {run.id} ({how})"]
     parts = [f"{len(plan.images)} image(s) in the sheet", f"{len(run.to_make)} to make"]
     parts.append(
         f"{made} made ({counts[ledger.PAID]} paid for, {counts[ledger.STORE]} served from the response store"
@@ -202,6 +218,13 @@ def summary(run, ok):
     if not_run > 0:
         parts.append(f"{not_run} not made")
     lines.append("  images: " + ", ".join(parts))
+    if stopped_by:
+        abandoned = interrupt.abandoned()
+        if abandoned is None:
+            text = "the calls in flight were finished and their answers kept"
+        else:
+            text = f"{abandoned} call(s) in flight were abandoned (the API may bill them; their answers are lost)"
+        lines.append(f"  stopped by {stopped_by}: {text}; run the same command again to make the rest")
     if plan.paid:
         estimate = plan.estimate or {}
         batch = plan.settings.mode == "batch"

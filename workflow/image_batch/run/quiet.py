@@ -25,9 +25,19 @@ heard = set()  # what Snakemake said that the workflow's last words depend on
 
 # A failed image is one line: its reason (the end-of-run summary lists them all again), not
 # Snakemake's exception block with traceback lines and then its job error block.
-IMAGE_FAILURES = ("WorkerError in file", "ImageFailed in file")
+IMAGE_FAILURES = ("WorkerError in file", "ImageFailed in file", "NotStarted in file")
 SYNC_FAILURE = "SyncError in file"
 IMAGE_RULE = "generate_image"
+# An image whose call a stopping run did not make is no failure (the "stopping" line and the summary
+# say it); Snakemake's note that it waits for the running jobs comes with every job that ends.
+NOT_STARTED = ": not started: "
+# Snakemake's lines as it stops gracefully: that it waits for the running jobs (with each job that
+# ends), that it shuts down, and that "at least one job did not complete" (none failed for it).
+STOPPING_NOISE = (
+    "Will exit after finishing currently running jobs",
+    "Shutting down, this might take some time",
+    "At least one job did not complete successfully",
+)
 
 # What the console does not show unless --verbose: Snakemake's per-job blocks and counters ...
 CONSOLE_EVENTS = (
@@ -61,8 +71,24 @@ def _one_line(message):
     return None
 
 
+_silenced = []
+_stopping = []
+
+
+def stopping():
+    """The run is stopping on a signal: its own line and the summary say so; Snakemake's lines about it go."""
+    _stopping.append(True)
+
+
+def silence():
+    """Drop every Snakemake message from now on (a run that is abandoned says why in its own line)."""
+    _silenced.append(True)
+
+
 class _Filter(logging.Filter):
     def filter(self, record):
+        if _silenced:
+            return False
         try:
             message = record.getMessage()
         except Exception:
@@ -74,7 +100,11 @@ class _Filter(logging.Filter):
         if "RuleException" in message or message.startswith((*IMAGE_FAILURES, SYNC_FAILURE)):
             line = _one_line(message)
             if line:
+                if NOT_STARTED in line:
+                    return False
                 record.msg, record.args, record.exc_info, record.exc_text = line, (), None, None
+        if _stopping and any(part in message for part in STOPPING_NOISE):
+            return False
         return not any(part in message for part in NOISE)
 
 
