@@ -1,5 +1,7 @@
 """Contact sheets: the grid, the captions, paging, determinism, and the thumbnail cache."""
 
+import base64
+import io
 import json
 import os
 import re
@@ -320,3 +322,33 @@ def test_a_sheet_is_labelled_like_an_image_with_an_empty_id_so_it_sorts_first(tm
     assert gallery.sheet_description(cs.members(cs.paginate([("x", "a")])["x"], "X")) == (
         "Contact sheet: all 1 image at a glance"
     )
+
+
+def test_the_report_front_page_shows_first_pages_first_and_links_the_rest(tmp_path, monkeypatch):
+    """gallery.landing: a preview per contact sheet of the report (not of its images), first pages
+    first up to the limit, the rest as links; each preview links to its sheet in the report."""
+    from types import SimpleNamespace
+
+    monkeypatch.chdir(tmp_path)
+    source = cs.SHEET_ROOT / "input-1a2b3c4d"
+    records = []
+    for name in ("city_page2", "nature", "food", "city"):
+        path = source / f"{name}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (2048, 512), (90, 90, 90)).save(path)
+        records.append(SimpleNamespace(path=path, labels={"context": name.title(), "image id": "", "prompt": "sheet"}))
+    image = write_png(tmp_path / "results/images/nature/fox.png", COLOURS[0])
+    records.append(SimpleNamespace(path=image.relative_to(tmp_path), labels={}))
+    page = gallery.landing(records, limit=3)
+    shown = re.findall(r"showResultInfo\(&#x27;([^&]+)&#x27;\)\" title", page)
+    assert shown == [f"{source}/{name}.jpg" for name in ("city", "food", "nature")]  # page 2 did not fit
+    assert (
+        f'1 more contact sheets under Images: <a href="javascript:app.showResultInfo(&#x27;{source}/city_page2.jpg'
+        in page
+    )
+    assert "fox" not in page
+    assert max(len(line) for line in page.splitlines()) < 10_000  # docutils refuses longer lines
+    previews = re.findall(r'src="data:image/jpeg;base64,([A-Za-z0-9+/=\s]+)"', page)
+    with Image.open(io.BytesIO(base64.b64decode("".join(previews[0].split())))) as preview:
+        assert preview.size == (gallery.PREVIEW_WIDTH, 256)  # aspect kept
+    assert not list((tmp_path / "results").rglob("*preview*")) and gallery.landing(records[-1:]) == ""
