@@ -172,7 +172,7 @@ def workflow_figures(count, root):
         image.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(png)
     started = time.time()
     figures.append(("rerun after one image changed", *run_timed(command, project, env)))
-    logs = sorted((project / "results" / "logs" / "contact-sheets").glob("*.log"))
+    logs = sorted((project / "results" / "logs" / "contact-sheets").glob("*/*.log"))
     rebuilt = [log.read_text().strip().split(": ", 1)[1] for log in logs if log.stat().st_mtime >= started]
     return figures, rebuilt
 

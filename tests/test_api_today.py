@@ -149,7 +149,7 @@ def test_images_come_at_the_size_asked_for_up_to_the_largest(user, api):
         with Image.open(png) as image:
             assert image.format == "PNG" and image.size == (3840, 2160)
         assert json.loads(png.with_suffix(".json").read_text())["usage"]["output_tokens"] > 0
-    sheets = sorted(p.stem for p in (user.root / "results/contact-sheets").glob("*.jpg"))
+    sheets = sorted(p.stem for p in (user.root / "results/contact-sheets").glob("*/*.jpg"))
     assert sheets == ["hills", "lakes"]
 
 

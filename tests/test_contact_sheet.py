@@ -1,5 +1,7 @@
 """Contact sheets: the grid, the captions, paging, determinism, and the thumbnail cache."""
 
+import base64
+import io
 import json
 import os
 import re
@@ -143,7 +145,7 @@ def test_a_large_context_is_split_into_pages_of_100():
     assert (third.page, third.pages, third.first, third.total) == (3, 3, 201, 251)
     assert third.image_ids[-1] == "late"  # sheet order within the context
     # page 2 of "nature" never collides with the first sheet of a context whose folder is "nature-2"
-    assert cs.sheet_path("nature_page2") != cs.sheet_path("nature-2")
+    assert cs.sheet_path("nature_page2", "s-1") != cs.sheet_path("nature-2", "s-1")
     constraint = re.compile("[a-z0-9]+(-[a-z0-9]+)*(_page[0-9]+)?")  # the rule's wildcard constraint
     assert all(constraint.fullmatch(name) for name in sheets)
     info = cs.members(sheets["nature_page2"], "Nature")
@@ -166,18 +168,27 @@ def test_member_files_change_only_when_what_a_sheet_shows_changes(tmp_path):
     is written while planning), a change of order, title or membership names another."""
     sheets = cs.paginate([("nature", "fox"), ("nature", "oak")])
     root = tmp_path / "members"
-    first = cs.member_files(sheets, {"nature": "Nature"}, root)
+    first = cs.member_files(sheets, {"nature": "Nature"}, "a-1a2b3c4d", root)
     assert first.files.due == [first.paths["nature"]] and not root.exists()
     first.files.write(os.path.basename(first.paths["nature"]))
     with open(first.paths["nature"], encoding="utf-8") as members:
         assert json.load(members)["image_ids"] == ["fox", "oak"]
-    same = cs.member_files(sheets, {"nature": "Nature"}, root)
+    same = cs.member_files(sheets, {"nature": "Nature"}, "a-1a2b3c4d", root)
     assert same.paths == first.paths and same.files.due == []  # unchanged: nothing to write
-    moved = cs.member_files(cs.paginate([("nature", "oak"), ("nature", "fox")]), {"nature": "Nature"}, root)
-    renamed = cs.member_files(sheets, {"nature": "Nature!"}, root)
+    moved = cs.member_files(
+        cs.paginate([("nature", "oak"), ("nature", "fox")]), {"nature": "Nature"}, "a-1a2b3c4d", root
+    )
+    renamed = cs.member_files(sheets, {"nature": "Nature!"}, "a-1a2b3c4d", root)
     assert len({first.paths["nature"], moved.paths["nature"], renamed.paths["nature"]}) == 3
     moved.files.write(os.path.basename(moved.paths["nature"]))
     assert [p.name for p in root.iterdir()] == [os.path.basename(moved.paths["nature"])]  # the old one went
+    # another input sheet's contact sheet of the same folder has its own member file: writing
+    # it (a run of that sheet) never deletes this sheet's
+    other = cs.member_files(cs.paginate([("nature", "bus")]), {"nature": "Nature"}, "b-5e6f7a8b", root)
+    other.files.write(os.path.basename(other.paths["nature"]))
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        os.path.basename(path) for path in (moved.paths["nature"], other.paths["nature"])
+    )
 
 
 def test_contexts_come_from_the_rows():
@@ -245,7 +256,7 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(tmp_path, monkeypatch):
     good = output.read_bytes()
     cache = tmp_path / "cache" / "nature"
     next(iter(sorted(cache.glob("*.jpg")))).unlink()
-    (cache / "nature.index.json").write_text("{not json")
+    (cache / "sheets" / "nature.index.json").write_text("{not json")  # this sheet's index (in sheets/)
     decodes = CountingDecodes(monkeypatch)
     _, stats = build(tmp_path, info, pngs)
     assert len(decodes.paths) == 1 and stats.hashed == 3
@@ -271,10 +282,21 @@ def test_the_job_logs_what_it_decoded(tmp_path, monkeypatch):
     info, pngs = context_of(tmp_path, 2)
     members = tmp_path / "nature.json"
     members.write_text(json.dumps(info))
-    cs.build_job(members, [str(p) for p in pngs], "results/contact-sheets/nature.jpg", "sheet.log")
+    cs.build_job(members, [str(p) for p in pngs], "results/contact-sheets/input-1a2b3c4d/nature.jpg", "sheet.log")
     log = (tmp_path / "sheet.log").read_text()
     assert "2 images (2 decoded, 2 hashed, 0 unchanged)" in log
-    assert (tmp_path / cs.CACHE_ROOT / "nature" / "nature.index.json").is_file()
+    # the thumbnails are the folder's, the index is this input sheet's contact sheet's
+    assert (tmp_path / cs.CACHE_ROOT / "nature" / "input-1a2b3c4d" / "nature.index.json").is_file()
+
+
+def test_each_input_sheet_has_its_own_folder_of_contact_sheets():
+    slug = cs.source_slug("images.csv")
+    assert re.fullmatch(r"images-[0-9a-f]{8}", slug)
+    assert cs.source_slug("./images.csv") == slug  # the same file, written two ways
+    assert cs.source_slug("other/images.csv") != slug  # another images.csv
+    assert cs.source_slug("book.xlsx", "Fruit") != cs.source_slug("book.xlsx", "Vegetables")
+    assert cs.source_slug("Crème Brûlée (v2).CSV").startswith("creme-brulee-v2-")
+    assert cs.sheet_path("nature", slug) == cs.SHEET_ROOT / slug / "nature.jpg"
 
 
 def test_a_sheet_is_labelled_like_an_image_with_an_empty_id_so_it_sorts_first(tmp_path):
@@ -300,3 +322,33 @@ def test_a_sheet_is_labelled_like_an_image_with_an_empty_id_so_it_sorts_first(tm
     assert gallery.sheet_description(cs.members(cs.paginate([("x", "a")])["x"], "X")) == (
         "Contact sheet: all 1 image at a glance"
     )
+
+
+def test_the_report_front_page_shows_first_pages_first_and_links_the_rest(tmp_path, monkeypatch):
+    """gallery.landing: a preview per contact sheet of the report (not of its images), first pages
+    first up to the limit, the rest as links; each preview links to its sheet in the report."""
+    from types import SimpleNamespace
+
+    monkeypatch.chdir(tmp_path)
+    source = cs.SHEET_ROOT / "input-1a2b3c4d"
+    records = []
+    for name in ("city_page2", "nature", "food", "city"):
+        path = source / f"{name}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (2048, 512), (90, 90, 90)).save(path)
+        records.append(SimpleNamespace(path=path, labels={"context": name.title(), "image id": "", "prompt": "sheet"}))
+    image = write_png(tmp_path / "results/images/nature/fox.png", COLOURS[0])
+    records.append(SimpleNamespace(path=image.relative_to(tmp_path), labels={}))
+    page = gallery.landing(records, limit=3)
+    shown = re.findall(r"showResultInfo\(&#x27;([^&]+)&#x27;\)\" title", page)
+    assert shown == [f"{source}/{name}.jpg" for name in ("city", "food", "nature")]  # page 2 did not fit
+    assert (
+        f'1 more contact sheets under Images: <a href="javascript:app.showResultInfo(&#x27;{source}/city_page2.jpg'
+        in page
+    )
+    assert "fox" not in page
+    assert max(len(line) for line in page.splitlines()) < 10_000  # docutils refuses longer lines
+    previews = re.findall(r'src="data:image/jpeg;base64,([A-Za-z0-9+/=\s]+)"', page)
+    with Image.open(io.BytesIO(base64.b64decode("".join(previews[0].split())))) as preview:
+        assert preview.size == (gallery.PREVIEW_WIDTH, 256)  # aspect kept
+    assert not list((tmp_path / "results").rglob("*preview*")) and gallery.landing(records[-1:]) == ""

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from image_batch.common.errors import UserError
-from image_batch.report.last_run import is_report_run, report_sheet
+from image_batch.report.last_run import is_report_run, makes_report, report_sheet
 
 CONFIG = {"input_csv": "config/example.csv"}
 
@@ -37,6 +37,8 @@ def record(tmp_path, monkeypatch):
 )
 def test_report_runs_are_told_apart_with_snakemakes_own_parser(argv, report):
     assert is_report_run(argv) is report
+    # a report is made (its front page shows the contact sheets) also after a run
+    assert makes_report(argv) is (report or "--report-after-run" in argv)
 
 
 def test_a_report_shows_the_last_run_sheet(record):

@@ -2,6 +2,7 @@
 after the context's contact sheet; and the report shows the last run's sheet."""
 
 import base64
+import io
 import json
 import re
 import shutil
@@ -10,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 from snakemake.report import html_reporter
 
 from image_batch.report import contact_sheet as cs
@@ -131,14 +132,20 @@ def assert_sorted_sheets_first(data, tmp_path):
         assert rows[0].startswith("results/contact-sheets/"), (context, rows)
 
 
+def sheets_of(csv):
+    """Where the contact sheets of input sheet ``csv`` are (relative to the project)."""
+    return f"results/contact-sheets/{cs.source_slug(csv)}"
+
+
 def test_a_run_makes_one_contact_sheet_per_context_that_opens_on_its_own(made):
-    sheets = sorted((made.root / "results" / "contact-sheets").glob("*.jpg"))
+    sheets = sorted((made.root / "results" / "contact-sheets").glob("*/*.jpg"))
     assert [p.stem for p in sheets] == sorted(SHEETS.values())
-    with Image.open(made.root / "results/contact-sheets/nature.jpg") as sheet:
+    assert {p.parent.name for p in sheets} == {cs.source_slug("input.csv")}
+    with Image.open(made.root / sheets_of("input.csv") / "nature.jpg") as sheet:
         assert sheet.format == "JPEG"
         assert sheet.height == 2 * cs.MARGIN + cs.TITLE_HEIGHT + cs.THUMB + cs.CAPTION_HEIGHT  # one row
         assert sheet.width == 2 * cs.MARGIN + 2 * cs.THUMB + cs.GAP  # fox and oak
-    log = (made.root / "results/logs/contact-sheets/nature.log").read_text()
+    log = (made.root / f"results/logs/contact-sheets/{cs.source_slug('input.csv')}/nature.log").read_text()
     assert "2 images (2 decoded" in log
 
 
@@ -147,7 +154,7 @@ def test_the_report_shows_each_context_contact_sheet_first(made, tmp_path):
     data = report_data(made.root / "report.html")
     assert set(data["categories"]["Images"]) == set(SHEETS)
     for context, folder in SHEETS.items():
-        path = f"results/contact-sheets/{folder}.jpg"
+        path = f"{sheets_of('input.csv')}/{folder}.jpg"
         assert path in data["categories"]["Images"][context]
         entry = data["results"][path]
         assert entry["mime_type"] == "image/jpeg"
@@ -162,11 +169,11 @@ def test_a_rerun_remakes_only_the_sheet_of_a_changed_image_and_decodes_only_it(m
     fox = made.root / "results/images/nature/fox.png"
     with Image.open(fox) as image:
         image.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(fox)  # as if made again
-    before = (made.root / "results/contact-sheets/food-beverage.jpg").stat().st_mtime_ns
+    before = (made.root / sheets_of("input.csv") / "food-beverage.jpg").stat().st_mtime_ns
     made.snakemake("--config", "input_csv=input.csv")
-    log = (made.root / "results/logs/contact-sheets/nature.log").read_text().splitlines()
-    assert "2 images (1 decoded, 1 hashed, 1 unchanged)" in log[-1]
-    assert (made.root / "results/contact-sheets/food-beverage.jpg").stat().st_mtime_ns == before
+    log = (made.root / f"results/logs/contact-sheets/{cs.source_slug('input.csv')}/nature.log").read_text()
+    assert "2 images (1 decoded, 1 hashed, 1 unchanged)" in log.splitlines()[-1]
+    assert (made.root / sheets_of("input.csv") / "food-beverage.jpg").stat().st_mtime_ns == before
     again = made.snakemake("--verbose", "--config", "input_csv=input.csv")  # --verbose: Snakemake's job blocks
     assert "Nothing to be done" in again.output
     assert "contact_sheet" not in again.output  # nothing changed: no sheet job at all
@@ -178,14 +185,14 @@ def test_the_report_shows_the_last_run_sheet_unless_told_otherwise(made, tmp_pat
         "image_id,context,description\n_bus,Vehicles,A red bus\n-tram,Vehicles,A tram\n"
     )
     made.snakemake("--config", "input_csv=other.csv")
-    assert (made.root / "results/contact-sheets/vehicles.jpg").is_file()
+    assert (made.root / sheets_of("other.csv") / "vehicles.jpg").is_file()
     record = json.loads((made.root / "results/logs/last-run.json").read_text())  # every real run's record
     assert record["input_csv"] == "other.csv" and record["input_sheet"] is None
 
     shown = made.snakemake("--report", "r.html")  # the config file still says config/example.csv
     data = report_data(made.root / "r.html")
     assert list(data["categories"]["Images"]) == ["Vehicles"]
-    assert "results/contact-sheets/vehicles.jpg" in data["results"]
+    assert f"{sheets_of('other.csv')}/vehicles.jpg" in data["results"]
     assert "the last run's sheet other.csv" in shown.output
     assert_sheets_first(data, tmp_path)
 
@@ -226,3 +233,142 @@ def test_a_report_before_any_run_says_what_to_do_first(runner):
         assert result.returncode == 2 and "Traceback" not in result.output, result.output[-3000:]
         assert "nothing has been made here yet" in result.output and "MissingInput" not in result.output
     assert not (runner.root / "report.html").exists() and not (runner.root / "results").exists()
+
+
+# --- whose contact sheets, and the front page ----------------------------------------------------
+
+A_ROWS = [("fox", "Nature", "A red fox in snow"), ("oak", "Nature", "An old oak at dusk"), ("cake", "Food", "A cake")]
+B_ROWS = [("bus", "Nature", "A red bus"), ("tram", "Vehicles", "A tram")]  # shares "Nature" with A
+
+
+def write_sheet(path, rows):
+    path.write_text("image_id,context,description\n" + "".join(f"{i},{c},{d}\n" for i, c, d in rows))
+
+
+def landing_page(html):
+    """The report's front page (the workflow description, as HTML)."""
+    found = re.search(r'<script id="workflow-desc">\s*var workflow_desc = (.*?);\s*</script>', html, re.S)
+    assert found, "no workflow description in the report"
+    return json.loads(found.group(1))
+
+
+def previews(page):
+    """{contact sheet path it opens: preview image} of the front page's gallery."""
+    found = re.findall(
+        r"<a href=\"javascript:app\.showResultInfo\(&#x27;([^&]+)&#x27;\)\"[^>]*>"
+        r'<img src="data:image/jpeg;base64,([A-Za-z0-9+/=\s]+)"',
+        page,
+    )
+    shown = {}
+    for path, data in found:
+        with Image.open(io.BytesIO(base64.b64decode("".join(data.split())))) as image:
+            image.load()
+            shown[path] = image.convert("RGB")
+    return shown
+
+
+def assert_front_page_shows(page, root, paths):
+    """The front page shows exactly the contact sheets ``paths``, each a picture of that very sheet,
+    before anything else it says about the workflow."""
+    shown = previews(page)
+    assert sorted(shown) == sorted(paths), page[:2000]
+    assert page.index("<img") < page.index("Image.Batch turned the sheet")
+    for path, preview in shown.items():
+        with Image.open(root / path) as sheet:
+            full = sheet.convert("RGB")
+        assert preview.width == min(full.width, 1024)
+        small = full.resize(preview.size, Image.Resampling.LANCZOS)
+        difference = ImageChops.difference(small, preview).convert("L")
+        assert ImageStat.Stat(difference).mean[0] < 8, path  # the same picture
+
+
+def test_two_sheets_sharing_a_context_never_show_each_other_contact_sheets(runner):
+    write_sheet(runner.root / "a.csv", A_ROWS)
+    write_sheet(runner.root / "b.csv", B_ROWS)
+    a_sheets, b_sheets = runner.root / sheets_of("a.csv"), runner.root / sheets_of("b.csv")
+    assert a_sheets != b_sheets
+    runner.snakemake("--config", "input_csv=a.csv")
+    a_nature = (a_sheets / "nature.jpg").read_bytes()
+    a_mtime = (a_sheets / "nature.jpg").stat().st_mtime_ns
+    runner.snakemake("--config", "input_csv=b.csv")  # B's "Nature" is the same folder of images
+    assert (runner.root / "results/images/nature/bus.png").is_file()
+    assert (a_sheets / "nature.jpg").read_bytes() == a_nature  # a run of B leaves A's sheet alone
+    assert (a_sheets / "nature.jpg").stat().st_mtime_ns == a_mtime
+    assert sorted(p.name for p in b_sheets.glob("*.jpg")) == ["nature.jpg", "vehicles.jpg"]
+    with Image.open(a_sheets / "nature.jpg") as a_sheet, Image.open(b_sheets / "nature.jpg") as b_sheet:
+        assert a_sheet.width == 2 * cs.MARGIN + 2 * cs.THUMB + cs.GAP  # fox and oak, no bus
+        assert b_sheet.width < a_sheet.width  # the bus alone
+
+    for report, sheet, rows, other in (("a.html", "a.csv", A_ROWS, B_ROWS), ("b.html", "b.csv", B_ROWS, A_ROWS)):
+        runner.snakemake("--config", f"input_csv={sheet}", "--report", report)
+        html = (runner.root / report).read_text(encoding="utf-8")
+        data = report_data(runner.root / report)
+        assert set(data["categories"]["Images"]) == {context for _, context, _ in rows}
+        shown_sheets = sorted(p for p in data["results"] if p.startswith("results/contact-sheets/"))
+        mine = sorted(f"{sheets_of(sheet)}/{cs.paginate([(c.lower(), i)]).popitem()[0]}.jpg" for i, c, _ in rows)
+        assert shown_sheets == sorted(set(mine))  # only this sheet's contact sheets ...
+        names = {Path(p).name for p in data["results"]}
+        assert {f"{i}.png" for i, _, _ in rows} <= names  # ... and images
+        assert not {f"{i}.png" for i, _, _ in other} & names
+        for path in shown_sheets:  # each the very file this sheet's run made
+            embedded = base64.b64decode(data["results"][path]["data_uri"].split(";base64,", 1)[1])
+            assert embedded == (runner.root / path).read_bytes()
+        assert_front_page_shows(landing_page(html), runner.root, shown_sheets)
+    assert (a_sheets / "nature.jpg").read_bytes() == a_nature
+
+
+def test_the_report_opens_on_the_contact_sheets(made, tmp_path):
+    made.snakemake("--config", "input_csv=input.csv", "--report", "report.zip")  # a .zip report too
+    with zipfile.ZipFile(made.root / "report.zip") as archive:
+        (index,) = [name for name in archive.namelist() if name.endswith("report.html")]
+        page = landing_page(archive.read(index).decode("utf-8"))
+    sheets = [f"{sheets_of('input.csv')}/{folder}.jpg" for folder in SHEETS.values()]
+    assert_front_page_shows(page, made.root, sheets)
+
+    made.snakemake("--config", "input_csv=input.csv", "--report", "report.html")
+    if not CHROMIUM:
+        pytest.skip(MISSING.format("chromium", "opened in a browser", "chromium"))
+    # in a browser, the first screen (before any click) holds the contact sheets' pictures
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--window-size=1400,1000",
+            "--dump-dom",
+            (made.root / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    shown = re.findall(r"showResultInfo\('([^']+)'\)\"[^>]*><img src=\"data:image/jpeg", dom)
+    assert sorted(shown) == sorted(sheets), dom[-3000:]
+    screenshot = tmp_path / "first-screen.png"
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--window-size=1400,1000",
+            f"--screenshot={screenshot}",
+            (made.root / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    with Image.open(screenshot) as shot:
+        shot = shot.convert("RGB")
+    # the sheets' dark background fills a good part of the first screen (Snakemake's own page is
+    # light), below the line that opens the page (which is on the screen, not cut off above it)
+    mask = Image.eval(
+        ImageChops.difference(shot, Image.new("RGB", shot.size, cs.BACKGROUND)).convert("L"), lambda v: v <= 3
+    )
+    dark_rows = [y for y in range(shot.height) if sum(mask.crop((0, y, shot.width, y + 1)).get_flattened_data()) >= 50]
+    assert len(dark_rows) > shot.height // 5, len(dark_rows)
+    assert 40 < dark_rows[0] < shot.height // 3, dark_rows[0]

@@ -17,7 +17,7 @@ from image_batch.common.settings import (
 )
 from image_batch.images import store, worker
 from image_batch.report import gallery
-from image_batch.report.last_run import is_report_run, report_sheet
+from image_batch.report.last_run import is_report_run, makes_report, report_sheet
 from image_batch.run import actions, interrupt, quiet
 from image_batch.sync import chunks, upload
 

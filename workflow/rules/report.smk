@@ -6,14 +6,27 @@
 # one image changed decodes only that image. A sheet's member file (named by its content, written
 # by a real run when missing: write_plan_file) makes the sheet due when its title, page or
 # membership changed, which --rerun-triggers mtime alone would not see.
+#
+# The sheets are the input sheet's: results/contact-sheets/<source>/ (source_slug: its file name
+# and a digest of its path), so a run or report of another sheet in this folder, even one sharing
+# a context name (and so a folder of results/images/), never makes or shows them.
+import re
+
 from image_batch.report import contact_sheet
 
 SHEETS = contact_sheet.paginate(PLAN.images)
-CONTACT_SHEETS = [str(contact_sheet.sheet_path(name)) for name in SHEETS]
+SHEET_SOURCE = contact_sheet.source_slug(SETTINGS.input_csv, SETTINGS.input_sheet)
+CONTACT_SHEETS = [str(contact_sheet.sheet_path(name, SHEET_SOURCE)) for name in SHEETS]
 if REPORTING:  # a report shows the sheets the last run made, of the images it made
     CONTACT_SHEETS = [path for path in CONTACT_SHEETS if Path(path).exists()]
-SHEET_MEMBERS = contact_sheet.member_files(SHEETS, contact_sheet.contexts(PLAN.specs), scanned=not STORAGE)
+SHEET_MEMBERS = contact_sheet.member_files(
+    SHEETS, contact_sheet.contexts(PLAN.specs), SHEET_SOURCE, scanned=not STORAGE
+)
 PLAN_FILES["_contact-sheets"] = SHEET_MEMBERS.files
+# The report's front page (workflow/report/workflow.rst) shows the contact sheets: the template
+# gets its maker through the config, the only thing of the workflow it sees (on a report only).
+if workflow.is_main_process and makes_report(sys.argv):
+    config[gallery.LANDING_KEY] = gallery.landing
 
 
 rule contact_sheet:
@@ -26,15 +39,16 @@ rule contact_sheet:
         ],
     output:
         report(
-            "results/contact-sheets/{sheet}.jpg",
+            "results/contact-sheets/{source}/{sheet}.jpg",
             caption="../report/contact_sheet.rst",
             category="Images",
             subcategory=gallery.sheet_context,
             labels=gallery.sheet_labels,
         ),
     log:
-        "results/logs/contact-sheets/{sheet}.log",
+        "results/logs/contact-sheets/{source}/{sheet}.log",
     wildcard_constraints:
+        source=re.escape(SHEET_SOURCE),  # this sheet's, never another's
         sheet="[a-z0-9]+(-[a-z0-9]+)*(_page[0-9]+)?",
     threads: 0  # made by the helper process of the image jobs, not in Snakemake's own
     resources:

@@ -1,6 +1,11 @@
 """Contact sheets: per context, a grid of thumbnails captioned with their image ids, so the report
 (and a person opening the file on its own) shows a context's images at a glance.
 
+Whose.  Contact sheets belong to the input sheet they show: they live under
+``results/contact-sheets/<source>/``, where ``<source>`` (:func:`source_slug`) is the input sheet's
+file name and a digest of its path (and worksheet), so two sheets that share a context name, and
+with it a folder of ``results/images/``, never make or show each other's contact sheets.
+
 Layout.  Thumbnails fit a 256 px box (aspect kept, centred on a neutral grey cell), up to 10 a
 row, each captioned with its image id (long ids lose their middle to an ellipsis, so the common
 prefix and the distinguishing end both stay).  A title names the context and its image count.
@@ -28,6 +33,7 @@ import io
 import json
 import math
 import os
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +89,22 @@ def sheet_name(folder, page):
     return folder if page == 1 else f"{folder}_page{page}"
 
 
-def sheet_path(name):
-    return SHEET_ROOT / f"{name}{SUFFIX}"
+def source_slug(input_csv, input_sheet=None):
+    """The folder of an input sheet's contact sheets: ``<stem>-<digest>`` (``images-1a2b3c4d``), the
+    stem of its file name (lower case, runs of anything but letters and digits as one ``-``) and 8
+    hex digits of SHA-256 of its path as configured (normalised) and its worksheet.  So two
+    ``images.csv`` in different folders, or two worksheets of one workbook, differ.  The path as
+    configured, not resolved: a job process elsewhere (storage, no shared file system) resolves it
+    elsewhere but must name the same output (as the sync's sheet record is named)."""
+    plain = unicodedata.normalize("NFKD", Path(input_csv).stem).encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^a-z0-9]+", "-", plain.lower()).strip("-")
+    key = f"{os.path.normpath(input_csv)}\0{input_sheet or ''}"
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+    return f"{stem[:40].strip('-') or 'sheet'}-{digest}"
+
+
+def sheet_path(name, source):
+    return SHEET_ROOT / source / f"{name}{SUFFIX}"
 
 
 def paginate(images, page_size=PAGE_SIZE):
@@ -141,13 +161,15 @@ class MemberFiles:
     paths: dict  # sheet name -> its member file
 
 
-def member_files(sheets, contexts, root=MEMBERS_ROOT, scanned=True):
-    """Each sheet's member file, named by its content (nothing is written here)."""
+def member_files(sheets, contexts, source, root=MEMBERS_ROOT, scanned=True):
+    """Each sheet's member file, named by its content (nothing is written here): stem
+    ``<source>_<sheet name>`` (a source slug has no ``_``), so a run of another input sheet, which
+    replaces its own member files, never deletes this one's."""
     files = addressed.Files(root, scanned=scanned)
     paths = {}
     for name, page in sheets.items():
         data = canonical_json(members(page, contexts.get(page.folder, page.folder))).encode("utf-8")
-        paths[name] = files.add(name, data)
+        paths[name] = files.add(f"{source}_{name}", data)
     return MemberFiles(files, paths)
 
 
@@ -297,9 +319,10 @@ class ThumbnailCache:
     (so an image moving to the next page is not decoded again), and this sheet's own index (so
     concurrent jobs of one folder never write the same index)."""
 
-    def __init__(self, folder, sheet, root=None):
+    def __init__(self, folder, sheet, root=None, source=""):
         self.dir = Path(root or CACHE_ROOT) / folder
-        self.index_path = self.dir / f"{sheet}.index.json"
+        # the index is this contact sheet's: of its input sheet (source) and page
+        self.index_path = self.dir / source / f"{sheet}.index.json"
         self.stats = Stats()
         try:
             self.old = json.loads(self.index_path.read_text("utf-8"))
@@ -360,7 +383,7 @@ def build(info, png_paths, output, cache_root=None):
     """Make the sheet ``output`` for member info ``info`` (see :func:`members`) from ``png_paths``
     (in sheet order; each image's id is its file name).  Returns the cache's :class:`Stats`."""
     sheet = Path(output).name.removesuffix(SUFFIX)
-    cache = ThumbnailCache(info["folder"], sheet, cache_root)
+    cache = ThumbnailCache(info["folder"], sheet, cache_root, source=Path(output).parent.name)
     tiles = []
     for png in png_paths:
         with Image.open(io.BytesIO(cache.thumbnail(png))) as thumb:

@@ -1,8 +1,13 @@
 """What the HTML report (``snakemake --report report.html``) shows with each image: its context,
 id and prompt, read from the image's spec (so the report needs no per-image parameters)."""
 
+import base64
+import html
+import io
 import json
 from functools import lru_cache
+from pathlib import Path
+from urllib.parse import quote
 
 
 @lru_cache(maxsize=4096)
@@ -53,3 +58,85 @@ def sheet_labels(wildcards, input):
     """A contact sheet's row in the table: same columns as an image's, an empty image id first."""
     info = _members(str(input.members))
     return {"context": info["context"], "image id": "", "prompt": sheet_description(info)}
+
+
+# --- the report's front page ----------------------------------------------------------------------
+# Snakemake's report opens on the workflow description (workflow/report/workflow.rst, a Jinja
+# template rendered with the report's ``files``) beside the job graph.  That description shows the
+# contact sheets: each as a small preview (a data URI, so the same in a .html and a .zip report;
+# the full sheet is embedded once already, as a result) that opens the full sheet in the report.
+# The report run passes :func:`landing` to the template (config key LANDING_KEY); the preview is
+# made in memory (nothing is written under results/).
+
+LANDING_KEY = "_report_landing"
+PREVIEW_WIDTH = 1024  # px: shown at the description's ~500 px, sharp on a high-density screen
+PREVIEW_QUALITY = 80
+LINE = 4000  # characters of base64 a line
+PREVIEWS = 24  # at most this many on the front page (first pages first); the rest as links
+
+
+def is_contact_sheet(record):
+    from image_batch.report.contact_sheet import SHEET_ROOT
+
+    return Path(record.path).parent.parent == SHEET_ROOT
+
+
+def preview_uri(path, width=PREVIEW_WIDTH):
+    """A JPEG data URI of the contact sheet at ``path``, shrunk to ``width`` px (never enlarged)."""
+    from PIL import Image
+
+    with Image.open(path) as sheet:
+        height = max(1, round(sheet.height * width / sheet.width))
+        if sheet.width > width:
+            sheet.draft("RGB", (width, height))  # JPEG: decode at a fraction of the size
+            image = sheet.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+        else:
+            image = sheet.convert("RGB")
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=PREVIEW_QUALITY, optimize=True)
+    data = base64.b64encode(out.getvalue()).decode("ascii")
+    # in lines: docutils refuses a line of more than 10,000 characters, and a browser drops the
+    # line breaks of a URL (and base64 ignores them)
+    return "data:image/jpeg;base64," + "\n".join(data[i : i + LINE] for i in range(0, len(data), LINE))
+
+
+def open_in_report(path):
+    """A link that opens ``path``'s entry in the report (as Snakemake's own rst links do)."""
+    return f"javascript:app.showResultInfo('{quote(str(path), safe='/')}')"
+
+
+def landing(files, limit=PREVIEWS):
+    """The front page's gallery (HTML) for the report's ``files`` (Snakemake's FileRecords): every
+    contact sheet of this report, first pages first, each a preview linking to the full sheet."""
+    sheets = [record for record in files if is_contact_sheet(record)]
+    if not sheets:
+        return ""
+    ordered = sorted(sheets, key=lambda record: ("_page" in Path(record.path).stem, str(record.path)))
+    shown, rest = ordered[:limit], ordered[limit:]
+    # Snakemake centres its content pane vertically (flex, items-center): a front page taller than
+    # the window (a long job graph beside it is enough) loses its top, out of reach of the scroll
+    # bar. This style (a <style> in the page's HTML applies, as a script would not run) starts the
+    # pane at its top; and the gallery scrolls in a box of its own, below the line that opens it.
+    parts = [
+        "<style>div.h-screen.overflow-auto.items-center.justify-center { align-items: flex-start; }</style>",
+        '<div class="image-batch-gallery" style="max-height:calc(100vh - 9rem);overflow-y:auto">',
+    ]
+    for record in sorted(shown, key=lambda record: str(record.path)):
+        path = str(record.path)
+        labels = record.labels if isinstance(record.labels, dict) else {}
+        label = labels.get("prompt") or Path(path).stem
+        parts.append(
+            f'<figure class="image-batch-sheet" style="margin:0 0 1em 0">'
+            f'<a href="{html.escape(open_in_report(path))}" title="{html.escape(path)}">'
+            f'<img src="{preview_uri(path)}" alt="contact sheet {html.escape(path)}" '
+            f'style="max-width:100%;height:auto;margin:0"></a>'
+            f"<figcaption><strong>{html.escape(labels.get('context', ''))}</strong> {html.escape(label)}"
+            f"</figcaption></figure>"
+        )
+    if rest:
+        links = ", ".join(
+            f'<a href="{html.escape(open_in_report(r.path))}">{html.escape(str(r.path))}</a>' for r in rest
+        )
+        parts.append(f"<p>{len(rest)} more contact sheets under Images: {links}</p>")
+    parts.append("</div>")
+    return "\n".join(parts)

@@ -28,17 +28,29 @@ class ReportSheet:
     note: str = ""  # one line for the user, or ""
 
 
-def is_report_run(argv):
-    """True when ``argv`` (sys.argv of the snakemake command) only makes a report: ``--report``
-    or ``--reporter``, without ``--report-after-run`` (which runs the workflow first)."""
+def _report_args(argv):
+    """Snakemake's parsed command line when ``argv`` asks for a report (``--report`` or
+    ``--reporter``), else None."""
     try:
         from snakemake.cli import get_argument_parser
 
         args, _ = get_argument_parser().parse_known_args(list(argv[1:]))
     except BaseException:  # an unparseable command line: Snakemake itself will say so
-        return False
+        return None
     wants_report = getattr(args, "report", None) is not None or bool(getattr(args, "reporter", None))
-    return wants_report and not getattr(args, "report_after_run", False) and getattr(args, "containerize", None) is None
+    return args if wants_report and getattr(args, "containerize", None) is None else None
+
+
+def is_report_run(argv):
+    """True when ``argv`` (sys.argv of the snakemake command) only makes a report: ``--report``
+    or ``--reporter``, without ``--report-after-run`` (which runs the workflow first)."""
+    args = _report_args(argv)
+    return args is not None and not getattr(args, "report_after_run", False)
+
+
+def makes_report(argv):
+    """True when ``argv`` makes a report, alone or after a run (``--report-after-run``)."""
+    return _report_args(argv) is not None
 
 
 def report_sheet(config, cli_overrides, argv, record=LAST_RUN):
