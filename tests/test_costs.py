@@ -313,3 +313,19 @@ def test_same_as_inherits_and_overrides():
     data["models"]["b"] = {"same_as": "a", "source": "t"}
     catalog = Catalog(json.loads(json.dumps(data)))
     assert catalog.lookup("b").qualities == ("low",) and catalog.lookup("b").source == "t"
+
+
+@pytest.mark.parametrize(
+    "name, refused, guess",
+    [
+        ("gpt-image-2.5-sunbrust", True, "'gpt-image-2.5-sunburst'"),  # a typo: refused, with the fix
+        ("gpt-imag-2", True, "'gpt-image-2'"),
+        ("gpt-image-3", False, "'gpt-image-2'"),  # another number: maybe a new model, so only a warning
+        ("my-own-model", False, None),  # a gateway's own model: unknown, unpriced, not refused
+    ],
+)
+def test_a_misspelled_model_gets_a_did_you_mean(name, refused, guess):
+    problems, warnings = CATALOG.check(request(model=name), TODAY)
+    said = problems if refused else warnings
+    assert len(said) == 1 and (problems == []) != refused
+    assert ("did you mean" in said[0]) == (guess is not None) and (guess is None or guess in said[0])

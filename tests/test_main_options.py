@@ -53,3 +53,11 @@ def test_set_takes_any_key_and_a_bad_value_is_one_line(keyed, api):
     refused = keyed.main("input.csv", "--set", "openai.quality=superb")
     assert refused.returncode != 0 and "Traceback" not in refused.output
     assert "superb" in refused.output and api.calls == []
+
+
+def test_a_misspelled_model_is_refused_before_any_call_with_the_fix(keyed, api):
+    (keyed.root / "input.csv").write_text(SHEET)
+    refused = keyed.main("input.csv", "--model", "gpt-image-2.5-sunbrust")
+    assert refused.returncode != 0 and "Traceback" not in refused.output, refused.output[-3000:]
+    assert "did you mean 'gpt-image-2.5-sunburst'" in refused.output and "given with --config" in refused.output
+    assert api.calls == []

@@ -9,6 +9,7 @@ import datetime
 import functools
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,6 +160,15 @@ class Catalog:
         name = str(name or "")
         return self.models.get(name) or self.models.get(self.aliases.get(name, ""))
 
+    def near_misses(self, name, provider=None):
+        """Known model names (current ones first) within a typo of ``name``."""
+        import difflib
+
+        names = [n for n, m in self.models.items() if provider is None or (m.provider or "openai") == provider]
+        names += [a for a, n in self.aliases.items() if n in names]
+        found = difflib.get_close_matches(str(name or ""), names, n=3, cutoff=0.88)
+        return sorted(found, key=lambda n: (self.lookup(n).status()[0] == "retired", found.index(n)))[:2]
+
     def batch_discount(self, provider="openai"):
         return float((self.providers.get(provider) or {}).get("batch_discount", 0.5))
 
@@ -171,8 +181,20 @@ class Catalog:
         model = self.lookup(request.get("model"))
         name = request.get("model")
         if model is None:
+            section = request.get("provider") or "openai"
+            near = self.near_misses(name, section)
+            letters = re.sub(r"[0-9.]", "", str(name))
+            if near and all(re.sub(r"[0-9.]", "", n) != letters for n in near):
+                # a name one or two letters from a known model is a typo far more often than a new
+                # model: refused before any call (the API would refuse it after the first wave)
+                return [
+                    f"{section}.model {name!r} is not a model the catalogue knows: did you mean "
+                    f"{' or '.join(repr(n) for n in near)}? Change {section}.model {where('model')} (a model "
+                    f"of your own endpoint: add it to a catalogue of your own, model_catalog)"
+                ], []
+            guess = f" (did you mean {' or '.join(repr(n) for n in near)}?)" if near else ""
             return [], [
-                f"model {name!r} is not in the model catalogue ({self.path}): its settings are not checked "
+                f"model {name!r} is not in the model catalogue ({self.path}){guess}: its settings are not checked "
                 "and its cost is reported as unpriced"
             ]
         problems, warnings = [], []
