@@ -328,7 +328,7 @@ def tell(plan, local_images=True, out=sys.stderr):
             f"Image.Batch: {len(plan.removed)} image(s) in results/images no row asks for any more "
             f"(e.g. {plan.removed[0]}): not synced"
             + ("; deleted from the destination if unchanged since synced (sync.delete_removed)" if delete else "")
-            + "; the response store keeps their answers",
+            + ("; the response store keeps their answers" if plan.paid else ""),
             file=out,
         )
     if plan.estimate is not None:
