@@ -343,7 +343,9 @@ def test_batch_mode_makes_the_same_files_at_half_price_and_never_calls_live(gem,
     assert (gem.root / "results/images/nature/fox.png").exists()
 
 
-def test_batch_mode_survives_kill_9_while_waiting_without_a_second_submission(gem, gemini):
+def _stop_a_waiting_batch_run(gem, gemini, sig):
+    """Start a batch-mode run whose batch runs until the test says otherwise, and send ``sig`` to
+    its process group once the batch is created and polled."""
     update_config(gem.root, mode="batch", batch={"poll_seconds": 0.05})
     gemini.set_behavior("SAFETY", "ok")
     gemini.batch_polls_to_complete = 10**9  # the batch runs until the test says otherwise
@@ -358,9 +360,16 @@ def test_batch_mode_survives_kill_9_while_waiting_without_a_second_submission(ge
             if batches and batches[0].get("id") and len(gemini.batch_requests) >= 3:  # created, then polled
                 break
             time.sleep(0.02)
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(process.pid, sig)
+        process.wait(timeout=120)
     finally:
-        process.wait()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_batch_mode_survives_kill_9_while_waiting_without_a_second_submission(gem, gemini):
+    _stop_a_waiting_batch_run(gem, gemini, signal.SIGKILL)
     assert gemini.batch_creates == 1 and gemini.batch_lines == []
     gemini.batch_polls_to_complete = 1
     gem.snakemake()
@@ -437,26 +446,7 @@ def test_a_gemini_batch_given_up_is_collected_by_live_mode_not_paid_again(gem, g
     """A batch-mode run stopped while waiting (SIGINT to its process group, as Ctrl-C sends), then the
     same sheet in live mode: live mode waits for the recorded batch and collects it, and pays for
     nothing live; the estimate says the requests are in a batch."""
-    update_config(gem.root, mode="batch", batch={"poll_seconds": 0.05})
-    gemini.set_behavior("SAFETY", "ok")
-    gemini.batch_polls_to_complete = 10**9
-    command = [sys.executable, "-m", "snakemake", "--cores", "1"]
-    process = subprocess.Popen(
-        command, cwd=gem.root, env=gem.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while process.poll() is None and time.monotonic() < deadline:
-            batches = _batch_state(gem.root)["batches"]
-            if batches and batches[0].get("id") and len(gemini.batch_requests) >= 3:
-                break
-            time.sleep(0.02)
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    _stop_a_waiting_batch_run(gem, gemini, signal.SIGINT)
     assert gemini.batch_creates == 1 and gemini.batch_lines == []
     update_config(gem.root, mode="live")
     dry = gem.snakemake("-n")

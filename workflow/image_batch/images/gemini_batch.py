@@ -32,6 +32,7 @@ from image_batch.common.errors import UserError
 from image_batch.common.fileio import atomic_write_json
 from image_batch.common.redact import redact
 from image_batch.images import faults
+from image_batch.images.batch import pending
 from image_batch.images.store import open_store, request_key
 from image_batch.providers import get_provider
 
@@ -91,17 +92,6 @@ def waiting(store):
         return [e for e in GeminiBatchState(store.state_dir).batches if e.get("id") and not e.get("collected")]
     except UserError:
         return []
-
-
-def pending(specs, store, exclude=()):
-    """{key: request} of the requests of ``specs`` with no stored answer (each key once)."""
-    found = {}
-    for spec in specs:
-        request = spec["request"]
-        key = request_key(request)
-        if key not in found and key not in exclude and not store.has_answer(request, request.get("base_url")):
-            found[key] = request
-    return found
 
 
 def chunks(requests, provider, max_lines, max_bytes):
