@@ -122,7 +122,7 @@ def test_a_what_if_dry_run_beside_a_live_run_changes_nothing_it_makes(user, when
                     time.sleep(0.02)
             dry = dry_run(user, *WHAT_IF)
             assert dry.returncode == 0 and "Traceback" not in dry.output, dry.output[-3000:]
-            assert "6 new or changed request(s)" in dry.output and "estimate: 6 of 6 image(s) to make" in dry.output
+            assert "estimate: 6 of 6 image(s) to make" in dry.output
             assert live.process.poll() is None, "the live run ended before the dry run: nothing was tested"
             output = live.finish()
         finally:
@@ -205,7 +205,7 @@ def test_an_edited_row_makes_that_image_stale_and_a_dry_run_writes_nothing(user,
     (user.root / "mine.csv").write_text(sheet(edited), newline="")
     before = listing(user.root)
     dry = dry_run(user)
-    assert "1 new or changed request(s)" in dry.output and "estimate: 1 of 6 image(s) to make" in dry.output
+    assert "estimate: 1 of 6 image(s) to make" in dry.output
     assert listing(user.root) == before
     run = user.snakemake("--config", "input_csv=mine.csv")
     assert "1 to make, 1 made (1 paid for" in run.output, run.output[-3000:]

@@ -62,7 +62,7 @@ def both(user, *config):
 )
 def test_a_setting_the_api_would_refuse_is_refused_before_any_call(user, api, given, expected):
     for result in both(user, given, "mode=batch" if "batch" in given else "mode=live"):
-        refused(result, *expected, "given with --config")
+        refused(result, *expected, "given on the command line")
     assert api.calls == [] and api.batch_requests == []
 
 

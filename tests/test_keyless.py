@@ -24,7 +24,7 @@ def test_a_retired_model_is_caught_before_a_key_is_bought(runner):
     done = runner.main("input.csv", "--estimate", "--model", "gpt-image-1")
     assert done.returncode == 0 and "Traceback" not in done.output
     warned = [line for line in done.output.splitlines() if "'gpt-image-1' was shut down" in line]
-    assert len(warned) == 1 and "with a key it would stop" in warned[0] and "given with --config" in warned[0]
+    assert len(warned) == 1 and "with a key it would stop" in warned[0] and "given on the command line" in warned[0]
 
 
 def test_a_paid_provider_without_a_key_plans_and_a_real_run_stops_before_any_image(runner):

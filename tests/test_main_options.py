@@ -59,5 +59,5 @@ def test_a_misspelled_model_is_refused_before_any_call_with_the_fix(keyed, api):
     (keyed.root / "input.csv").write_text(SHEET)
     refused = keyed.main("input.csv", "--model", "gpt-image-2.5-sunbrust")
     assert refused.returncode != 0 and "Traceback" not in refused.output, refused.output[-3000:]
-    assert "did you mean 'gpt-image-2.5-sunburst'" in refused.output and "given with --config" in refused.output
+    assert "did you mean 'gpt-image-2.5-sunburst'" in refused.output and "given on the command line" in refused.output
     assert api.calls == []

@@ -159,3 +159,12 @@ def test_the_api_key_is_not_in_any_message(credentials):
     with pytest.raises(Exception) as caught:
         preflight.probe(DEST, Refusing("head_bucket", "NoSuchBucket", 404))
     assert API_KEY not in str(caught.value) and "bucket shop does not exist" in str(caught.value)
+
+
+def test_a_bad_bucket_name_is_said_first_even_without_a_key(runner):
+    """The name is the first thing to fix: said before 'a bucket but no key'."""
+    (runner.root / "input.csv").write_text(SHEET)
+    runner.env.update(S3_BUCKET_NAME="s3://shop")
+    result = runner.snakemake("-n", "--config", "input_csv=input.csv", check=False)
+    line = one_clear_line(result, "S3_BUCKET_NAME='s3://shop'")
+    assert "S3_BUCKET_NAME=shop" in line and "no API key" not in result.output

@@ -103,7 +103,7 @@ def test_another_sheet_in_the_same_folder_and_bucket_is_never_deleted(user, s3):
     assert "no row asks for any more" not in dogs.output  # cats are not removed rows of dogs
     cats_sheet = str((user.root / "cats.csv").resolve())
     kept = summary_lines(dogs)
-    assert kept and "kept: 6 object(s) not ours or changed since we wrote them" in kept[-1], dogs.output[-3000:]
+    assert kept and "left as they are: 6 object(s) this sheet did not put there" in kept[-1], dogs.output[-3000:]
     assert f"another sheet's: {cats_sheet}" in kept[-1]
     listed = marker(s3)
     assert listed["sheet"] == str((user.root / "dogs.csv").resolve())

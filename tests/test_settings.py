@@ -18,12 +18,12 @@ def test_auto_without_key_is_offline_to_local_folder():
 
 
 def test_auto_with_key_is_openai_and_bucket_from_env():
-    env = {"AI_API_KEY": "sk-x", "S3_BUCKET_NAME": "b", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"}
+    env = {"AI_API_KEY": "sk-x", "S3_BUCKET_NAME": "bkt", "AWS_ENDPOINT_URL": "http://127.0.0.1:1"}
     settings = resolve(config(provider="auto", sync={"prefix": "run1"}), environ=env)
     assert settings.provider == "openai"
     assert settings.destination.as_dict() == {
         "kind": "s3",
-        "location": "b",
+        "location": "bkt",
         "prefix": "run1/",
         "endpoint_url": "http://127.0.0.1:1",
     }
@@ -36,7 +36,7 @@ def test_openai_api_key_is_accepted_too():
 
 def test_bucket_without_key_refuses_placeholders():
     with pytest.raises(UserError, match="refusing to generate offline placeholders"):
-        resolve(config(provider="auto"), environ={"S3_BUCKET_NAME": "b", "AI_API_KEY": "  "})
+        resolve(config(provider="auto"), environ={"S3_BUCKET_NAME": "bkt", "AI_API_KEY": "  "})
 
 
 def test_openai_without_key_plans_and_a_real_run_is_told_what_to_set():
@@ -46,7 +46,7 @@ def test_openai_without_key_plans_and_a_real_run_is_told_what_to_set():
 
 
 def test_explicit_offline_with_bucket_is_allowed():
-    settings = resolve(config(provider="offline"), environ={"S3_BUCKET_NAME": "b"})
+    settings = resolve(config(provider="offline"), environ={"S3_BUCKET_NAME": "bkt"})
     assert settings.provider == "offline" and settings.destination.kind == "s3"
 
 
@@ -129,8 +129,8 @@ def test_extra_body_cannot_override_what_the_workflow_sets_and_checks():
 
 def test_a_message_says_where_the_setting_came_from():
     given = {"openai": {"moderation": "strict"}}
-    assert "(given with --config)" in refusal(given, command_line=given)
-    assert "(given with --config)" in refusal(given, command_line={"openai": "{moderation: strict}"})
+    assert "(given on the command line)" in refusal(given, command_line=given)
+    assert "(given on the command line)" in refusal(given, command_line={"openai": "{moderation: strict}"})
     assert "(in config/config.yaml)" in refusal(given, command_line={"mode": "live"})
     with pytest.raises(UserError, match=r"\(in my/config.yaml\)"):
         load_settings({"input_csv": "s.csv", **given}, {}, "my/config.yaml")
@@ -159,7 +159,7 @@ def test_settings_can_be_pickled_for_the_image_worker():
 def test_an_unknown_top_level_key_is_refused_with_a_guess():
     line = refusal({"modle": "x"}, command_line={"modle": "x"})
     assert line.startswith(
-        "config modle: unknown key 'modle' (given with --config); did you mean 'mode' or 'openai.model'?"
+        "config modle: unknown key 'modle' (given on the command line); did you mean 'mode' or 'openai.model'?"
     )
     assert "did you mean 'openai'?" in refusal({"opnai": {"quality": "high"}})
     assert "did you mean 'openai.quality'?" in refusal({"qualty": "high"})

@@ -228,7 +228,10 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     if announce:
         plan.estimate = _estimate(plan)
         if keyless_specs:
-            plan.keyless_estimate = _estimate(plan, keyless_specs, choices.keyless_paid)
+            # with a key every request differs (every placeholder is made again): what is to make is
+            # judged on the keyed requests' own files, computed, not written
+            keyed_requests = plan_requests(keyless_specs, local=local_images)
+            plan.keyless_estimate = _estimate(plan, keyless_specs, choices.keyless_paid, keyed_requests.to_make)
     plan.chunks = chunking.assign(plan.images)
     if only_made:
         made = {image for image in plan.images if image_made(*image)}
@@ -280,7 +283,7 @@ def removed_rows(images, root=IMAGES, others=None):
     return sorted(name[: -len(".png")] for name in found if name not in wanted)
 
 
-def _estimate(plan, specs=None, provider=None):
+def _estimate(plan, specs=None, provider=None, to_make=None):
     """The estimate of the plan's images; with ``specs`` and ``provider``: of those requests (what
     the images would cost with the key that is not set)."""
     specs = plan.specs if specs is None else specs
@@ -302,7 +305,7 @@ def _estimate(plan, specs=None, provider=None):
     return estimate(
         specs,
         catalog,
-        lambda s: (s["folder"], s["image_id"]) in plan.to_make,
+        lambda s: (s["folder"], s["image_id"]) in (plan.to_make if to_make is None else to_make),
         (lambda r: store.has_answer(r, endpoint)) if paid else (lambda r: False),
         means,
         paid,
@@ -318,7 +321,7 @@ def tell(plan, local_images=True, out=sys.stderr):
         print(f"Image.Batch: WARNING: {warning}", file=out)
     print(
         f"Image.Batch: {len(plan.specs)} images from {plan.sheet} with provider {plan.choices.provider} "
-        f"({plan.choices.provider_note}); {plan.rewritten} new or changed request(s); "
+        f"({plan.choices.provider_note}); "
         f"sync to {plan.choices.destination.describe()}",
         file=out,
     )

@@ -103,7 +103,8 @@ class Settings:
     config_file: str = CONFIG_FILE
 
     def origin(self, *path):
-        """Where the setting at ``path`` came from: "given with --config" or "in <config file>"."""
+        """Where the setting at ``path`` came from: "given on the command line" (--config, or
+        main.py's options) or "in <config file>"."""
         return origin(list(path), self.command_line, self.config_file)
 
     def section(self, name):
@@ -187,7 +188,7 @@ def origin(path, command_line=None, config_file=CONFIG_FILE):
         given = given[key]
         if not isinstance(given, Mapping):
             break
-    return "given with --config"
+    return "given on the command line"
 
 
 def _allowed(value):
@@ -495,6 +496,11 @@ def destination(settings, environ=None):
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     if bucket:
+        from image_batch.sync.preflight import check_name  # the name first: the fix the user needs first
+
+        problem = check_name(bucket)
+        if problem:
+            raise UserError(problem)
         endpoint = (environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or "").strip() or None
         return Destination("s3", bucket, prefix, endpoint)
     return Destination("local", settings.sync.local_destination or "results/bucket", prefix)

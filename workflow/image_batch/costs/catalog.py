@@ -176,7 +176,7 @@ class Catalog:
 
     def check(self, request, on=None, where=None):
         """(problems, warnings) for ``request``'s settings: one line each, naming the fix and where
-        the setting was made (``where(setting)``: "in config/config.yaml", "given with --config")."""
+        the setting was made (``where(setting)``: "in config/config.yaml", "given on the command line")."""
         where = where or (lambda setting: "in config/config.yaml")
         model = self.lookup(request.get("model"))
         name = request.get("model")

@@ -91,12 +91,17 @@ def _act(signum, stop_scheduling, last_words, out):
         quiet.stopping()
         stop_scheduling()  # no new job
         calls = worker.stop()  # no new call, here or in the worker (jobs already handed over)
-        print(
-            f"Image.Batch: stopping: {calls} call(s) in flight are being finished and their answers kept, "
-            f"no new call is made; {NAMES[signum]} again to abandon them",
-            file=out,
-            flush=True,
-        )
+        if calls:
+            line = (
+                f"stopping: {calls} call(s) in flight are being finished and their answers kept, no new call is "
+                f"made; {NAMES[signum]} again to abandon them"
+            )
+        else:
+            line = (
+                f"stopping: no new image is started, the ones being made are finished; {NAMES[signum]} again "
+                "to stop now"
+            )
+        print(f"Image.Batch: {line}", file=out, flush=True)
     elif count == 2:
         calls = worker.stop()  # how many are in flight now
         _abandoned.append(calls)

@@ -56,7 +56,8 @@ CONSOLE_CHATTER = re.compile(
     r"^(Building DAG of jobs|Using shell: |Provided cores: |Rules claiming more threads|Provided resources: "
     r"|Select jobs to execute|Execute \d+ jobs|Assuming unrestricted shared filesystem usage|Elapsed time: "
     r"|Job stats:|Waiting for more resources|Ready jobs|Removing output files of failed job generate_image"
-    r"|Trying to restart job|Storing output in storage|Retrieving input from storage|Reasons:)"
+    r"|Trying to restart job|Storing output in storage|Retrieving input from storage|Reasons:"
+    r"|Config file .* is extended by additional config)"
 )
 
 

@@ -495,7 +495,8 @@ def _removed_summary(removed, deleted, changed=(), foreign=None):
             details.append(f"{len(changed)} changed since, e.g. {changed[0]}")
         if len(foreign) > of_sheets:
             details.append(f"{len(foreign) - of_sheets} no sheet of ours put there")
-        text += f"; kept: {len(changed) + len(foreign)} object(s) not ours or changed since we wrote them"
+        left = len(changed) + len(foreign)
+        text += f"; left as they are: {left} object(s) this sheet did not put there or that changed since"
         text += f" ({'; '.join(details)})"
     return text
 
