@@ -41,3 +41,12 @@ def test_a_paid_provider_without_a_key_plans_and_a_real_run_stops_before_any_ima
 
 def test_a_price_each_adds_up_to_the_total_shown():
     assert money_each(0.0527) == "$0.053" and money_each(12.5) == "$12.50" and money_each(0.004) == "$0.0040"
+
+
+def test_after_placeholders_the_keyed_estimate_still_prices_every_image_a_key_would_remake(runner):
+    (runner.root / "input.csv").write_text(SHEET)
+    runner.snakemake("--config", "input_csv=input.csv")  # offline placeholders
+    done = runner.main("input.csv", "--estimate")
+    keyed = next(line for line in done.output.splitlines() if "with an API key (openai" in line)
+    assert "3 of 3 image(s) to make" in keyed and "3 to pay for: about $" in keyed, done.output[-3000:]
+    assert any("estimate: 0 of 3 image(s) to make" in line for line in done.output.splitlines())
