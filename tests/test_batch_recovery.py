@@ -55,13 +55,25 @@ def polled(api):
     return any(r["path"].startswith("/v1/batches/batch_") and r["method"] == "GET" for r in api.batch_requests)
 
 
+def signal_and_wait(run, sig):
+    """Send ``sig`` to the run's process group and wait for it; its exit code. A run still alive a
+    minute later is killed (never left polling behind the test) and the test fails."""
+    os.killpg(run.pid, sig)
+    try:
+        return run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+
+
 def stop_while_waiting(batch, api, sig=signal.SIGINT):
     """A batch-mode run stopped by a real signal while it waits for its batch (the user will not wait)."""
     api.batch_polls_to_complete = 1_000_000
     run = start(batch)
     wait_until(lambda: any(e.get("id") for e in recorded(batch.root)) and polled(api), run, "the batch was polled")
-    os.killpg(run.pid, sig)
-    assert run.wait(timeout=60) == 2  # a clear stop (SIGTERM too: Snakemake's handler alone would wait on)
+    code = signal_and_wait(run, sig)
+    assert code == 2  # a clear stop (SIGTERM too: Snakemake's handler alone would wait on)
     assert "stopped while waiting for batches" in (batch.root / "results/logs/batch.log").read_text()
     assert len(api.batches_created) == 1 and not (batch.root / "results/images").exists()
     return api.batches_created[0]
@@ -98,8 +110,7 @@ def test_live_mode_can_cancel_a_running_batch_and_pays_only_the_lines_it_did_not
     api.batch_polls_to_complete = 1_000_000
     run = start(batch)
     wait_until(lambda: any(e.get("id") for e in recorded(batch.root)) and polled(api), run, "the batch was polled")
-    os.killpg(run.pid, signal.SIGINT)
-    run.wait(timeout=60)
+    signal_and_wait(run, signal.SIGINT)
     [batch_id] = api.batches_created
     api.complete_batches_after(3)
     openai.OpenAI(api_key=API_KEY, base_url=api.base_url).batches.retrieve(batch_id)  # some lines are answered
@@ -148,8 +159,7 @@ def test_a_batch_killed_while_being_created_is_found_not_submitted_twice(runner,
     api.batch_create_delay = 30
     run = start(batch)
     wait_until(lambda: len(api.batches_created) == 1, run, "the batch was created")
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait(timeout=60)
+    signal_and_wait(run, signal.SIGKILL)
     assert [e["status"] for e in recorded(batch.root)] == ["submitting"]  # created, not recorded
     api.batch_create_delay = 0
     result = batch.snakemake("--config", "input_csv=input.csv")
