@@ -27,15 +27,17 @@ def api():
 
 
 def start(batch, *config):
-    """A real `snakemake` run in the background, in its own process group (for real signals)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--cores", "4", "--config", "input_csv=input.csv", *config],
-        cwd=batch.root,
-        env=batch.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    """A real `snakemake` run in the background, in its own process group (for real signals); what
+    it prints goes to ``run.log`` beside the project."""
+    with open(batch.root.parent / "run.log", "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "snakemake", "--cores", "4", "--config", "input_csv=input.csv", *config],
+            cwd=batch.root,
+            env=batch.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def wait_until(check, run, what):
@@ -73,8 +75,11 @@ def stop_while_waiting(batch, api, sig=signal.SIGINT):
     run = start(batch)
     wait_until(lambda: any(e.get("id") for e in recorded(batch.root)) and polled(api), run, "the batch was polled")
     code = signal_and_wait(run, sig)
-    assert code == 2  # a clear stop (SIGTERM too: Snakemake's handler alone would wait on)
-    assert "stopped while waiting for batches" in (batch.root / "results/logs/batch.log").read_text()
+    assert code == 128 + sig  # a clear stop (SIGTERM too: Snakemake's handler alone would wait on)
+    said = (batch.root.parent / "run.log").read_text()
+    stopped = [line for line in said.splitlines() if "Image.Batch: stopped" in line]
+    assert len(stopped) == 1 and "while waiting for the batches" in stopped[0], said[-3000:]
+    assert "Traceback" not in said
     assert len(api.batches_created) == 1 and not (batch.root / "results/images").exists()
     return api.batches_created[0]
 

@@ -510,27 +510,6 @@ def waiting_batches(store, strict=True):
     return [e for e in state.batches if not e.get("collected") and e.get("status") != "not-created"]
 
 
-@contextmanager
-def _stoppable():
-    """SIGTERM stops a run waiting for batches as Ctrl-C does (Snakemake's own handler would let the
-    wait go on: it stops jobs, and none has started yet)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_before_jobs(to_make, settings, log_file=LOG, mode=None):
     """When a real run starts (before its first job). Batch mode: submit the requests of the image
     jobs of this run (``to_make``: their specs) that have no stored answer, wait for the batches,
@@ -551,25 +530,25 @@ def run_before_jobs(to_make, settings, log_file=LOG, mode=None):
     with JobLog(log_file, echo=True) as log:
         if wanted:
             try:
-                with _stoppable():
-                    if gemini:
-                        from image_batch.images.gemini_batch import GeminiBatchRunner
+                # (Ctrl-C / SIGTERM while waiting: image_batch.run.interrupt says one line, exits 130 / 143)
+                if gemini:
+                    from image_batch.images.gemini_batch import GeminiBatchRunner
 
-                        runner = GeminiBatchRunner(settings, log)
-                        result = runner.run(wanted, live=mode != "batch", abandon=settings.batch.abandon)
+                    runner = GeminiBatchRunner(settings, log)
+                    result = runner.run(wanted, live=mode != "batch", abandon=settings.batch.abandon)
+                else:
+                    runner = BatchRunner(settings, log)
+                    if mode == "batch":
+                        result = runner.run(wanted)
                     else:
-                        runner = BatchRunner(settings, log)
-                        if mode == "batch":
-                            result = runner.run(wanted)
-                        else:
-                            result = runner.settle(wanted, abandon=settings.batch.abandon)
+                        result = runner.settle(wanted, abandon=settings.batch.abandon)
             except UserError:
                 raise
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # where Snakemake's own Ctrl-C handling applies (job processes)
                 message = (
                     f"stopped while waiting for batches; they are recorded in {open_store(settings).state_dir}"
-                    "/batches/state.json: the next run (batch or live mode) collects them, or waits for them, "
-                    "and submits nothing twice"
+                    "/batches/: the next run (batch or live mode) collects them, or waits for them, and "
+                    "submits nothing twice"
                 )
                 log(message)
                 raise UserError(message) from None

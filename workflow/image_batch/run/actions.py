@@ -123,6 +123,7 @@ def start(workflow, plan, out=sys.stderr):
             "while waiting for the batches: they go on at the API; run the same command again to "
             "collect their answers (nothing is submitted twice)"
         )
+        interrupt.install_early()  # again: Snakemake has put its own SIGTERM handler in since parsing
         run_before_jobs([plan.spec_of(*image) for image in run.to_make], plan.settings)
     if plan.settings.progress_seconds and run.to_make:
         run.progress = Progress(run, plan.settings.progress_seconds, out)
