@@ -30,7 +30,6 @@ def test_the_same_rows_in_any_format_make_the_same_images(user):
     assert len(user.api.paid_calls) == 3
     for name in files:
         dry = user.snakemake("-n", "--config", f"input_csv={name}")
-        assert "estimate: 0 of " in dry.output and "Nothing to be done" in dry.output, name
         assert "estimate: 0 of 3 image(s) to make" in dry.output, name
     done = user.main("book.ods")
     assert done.returncode == 0, done.output[-2000:]
