@@ -177,17 +177,19 @@ class BatchRunner:
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:
-                fault = self.classify(exc)
-                if (
-                    fault is None
-                    or fault.disposition != RETRY
-                    or attempt >= self.retry.max_attempts
-                    or time.monotonic() - began > self.retry.max_seconds
-                ):
+                fault = self._retryable(exc, attempt, began)
+                if fault is None:
                     raise
                 wait = self._backoff(attempt, fault)
                 self.log(f"{what} failed ({redact(fault.reason)}); trying again in {wait:.2f}s")
                 self.sleep(wait)
+
+    def _retryable(self, exc, attempt, began):
+        """The fault of ``exc`` when another try may cure it and the retry budget allows one, else None."""
+        fault = self.classify(exc)
+        if fault is None or fault.disposition != RETRY or attempt >= self.retry.max_attempts:
+            return None
+        return fault if time.monotonic() - began <= self.retry.max_seconds else None
 
     # -- submitting -------------------------------------------------------------------------------
 
@@ -231,13 +233,8 @@ class BatchRunner:
                     metadata={METADATA_KEY: entry["digest"]},
                 )
             except Exception as exc:
-                fault = self.classify(exc)
-                if (
-                    fault is None
-                    or fault.disposition != RETRY
-                    or attempt >= self.retry.max_attempts
-                    or time.monotonic() - began > self.retry.max_seconds
-                ):
+                fault = self._retryable(exc, attempt, began)
+                if fault is None:
                     raise
                 wait = self._backoff(attempt, fault)
                 self.log(f"creating a batch failed ({redact(fault.reason)}); trying again in {wait:.2f}s")
