@@ -43,3 +43,17 @@ def test_a_dry_run_is_quiet_too_and_verbose_shows_everything(runner):
     assert noise(dry) == [] and any("This was a dry-run" in line for line in dry)
     verbose = runner.snakemake("-n", "--verbose", "--config", "input_csv=input.csv").output
     assert verbose.count("rule generate_image:") == 5 and "Job stats" in verbose
+
+
+def test_an_unreachable_endpoint_is_said_once_not_per_image(runner):
+    """A wrong OPENAI_BASE_URL (nothing listens there): one line says so while the images retry, not
+    one per image, and the run ends with each image failed, no traceback."""
+    from tests.conftest import API_KEY
+    from tests.support.moto_s3 import free_port
+
+    (runner.root / "input.csv").write_text(sheet(4))
+    runner.env.update(AI_API_KEY=API_KEY, OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")
+    result = runner.snakemake("--config", "input_csv=input.csv", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.output, result.output[-3000:]
+    said = [line for line in result.output.splitlines() if "cannot reach the API" in line]
+    assert len(said) == 1 and "OPENAI_BASE_URL" in said[0], result.output[-3000:]

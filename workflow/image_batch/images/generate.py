@@ -10,6 +10,7 @@ fatal one stops the run's API calls. Each sidecar records what its answer cost.
 import datetime
 import hashlib
 import json
+import sys
 import threading
 
 import tenacity
@@ -92,6 +93,19 @@ def _iso(timestamp=None):
     return moment.isoformat(timespec="seconds")
 
 
+_said = set()
+_said_lock = threading.Lock()
+
+
+def _say_once(what, line, out=None):
+    """One line on the console for a problem every image may meet (said once a process, not per image)."""
+    with _said_lock:
+        if what in _said:
+            return
+        _said.add(what)
+    print(f"Image.Batch: {line}", file=out or sys.stderr, flush=True)
+
+
 def _retrying(retry, log):
     backoff = tenacity.wait_exponential_jitter(
         initial=retry.initial_wait, max=retry.max_wait, jitter=retry.initial_wait
@@ -108,6 +122,14 @@ def _retrying(retry, log):
             f"attempt {state.attempt_number} failed: {redact(state.outcome.exception())}; "
             f"retrying in {state.upcoming_sleep:.2f}s"
         )
+        fault = getattr(state.outcome.exception(), "fault", None)
+        if fault is not None and str(fault.reason).startswith("connection problem"):
+            _say_once(
+                "unreachable",
+                f"cannot reach the API ({redact(fault.reason)}): retrying, up to {retry.max_attempts} "
+                f"attempts or {retry.max_seconds:g} s an image; if the endpoint is wrong, stop (Ctrl-C) and fix "
+                "OPENAI_BASE_URL (GOOGLE_GEMINI_BASE_URL for gemini)",
+            )
 
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(lambda e: isinstance(e, FaultError) and e.fault.disposition == RETRY),
