@@ -401,3 +401,21 @@ def test_a_rescue_folder_or_answer_behind_a_symbolic_link_is_not_served(tmp_path
     (real / key[:2] / f"{key}.json").unlink()
     (real / key[:2] / f"{key}.json").write_bytes(entry)  # the same answer as a file of ours: served
     assert store.lookup(request).rescued == real / key[:2] / f"{key}.json" and store.has_answer(request)
+
+
+def test_a_temp_file_whose_pid_was_used_again_is_a_dead_writers(tmp_path):
+    """A busy machine goes through its 32,768 pids quickly: a temp file is a dead writer's when the
+    process that has its pid now started after the file was last written."""
+    import os
+
+    from image_batch.common import fileio
+
+    name = f".answer.json.{fileio.HOST}.{os.getpid()}.abc123.part"
+    part = tmp_path / name
+    part.write_bytes(b"half")
+    assert fileio._writer_alive(name, part) is True  # this very process: alive, and it may be writing
+    started = fileio._started(os.getpid())
+    assert started is not None and started <= part.stat().st_mtime + 2
+    os.utime(part, (started - 100, started - 100))  # written before this process began: not its writer
+    assert fileio._writer_alive(name, part) is False
+    assert fileio.remove_stale_parts(tmp_path) == 1 and not part.exists()

@@ -50,9 +50,24 @@ def atomic_write_bytes(path, data: bytes, durable=True, private=False) -> None:
         raise
 
 
-def _writer_alive(name):
+def _started(pid):
+    """When process ``pid`` started (seconds since the epoch), or None where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+        ticks = int(data[data.rindex(b")") + 2 :].split()[19])  # field 22, starttime (after the name)
+        with open("/proc/stat") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _writer_alive(name, path=None):
     """Whether the writer of temp file ``name`` (``.<file>.<host>.<pid>.<random>.part``) may be
-    alive: True, False, or None when it ran on another host or container (its pid means nothing here)."""
+    alive: True, False, or None when it ran on another host or container (its pid means nothing here).
+    With ``path``, a process that has the pid but started after the file was last written is not its
+    writer (the pid was used again: a busy machine goes through 32,768 of them quickly)."""
     try:
         host, pid = name.rsplit(".", 4)[-4:-2]
         if host != HOST:
@@ -62,6 +77,13 @@ def _writer_alive(name):
         return False
     except PermissionError:
         return True
+    if path is not None:
+        started = _started(int(pid))
+        try:
+            if started is not None and started > os.stat(path).st_mtime + 2:
+                return False
+        except FileNotFoundError:
+            return False
     return True
 
 
@@ -78,7 +100,7 @@ def remove_stale_parts(root, only_dead_writers=True, min_age=0):
         for name in names:
             if name.startswith(".") and name.endswith(".part"):
                 path = Path(dirpath, name)
-                alive = _writer_alive(name) if only_dead_writers else False
+                alive = _writer_alive(name, path) if only_dead_writers else False
                 if alive:
                     continue
                 try:
