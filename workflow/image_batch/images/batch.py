@@ -99,6 +99,16 @@ class BatchState:
         atomic_write_json(self.path, self.data)  # durable: fsynced before we go on
 
 
+def uncollected(batches, keys=None):
+    """The recorded batches that were created and not yet collected (covering any of ``keys``)."""
+    keys = None if keys is None else set(keys)
+    return [
+        e
+        for e in batches
+        if e.get("id") and not e.get("collected") and (keys is None or set(e.get("keys") or ()) & keys)
+    ]
+
+
 def pending(specs, store, exclude=()):
     """{key: request} for the requests of ``specs`` that have no stored answer (each key once)."""
     found = {}
@@ -456,11 +466,7 @@ class BatchRunner:
         with BatchState(self.store.state_dir).locked() as state:
             self.recover(state)
             # batches an earlier (stopped) run submitted and did not collect: wait for those first
-            earlier = [
-                e
-                for e in state.batches
-                if e.get("id") and not e.get("collected") and set(e["keys"]) & set(requests_all)
-            ]
+            earlier = uncollected(state.batches, requests_all)
             for entry in earlier:
                 self.log(
                     f"batch {entry['id']} was submitted by an earlier run ({entry['status']}): polling it, "

@@ -32,7 +32,7 @@ from image_batch.common.errors import UserError
 from image_batch.common.fileio import atomic_write_json
 from image_batch.common.redact import redact
 from image_batch.images import faults
-from image_batch.images.batch import pending
+from image_batch.images.batch import pending, uncollected
 from image_batch.images.store import open_store, request_key
 from image_batch.providers import get_provider
 
@@ -89,7 +89,7 @@ class GeminiBatchState:
 def waiting(store):
     """The recorded Gemini batches not yet collected (read only: planning may call it)."""
     try:
-        return [e for e in GeminiBatchState(store.state_dir).batches if e.get("id") and not e.get("collected")]
+        return uncollected(GeminiBatchState(store.state_dir).batches)
     except UserError:
         return []
 
@@ -251,9 +251,7 @@ class GeminiBatchRunner:
         client = self.client(any_request)
         with GeminiBatchState(self.store.state_dir).locked() as state:
             self.recover(state, client)
-            covering = [
-                e for e in state.batches if e.get("id") and not e.get("collected") and set(e["keys"]) & set(todo)
-            ]
+            covering = uncollected(state.batches, todo)
             for entry in covering:
                 head = f"{len(set(entry['keys']) & set(todo))} image(s) are in Gemini batch {entry['id']}"
                 if entry["status"] in TERMINAL:
@@ -310,11 +308,7 @@ class GeminiBatchRunner:
         max_bytes = min(int(self.batch.max_bytes), INLINE_BYTES)
         with GeminiBatchState(self.store.state_dir).locked() as state:
             self.recover(state, client)
-            earlier = [
-                e
-                for e in state.batches
-                if e.get("id") and not e.get("collected") and set(e["keys"]) & set(requests_all)
-            ]
+            earlier = uncollected(state.batches, requests_all)
             for entry in earlier:
                 self.log(
                     f"Gemini batch {entry['id']} was submitted by an earlier run: polling it, not submitting again"
