@@ -402,24 +402,24 @@ def load_dotenv_file(path=".env"):
     load_dotenv(stream=io.StringIO(text), override=False)
 
 
-def api_key(environ=None):
-    """The API key from ``AI_API_KEY`` (or ``OPENAI_API_KEY``); None when unset or blank."""
+def _first_set(names, environ=None):
+    """(name, value) of the first of ``names`` set (not blank) in ``environ``, or (None, None)."""
     environ = os.environ if environ is None else environ
-    for name in KEY_VARIABLES:
+    for name in names:
         value = (environ.get(name) or "").strip()
         if value:
-            return value
-    return None
+            return name, value
+    return None, None
+
+
+def api_key(environ=None):
+    """The API key from ``AI_API_KEY`` (or ``OPENAI_API_KEY``); None when unset or blank."""
+    return _first_set(KEY_VARIABLES, environ)[1]
 
 
 def gemini_api_key(environ=None):
     """The gemini provider's key: ``GOOGLE_API_KEY``, else ``GEMINI_API_KEY``; None when unset."""
-    environ = os.environ if environ is None else environ
-    for name in GEMINI_KEY_VARIABLES:
-        value = (environ.get(name) or "").strip()
-        if value:
-            return value
-    return None
+    return _first_set(GEMINI_KEY_VARIABLES, environ)[1]
 
 
 def secrets_in_commands(declared, executor_settings, executor_name, allowed):
@@ -515,8 +515,8 @@ def resolve(settings, environ=None):
     if wanted == "auto":
         if key:  # OpenAI's key first when both are set
             return Choices("openai", "AI_API_KEY is set", where)
-        if gemini_api_key(environ):
-            named = next(n for n in GEMINI_KEY_VARIABLES if (environ.get(n) or "").strip())
+        named, _ = _first_set(GEMINI_KEY_VARIABLES, environ)
+        if named:
             return Choices("gemini", f"{named} is set (and no AI_API_KEY)", where)
         if where.kind == "s3":
             raise UserError(
