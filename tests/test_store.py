@@ -414,8 +414,37 @@ def test_a_temp_file_whose_pid_was_used_again_is_a_dead_writers(tmp_path):
     part = tmp_path / name
     part.write_bytes(b"half")
     assert fileio._writer_alive(name, part) is True  # this very process: alive, and it may be writing
-    started = fileio._started(os.getpid())
+    state, started = fileio._process(os.getpid())
+    assert state in ("R", "S")
     assert started is not None and started <= part.stat().st_mtime + 2
     os.utime(part, (started - 100, started - 100))  # written before this process began: not its writer
     assert fileio._writer_alive(name, part) is False
     assert fileio.remove_stale_parts(tmp_path) == 1 and not part.exists()
+
+
+def test_a_temp_file_whose_writer_is_a_zombie_is_a_dead_writers(tmp_path):
+    """A worker killed with its parent stays a zombie for good where the container's first process
+    does not reap orphans (CI's does not): its pid answers signals, but it writes nothing any more."""
+    import os
+    import subprocess
+    import time
+
+    from image_batch.common import fileio
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        name = f".answer.json.{fileio.HOST}.{child.pid}.abc123.part"
+        part = tmp_path / name
+        part.write_bytes(b"half")
+        assert fileio._writer_alive(name, part) is True
+        child.kill()
+        for _ in range(200):  # not reaped: a zombie until wait()
+            if fileio._process(child.pid)[0] == "Z":
+                break
+            time.sleep(0.01)
+        os.kill(child.pid, 0)  # a zombie still answers signal 0
+        assert fileio._writer_alive(name, part) is False
+        assert fileio.remove_stale_parts(tmp_path) == 1 and not part.exists()
+    finally:
+        child.kill()
+        child.wait()

@@ -50,24 +50,28 @@ def atomic_write_bytes(path, data: bytes, durable=True, private=False) -> None:
         raise
 
 
-def _started(pid):
-    """When process ``pid`` started (seconds since the epoch), or None where /proc cannot tell."""
+def _process(pid):
+    """The state letter and start time (seconds since the epoch) of process ``pid``, or
+    (None, None) where /proc cannot tell."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             data = handle.read()
-        ticks = int(data[data.rindex(b")") + 2 :].split()[19])  # field 22, starttime (after the name)
+        fields = data[data.rindex(b")") + 2 :].split()  # after the name, which may hold spaces
+        state, ticks = fields[0].decode(), int(fields[19])  # fields 3 and 22
         with open("/proc/stat") as handle:
             boot = next(int(line.split()[1]) for line in handle if line.startswith("btime"))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
+        return state, boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
-        return None
+        return None, None
 
 
 def _writer_alive(name, path=None):
     """Whether the writer of temp file ``name`` (``.<file>.<host>.<pid>.<random>.part``) may be
     alive: True, False, or None when it ran on another host or container (its pid means nothing here).
-    With ``path``, a process that has the pid but started after the file was last written is not its
-    writer (the pid was used again: a busy machine goes through 32,768 of them quickly)."""
+    A zombie is dead: a killed worker whose parent died too stays one for good where the container's
+    first process does not reap orphans. With ``path``, a process that has the pid but started after
+    the file was last written is not its writer (the pid was used again: a busy machine goes through
+    32,768 of them quickly)."""
     try:
         host, pid = name.rsplit(".", 4)[-4:-2]
         if host != HOST:
@@ -77,10 +81,12 @@ def _writer_alive(name, path=None):
         return False
     except PermissionError:
         return True
-    if path is not None:
-        started = _started(int(pid))
+    state, started = _process(int(pid))
+    if state in ("Z", "X"):
+        return False
+    if path is not None and started is not None:
         try:
-            if started is not None and started > os.stat(path).st_mtime + 2:
+            if started > os.stat(path).st_mtime + 2:
                 return False
         except FileNotFoundError:
             return False
