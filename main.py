@@ -12,6 +12,7 @@ is added to the Snakemake command (a ``--config`` there is merged with the sheet
 """
 
 import argparse
+import difflib
 import json
 import os
 import signal
@@ -34,8 +35,29 @@ from image_batch.descriptions.sheet import read_configured_sheet  # noqa: E402
 LAST_RUN = Path("results/logs/last-run.json")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with "did you mean" for a misspelled option, and where Snakemake's options go."""
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            ours = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+            hints = []
+            for word in message.split(":", 1)[1].split():
+                option = word.split("=", 1)[0]
+                if not option.startswith("-"):
+                    continue
+                near = difflib.get_close_matches(option, ours, n=1, cutoff=0.75)
+                if near:
+                    hints.append(f"{option}: did you mean {near[0]}?")
+                else:
+                    hints.append(f"{option}: a Snakemake option goes after --, e.g. python main.py sheet.csv -- {word}")
+            if hints:
+                message += " (" + "; ".join(hints) + ")"
+        super().error(message)
+
+
 def parser():
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="main.py",
         description="Generate one image per row of a sheet and sync them to S3 (a Snakemake workflow).",
         epilog="Anything after -- goes to snakemake, e.g.: python main.py my.csv -- --config mode=batch",

@@ -61,3 +61,18 @@ def test_a_misspelled_model_is_refused_before_any_call_with_the_fix(keyed, api):
     assert refused.returncode != 0 and "Traceback" not in refused.output, refused.output[-3000:]
     assert "did you mean 'gpt-image-2.5-sunburst'" in refused.output and "given on the command line" in refused.output
     assert api.calls == []
+
+
+@pytest.mark.parametrize(
+    ("typed", "hint"),
+    [
+        ("--sise", "--sise: did you mean --size?"),
+        ("--qualty=high", "--qualty: did you mean --quality?"),
+        ("--forceall", "a Snakemake option goes after --, e.g. python main.py sheet.csv -- --forceall"),
+    ],
+)
+def test_a_misspelled_or_foreign_option_says_what_was_meant(typed, hint, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main.parser().parse_intermixed_args(["s.csv", typed])
+    assert stopped.value.code == 2
+    assert hint in capsys.readouterr().err
