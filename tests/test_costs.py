@@ -107,7 +107,8 @@ def test_model_shutting_down_within_30_days_is_a_warning():
         ({"model": "gpt-image-2", "background": "transparent"}, ["background 'transparent'"]),
         ({"model": "gpt-image-1.5", "size": "2048x2048"}, ["size '2048x2048'"]),
         ({"size": "1000x1000"}, ["multiples of 16"]),
-        ({"size": "3840x1024"}, ["aspect ratio"]),
+        # every limit is named, not only the one broken: the next try is right
+        ({"size": "3840x1024"}, ["aspect ratio", "at most 3840 px, ratio within 3:1, 655,360 to 8,294,400 pixels"]),
         ({"size": "512x512"}, ["at least 655,360 pixels"]),
         ({"size": "3840x3840"}, ["at most 8,294,400 pixels"]),
         ({"size": "big"}, ["not WIDTHxHEIGHT"]),

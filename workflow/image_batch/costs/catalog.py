@@ -278,7 +278,14 @@ class Catalog:
         elif high and width * height > high:
             why = f"it must have at most {high:,} pixels"
         if why:
-            return f"openai.size {size!r} is not taken by {name!r}: {why}; {fix}sizes within those limits, or {named})"
+            limits = [f"both sides multiples of {step}"]
+            limits += [f"the longer side at most {edge} px"] if edge else []
+            limits += [f"ratio within {ratio:g}:1"] if ratio else []
+            limits += [f"{low:,} to {high:,} pixels"] if low and high else []
+            return (
+                f"openai.size {size!r} is not taken by {name!r}: {why}; {fix}WIDTHxHEIGHT with "
+                f"{', '.join(limits)}; or {named})"
+            )
         return None
 
     # -- tokens and prices ------------------------------------------------------------------------
