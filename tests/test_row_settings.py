@@ -266,3 +266,12 @@ def test_a_gemini_row_among_openai_rows(keyed, api):
         side = sidecar(keyed.root, "shop/g")
         assert (side["provider"], side["aspect_ratio"], side["endpoint"]) == ("gemini", "16:9", gemini.base_url)
         assert sidecar(keyed.root, "shop/a")["provider"] == "openai"
+
+
+def test_a_failed_variant_is_reported_at_its_rows_place(keyed, api):
+    api.set_behavior("REFUSED", "moderation")
+    update_config(keyed.root, input_csv="input.csv")
+    write_sheet(keyed, "image_id,context,description,variants\nok,Shop,a mug,\nbad,Shop,a REFUSED mug,2\n")
+    result = keyed.snakemake(check=False)
+    assert result.returncode != 0
+    assert "input.csv, line 3, image_id bad-2 (Shop):" in result.output, result.output[-3000:]
