@@ -275,3 +275,21 @@ def test_a_failed_variant_is_reported_at_its_rows_place(keyed, api):
     result = keyed.snakemake(check=False)
     assert result.returncode != 0
     assert "input.csv, line 3, image_id bad-2 (Shop):" in result.output, result.output[-3000:]
+
+
+def test_placeholders_leave_out_the_settings_they_have_no_use_for(tmp_path):
+    """No key: the offline placeholders of rows with OpenAI cells are made (the keyed requests, built
+    beside them for the estimate, still check the cells)."""
+    path = tmp_path / "sheet.csv"
+    path.write_text("image_id,context,description,quality,size,Provider\na,C,one,high,,\nb,C,two,,640x480,OpenAI\n")
+    rows = read_sheet(path)
+    offline = build_specs(rows, settings_for(input_csv=str(path)), "offline", path, environ=ENV)
+    plain = build_specs(read_sheet(_plain(tmp_path)), settings_for(), "offline", path, environ=ENV)
+    assert offline[0]["request"] == plain[0]["request"] | {"prompt": "one"}
+    assert offline[1]["request"]["provider"] == "openai" and offline[1]["request"]["size"] == "640x480"
+
+
+def _plain(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text("image_id,context,description\na,C,one\n")
+    return path

@@ -76,7 +76,7 @@ class RowRequests:
         """(provider, params, problems) for ``row``: problems are (column, text)."""
         cells = dict(row.settings)
         cells.pop(VARIANTS, None)
-        provider = cells.pop("provider", None) or self.default_provider
+        provider = (cells.pop("provider", None) or self.default_provider).strip().lower()
         if not cells and provider == self.default_provider and self.default_params is not None:
             self.default_used = True
             return provider, self.default_params, []
@@ -96,6 +96,10 @@ class RowRequests:
         except UserError:
             return None, [("provider", f"provider {provider!r} is not one Image.Batch knows (openai, gemini, offline)")]
         section = self.settings.section(provider)
+        if not cls.paid:
+            # placeholders (no key: the paid provider's request is built and checked beside them):
+            # the settings a placeholder has no use for are left out, not refused
+            cells = {name: value for name, value in cells.items() if name in takes(provider)}
         if not cells:
             try:
                 return cls.request_params(section, self.environ), []
