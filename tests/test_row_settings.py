@@ -99,6 +99,9 @@ def test_a_variant_id_taken_by_another_row_is_refused(tmp_path):
     (problem,) = caught.value.problems
     assert problem.startswith("line 2, column variants: variant 2 of row 'x' would be image 'x-2'")
     assert "the row on line 3" in problem
+    long_id = "x" * 127
+    with pytest.raises(SheetError, match="longer than 128 characters"):
+        specs_of(tmp_path, f"image_id,context,description,variants\n{long_id},A,one,2\n")
 
 
 # -- end to end --------------------------------------------------------------------------------------

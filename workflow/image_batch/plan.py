@@ -169,11 +169,12 @@ def check_models(settings, choices, specs, row_requests=None, sheet=None):
         if row_requests is not None:
             request = {"provider": choices.provider, **row_requests.default_params}
         checks.append((request, lambda setting: settings.origin(choices.provider, setting), ""))
-    for provider, cells, row, params in row_requests.combinations() if row_requests is not None else ():
+    for provider, cells, row, params, count in row_requests.combinations() if row_requests is not None else ():
         if provider_class(provider).paid:
             request = {"provider": provider, **params}
-            where = row_settings.where(settings, provider, cells, row.place, sheet)
-            checks.append((request, where, (f"{sheet} {row.place}", set(cells) | {"provider"})))
+            where = row_settings.where(settings, provider, cells)
+            more = f" (also {count - 1} more row(s) with these settings)" if count > 1 else ""
+            checks.append((request, where, (f"{sheet} {row.place}", set(cells) | {"provider"}, more)))
     if not checks:
         return [], []
     catalog = load_catalog(settings.catalog_path)
@@ -192,14 +193,14 @@ def check_models(settings, choices, specs, row_requests=None, sheet=None):
     return problems, warnings
 
 
-def _in_cell(problem, place, cells):
+def _in_cell(problem, place, cells, more=""):
     """A catalogue problem of a per-row combination, led by the sheet, row and column when the
     setting it names (``openai.quality ...``) was made in a cell."""
     head = problem.split(" ", 1)[0]
     setting = head.rsplit(".", 1)[-1]
     if "." in head and setting in cells:
-        return f"{place}, column {setting}: {problem}"
-    return f"{place}: {problem}"
+        return f"{place}, column {setting}: {problem}{more}"
+    return f"{place}: {problem}{more}"
 
 
 def row_keys_missing(specs, choices, environ=None):

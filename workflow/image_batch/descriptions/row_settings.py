@@ -38,6 +38,7 @@ SETTING_COLUMNS = (
 VARIANTS = "variants"
 COLUMNS = SETTING_COLUMNS + (VARIANTS,)
 MAX_VARIANTS = 100
+MAX_ID_CHARS = 128  # as for a row's own image_id (workflow/schemas/images.schema.yaml)
 CANDIDATE = "candidate"  # the request field of candidate k >= 2 (not ``variant``: that is the re-roll string)
 # settings of a section that are not an image's (how to call, not what to ask)
 _NOT_ROW_SETTINGS = {"timeout", "requests_per_minute", "max_retries", "extra_body"}
@@ -71,6 +72,7 @@ class RowRequests:
         self.default_used = False  # whether some row has no cells (its request is the config's)
         self._params = {}  # (provider, cells) -> (params or None, problems as (column, text))
         self.first_row = {}  # (provider, cells) -> the first row that asked for it (checks name it)
+        self.rows = {}  # (provider, cells) -> how many rows asked for it
 
     def of(self, row):
         """(provider, params, problems) for ``row``: problems are (column, text)."""
@@ -84,6 +86,7 @@ class RowRequests:
         if key not in self._params:
             self._params[key] = self._build(provider, cells)
             self.first_row[key] = row
+        self.rows[key] = self.rows.get(key, 0) + 1
         params, problems = self._params[key]
         return provider, params, problems
 
@@ -136,11 +139,12 @@ class RowRequests:
             return None, [(next(iter(cells)), str(exc))]
 
     def combinations(self):
-        """[(provider, cells dict, first row)] of every distinct combination that built."""
+        """[(provider, cells dict, first row, params, rows)] of every distinct combination that built
+        (``rows``: how many rows share it)."""
         out = []
-        for (provider, cells), (params, _) in self._params.items():
+        for key, (params, _) in self._params.items():
             if params is not None:
-                out.append((provider, dict(cells), self.first_row[(provider, cells)], params))
+                out.append((key[0], dict(key[1]), self.first_row[key], params, self.rows[key]))
         return out
 
 
@@ -176,7 +180,13 @@ def collisions(rows, counts, unit="line"):
     owner = {row.image_id.lower(): row for row in rows}
     problems = []
     for row in rows:
-        for k in range(2, counts.get(row.image_id, 1) + 1):
+        count = counts.get(row.image_id, 1)
+        if count > 1 and len(variant_id(row.image_id, count)) > MAX_ID_CHARS:
+            problems.append(
+                f"{row.place}, column {VARIANTS}: variant {count} of row {row.image_id!r} would have an id longer "
+                f"than {MAX_ID_CHARS} characters; shorten the image_id"
+            )
+        for k in range(2, count + 1):
             other = owner.get(variant_id(row.image_id, k).lower())
             if other is not None and other is not row:
                 problems.append(
@@ -187,12 +197,12 @@ def collisions(rows, counts, unit="line"):
     return problems
 
 
-def where(settings, provider, cells, place, sheet):
-    """For the catalogue's messages: where a setting was made (a cell of the sheet, or the config)."""
+def where(settings, provider, cells):
+    """For the catalogue's messages: where a setting was made (the row's cell, or the config)."""
 
     def origin(setting):
         if setting in cells:
-            return f"in {sheet} {place}, column {setting}"
+            return "in its cell"
         return settings.origin(provider, setting)
 
     return origin
