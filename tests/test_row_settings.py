@@ -263,6 +263,7 @@ def test_a_gemini_row_among_openai_rows(keyed, api):
         keyed.env.update(GEMINI_API_KEY="AIza-test-key", GOOGLE_GEMINI_BASE_URL=gemini.base_url)
         dry = keyed.snakemake("-n")
         assert "1 x gemini-3-pro-image default quality default size" in dry.output, dry.output[-2000:]
+        assert "with provider openai (AI_API_KEY is set, rows of the sheet on gemini)" in dry.output
         keyed.snakemake()
         assert len(api.paid_calls) == 1 and body(api.paid_calls[0])["size"] == "1536x1024"
         assert len(gemini.paid_calls) == 1
@@ -296,3 +297,31 @@ def _plain(tmp_path):
     path = tmp_path / "plain.csv"
     path.write_text("image_id,context,description\na,C,one\n")
     return path
+
+
+def test_batch_mode_with_two_providers_sends_each_to_its_batch_api(runner):
+    from tests.support.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(api_key=API_KEY, fixed_created=1_790_000_000) as api, FakeGemini(api_key="AIza-k") as gemini:
+        runner.env.update(AI_API_KEY=API_KEY, OPENAI_BASE_URL=api.base_url)
+        runner.env.update(GEMINI_API_KEY="AIza-k", GOOGLE_GEMINI_BASE_URL=gemini.base_url)
+        update_config(
+            runner.root,
+            input_csv="input.csv",
+            mode="batch",
+            batch={"poll_seconds": 0.02},
+            gemini={"model": "gemini-3-pro-image"},
+        )
+        write_sheet(
+            runner,
+            "image_id,context,description,provider,variants\na,Shop,one,,\ng,Shop,two,gemini,2\nb,Shop,three,,\n",
+        )
+        runner.snakemake()
+        assert api.calls == [] and gemini.calls == []  # nothing at full price
+        assert len(api.batches_created) == 1 and len(api.batch_paid_lines) == 2
+        assert gemini.batch_creates == 1 and len(gemini.batch_lines) == 2
+        assert sidecar(runner.root, "shop/g-2")["cost"]["price"] == "batch"
+        assert sidecar(runner.root, "shop/b")["provider"] == "openai"
+        again = runner.snakemake()
+        assert len(api.batches_created) == 1 and gemini.batch_creates == 1
+        assert "nothing to do" in again.output

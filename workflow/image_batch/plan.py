@@ -405,9 +405,11 @@ def tell(plan, local_images=True, out=sys.stderr):
         print(OFFLINE_BANNER, file=out)
     for warning in plan.warnings:
         print(f"Image.Batch: WARNING: {warning}", file=out)
+    others = sorted(plan.providers - {plan.choices.provider})
+    also = f", rows of the sheet on {', '.join(others)}" if others else ""
     print(
         f"Image.Batch: {len(plan.specs)} images from {plan.sheet} with provider {plan.choices.provider} "
-        f"({plan.choices.provider_note}); "
+        f"({plan.choices.provider_note}{also}); "
         f"sync to {plan.choices.destination.describe()}",
         file=out,
     )
