@@ -325,3 +325,14 @@ def test_batch_mode_with_two_providers_sends_each_to_its_batch_api(runner):
         again = runner.snakemake()
         assert len(api.batches_created) == 1 and gemini.batch_creates == 1
         assert "nothing to do" in again.output
+
+
+def test_a_workbook_may_hold_counts_as_numbers(tmp_path):
+    from tests.test_sheet_formats import write_xlsx
+
+    rows = [("image_id", "context", "description", "variants", "output_compression", "output_format")]
+    rows += [("a", "C", "one", 3, 80.0, "webp")]
+    path = write_xlsx(tmp_path / "book.xlsx", rows, formats={(2, 4): "0.00"})  # shown as 3.00: still 3
+    specs = build_specs(read_sheet(path), settings_for(input_csv=str(path)), "openai", path, environ=ENV)
+    assert [s["image_id"] for s in specs] == ["a", "a-2", "a-3"]
+    assert specs[0]["request"]["output_compression"] == 80

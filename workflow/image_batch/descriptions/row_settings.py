@@ -38,6 +38,7 @@ SETTING_COLUMNS = (
 VARIANTS = "variants"
 COLUMNS = SETTING_COLUMNS + (VARIANTS,)
 MAX_VARIANTS = 100
+NUMBERS = (VARIANTS, "output_compression")  # columns a workbook may hold as numbers (read as the number)
 MAX_ID_CHARS = 128  # as for a row's own image_id (workflow/schemas/images.schema.yaml)
 CANDIDATE = "candidate"  # the request field of candidate k >= 2 (not ``variant``: that is the re-roll string)
 # settings of a section that are not an image's (how to call, not what to ask)

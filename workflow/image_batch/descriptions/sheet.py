@@ -376,6 +376,9 @@ def _read_workbook(path, data, sheet_name):
             if isinstance(value, str):
                 values[column] = _clean(value)
                 continue
+            if column in row_settings.NUMBERS and isinstance(value, numbers.Number) and not isinstance(value, bool):
+                values[column] = _number_text(value)  # a count, a percentage: the number is what was meant
+                continue
             values[column] = ""
             refused.add(column)
             if isinstance(value, numbers.Number) and not isinstance(value, bool):
