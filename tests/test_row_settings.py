@@ -77,6 +77,8 @@ def test_bad_cells_are_sheet_errors_naming_row_and_column(tmp_path):
     assert problems[2].startswith("line 4, column variants: variants 'two' is not a whole number")
     assert problems[3].startswith("line 5, column variants: variants 0 is out of range")
     assert problems[4].startswith("line 6, column variants: variants 101 is out of range")
+    with pytest.raises(SheetError, match="line 2, column output_compression: output_compression is taken only with"):
+        specs_of(tmp_path, "image_id,context,description,output_compression\na,C,one,80\n")
 
 
 def test_variants_are_their_own_requests(tmp_path):
@@ -211,9 +213,12 @@ def test_variants_up_pays_only_the_new_down_reports_removed_and_collisions_refus
     assert all(after[name] == before[name] for name in before)
 
     write_sheet(keyed, "image_id,context,description,variants\nmug,Shop,a mug,2\ncup,Shop,a cup,\n")
-    down = keyed.snakemake()
+    synced = keyed.root / "results/bucket/shop"
+    assert (synced / "mug-4.png").exists()
+    down = keyed.snakemake("--config", "sync={delete_removed: true}")
     assert len(api.paid_calls) == 5
     assert "2 image(s) in results/images no row asks for any more (e.g. shop/mug-3)" in down.output
+    assert sorted(p.name for p in synced.glob("*.png")) == ["cup.png", "mug-2.png", "mug.png"]
 
     write_sheet(keyed, "image_id,context,description,variants\nmug,Shop,a mug,2\nmug-2,Other,a mug again,\n")
     refused = keyed.snakemake(check=False)

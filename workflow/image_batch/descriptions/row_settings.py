@@ -134,6 +134,18 @@ class RowRequests:
         if problems:
             return None, problems
         section.update(values)
+        if section.get("output_compression") is not None and section.get("output_format") not in ("jpeg", "webp"):
+            # as the config is checked (common.settings): the API refuses it otherwise
+            column = "output_compression" if "output_compression" in cells else "output_format"
+            problems.append(
+                (
+                    column,
+                    f"output_compression is taken only with output_format jpeg or webp, not "
+                    f"{section.get('output_format') or 'png (the default)'}; set output_format to jpeg or webp in "
+                    "the row (or the config), or empty output_compression",
+                )
+            )
+            return None, problems
         try:
             return cls.request_params(copy.deepcopy(section), self.environ), []
         except UserError as exc:
