@@ -341,3 +341,19 @@ def test_a_workbook_may_hold_counts_as_numbers(tmp_path):
     specs = build_specs(read_sheet(path), settings_for(input_csv=str(path)), "openai", path, environ=ENV)
     assert [s["image_id"] for s in specs] == ["a", "a-2", "a-3"]
     assert specs[0]["request"]["output_compression"] == 80
+
+
+def test_a_gemini_row_takes_gemini_settings_only(tmp_path):
+    config = {"gemini": {"model": "gemini-3-pro-image"}}
+    specs = specs_of(
+        tmp_path, "image_id,context,description,provider,image_size,aspect_ratio\ng,C,one,gemini,2K,16:9\n", **config
+    )
+    path = tmp_path / "plain.csv"
+    path.write_text("image_id,context,description\ng,C,one\n")
+    settings = settings_for(
+        input_csv=str(path), gemini={"model": "gemini-3-pro-image", "image_size": "2K", "aspect_ratio": "16:9"}
+    )
+    (by_config,) = build_specs(read_sheet(path), settings, "gemini", path, environ=ENV)
+    assert spec_bytes(specs[0]) == spec_bytes(by_config)
+    with pytest.raises(SheetError, match="line 2, column quality: the gemini provider does not take quality"):
+        specs_of(tmp_path, "image_id,context,description,provider,quality\ng,C,one,gemini,high\n", **config)

@@ -74,22 +74,30 @@ class RowRequests:
         self._params = {}  # (provider, cells) -> (params or None, problems as (column, text))
         self.first_row = {}  # (provider, cells) -> the first row that asked for it (checks name it)
         self.rows = {}  # (provider, cells) -> how many rows asked for it
+        self._keys = {}  # a row's cells as read -> its (provider, cells), or "default"
 
     def of(self, row):
         """(provider, params, problems) for ``row``: problems are (column, text)."""
+        key = self._keys.get(row.settings)  # rows share few distinct cells: one look-up for most
+        if key is None:
+            key = self._keys[row.settings] = self._key(row)
+        if key == "default":
+            self.default_used = True
+            return self.default_provider, self.default_params, []
+        if key not in self._params:
+            self._params[key] = self._build(key[0], dict(key[1]))
+            self.first_row[key] = row
+        self.rows[key] = self.rows.get(key, 0) + 1
+        params, problems = self._params[key]
+        return key[0], params, problems
+
+    def _key(self, row):
         cells = dict(row.settings)
         cells.pop(VARIANTS, None)
         provider = (cells.pop("provider", None) or self.default_provider).strip().lower()
         if not cells and provider == self.default_provider and self.default_params is not None:
-            self.default_used = True
-            return provider, self.default_params, []
-        key = (provider, tuple(sorted(cells.items())))
-        if key not in self._params:
-            self._params[key] = self._build(provider, cells)
-            self.first_row[key] = row
-        self.rows[key] = self.rows.get(key, 0) + 1
-        params, problems = self._params[key]
-        return provider, params, problems
+            return "default"
+        return (provider, tuple(sorted(cells.items())))
 
     def _build(self, provider, cells):
         from image_batch.common.settings import _coerce
@@ -170,7 +178,7 @@ def _kinds(sub):
 
 def variants_of(row, default):
     """(N, problem or None) for a row's ``variants`` cell (empty: ``default``)."""
-    text = dict(row.settings).get(VARIANTS, "")
+    text = next((value for column, value in row.settings if column == VARIANTS), "")
     if not text:
         return default, None
     try:
