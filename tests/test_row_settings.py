@@ -138,12 +138,12 @@ def test_per_row_settings_live_and_a_changed_cell_remakes_one_image(keyed, api):
         HEADER
         + "wide,Shop,a wide banner,,1536x1024,,\n"
         + "hero,Shop,a hero shot,,,high,\n"
-        + "mini,Shop,a small tile,gpt-image-1-mini,,low,\n"
+        + "mini,Shop,a small tile,gpt-image-2,,low,\n"
         + "plain,Shop,a plain tile,,,,\n",
     )
     dry = keyed.snakemake("-n")
     assert "4 of 4 image(s) to make" in dry.output
-    assert "1 x gpt-image-1-mini low 1024x1024" in dry.output  # each row priced at its own settings
+    assert "1 x gpt-image-2 low 1024x1024" in dry.output  # each row priced at its own settings
     assert "1 x gpt-image-2.5-sunburst high 1024x1024" in dry.output
     assert "1 x gpt-image-2.5-sunburst medium 1536x1024" in dry.output
     keyed.snakemake()
@@ -151,10 +151,10 @@ def test_per_row_settings_live_and_a_changed_cell_remakes_one_image(keyed, api):
     assert len(api.paid_calls) == 4
     assert (got["a wide banner"]["size"], got["a wide banner"]["quality"]) == ("1536x1024", "medium")
     assert got["a hero shot"]["quality"] == "high" and got["a hero shot"]["model"] == "gpt-image-2.5-sunburst"
-    assert (got["a small tile"]["model"], got["a small tile"]["quality"]) == ("gpt-image-1-mini", "low")
+    assert (got["a small tile"]["model"], got["a small tile"]["quality"]) == ("gpt-image-2", "low")
     assert (got["a plain tile"]["size"], got["a plain tile"]["quality"]) == ("1024x1024", "medium")
     assert sidecar(keyed.root, "shop/wide")["size"] == "1536x1024"
-    assert sidecar(keyed.root, "shop/mini")["model"] == "gpt-image-1-mini"
+    assert sidecar(keyed.root, "shop/mini")["model"] == "gpt-image-2"
     assert sidecar(keyed.root, "shop/hero")["quality"] == "high"
 
     before = mtimes(keyed.root)
@@ -163,7 +163,7 @@ def test_per_row_settings_live_and_a_changed_cell_remakes_one_image(keyed, api):
         HEADER
         + "wide,Shop,a wide banner,,1536x1024,,\n"
         + "hero,Shop,a hero shot,,,medium,\n"  # the only change
-        + "mini,Shop,a small tile,gpt-image-1-mini,,low,\n"
+        + "mini,Shop,a small tile,gpt-image-2,,low,\n"
         + "plain,Shop,a plain tile,,,,\n",
     )
     keyed.snakemake()
@@ -236,16 +236,16 @@ def test_batch_mode_with_two_models_submits_one_file_per_model(runner):
             runner,
             HEADER
             + "a,Shop,one,,,,\n"
-            + "b,Shop,two,gpt-image-1-mini,,low,2\n"
+            + "b,Shop,two,gpt-image-2,,low,2\n"
             + "c,Shop,three,,1536x1024,,\n"
-            + "d,Shop,four,gpt-image-1-mini,,low,\n",
+            + "d,Shop,four,gpt-image-2,,low,\n",
         )
         runner.snakemake()
         assert api.calls == [] and len(api.batches_created) == 2
         lines = api.batch_lines
         assert len(lines) == 5 and len(api.batch_paid_lines) == 5  # each request paid once
         mini = sidecar(runner.root, "shop/b-2")
-        assert mini["model"] == "gpt-image-1-mini" and mini["cost"]["price"] == "batch"
+        assert mini["model"] == "gpt-image-2" and mini["cost"]["price"] == "batch"
         assert sidecar(runner.root, "shop/c")["size"] == "1536x1024"
         again = runner.snakemake()
         assert len(api.batches_created) == 2 and len(api.batch_lines) == 5
@@ -357,3 +357,21 @@ def test_a_gemini_row_takes_gemini_settings_only(tmp_path):
     assert spec_bytes(specs[0]) == spec_bytes(by_config)
     with pytest.raises(SheetError, match="line 2, column quality: the gemini provider does not take quality"):
         specs_of(tmp_path, "image_id,context,description,provider,quality\ng,C,one,gemini,high\n", **config)
+
+
+def test_the_example_sheet_with_per_row_settings_is_valid(monkeypatch):
+    """config/example-advanced.csv: its rows' settings are all taken by their models."""
+    from image_batch.common.settings import Choices, Destination
+    from image_batch.descriptions import row_settings
+    from image_batch.plan import check_models
+    from tests.conftest import REPO
+
+    path = REPO / "config" / "example-advanced.csv"
+    settings = settings_for(input_csv=str(path))
+    rows = read_sheet(path)
+    requests = row_settings.RowRequests(settings, "openai", ENV)
+    specs = build_specs(rows, settings, "openai", path, environ=ENV, row_requests=requests)
+    assert len(specs) == len(rows) + 2  # hero-01's two more candidates
+    assert {s["request"]["provider"] for s in specs} == {"openai", "gemini"}
+    choices = Choices("openai", "test", Destination("local", "results/bucket", ""))
+    assert check_models(settings, choices, specs, requests, path) == ([], [])
