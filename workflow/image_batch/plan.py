@@ -21,6 +21,7 @@ from image_batch.common.settings import Choices, Settings, load_dotenv_file, res
 from image_batch.costs.catalog import load_catalog
 from image_batch.costs.estimate import describe as describe_estimate
 from image_batch.costs.estimate import estimate
+from image_batch.descriptions import row_settings
 from image_batch.descriptions.sheet import read_configured_sheet
 from image_batch.descriptions.specs import IMAGES, build_specs, image_made, plan_requests
 from image_batch.images import failures
@@ -65,15 +66,27 @@ class Plan:
     keyless_estimate: dict | None = None  # no key: what the images would cost with one
     requests: object = None  # descriptions.specs.Requests: each image's request file
     chunk_files: object = None  # addressed.Files: the sync chunks' member lists
+    keys_missing: list = field(default_factory=list)  # rows on a provider whose key is not set: a real run stops
 
     @property
     def provider(self):
-        """The class of the provider that makes this plan's images."""
+        """The class of the provider that makes this plan's images (the run's: rows may name others,
+        see :attr:`providers`)."""
         return provider_class(self.choices.provider)
 
     @property
+    def providers(self):
+        """The names of the providers this plan's rows use (per-row settings may mix them)."""
+        return self._providers or {self.choices.provider}
+
+    @property
     def paid(self):
-        return self.provider.paid
+        return any(provider_class(name).paid for name in self.providers)
+
+    @property
+    def batch_capable(self):
+        """Whether some paid provider of this plan has a Batch API."""
+        return any(provider_class(name).paid and provider_class(name).batch for name in self.providers)
 
     @property
     def destination_record(self):
@@ -138,24 +151,77 @@ class Plan:
 
     def __post_init__(self):
         self._by_image = {(s["folder"], s["image_id"]): s for s in self.specs}
+        self._providers = {s["request"]["provider"] for s in self.specs}
 
     def failure_summary(self):
         return failures.summary(self.images, self.places, self.sheet)
 
 
-def check_models(settings, choices, specs):
-    """(problems, warnings): a model that shut down or a setting it does not take; notes."""
-    if not specs or not provider_class(choices.provider).paid:
+def check_models(settings, choices, specs, row_requests=None, sheet=None):
+    """(problems, warnings): a model that shut down or a setting it does not take; notes. With
+    ``row_requests`` (row_settings.RowRequests, as build_specs used it): each distinct row setting
+    is checked once, and a problem with a setting made in a cell names the sheet, row and column."""
+    if not specs:
+        return [], []
+    checks = []  # (provider, request without the prompt, where, prefix)
+    if (row_requests is None or row_requests.default_used) and provider_class(choices.provider).paid:
+        request = {k: v for k, v in specs[0]["request"].items() if k != "prompt"}
+        if row_requests is not None:
+            request = {"provider": choices.provider, **row_requests.default_params}
+        checks.append((request, lambda setting: settings.origin(choices.provider, setting), ""))
+    for provider, cells, row, params, count in row_requests.combinations() if row_requests is not None else ():
+        if provider_class(provider).paid:
+            request = {"provider": provider, **params}
+            where = row_settings.where(settings, provider, cells)
+            more = f" (also {count - 1} more row(s) with these settings)" if count > 1 else ""
+            checks.append((request, where, (f"{sheet} {row.place}", set(cells) | {"provider"}, more)))
+    if not checks:
         return [], []
     catalog = load_catalog(settings.catalog_path)
-    request = {k: v for k, v in specs[0]["request"].items() if k != "prompt"}
-    problems, warnings = catalog.check(request, where=lambda setting: settings.origin(choices.provider, setting))
+    problems, warnings = [], []
+    for request, where, prefix in checks:
+        found, notes = catalog.check(request, where=where)
+        if prefix:
+            found = [_in_cell(problem, *prefix) for problem in found]
+        problems += [p for p in found if p not in problems]
+        warnings += [w for w in notes if w not in warnings]
     if settings.legacy_prices:
         warnings.append(
             "config: the `prices` section is no longer used: prices come from the model catalogue "
             f"({catalog.path}); remove the section to silence this"
         )
     return problems, warnings
+
+
+def _in_cell(problem, place, cells, more=""):
+    """A catalogue problem of a per-row combination, led by the sheet, row and column when the
+    setting it names (``openai.quality ...``) was made in a cell."""
+    head = problem.split(" ", 1)[0]
+    setting = head.rsplit(".", 1)[-1]
+    if "." in head and setting in cells:
+        return f"{place}, column {setting}: {problem}{more}"
+    return f"{place}: {problem}{more}"
+
+
+def row_keys_missing(specs, choices, environ=None):
+    """Notes for rows on a paid provider other than the run's whose API key is not set (a real run
+    stops on them before any call), one per provider."""
+    from image_batch.common.settings import api_key, gemini_api_key
+
+    keys = {"openai": (api_key, "AI_API_KEY"), "gemini": (gemini_api_key, "GEMINI_API_KEY (or GOOGLE_API_KEY)")}
+    notes, seen = [], {choices.provider}
+    for spec in specs:
+        name = spec["request"]["provider"]
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in keys and not keys[name][0](environ):
+            notes.append(
+                f"row {spec.get('row') or spec['image_id']!r} (and any other on provider {name}) asks for provider "
+                f"{name}, but {keys[name][1]} is not set: set it (environment or .env), or empty its provider cell; "
+                "a real run stops before any image"
+            )
+    return notes
 
 
 def make_plan(settings, local_images=True, announce=True, only_made=False, guard_paid=True):
@@ -168,20 +234,24 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     choices = resolve(settings)
     sheet = settings.input_csv
     rows = read_configured_sheet(settings)
-    specs = build_specs(rows, settings, choices.provider, sheet)
-    problems, warnings = check_models(settings, choices, specs)
+    row_requests = row_settings.RowRequests(settings, choices.provider)
+    specs = build_specs(rows, settings, choices.provider, sheet, row_requests=row_requests)
+    problems, warnings = check_models(settings, choices, specs, row_requests, sheet)
+    keys_missing = row_keys_missing(specs, choices)
+    used = {s["request"]["provider"] for s in specs}  # the providers of the rows
     keyless_specs = None
     if choices.keyless_paid:
         # No key, so placeholders: but the settings a key would use are checked and priced now
         # (the person deciding whether to buy a key is the one who most needs the estimate).
-        keyless_specs = build_specs(rows, settings, choices.keyless_paid, sheet)
+        keyless_rows = row_settings.RowRequests(settings, choices.keyless_paid)
+        keyless_specs = build_specs(rows, settings, choices.keyless_paid, sheet, row_requests=keyless_rows)
         keyed = dataclasses.replace(choices, provider=choices.keyless_paid)
-        refused, notes = check_models(settings, keyed, keyless_specs)
+        refused, notes = check_models(settings, keyed, keyless_specs, keyless_rows, sheet)
         note = "(no API key is set, so this run makes placeholders; with a key it would stop)"
         warnings += [f"{problem} {note}" for problem in refused]
         warnings += notes
     destination_note = preflight.check_planned(choices.destination)
-    if announce and specs and provider_class(choices.provider).paid:
+    if announce and any(provider_class(name).paid for name in used):
         # before the store is read (look-ups, the estimate): a store that cannot be used is one line
         open_store(settings).preflight()
     if settings.mode == "batch" and not local_images:
@@ -190,7 +260,7 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
             "mode: batch is not supported with a default storage provider yet: run batch mode on "
             "one machine (or a shared filesystem), or use mode: live"
         )
-    if settings.mode == "batch" and not provider_class(choices.provider).batch:
+    if settings.mode == "batch" and not any(provider_class(name).batch for name in used):
         warnings.append(f"mode: batch has no effect with the {choices.provider} provider: images are made one by one")
     plan = Plan(
         settings,
@@ -198,12 +268,13 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
         specs,
         [(s["folder"], s["image_id"]) for s in specs],
         {},
-        {row.image_id: row.place for row in rows},
+        _places(rows, specs),
         str(sheet),
         warnings=warnings,
-        dry_notes=[note for note in (destination_note, choices.missing_key) if note],
+        dry_notes=[note for note in (destination_note, choices.missing_key, *keys_missing) if note],
     )
-    plan.endpoint = specs[0]["request"].get("base_url") if specs else None
+    plan.keys_missing = keys_missing
+    plan.endpoint = _endpoint(specs, choices.provider)
     protect_paid = settings.provider == "auto" and choices.provider == "offline"
     plan.requests = plan_requests(specs, local=local_images, protect_paid=protect_paid and guard_paid)
     plan.rewritten = plan.requests.new
@@ -220,7 +291,7 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
         # the response store serves whole, asks nothing of the model and goes on (with the warning).
         store = open_store(settings)
         to_pay = [s for s in specs if (s["folder"], s["image_id"]) in plan.to_make]
-        to_pay = [s for s in to_pay if not store.has_answer(s["request"], plan.endpoint)]
+        to_pay = [s for s in to_pay if not store.has_answer(s["request"], s["request"].get("base_url"))]
         if to_pay and not only_made:
             lines = [f"the settings cannot be used for the {len(to_pay)} image(s) to pay for (nothing was called):"]
             raise UserError("\n".join(lines + [f"  {p}" for p in problems]))
@@ -247,6 +318,23 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     if announce:
         tell(plan, local_images)
     return plan
+
+
+def _places(rows, specs):
+    """image_id -> where its row is; a row's variants (``x-2``...) are where the row is."""
+    places = {row.image_id: row.place for row in rows}
+    for spec in specs:
+        if "row" in spec:
+            places[spec["image_id"]] = places.get(spec["row"], "?")
+    return places
+
+
+def _endpoint(specs, provider):
+    """Where the run's provider's requests go (the first row on it; else the first row's)."""
+    for spec in specs:
+        if spec["request"]["provider"] == provider:
+            return spec["request"].get("base_url")
+    return specs[0]["request"].get("base_url") if specs else None
 
 
 PER_IMAGE_FOLDERS = ("images", "specs", "logs/images", "logs/failures", "bucket")  # thousands of files each
@@ -287,14 +375,12 @@ def _estimate(plan, specs=None, provider=None, to_make=None):
     """The estimate of the plan's images; with ``specs`` and ``provider``: of those requests (what
     the images would cost with the key that is not set)."""
     specs = plan.specs if specs is None else specs
-    provider = provider_class(provider) if provider else plan.provider
-    paid = provider.paid
-    endpoint = specs[0]["request"].get("base_url") if specs else None
+    paid = provider_class(provider).paid if provider else plan.paid
     catalog = load_catalog(plan.settings.catalog_path) if paid else None
     store = open_store(plan.settings) if paid else None
     means = store.usage_means() if paid else {}
     in_batch = None
-    if paid and provider.batch:
+    if paid and (provider_class(provider).batch if provider else plan.batch_capable):
         from image_batch.images.batch import waiting_batches
         from image_batch.images.gemini_batch import waiting as gemini_waiting
         from image_batch.images.store import request_key
@@ -306,7 +392,7 @@ def _estimate(plan, specs=None, provider=None, to_make=None):
         specs,
         catalog,
         lambda s: (s["folder"], s["image_id"]) in (plan.to_make if to_make is None else to_make),
-        (lambda r: store.has_answer(r, endpoint)) if paid else (lambda r: False),
+        (lambda r: store.has_answer(r, r.get("base_url"))) if paid else (lambda r: False),
         means,
         paid,
         in_batch,
@@ -315,13 +401,15 @@ def _estimate(plan, specs=None, provider=None, to_make=None):
 
 def tell(plan, local_images=True, out=sys.stderr):
     """What the plan is, for the person running it: one line each."""
-    if plan.choices.provider == "offline":
+    if plan.choices.provider == "offline" and "offline" in plan.providers:
         print(OFFLINE_BANNER, file=out)
     for warning in plan.warnings:
         print(f"Image.Batch: WARNING: {warning}", file=out)
+    others = sorted(plan.providers - {plan.choices.provider})
+    also = f", rows of the sheet on {', '.join(others)}" if others else ""
     print(
         f"Image.Batch: {len(plan.specs)} images from {plan.sheet} with provider {plan.choices.provider} "
-        f"({plan.choices.provider_note}); "
+        f"({plan.choices.provider_note}{also}); "
         f"sync to {plan.choices.destination.describe()}",
         file=out,
     )

@@ -101,6 +101,7 @@ class Settings:
     sections: dict = field(repr=False)  # per-provider sections, as written: {"openai": {...}}
     command_line: dict = field(default_factory=dict, repr=False)  # what --config gave
     config_file: str = CONFIG_FILE
+    variants: int = 1  # images per row unless its variants cell says (descriptions.row_settings)
 
     def origin(self, *path):
         """Where the setting at ``path`` came from: "given on the command line" (--config, or
@@ -351,6 +352,7 @@ def load_settings(config, command_line=None, config_file=CONFIG_FILE):
         sections=_frozen({name: c.get(name) or {} for name in known}),
         command_line=_frozen(command_line),
         config_file=config_file,
+        variants=int(c["variants"]),
     )
 
 

@@ -48,6 +48,7 @@ through a number format is refused.
 """
 
 import csv
+import dataclasses
 import datetime
 import io
 import numbers
@@ -64,10 +65,11 @@ import yaml
 
 from image_batch.common.errors import SheetError
 from image_batch.common.slug import context_folder
+from image_batch.descriptions import row_settings
 
 COLUMNS = ("image_id", "context", "description")
 OPTIONAL_COLUMNS = ("variant",)  # per-row: any new value asks for a fresh image of that row
-KNOWN_COLUMNS = COLUMNS + OPTIONAL_COLUMNS
+KNOWN_COLUMNS = COLUMNS + OPTIONAL_COLUMNS + row_settings.COLUMNS  # per-row settings, variants: see row_settings
 MAX_FOLDER_CHARS = 100
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "images.schema.yaml"
 
@@ -94,6 +96,7 @@ class Row:
     variant: str = ""
     # how messages name the record: "line 7", or "sheet 'Images', row 7"; not part of the row's value
     place: str = field(default="", compare=False)
+    settings: tuple = ()  # ((column, cell), ...) of the row's non-empty per-row settings (row_settings)
 
     def __post_init__(self):
         if not self.place:
@@ -373,6 +376,9 @@ def _read_workbook(path, data, sheet_name):
             if isinstance(value, str):
                 values[column] = _clean(value)
                 continue
+            if column in row_settings.NUMBERS and isinstance(value, numbers.Number) and not isinstance(value, bool):
+                values[column] = _number_text(value)  # a count, a percentage: the number is what was meant
+                continue
             values[column] = ""
             refused.add(column)
             if isinstance(value, numbers.Number) and not isinstance(value, bool):
@@ -650,7 +656,7 @@ def _validate(path, table, max_description_chars):
         values.setdefault("variant", "")
         bad_columns = set(refused)
         for column in KNOWN_COLUMNS:
-            if column not in bad_columns and "\x00" in values[column]:
+            if column not in bad_columns and "\x00" in values.get(column, ""):
                 problems.append(f"{place}, column {table.names.get(column, column)}: contains a NUL byte")
                 bad_columns.add(column)
         try:
@@ -683,7 +689,10 @@ def _validate(path, table, max_description_chars):
                 "name (it needs at least one letter or digit that maps to ASCII)"
             )
             bad_columns.add("context")
+        own = tuple((c, values[c]) for c in row_settings.COLUMNS if values.get(c) and c not in bad_columns)
         row = Row(line, values["image_id"], values["context"], folder, values["description"], values["variant"], place)
+        if own:
+            row = dataclasses.replace(row, settings=own)
         rows.append((bad_columns, row))
 
     problems += _cross_row_problems(rows, table)

@@ -19,6 +19,7 @@ from pathlib import Path
 from image_batch.common import addressed
 from image_batch.common.errors import SheetError, UserError
 from image_batch.common.fileio import atomic_write_bytes, canonical_json, write_if_changed
+from image_batch.descriptions import row_settings
 from image_batch.providers import provider_class
 
 SPEC_ROOT = Path("results/specs")
@@ -62,12 +63,17 @@ def build_prompt(row, settings):
         ) from None
 
 
-def build_specs(rows, settings, provider_name, sheet_path, environ=None):
-    """Spec dicts for every row, in sheet order.  Checks the final prompt's length."""
+def build_specs(rows, settings, provider_name, sheet_path, environ=None, row_requests=None):
+    """Spec dicts for every row, in sheet order (a row's variants after it).  Checks the final
+    prompt's length, the per-row settings and the variants (descriptions.row_settings).
+    ``row_requests``: a row_settings.RowRequests to use (its combinations are checked afterwards)."""
     params = provider_class(provider_name).request_params(settings.section(provider_name), environ)
+    per_row = row_requests or row_settings.RowRequests(settings, provider_name, environ)
+    per_row.default_params = params
     limit = settings.max_prompt_chars
     global_variant = settings.variant
-    specs, problems = [], []
+    default_variants = settings.variants
+    specs, problems, counts = [], [], {}
     for row in rows:
         prompt = build_prompt(row, settings)
         if limit and len(prompt) > limit:
@@ -75,11 +81,36 @@ def build_specs(rows, settings, provider_name, sheet_path, environ=None):
                 f"{row.place}, column description: the prompt made from it is {len(prompt)} "
                 f"characters long; the model allows at most {limit}"
             )
-        request = {"provider": provider_name, **params, "prompt": prompt}
+        name, row_params, count = provider_name, params, default_variants
+        if row.settings:
+            name, row_params, bad = per_row.of(row)
+            problems += [f"{row.place}, column {column}: {text}" for column, text in bad]
+            count, bad_count = row_settings.variants_of(row, default_variants)
+            if bad_count:
+                problems.append(f"{row.place}, column {row_settings.VARIANTS}: {bad_count}")
+            if row_params is None:
+                continue
+        else:
+            per_row.default_used = True
+        request = {"provider": name, **row_params, "prompt": prompt}
         variant = "/".join(v for v in (global_variant, row.variant) if v)
         if variant:
             request["variant"] = variant
         specs.append({"image_id": row.image_id, "context": row.context, "folder": row.folder, "request": request})
+        if count > 1:
+            counts[row.image_id] = count
+            for k in range(2, count + 1):
+                specs.append(
+                    {
+                        "image_id": row_settings.variant_id(row.image_id, k),
+                        "context": row.context,
+                        "folder": row.folder,
+                        "request": {**request, row_settings.CANDIDATE: k},
+                        "row": row.image_id,
+                    }
+                )
+    if counts:
+        problems += row_settings.collisions(rows, counts)
     if problems:
         raise SheetError(sheet_path, problems)
     return specs

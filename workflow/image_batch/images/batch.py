@@ -121,9 +121,12 @@ def pending(specs, store, exclude=()):
 
 
 def input_files(requests, provider, max_lines, max_bytes):
-    """JSONL input files (bytes, keys) for ``requests``, split at the API's per-file limits."""
-    files, buffer, keys, size = [], io.BytesIO(), [], 0
-    for key, request in requests.items():
+    """JSONL input files (bytes, keys) for ``requests``, split at the API's per-file limits, and
+    one model (and endpoint) per file: the Batch API takes one model per input file (rows with
+    their own model make several files; the order within one model is kept)."""
+    files, buffer, keys, size, model = [], io.BytesIO(), [], 0, None
+    ordered = sorted(requests.items(), key=lambda item: (item[1].get("base_url") or "", item[1].get("model") or ""))
+    for key, request in ordered:
         line = (
             json.dumps(
                 {
@@ -136,9 +139,11 @@ def input_files(requests, provider, max_lines, max_bytes):
             ).encode("utf-8")
             + b"\n"
         )
-        if keys and (len(keys) >= max_lines or size + len(line) > max_bytes):
+        this = (request.get("base_url"), request.get("model"))
+        if keys and (this != model or len(keys) >= max_lines or size + len(line) > max_bytes):
             files.append((buffer.getvalue(), keys))
             buffer, keys, size = io.BytesIO(), [], 0
+        model = this
         buffer.write(line)
         keys.append(key)
         size += len(line)
@@ -513,6 +518,41 @@ def waiting_batches(store, strict=True):
     return [e for e in state.batches if not e.get("collected") and e.get("status") != "not-created"]
 
 
+def _run_group(name, wanted, settings, log, mode):
+    """The batches of one provider's requests (``wanted``: their specs): submitted, waited for and
+    collected (batch mode), or the recorded ones settled (live mode)."""
+    try:
+        # (Ctrl-C / SIGTERM while waiting: image_batch.run.interrupt says one line, exits 130 / 143)
+        if name == "gemini":
+            from image_batch.images.gemini_batch import GeminiBatchRunner
+
+            runner = GeminiBatchRunner(settings, log)
+            return runner.run(wanted, live=mode != "batch", abandon=settings.batch.abandon)
+        runner = BatchRunner(settings, log)
+        if mode == "batch":
+            return runner.run(wanted)
+        return runner.settle(wanted, abandon=settings.batch.abandon)
+    except UserError:
+        raise
+    except KeyboardInterrupt:  # where Snakemake's own Ctrl-C handling applies (job processes)
+        message = (
+            f"stopped while waiting for batches; they are recorded in {open_store(settings).state_dir}"
+            "/batches/: the next run (batch or live mode) collects them, or waits for them, and "
+            "submits nothing twice"
+        )
+        log(message)
+        raise UserError(message) from None
+    except Exception as exc:
+        fault = get_provider(name, settings).classify(exc)
+        if fault is None:
+            raise
+        raise UserError(
+            f"batch mode stopped: {redact(fault.reason)}. Batches already submitted are "
+            f"recorded in {open_store(settings).state_dir}/batches/state.json; run again to go on "
+            "(nothing is submitted twice)."
+        ) from None
+
+
 def run_before_jobs(to_make, settings, log_file=LOG, mode=None):
     """When a real run starts (before its first job). Batch mode: submit the requests of the image
     jobs of this run (``to_make``: their specs) that have no stored answer, wait for the batches,
@@ -522,50 +562,30 @@ def run_before_jobs(to_make, settings, log_file=LOG, mode=None):
     has its own runner (images/gemini_batch.py), used in batch mode."""
     mode = mode or settings.mode
     wanted = [s for s in to_make if s["request"]["provider"] in ("openai", "gemini")]
-    gemini = bool(wanted) and wanted[0]["request"]["provider"] == "gemini"
-    if gemini and mode != "batch":
-        from image_batch.images.gemini_batch import waiting as gemini_waiting
+    # per-row settings may mix providers: each goes to its own Batch API (an empty group is skipped)
+    groups = {name: [s for s in wanted if s["request"]["provider"] == name] for name in ("openai", "gemini")}
+    groups = {name: specs for name, specs in groups.items() if specs}
+    if mode != "batch":
+        store = open_store(settings)
+        if "gemini" in groups:
+            from image_batch.images.gemini_batch import waiting as gemini_waiting
 
-        if not gemini_waiting(open_store(settings)):
-            return None  # live mode, and no Gemini batch was left running: nothing to do
-    if not gemini and mode != "batch" and not (wanted and waiting_batches(open_store(settings))):
-        return None  # live mode, and no batch was left running: nothing to do
+            if not gemini_waiting(store):
+                del groups["gemini"]  # live mode, and no Gemini batch was left running
+        if "openai" in groups and not waiting_batches(store):
+            del groups["openai"]  # live mode, and no batch was left running
+        if not groups:
+            return None  # nothing to do
     with JobLog(log_file, echo=True) as log:
-        if wanted:
-            try:
-                # (Ctrl-C / SIGTERM while waiting: image_batch.run.interrupt says one line, exits 130 / 143)
-                if gemini:
-                    from image_batch.images.gemini_batch import GeminiBatchRunner
-
-                    runner = GeminiBatchRunner(settings, log)
-                    result = runner.run(wanted, live=mode != "batch", abandon=settings.batch.abandon)
-                else:
-                    runner = BatchRunner(settings, log)
-                    if mode == "batch":
-                        result = runner.run(wanted)
-                    else:
-                        result = runner.settle(wanted, abandon=settings.batch.abandon)
-            except UserError:
-                raise
-            except KeyboardInterrupt:  # where Snakemake's own Ctrl-C handling applies (job processes)
-                message = (
-                    f"stopped while waiting for batches; they are recorded in {open_store(settings).state_dir}"
-                    "/batches/: the next run (batch or live mode) collects them, or waits for them, and "
-                    "submits nothing twice"
-                )
-                log(message)
-                raise UserError(message) from None
-            except Exception as exc:
-                fault = get_provider(wanted[0]["request"]["provider"], settings).classify(exc)
-                if fault is None:
-                    raise
-                raise UserError(
-                    f"batch mode stopped: {redact(fault.reason)}. Batches already submitted are "
-                    f"recorded in {open_store(settings).state_dir}/batches/state.json; run again to go on "
-                    "(nothing is submitted twice)."
-                ) from None
-        else:
-            result = BatchRunner._result()
+        result = BatchRunner._result()
+        for name, specs in groups.items():
+            part = _run_group(name, specs, settings, log, mode)
+            result["batches"] += part["batches"]
+            result["stored"] += part["stored"]
+            result["rounds"] = max(result["rounds"], part["rounds"])
+            result["failed"].update(part["failed"])
+            result["request_ids"] += part["request_ids"]
+            result.setdefault("bought", []).extend(part.get("bought", []))
         by_key = {request_key(s["request"]): s for s in wanted}
         failed = {}
         for key, reason in result["failed"].items():

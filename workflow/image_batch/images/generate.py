@@ -296,6 +296,9 @@ def sidecar_for(spec, outcome, catalog):
         sidecar["endpoint"] = request["base_url"]
     if request.get("variant"):
         sidecar["variant"] = request["variant"]
+    if spec.get("row"):  # a variant of a row (descriptions.row_settings): which row, which candidate
+        sidecar["row"] = spec["row"]
+        sidecar["candidate"] = request.get("candidate")
     if catalog is None:
         # the offline generator: a placeholder, made here, that cost nothing
         sidecar["cost"] = {"usd": 0.0, "price": "none", "basis": "offline placeholder"}

@@ -83,6 +83,8 @@ def start(workflow, plan, out=sys.stderr):
     _attempted.append(True)
     if plan.choices.missing_key:
         raise UserError(plan.choices.missing_key.replace("a real run stops before any image", "nothing was made"))
+    for note in plan.keys_missing:  # rows on another provider whose key is not set
+        raise UserError(note.replace("a real run stops before any image", "nothing was made"))
     lock.acquire()
     preflight(plan)
     # No other real run is alive here, but a dry run or a report may be: only dead writers' temp
@@ -114,7 +116,7 @@ def start(workflow, plan, out=sys.stderr):
         note = open_store(plan.settings).adopt(plan.endpoint)
         if note:
             print(f"Image.Batch: {note}", file=out)
-    if plan.paid and plan.provider.batch and run.to_make:
+    if plan.paid and plan.batch_capable and run.to_make:
         # batch mode submits and waits; every run (live too) first collects, or waits for, the
         # batches recorded earlier that cover what it is about to pay for: never paid twice
         from image_batch.images.batch import run_before_jobs
