@@ -375,3 +375,20 @@ def test_the_example_sheet_with_per_row_settings_is_valid(monkeypatch):
     assert {s["request"]["provider"] for s in specs} == {"openai", "gemini"}
     choices = Choices("openai", "test", Destination("local", "results/bucket", ""))
     assert check_models(settings, choices, specs, requests, path) == ([], [])
+
+
+def test_with_no_key_at_all_a_row_on_another_provider_is_a_placeholder_too(runner):
+    """No key at all (provider auto: placeholders): a row asking for gemini or openai is made as a
+    placeholder like the others, not a stop (the keyless try of the advanced example); the estimate
+    still prices it at its own provider."""
+    (runner.root / "input.csv").write_text(
+        "image_id,context,description,provider,aspect_ratio,size\n"
+        "a,Shop,a red mug,,,1536x1024\nb,Shop,a tall poster,gemini,9:16,\n"
+    )
+    result = runner.main("input.csv")
+    assert result.returncode == 0, result.output[-3000:]
+    assert "OFFLINE MODE" in result.output and "asks for provider gemini" not in result.output
+    for image_id in ("a", "b"):
+        sidecar = json.loads((runner.root / f"results/images/shop/{image_id}.json").read_text())
+        assert sidecar["provider"] == "offline"
+    assert "gemini-nano-banana" in result.output  # the keyless estimate prices the gemini row

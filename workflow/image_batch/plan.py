@@ -234,7 +234,7 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     choices = resolve(settings)
     sheet = settings.input_csv
     rows = read_configured_sheet(settings)
-    row_requests = row_settings.RowRequests(settings, choices.provider)
+    row_requests = row_settings.RowRequests(settings, choices.provider, placeholders=bool(choices.keyless_paid))
     specs = build_specs(rows, settings, choices.provider, sheet, row_requests=row_requests)
     problems, warnings = check_models(settings, choices, specs, row_requests, sheet)
     keys_missing = row_keys_missing(specs, choices)

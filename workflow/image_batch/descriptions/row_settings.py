@@ -61,13 +61,25 @@ def takes(provider):
     return {name for name in _section_schema(provider) if name not in _NOT_ROW_SETTINGS}
 
 
+def _paid(provider):
+    from image_batch.providers import provider_class
+
+    try:
+        return provider_class(provider).paid
+    except UserError:
+        return False  # refused with its row and column when the row's request is built
+
+
 class RowRequests:
     """The request fields of each row, from the config and the row's cells; built once per
     distinct (provider, cells) combination."""
 
-    def __init__(self, settings, default_provider, environ=None):
+    def __init__(self, settings, default_provider, environ=None, placeholders=False):
         self.settings = settings
         self.default_provider = default_provider
+        # no API key at all (provider auto, so placeholders): a row's paid provider makes a
+        # placeholder too, like every other row (the keyless estimate prices it at its own provider)
+        self.placeholders = placeholders
         self.environ = environ
         self.default_params = None  # the request fields of a row without cells (set by build_specs)
         self.default_used = False  # whether some row has no cells (its request is the config's)
@@ -95,6 +107,8 @@ class RowRequests:
         cells = dict(row.settings)
         cells.pop(VARIANTS, None)
         provider = (cells.pop("provider", None) or self.default_provider).strip().lower()
+        if self.placeholders and provider != self.default_provider and _paid(provider):
+            provider = self.default_provider
         if not cells and provider == self.default_provider and self.default_params is not None:
             return "default"
         return (provider, tuple(sorted(cells.items())))
