@@ -21,6 +21,7 @@ from image_batch.common.settings import Choices, Settings, load_dotenv_file, res
 from image_batch.costs.catalog import load_catalog
 from image_batch.costs.estimate import describe as describe_estimate
 from image_batch.costs.estimate import estimate
+from image_batch.descriptions import references
 from image_batch.descriptions.sheet import read_configured_sheet
 from image_batch.descriptions.specs import IMAGES, build_specs, image_made, plan_requests
 from image_batch.images import failures
@@ -127,6 +128,11 @@ class Plan:
         path = self.requests.paths.get((folder, image_id))
         return path or f"results/specs/{folder}/{image_id}.not-in-the-sheet"
 
+    def references_of(self, folder, image_id):
+        """The image job's picture inputs (descriptions.references; O(1): one look-up per job)."""
+        spec = self._by_image.get((folder, image_id))
+        return references.input_files(spec, self.sheet) if spec and spec.get("references") else []
+
     @property
     def due(self):
         """The plan files to write (new or changed): targets, so that their consumers run after
@@ -170,6 +176,7 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     rows = read_configured_sheet(settings)
     specs = build_specs(rows, settings, choices.provider, sheet)
     problems, warnings = check_models(settings, choices, specs)
+    warnings += references.notes(specs, choices.provider, settings.mode)
     keyless_specs = None
     if choices.keyless_paid:
         # No key, so placeholders: but the settings a key would use are checked and priced now

@@ -48,6 +48,7 @@ through a number format is refused.
 """
 
 import csv
+import dataclasses
 import datetime
 import io
 import numbers
@@ -66,7 +67,9 @@ from image_batch.common.errors import SheetError
 from image_batch.common.slug import context_folder
 
 COLUMNS = ("image_id", "context", "description")
-OPTIONAL_COLUMNS = ("variant",)  # per-row: any new value asks for a fresh image of that row
+# per-row: variant (any new value asks for a fresh image of that row); reference and mask (pictures
+# to edit, see descriptions.references)
+OPTIONAL_COLUMNS = ("variant", "reference", "mask")
 KNOWN_COLUMNS = COLUMNS + OPTIONAL_COLUMNS
 MAX_FOLDER_CHARS = 100
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "images.schema.yaml"
@@ -94,6 +97,8 @@ class Row:
     variant: str = ""
     # how messages name the record: "line 7", or "sheet 'Images', row 7"; not part of the row's value
     place: str = field(default="", compare=False)
+    reference: str = ""  # pictures to start from (descriptions.references)
+    mask: str = ""
 
     def __post_init__(self):
         if not self.place:
@@ -647,7 +652,8 @@ def _validate(path, table, max_description_chars):
     folders = {}  # context -> folder: a sheet has few contexts and many rows
     for line, values, refused in table.records:
         place = table.place(line)
-        values.setdefault("variant", "")
+        for column in OPTIONAL_COLUMNS:
+            values.setdefault(column, "")
         bad_columns = set(refused)
         for column in KNOWN_COLUMNS:
             if column not in bad_columns and "\x00" in values[column]:
@@ -684,6 +690,8 @@ def _validate(path, table, max_description_chars):
             )
             bad_columns.add("context")
         row = Row(line, values["image_id"], values["context"], folder, values["description"], values["variant"], place)
+        if values["reference"] or values["mask"]:
+            row = dataclasses.replace(row, reference=values["reference"], mask=values["mask"])
         rows.append((bad_columns, row))
 
     problems += _cross_row_problems(rows, table)

@@ -19,6 +19,7 @@ from pathlib import Path
 from image_batch.common import addressed
 from image_batch.common.errors import SheetError, UserError
 from image_batch.common.fileio import atomic_write_bytes, canonical_json, write_if_changed
+from image_batch.descriptions import references
 from image_batch.providers import provider_class
 
 SPEC_ROOT = Path("results/specs")
@@ -79,7 +80,10 @@ def build_specs(rows, settings, provider_name, sheet_path, environ=None):
         variant = "/".join(v for v in (global_variant, row.variant) if v)
         if variant:
             request["variant"] = variant
-        specs.append({"image_id": row.image_id, "context": row.context, "folder": row.folder, "request": request})
+        spec = {"image_id": row.image_id, "context": row.context, "folder": row.folder, "request": request}
+        if row.reference or row.mask:  # pictures to edit: their hashes join the request
+            references.attach(row, spec, provider_name, references.sheet_folder(sheet_path), problems)
+        specs.append(spec)
     if problems:
         raise SheetError(sheet_path, problems)
     return specs

@@ -1,0 +1,244 @@
+"""Reference pictures and masks (sheet columns ``reference`` and ``mask``): edit requests, end to end
+through `snakemake` against the stand-ins, and the checks made while planning."""
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import API_KEY, FAST_RETRY, update_config
+
+
+def picture(path, size=(32, 24), color=(200, 30, 30), fmt="PNG", mode="RGB"):
+    """A small real picture at ``path`` (its bytes returned)."""
+    out = io.BytesIO()
+    Image.new(mode, size, color if mode != "RGBA" else (*color, 0)).save(out, format=fmt)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(out.getvalue())
+    return out.getvalue()
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+HEADER = "image_id,context,description,reference,mask\r\n"
+
+
+def write_sheet(root, rows, name="sheets/input.csv"):
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(HEADER + "".join(",".join(row) + "\r\n" for row in rows), newline="")
+    return name
+
+
+@pytest.fixture
+def edits(keyed):
+    """A project whose sheet (in sheets/, with its pictures beside it) has edit rows and plain rows."""
+    root = keyed.root
+    update_config(root, retry=FAST_RETRY)
+    keyed.pictures = {
+        "mug": picture(root / "sheets/pics/mug.png", color=(250, 250, 250)),
+        "logo": picture(root / "sheets/pics/logo.jpg", fmt="JPEG", color=(10, 10, 200)),
+        "mask": picture(root / "sheets/pics/mask.png", mode="RGBA"),
+    }
+    keyed.sheet = write_sheet(
+        root,
+        [
+            ("edit", "Shop", "the mug on a beach", "pics/mug.png;pics/logo.jpg", "pics/mask.png"),
+            ("logo2", "Shop", "the logo on a flag", "pics/logo.jpg", ""),
+            ("plain", "Shop", "a plain red mug", "", ""),
+        ],
+    )
+    return keyed
+
+
+def edit_calls(api):
+    return [call for call in api.calls if call["path"].startswith("/v1/images/edits")]
+
+
+def sidecar(root, image_id):
+    return json.loads((root / "results/images/shop" / f"{image_id}.json").read_text())
+
+
+def test_edit_row_sends_pictures_and_mask_and_names_them_in_the_sidecar(edits, api):
+    result = edits.snakemake("--config", f"input_csv={edits.sheet}")
+    calls = edit_calls(api)
+    by_prompt = {call["body"]["prompt"]: call for call in calls}
+    assert set(by_prompt) == {"the mug on a beach", "the logo on a flag"}
+    edit = by_prompt["the mug on a beach"]
+    assert edit["images"] == [edits.pictures["mug"], edits.pictures["logo"]]  # both, in the sheet's order
+    assert edit["mask"] == edits.pictures["mask"]
+    assert by_prompt["the logo on a flag"]["images"] == [edits.pictures["logo"]]
+    assert by_prompt["the logo on a flag"]["mask"] is None
+    plain = [call for call in api.calls if call["path"].startswith("/v1/images/generations")]
+    assert [call["body"]["prompt"] for call in plain] == ["a plain red mug"]
+    assert len(api.paid_calls) == 3
+    made = sidecar(edits.root, "edit")
+    assert made["references"] == [
+        {"path": "pics/mug.png", "sha256": sha(edits.pictures["mug"])},
+        {"path": "pics/logo.jpg", "sha256": sha(edits.pictures["logo"])},
+    ]
+    assert made["mask"] == {"path": "pics/mask.png", "sha256": sha(edits.pictures["mask"])}
+    assert "references" not in sidecar(edits.root, "plain")
+    # the request file holds the hashes and names, never the bytes nor an absolute path
+    spec_text = "".join(p.read_text() for p in (edits.root / "results/specs/shop").glob("edit.*.json"))
+    assert sha(edits.pictures["mug"]) in spec_text and str(edits.root) not in spec_text
+    assert "images/edits" in spec_text
+    # the pictures went nowhere else: not into results/ (logs, sidecars, store), not into the output
+    for path in (edits.root / "results").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert edits.pictures["mug"] not in data and edits.pictures["mask"] not in data, path
+    assert "Traceback" not in result.output
+
+
+def test_replacing_one_picture_remakes_exactly_its_rows(edits, api):
+    edits.snakemake("--config", f"input_csv={edits.sheet}")
+    assert len(api.paid_calls) == 3
+    api.reset()
+    # touched, same content: Snakemake may rerun the jobs (the file is newer), the store serves them
+    os.utime(edits.root / "sheets/pics/logo.jpg")
+    edits.snakemake("--config", f"input_csv={edits.sheet}")
+    assert api.paid_calls == []
+    # replaced: exactly the two rows that name the logo are paid for again, once each
+    picture(edits.root / "sheets/pics/logo.jpg", fmt="JPEG", color=(0, 160, 0))
+    dry = edits.snakemake("-n", "--config", f"input_csv={edits.sheet}")
+    assert "results/images/shop/plain.png" not in dry.output
+    edits.snakemake("--config", f"input_csv={edits.sheet}")
+    assert sorted(call["body"]["prompt"] for call in api.paid_calls) == ["the logo on a flag", "the mug on a beach"]
+    assert all(call["path"].startswith("/v1/images/edits") for call in api.paid_calls)
+    api.reset()
+    edits.snakemake("--config", f"input_csv={edits.sheet}")
+    assert api.calls == []
+
+
+def test_moving_the_project_and_renaming_a_picture_pay_for_nothing(edits, api, tmp_path):
+    edits.snakemake("--config", f"input_csv={edits.sheet}")
+    api.reset()
+    moved = tmp_path / "moved"
+    os.rename(edits.root, moved)
+    edits.root = moved
+    (moved / "sheets/pics/mug.png").rename(moved / "sheets/pics/mug-renamed.png")
+    text = (moved / edits.sheet).read_text().replace("pics/mug.png", "pics/mug-renamed.png")
+    (moved / edits.sheet).write_text(text, newline="")
+    edits.snakemake("--config", f"input_csv={edits.sheet}")
+    assert api.paid_calls == []  # same pictures, same requests: served from the store
+    assert sidecar(moved, "edit")["references"][0]["path"] == "pics/mug-renamed.png"
+
+
+def check_refused(runner, api, expected):
+    before = sorted(p.relative_to(runner.root) for p in runner.root.rglob("*") if "results" not in p.parts)
+    for args in (("-n",), ()):
+        result = runner.snakemake(*args, "--config", f"input_csv={runner.sheet}", check=False)
+        assert result.returncode != 0
+        assert expected in result.output, result.output[-3000:]
+        assert "Traceback" not in result.output
+    assert api.calls == []
+    after = sorted(p.relative_to(runner.root) for p in runner.root.rglob("*") if "results" not in p.parts)
+    assert after == before  # nothing written outside results/
+    return result
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing", "sheets/input.csv, line 2, column reference: pics/nothing.png no such file"),
+        ("not_image", "line 2, column reference: pics/notes.png is not a picture Pillow can read"),
+        ("gif", "line 2, column reference: pics/anim.gif is a GIF picture; provider openai takes png, jpeg, webp"),
+        ("oversize", "line 2, column mask: pics/big-mask.png is 4.0 MB; the provider takes pictures under 4 MB"),
+        ("mask_size", "line 2, column mask: pics/small-mask.png is 16x16; a mask must have the size of the first"),
+        ("mask_jpeg", "line 2, column mask: pics/mask.jpg is a JPEG picture; a mask must be a PNG"),
+        ("mask_opaque", "line 2, column mask: pics/opaque.png has no transparency"),
+        ("mask_alone", "line 2, column mask: a mask needs a picture to edit"),
+        ("too_many", "line 2, column reference: 17 pictures; provider openai takes at most 16"),
+        ("url", "line 2, column reference: https://example.com/a.png: URLs are not supported yet"),
+    ],
+)
+def test_bad_pictures_are_sheet_errors_before_any_call(keyed, api, case, expected):
+    root = keyed.root
+    pics = root / "sheets/pics"
+    picture(pics / "ok.png")
+    ref, mask = "pics/ok.png", ""
+    if case == "missing":
+        ref = "pics/nothing.png"
+    elif case == "not_image":
+        (pics / "notes.png").write_text("not a picture at all\n")
+        ref = "pics/notes.png"
+    elif case == "gif":
+        picture(pics / "anim.gif", fmt="GIF")
+        ref = "pics/anim.gif"
+    elif case == "oversize":
+        (pics / "big-mask.png").write_bytes(picture(pics / "m.png", mode="RGBA") + b"\0" * (4 * 1024 * 1024))
+        mask = "pics/big-mask.png"
+    elif case == "mask_size":
+        picture(pics / "small-mask.png", size=(16, 16), mode="RGBA")
+        mask = "pics/small-mask.png"
+    elif case == "mask_jpeg":
+        picture(pics / "mask.jpg", fmt="JPEG")
+        mask = "pics/mask.jpg"
+    elif case == "mask_opaque":
+        picture(pics / "opaque.png")
+        mask = "pics/opaque.png"
+    elif case == "mask_alone":
+        ref, mask = "", "pics/ok.png"
+    elif case == "too_many":
+        ref = ";".join(["pics/ok.png"] * 17)
+    elif case == "url":
+        ref = "https://example.com/a.png"
+    keyed.sheet = write_sheet(root, [("row1", "Shop", "a mug", ref, mask), ("row2", "Shop", "a cup", "", "")])
+    check_refused(keyed, api, expected)
+
+
+def test_offline_ignores_pictures_with_one_note(runner):
+    root = runner.root
+    picture(root / "sheets/pics/mug.png")
+    runner.sheet = write_sheet(root, [(f"r{i}", "Shop", f"mug {i}", "pics/mug.png", "") for i in range(3)])
+    result = runner.snakemake("--config", f"input_csv={runner.sheet}", "provider=offline")
+    assert result.output.count("the offline generator ignores them") == 1
+    assert "3 row(s) name reference pictures" in result.output
+    assert (root / "results/images/shop/r0.png").exists()
+
+
+def test_a_sheet_without_pictures_makes_the_same_requests():
+    from image_batch.descriptions.sheet import Row
+    from image_batch.descriptions.specs import build_specs, spec_bytes
+    from tests.conftest import settings_for
+
+    settings = settings_for(openai={"model": "gpt-image-2.5-sunburst"})
+    row = Row(2, "a", "Shop", "shop", "a mug")
+    spec = build_specs([row], settings, "openai", "sheet.csv", environ={})[0]
+    assert "references" not in spec and "references" not in spec["request"]
+    assert spec["request"]["endpoint"] == "images/generations"
+    assert b"reference" not in spec_bytes(spec) and b"mask" not in spec_bytes(spec)
+
+
+def test_each_distinct_picture_is_read_once(tmp_path, monkeypatch):
+    from image_batch.descriptions import references
+    from image_batch.descriptions.sheet import Row
+    from image_batch.descriptions.specs import build_specs
+    from tests.conftest import settings_for
+
+    picture(tmp_path / "logo.png")
+    reads = []
+    real_read = references._read
+    monkeypatch.setattr(references, "_read", lambda path: reads.append(path) or real_read(path))
+    monkeypatch.setattr(references, "_cache", {})
+    settings = settings_for(openai={"model": "gpt-image-2.5-sunburst"})
+    rows = [Row(i + 2, f"r{i}", "Shop", "shop", "a mug", reference="logo.png") for i in range(500)]
+    specs = build_specs(rows, settings, "openai", str(tmp_path / "sheet.csv"), environ={})
+    assert len(reads) == 1
+    assert {spec["request"]["references"][0] for spec in specs} == {sha((tmp_path / "logo.png").read_bytes())}
+
+
+def test_unknown_api_key_not_needed_for_checks(runner, api):
+    """The checks need no key: a keyless dry run refuses a bad picture too (before placeholders)."""
+    root = runner.root
+    runner.sheet = write_sheet(root, [("a", "Shop", "a mug", "pics/none.png", "")])
+    result = runner.snakemake("-n", "--config", f"input_csv={runner.sheet}", check=False)
+    assert result.returncode != 0 and "column reference: pics/none.png no such file" in result.output
+    assert API_KEY not in result.output

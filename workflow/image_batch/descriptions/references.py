@@ -1,0 +1,306 @@
+"""Reference pictures and masks: a row that names pictures (sheet column ``reference``, paths
+relative to the sheet's folder, ``;``-separated; optional column ``mask``, one PNG) becomes an edit
+request (OpenAI ``/v1/images/edits``, Gemini ``inline_data`` parts).
+
+Identity. The request (its file, its response-store key) holds the SHA-256 of each picture and of
+the mask, in order: never their bytes, never a path (renaming a picture or moving the project pays
+for nothing; replacing one makes its rows stale and misses the store). The spec, outside the
+request, names each picture as the sheet does (relative to the sheet's folder), so the image job
+can read it; the picture files are declared inputs of that job (Snakemake reruns a row whose
+picture is newer: a picture touched but unchanged is then served from the store, nothing paid).
+
+Checks, while planning, before any call, one line each naming sheet, row and column: missing,
+unreadable, a folder, too large, not an image (Pillow decodes it; the type is read from the content,
+never the name), a type or a number the provider does not take, a mask that is not a PNG, too large,
+without transparency or not of the first picture's size, and a reference on a provider that takes
+none. Each distinct picture is read and hashed once a process (by path, size and mtime), so many
+rows sharing one logo cost one read.
+
+``https://`` addresses are refused for now: download the picture and name its path.
+"""
+
+import hashlib
+import io
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from image_batch.common.errors import UserError
+
+MB = 1024 * 1024
+MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a provider takes as reference pictures."""
+
+    max_images: int
+    max_bytes: int  # each picture
+    formats: tuple = ("PNG", "JPEG", "WEBP")
+    mask_bytes: int = 0  # 0: no mask
+    max_total_bytes: int = 0  # all pictures of one request together (0: no limit of its own)
+    endpoint: str | None = None  # the request's endpoint when it has pictures
+
+
+# OpenAI: /v1/images/edits takes up to 16 images (png, webp, jpg, each under 50 MB) and a PNG mask
+# under 4 MB with the first image's size. Gemini: up to 14 inline_data parts; an inline request
+# stays under 20 MB. The offline generator draws placeholders: it ignores the pictures (one note).
+LIMITS = {
+    "openai": Limits(16, 50 * MB, mask_bytes=4 * MB, endpoint="images/edits"),
+    "gemini": Limits(14, 20 * MB, max_total_bytes=20 * MB),
+    "offline": Limits(16, 50 * MB, mask_bytes=4 * MB),
+}
+URL_REFUSED = "URLs are not supported yet: download the picture and name its path (relative to the sheet's folder)"
+
+
+def limits_for(provider_name):
+    from image_batch.providers import provider_class
+
+    found = LIMITS.get(provider_name)
+    if found is None:
+        found = getattr(provider_class(provider_name), "reference_limits", None)
+    return found
+
+
+def names(cell):
+    """The pictures a ``reference`` cell names, in order (``;``-separated, blanks dropped)."""
+    return [part.strip() for part in (cell or "").split(";") if part.strip()]
+
+
+@dataclass(frozen=True)
+class Picture:
+    sha256: str
+    format: str  # Pillow's name, read from the content
+    width: int
+    height: int
+    size: int
+    alpha: bool
+
+
+class _Bad(Exception):
+    pass
+
+
+_cache = {}  # (real path, size, mtime_ns) -> Picture or _Bad: each distinct picture read once a process
+_cache_lock = threading.Lock()
+
+
+def _inspect(path, limit):
+    """The :class:`Picture` at ``path`` (read once a process while unchanged); raises _Bad."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise _Bad("no such file") from None
+    except OSError as exc:
+        raise _Bad(f"cannot be read ({exc.strerror or exc})") from None
+    if not os.path.isfile(path):
+        raise _Bad("is a folder, not a picture")
+    if stat.st_size > limit:
+        raise _Bad(f"is {stat.st_size / MB:.1f} MB; the provider takes pictures under {limit // MB} MB")
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    with _cache_lock:
+        found = _cache.get(key)
+    if found is None:
+        try:
+            found = _read(path)
+        except _Bad as exc:
+            found = exc
+        with _cache_lock:
+            _cache[key] = found
+    if isinstance(found, _Bad):
+        raise found
+    return found
+
+
+def _read(path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise _Bad(f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt, width, height = image.format, image.width, image.height
+            alpha = "A" in image.getbands() or "transparency" in image.info
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise _Bad(f"is not a picture Pillow can read ({exc})") from None
+    return Picture(hashlib.sha256(data).hexdigest(), fmt, width, height, len(data), alpha)
+
+
+def _problem(row, column, text):
+    return f"{row.place}, column {column}: {text}"
+
+
+def attach(row, spec, provider_name, sheet_dir, problems):
+    """Give ``spec`` (and its request) the row's reference pictures and mask, or add ``problems``."""
+    refs, mask = names(getattr(row, "reference", "")), (getattr(row, "mask", "") or "").strip()
+    if not refs and not mask:
+        return
+    if not refs:
+        problems.append(_problem(row, "mask", "a mask needs a picture to edit: name it in column reference"))
+        return
+    limits = limits_for(provider_name)
+    if limits is None:
+        problems.append(
+            _problem(row, "reference", f"provider {provider_name} takes no reference pictures: use openai or gemini")
+        )
+        return
+    found, bad = [], False
+    if len(refs) > limits.max_images:
+        problems.append(
+            _problem(
+                row, "reference", f"{len(refs)} pictures; provider {provider_name} takes at most {limits.max_images}"
+            )
+        )
+        bad = True
+    for name in refs:
+        picture = _check(row, "reference", name, sheet_dir, limits.max_bytes, problems)
+        if picture is None:
+            bad = True
+            continue
+        if picture.format not in limits.formats:
+            problems.append(
+                _problem(
+                    row,
+                    "reference",
+                    f"{name} is a {picture.format} picture; provider {provider_name} takes "
+                    f"{', '.join(f.lower() for f in limits.formats)}",
+                )
+            )
+            bad = True
+        found.append((name, picture))
+    if not bad and limits.max_total_bytes and sum(p.size for _, p in found) > limits.max_total_bytes:
+        total = sum(p.size for _, p in found) / MB
+        problems.append(
+            _problem(
+                row,
+                "reference",
+                f"the pictures together are {total:.1f} MB; provider {provider_name} takes under "
+                f"{limits.max_total_bytes // MB} MB in one request",
+            )
+        )
+        bad = True
+    mask_picture = None
+    if mask:
+        if not limits.mask_bytes:
+            problems.append(_problem(row, "mask", f"provider {provider_name} takes no mask: leave the column empty"))
+            bad = True
+        else:
+            mask_picture = _check(row, "mask", mask, sheet_dir, limits.mask_bytes, problems)
+            bad = bad or mask_picture is None
+            if mask_picture is not None:
+                first = found[0][1] if found else None
+                text = None
+                if mask_picture.format != "PNG":
+                    text = f"{mask} is a {mask_picture.format} picture; a mask must be a PNG"
+                elif not mask_picture.alpha:
+                    text = f"{mask} has no transparency; a mask's transparent pixels mark what to change"
+                elif first is not None and (mask_picture.width, mask_picture.height) != (first.width, first.height):
+                    text = (
+                        f"{mask} is {mask_picture.width}x{mask_picture.height}; a mask must have the size of "
+                        f"the first picture, {refs[0]} ({first.width}x{first.height})"
+                    )
+                if text:
+                    problems.append(_problem(row, "mask", text))
+                    bad = True
+    if bad:
+        return
+    request = spec["request"]
+    if limits.endpoint:
+        request["endpoint"] = limits.endpoint
+    request["references"] = [picture.sha256 for _, picture in found]
+    spec["references"] = [{"path": name, "sha256": picture.sha256} for name, picture in found]
+    if mask_picture is not None:
+        request["mask"] = mask_picture.sha256
+        spec["mask"] = {"path": mask, "sha256": mask_picture.sha256}
+
+
+def _check(row, column, name, sheet_dir, limit, problems):
+    if "://" in name:
+        problems.append(_problem(row, column, f"{name}: {URL_REFUSED}"))
+        return None
+    if os.path.isabs(name):
+        problems.append(
+            _problem(row, column, f"{name}: name the picture relative to the sheet's folder, not by an absolute path")
+        )
+        return None
+    path = Path(sheet_dir) / name
+    try:
+        return _inspect(path, limit)
+    except _Bad as exc:
+        where = f" (paths are relative to the sheet's folder, {sheet_dir or '.'})" if str(exc) == "no such file" else ""
+        problems.append(_problem(row, column, f"{name} {exc}{where}"))
+        return None
+
+
+def sheet_folder(sheet_path):
+    """The folder reference paths are relative to (as the run names it: relative stays relative)."""
+    return os.path.dirname(str(sheet_path))
+
+
+def input_files(spec, sheet_path):
+    """The picture files of a spec (the image job's declared inputs), as paths of the run's folder."""
+    folder = sheet_folder(sheet_path)
+    files = [os.path.join(folder, ref["path"]) for ref in spec.get("references") or ()]
+    if spec.get("mask"):
+        files.append(os.path.join(folder, spec["mask"]["path"]))
+    return files
+
+
+@dataclass
+class Inputs:
+    """The pictures of one edit request, read by its image job: never stored, logged or synced."""
+
+    images: list  # [(file name, bytes, mime type)] in the sheet's order
+    mask: tuple | None = None  # (file name, bytes, "image/png")
+
+
+class ReferenceChanged(UserError):
+    pass
+
+
+def load(spec, sheet_path):
+    """The :class:`Inputs` of ``spec`` (None without pictures), each checked against its hash: a
+    picture changed since planning is refused (its request would not be the one paid for)."""
+    if not spec.get("references"):
+        return None
+    folder = sheet_folder(sheet_path)
+
+    def read(entry):
+        path = os.path.join(folder, entry["path"])
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ReferenceChanged(f"reference {entry['path']} cannot be read now ({exc.strerror or exc})") from None
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise ReferenceChanged(f"reference {entry['path']} changed since the run was planned: run again")
+        return (os.path.basename(entry["path"]), data, _mime(data))
+
+    images = [read(entry) for entry in spec["references"]]
+    mask = read(spec["mask"]) if spec.get("mask") else None
+    return Inputs(images, mask)
+
+
+def _mime(data):
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/jpeg"
+
+
+def notes(specs, provider_name, mode="live"):
+    """One line each about the rows with pictures, for the plan's warnings (none without them)."""
+    count = sum(1 for spec in specs if spec.get("references"))
+    if not count:
+        return []
+    if provider_name == "offline":
+        return [
+            f"{count} row(s) name reference pictures: the offline generator ignores them (its placeholders "
+            "show the prompt only); with a key they are sent to the API"
+        ]
+    return []
