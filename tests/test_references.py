@@ -131,15 +131,22 @@ def test_moving_the_project_and_renaming_a_picture_pay_for_nothing(edits, api, t
     assert sidecar(moved, "edit")["references"][0]["path"] == "pics/mug-renamed.png"
 
 
+def _project_files(root):
+    """The project's files outside results/ (and Snakemake's own .snakemake), with their bytes."""
+    skip = {"results", ".snakemake", "__pycache__"}
+    files = [p for p in root.rglob("*") if p.is_file() and not skip & set(p.relative_to(root).parts)]
+    return {p.relative_to(root): p.read_bytes() for p in files}
+
+
 def check_refused(runner, api, expected):
-    before = sorted(p.relative_to(runner.root) for p in runner.root.rglob("*") if "results" not in p.parts)
+    before = _project_files(runner.root)
     for args in (("-n",), ()):
         result = runner.snakemake(*args, "--config", f"input_csv={runner.sheet}", check=False)
         assert result.returncode != 0
         assert expected in result.output, result.output[-3000:]
         assert "Traceback" not in result.output
     assert api.calls == []
-    after = sorted(p.relative_to(runner.root) for p in runner.root.rglob("*") if "results" not in p.parts)
+    after = _project_files(runner.root)
     assert after == before  # nothing written outside results/
     return result
 

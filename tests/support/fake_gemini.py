@@ -88,6 +88,17 @@ def render(prompt, fmt="JPEG", size=(64, 64)):
     return buffer.getvalue()
 
 
+def inline_images(contents):
+    """[(mime type, bytes)] of the inline_data parts of a request's contents (reference pictures)."""
+    found = []
+    for content in contents or ():
+        for part in (content.get("parts") or ()) if isinstance(content, dict) else ():
+            blob = part.get("inlineData") or part.get("inline_data") if isinstance(part, dict) else None
+            if blob:
+                found.append((blob.get("mimeType") or blob.get("mime_type"), base64.b64decode(blob.get("data", ""))))
+    return found
+
+
 def error_body(code, status, message, details=()):
     return {"error": {"code": code, "message": message, "status": status, "details": list(details)}}
 
@@ -251,7 +262,7 @@ class FakeGemini(LoopbackServer):
             p.get("text", "") for c in body.get("contents") or () for p in c.get("parts") or () if isinstance(p, dict)
         )
         config = body.get("generationConfig") or {}
-        call.update(prompt=prompt, generation_config=config)
+        call.update(prompt=prompt, generation_config=config, images=inline_images(body.get("contents")))
         if version != "v1beta" or model not in self.models:
             return 404, error_body(
                 404,
@@ -348,6 +359,7 @@ class FakeGemini(LoopbackServer):
             request = line.get("request") or {}
             prompt = " ".join(p.get("text", "") for c in request.get("contents") or () for p in c.get("parts") or ())
             record = {"prompt": prompt, "metadata": line.get("metadata"), "model": batch["model"]}
+            record["images"] = inline_images(request.get("contents"))
             status, body = self._generate(batch["model"], prompt, request.get("generationConfig") or {}, record)
             record["status"] = status
             with self._lock:

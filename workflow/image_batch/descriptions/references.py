@@ -263,14 +263,22 @@ class ReferenceChanged(UserError):
     pass
 
 
-def load(spec, sheet_path):
+def load(spec, sheet_path, cache=None):
     """The :class:`Inputs` of ``spec`` (None without pictures), each checked against its hash: a
-    picture changed since planning is refused (its request would not be the one paid for)."""
+    picture changed since planning is refused (its request would not be the one paid for).
+    ``cache`` (a dict kept by the caller): each file read once for many specs."""
     if not spec.get("references"):
         return None
     folder = sheet_folder(sheet_path)
+    cache = {} if cache is None else cache
 
     def read(entry):
+        found = cache.get((entry["path"], entry["sha256"]))
+        if found is None:
+            found = cache[(entry["path"], entry["sha256"])] = read_file(entry)
+        return found
+
+    def read_file(entry):
         path = os.path.join(folder, entry["path"])
         try:
             data = Path(path).read_bytes()
@@ -303,4 +311,19 @@ def notes(specs, provider_name, mode="live"):
             f"{count} row(s) name reference pictures: the offline generator ignores them (its placeholders "
             "show the prompt only); with a key they are sent to the API"
         ]
+    if mode == "batch" and provider_name in LIVE_IN_BATCH:
+        return [
+            f"mode: batch: the {count} row(s) with reference pictures are made live, at the live price "
+            f"(edit requests do not go through {provider_name}'s Batch API in this version)"
+        ]
     return []
+
+
+# Providers whose edit requests are made live in batch mode (OpenAI's batch lines are JSON: this
+# version sends its pictures only as a multipart live call). Gemini's go inline in its batches.
+LIVE_IN_BATCH = ("openai",)
+
+
+def live_in_batch(request):
+    """Whether ``request`` is an edit request that batch mode makes live."""
+    return bool(request.get("references")) and request.get("provider") in LIVE_IN_BATCH

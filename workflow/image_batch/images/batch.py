@@ -35,6 +35,7 @@ from image_batch.common.errors import UserError
 from image_batch.common.fileio import atomic_write_bytes, atomic_write_json
 from image_batch.common.joblog import JobLog
 from image_batch.common.redact import redact
+from image_batch.descriptions.references import live_in_batch
 from image_batch.images.faults import RETRY, classify_api_error
 from image_batch.images.store import open_store, request_key, unkeyed_request
 from image_batch.providers import get_provider
@@ -522,6 +523,8 @@ def run_before_jobs(to_make, settings, log_file=LOG, mode=None):
     has its own runner (images/gemini_batch.py), used in batch mode."""
     mode = mode or settings.mode
     wanted = [s for s in to_make if s["request"]["provider"] in ("openai", "gemini")]
+    if mode == "batch":  # edit requests batch mode makes live (said once while planning)
+        wanted = [s for s in wanted if not live_in_batch(s["request"])]
     gemini = bool(wanted) and wanted[0]["request"]["provider"] == "gemini"
     if gemini and mode != "batch":
         from image_batch.images.gemini_batch import waiting as gemini_waiting

@@ -21,6 +21,7 @@ its input. The record is ``<response store>/batches/gemini.json`` (its own file:
 keep theirs in state.json).
 """
 
+import base64
 import fcntl
 import hashlib
 import json
@@ -94,18 +95,27 @@ def waiting(store):
         return []
 
 
-def chunks(requests, provider, max_lines, max_bytes):
-    """[(model, [(key, inline request)...], digest)]: one list per model, split at the limits."""
+def _base64(data):
+    """JSON for the bytes of an inline_data part (sizes and digests: as the SDK sends them)."""
+    if isinstance(data, (bytes, bytearray)):
+        return base64.b64encode(data).decode("ascii")
+    raise TypeError(f"not JSON serializable: {type(data).__name__}")
+
+
+def chunks(requests, provider, max_lines, max_bytes, inputs=None):
+    """[(model, [(key, inline request)...], digest)]: one list per model, split at the limits.
+    ``inputs``: {key: descriptions.references.Inputs} of the edit requests (their pictures inline)."""
     out, current, size, model = [], [], 0, None
+    inputs = inputs or {}
 
     def close():
         if current:
-            text = json.dumps([[k, body] for k, body in current], sort_keys=True, ensure_ascii=False)
+            text = json.dumps([[k, body] for k, body in current], sort_keys=True, ensure_ascii=False, default=_base64)
             out.append((model, list(current), hashlib.sha256(text.encode("utf-8")).hexdigest()))
 
     for key, request in sorted(requests.items(), key=lambda item: (item[1]["model"], item[0])):
-        body = provider.batch_body(request)
-        length = len(json.dumps(body, ensure_ascii=False).encode("utf-8"))
+        body = provider.batch_body(request, inputs[key]) if key in inputs else provider.batch_body(request)
+        length = len(json.dumps(body, ensure_ascii=False, default=_base64).encode("utf-8"))
         if current and (request["model"] != model or len(current) >= max_lines or size + length > max_bytes):
             close()
             current, size = [], 0
@@ -116,9 +126,23 @@ def chunks(requests, provider, max_lines, max_bytes):
     return out
 
 
+def edit_inputs(specs, keys, settings):
+    """{key: Inputs} of the edit requests among ``keys`` (their pictures read now, each file once)."""
+    from image_batch.descriptions import references
+
+    found, read = {}, {}
+    for spec in specs:
+        if spec.get("references"):
+            key = request_key(spec["request"])
+            if key in keys and key not in found:
+                found[key] = references.load(spec, settings.input_csv, read)
+    return found
+
+
 class GeminiBatchRunner:
     def __init__(self, settings, log, sleep=time.sleep):
         self.batch = settings.batch
+        self.settings = settings
         self.log = log
         self.provider = get_provider("gemini", settings)
         self.store = open_store(settings)
@@ -323,7 +347,8 @@ class GeminiBatchRunner:
                 if new:
                     self.log(f"round {round_number}: {len(new)} request(s) not in the response store")
                 entries = list(earlier)
-                for model, lines, digest in chunks(new, self.provider, max_lines, max_bytes):
+                pictures = edit_inputs(specs, new, self.settings)
+                for model, lines, digest in chunks(new, self.provider, max_lines, max_bytes, pictures):
                     entries.append(self.submit(state, client, model, lines, digest))
                 earlier = []
                 result["retry"] = {}

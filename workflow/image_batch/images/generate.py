@@ -183,7 +183,7 @@ def obtain(request, settings, log, inputs=None):
                     if result is not None:
                         return result
                 # answers come from the batch, never full price (edit requests are made live: images.batch)
-                if settings.mode == "batch" and provider.batch and inputs is None:
+                if settings.mode == "batch" and provider.batch and not references.live_in_batch(request):
                     from image_batch.images.batch import failure_reason
 
                     raise FaultError(Fault(ROW, failure_reason(key)), number)
