@@ -249,3 +249,79 @@ def test_unknown_api_key_not_needed_for_checks(runner, api):
     result = runner.snakemake("-n", "--config", f"input_csv={runner.sheet}", check=False)
     assert result.returncode != 0 and "column reference: pics/none.png no such file" in result.output
     assert API_KEY not in result.output
+
+
+# -- Gemini: inline_data parts, live and in batches ---------------------------------------------
+
+GEMINI_KEY = "AIzaSy-test-SECRET-gemini-0123456789"
+
+
+@pytest.fixture
+def gemini():
+    from tests.support.fake_gemini import FakeGemini
+
+    with FakeGemini(api_key=GEMINI_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def gem(runner, gemini):
+    root = runner.root
+    runner.env.update(GEMINI_API_KEY=GEMINI_KEY, GOOGLE_GEMINI_BASE_URL=gemini.base_url)
+    runner.pictures = {
+        "mug": picture(root / "sheets/pics/mug.png", color=(250, 250, 250)),
+        "logo": picture(root / "sheets/pics/logo.webp", fmt="WEBP", color=(10, 10, 200)),
+    }
+    runner.sheet = write_sheet(
+        root,
+        [
+            ("edit", "Shop", "the mug on a beach", "pics/mug.png; pics/logo.webp", ""),
+            ("plain", "Shop", "a plain red mug", "", ""),
+        ],
+    )
+    update_config(root, provider="gemini", gemini={"model": "gemini-3-pro-image"}, batch={"poll_seconds": 0.05})
+    return runner
+
+
+@pytest.mark.parametrize("mode", ["live", "batch"])
+def test_gemini_receives_the_pictures_as_inline_data(gem, gemini, mode):
+    gem.snakemake("--config", f"input_csv={gem.sheet}", f"mode={mode}")
+    received = gemini.calls if mode == "live" else gemini.batch_lines
+    if mode == "batch":
+        assert gemini.calls == []  # never a live call: the edit row went through the batch
+    by_prompt = {call["prompt"]: call for call in received}
+    assert set(by_prompt) == {"the mug on a beach", "a plain red mug"}
+    assert by_prompt["the mug on a beach"]["images"] == [
+        ("image/png", gem.pictures["mug"]),
+        ("image/webp", gem.pictures["logo"]),
+    ]
+    assert by_prompt["a plain red mug"]["images"] == []
+    assert [r["sha256"] for r in sidecar(gem.root, "edit")["references"]] == [
+        sha(gem.pictures["mug"]),
+        sha(gem.pictures["logo"]),
+    ]
+
+
+def test_gemini_takes_no_mask(gem, gemini):
+    picture(gem.root / "sheets/pics/mask.png", mode="RGBA")
+    gem.sheet = write_sheet(gem.root, [("edit", "Shop", "a mug", "pics/mug.png", "pics/mask.png")])
+    check_refused(gem, gemini, "line 2, column mask: provider gemini takes no mask")
+
+
+# -- OpenAI batch mode ----------------------------------------------------------------------------
+
+
+def test_openai_batch_mode_makes_edit_rows_live_and_says_so_once(edits, api):
+    update_config(edits.root, mode="batch", batch={"poll_seconds": 0.02})
+    result = edits.snakemake("--config", f"input_csv={edits.sheet}")
+    assert result.output.count("the 2 row(s) with reference pictures are made live") == 1
+    assert [line["body"]["prompt"] for line in api.batch_lines] == ["a plain red mug"]
+    assert sorted(call["body"]["prompt"] for call in edit_calls(api)) == ["the logo on a flag", "the mug on a beach"]
+    assert sidecar(edits.root, "edit")["cost"]["price"] == "live"
+    assert sidecar(edits.root, "plain")["cost"]["price"] == "batch"
+
+
+def test_estimate_says_input_pictures_are_not_priced(edits, api):
+    result = edits.snakemake("-n", "--config", f"input_csv={edits.sheet}")
+    assert "2 of them are edit requests: input images not priced" in result.output
+    assert api.calls == []

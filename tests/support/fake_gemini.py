@@ -95,7 +95,10 @@ def inline_images(contents):
         for part in (content.get("parts") or ()) if isinstance(content, dict) else ():
             blob = part.get("inlineData") or part.get("inline_data") if isinstance(part, dict) else None
             if blob:
-                found.append((blob.get("mimeType") or blob.get("mime_type"), base64.b64decode(blob.get("data", ""))))
+                # the API takes standard or URL-safe base64 (the SDK sends the URL-safe kind)
+                text = blob.get("data", "").replace("-", "+").replace("_", "/")
+                data = base64.b64decode(text + "=" * (-len(text) % 4))
+                found.append((blob.get("mimeType") or blob.get("mime_type"), data))
     return found
 
 
@@ -259,7 +262,10 @@ class FakeGemini(LoopbackServer):
         except ValueError:
             return 400, error_body(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
         prompt = " ".join(
-            p.get("text", "") for c in body.get("contents") or () for p in c.get("parts") or () if isinstance(p, dict)
+            p["text"]
+            for c in body.get("contents") or ()
+            for p in c.get("parts") or ()
+            if isinstance(p, dict) and "text" in p
         )
         config = body.get("generationConfig") or {}
         call.update(prompt=prompt, generation_config=config, images=inline_images(body.get("contents")))
@@ -357,7 +363,9 @@ class FakeGemini(LoopbackServer):
         answers = []
         for line in batch["requests"]:
             request = line.get("request") or {}
-            prompt = " ".join(p.get("text", "") for c in request.get("contents") or () for p in c.get("parts") or ())
+            prompt = " ".join(
+                p["text"] for c in request.get("contents") or () for p in c.get("parts") or () if "text" in p
+            )
             record = {"prompt": prompt, "metadata": line.get("metadata"), "model": batch["model"]}
             record["images"] = inline_images(request.get("contents"))
             status, body = self._generate(batch["model"], prompt, request.get("generationConfig") or {}, record)
