@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -97,18 +98,24 @@ def test_edit_row_sends_pictures_and_mask_and_names_them_in_the_sidecar(edits, a
     assert "Traceback" not in result.output
 
 
+def planned(runner):
+    """The images a dry run would make (--verbose: Snakemake's job blocks on the console)."""
+    dry = runner.snakemake("-n", "--verbose", "--config", f"input_csv={runner.sheet}")
+    return set(re.findall(r"output: results/images/shop/([^,\s]+)\.png", dry.output))
+
+
 def test_replacing_one_picture_remakes_exactly_its_rows(edits, api):
     edits.snakemake("--config", f"input_csv={edits.sheet}")
     assert len(api.paid_calls) == 3
     api.reset()
     # touched, same content: Snakemake may rerun the jobs (the file is newer), the store serves them
     os.utime(edits.root / "sheets/pics/logo.jpg")
+    assert planned(edits) == {"edit", "logo2"}  # the picture is a declared input of exactly its rows' jobs
     edits.snakemake("--config", f"input_csv={edits.sheet}")
     assert api.paid_calls == []
     # replaced: exactly the two rows that name the logo are paid for again, once each
     picture(edits.root / "sheets/pics/logo.jpg", fmt="JPEG", color=(0, 160, 0))
-    dry = edits.snakemake("-n", "--config", f"input_csv={edits.sheet}")
-    assert "results/images/shop/plain.png" not in dry.output
+    assert planned(edits) == {"edit", "logo2"}
     edits.snakemake("--config", f"input_csv={edits.sheet}")
     assert sorted(call["body"]["prompt"] for call in api.paid_calls) == ["the logo on a flag", "the mug on a beach"]
     assert all(call["path"].startswith("/v1/images/edits") for call in api.paid_calls)
