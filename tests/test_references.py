@@ -332,3 +332,15 @@ def test_estimate_says_input_pictures_are_not_priced(edits, api):
     result = edits.snakemake("-n", "--config", f"input_csv={edits.sheet}")
     assert "2 of them are edit requests: input images not priced" in result.output
     assert api.calls == []
+
+
+def test_refused_with_a_default_storage_provider(edits, api, s3):
+    edits.env.update(s3.env())
+    s3.client().create_bucket(Bucket="storage")
+    args = ["--default-storage-provider", "s3", "--default-storage-prefix", "s3://storage/run"]
+    args += ["--storage-s3-endpoint-url", s3.endpoint_url, "--config", f"input_csv={edits.sheet}"]
+    for dry in (["-n"], []):
+        result = edits.snakemake(*dry, *args, check=False)
+        assert result.returncode != 0 and "Traceback" not in result.output
+        assert "reference pictures are not supported with a default storage provider yet" in result.output
+    assert api.calls == [] and s3.objects("storage") == {}

@@ -52,6 +52,11 @@ LIMITS = {
     "gemini": Limits(14, 20 * MB, max_total_bytes=20 * MB),
     "offline": Limits(16, 50 * MB, mask_bytes=4 * MB),
 }
+NOT_WITH_STORAGE = (
+    "reference pictures are not supported with a default storage provider yet (the jobs would need the "
+    "pictures, which go nowhere but to the API): run the rows with a reference on one machine or a shared "
+    "filesystem"
+)
 URL_REFUSED = "URLs are not supported yet: download the picture and name its path (relative to the sheet's folder)"
 
 
