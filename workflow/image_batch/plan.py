@@ -191,6 +191,9 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     if announce and specs and provider_class(choices.provider).paid:
         # before the store is read (look-ups, the estimate): a store that cannot be used is one line
         open_store(settings).preflight()
+    if not local_images and any(spec.get("references") for spec in specs):
+        # the jobs run where the sheet's pictures are not, and the pictures must not go to storage
+        raise UserError(references.NOT_WITH_STORAGE)
     if settings.mode == "batch" and not local_images:
         # It would have to know which images storage holds already, or it would pay for them again.
         raise UserError(
