@@ -332,6 +332,10 @@ def test_estimate_says_input_pictures_are_not_priced(edits, api):
     result = edits.snakemake("-n", "--config", f"input_csv={edits.sheet}")
     assert "2 of them are edit requests: input images not priced" in result.output
     assert api.calls == []
+    assert not (edits.root / "results/references").exists()  # a dry run keeps nothing it learnt
+    edits.snakemake("--config", f"input_csv={edits.sheet}")
+    kept = json.loads((edits.root / "results/references/pictures.json").read_text())
+    assert kept["sheets/pics/mug.png"][2] == sha(edits.pictures["mug"])
 
 
 def test_refused_with_a_default_storage_provider(edits, api, s3):
@@ -344,3 +348,39 @@ def test_refused_with_a_default_storage_provider(edits, api, s3):
         assert result.returncode != 0 and "Traceback" not in result.output
         assert "reference pictures are not supported with a default storage provider yet" in result.output
     assert api.calls == [] and s3.objects("storage") == {}
+
+
+def test_what_a_real_run_learnt_of_the_pictures_spares_later_dry_runs_reading_them(tmp_path, monkeypatch):
+    from image_batch.descriptions import references
+    from image_batch.descriptions.sheet import Row
+    from image_batch.descriptions.specs import build_specs
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    for i in range(3):
+        picture(tmp_path / f"sheets/p{i}.png", color=(i, 0, 0))
+    settings = settings_for(openai={"model": "gpt-image-2.5-sunburst"})
+    rows = [Row(i + 2, f"r{i}", "Shop", "shop", "a mug", reference=f"p{i}.png") for i in range(3)]
+
+    def plan():
+        """A fresh process's planning: how many pictures it read, and the requests' hashes."""
+        monkeypatch.setattr(references, "_cache", {})
+        monkeypatch.setattr(references, "_disk", {"loaded": None})
+        reads = []
+        real_read = references._read
+        monkeypatch.setattr(references, "_read", lambda path: reads.append(path) or real_read(path))
+        specs = build_specs(rows, settings, "openai", "sheets/input.csv", environ={})
+        monkeypatch.setattr(references, "_read", real_read)
+        return len(reads), [spec["request"]["references"][0] for spec in specs]
+
+    monkeypatch.setattr(references, "_learnt", {})
+    count, first = plan()
+    assert count == 3 and not references.CACHE_FILE.exists()  # planning writes nothing
+    references.save_cache()  # a real run's start
+    assert references.CACHE_FILE.exists()
+    count, again = plan()
+    assert count == 0 and again == first
+    picture(tmp_path / "sheets/p1.png", color=(0, 99, 0))  # replaced: read again, its new hash
+    count, changed = plan()
+    assert count == 1 and changed[0] == first[0] and changed[2] == first[2] and changed[1] != first[1]
+    assert changed[1] == sha((tmp_path / "sheets/p1.png").read_bytes())

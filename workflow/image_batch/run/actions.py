@@ -18,6 +18,7 @@ from pathlib import Path
 from image_batch.common.errors import UserError
 from image_batch.common.fileio import atomic_write_bytes, remove_stale_parts
 from image_batch.costs.bill import money
+from image_batch.descriptions import references
 from image_batch.descriptions.specs import adopt as adopt_requests
 from image_batch.descriptions.specs import write_manifest
 from image_batch.images import failures, worker
@@ -110,6 +111,7 @@ def start(workflow, plan, out=sys.stderr):
     atomic_write_bytes(ledger.RUNS / f"{run.id}.json", text, durable=False)
     atomic_write_bytes(LAST_RUN, text, durable=False)
     write_manifest(plan.specs)
+    references.save_cache()  # what planning learnt of the reference pictures, for the next dry runs
     if plan.paid:
         note = open_store(plan.settings).adopt(plan.endpoint)
         if note:
