@@ -188,8 +188,11 @@ def _problem(row, column, text):
     return f"{row.place}, column {column}: {text}"
 
 
-def attach(row, spec, provider_name, sheet_dir, problems):
-    """Give ``spec`` (and its request) the row's reference pictures and mask, or add ``problems``."""
+def attach(row, spec, provider_name, sheet_dir, problems, memo=None):
+    """Give ``spec`` (and its request) the row's reference pictures and mask, or add ``problems``.
+    ``memo`` (a dict kept by the caller for one planning): each path looked at once, however many
+    rows name it."""
+    memo = {} if memo is None else memo
     refs, mask = names(getattr(row, "reference", "")), (getattr(row, "mask", "") or "").strip()
     if not refs and not mask:
         return
@@ -211,7 +214,7 @@ def attach(row, spec, provider_name, sheet_dir, problems):
         )
         bad = True
     for name in refs:
-        picture = _check(row, "reference", name, sheet_dir, limits.max_bytes, problems)
+        picture = _check(row, "reference", name, sheet_dir, limits.max_bytes, problems, memo)
         if picture is None:
             bad = True
             continue
@@ -243,7 +246,7 @@ def attach(row, spec, provider_name, sheet_dir, problems):
             problems.append(_problem(row, "mask", f"provider {provider_name} takes no mask: leave the column empty"))
             bad = True
         else:
-            mask_picture = _check(row, "mask", mask, sheet_dir, limits.mask_bytes, problems)
+            mask_picture = _check(row, "mask", mask, sheet_dir, limits.mask_bytes, problems, memo)
             bad = bad or mask_picture is None
             if mask_picture is not None:
                 first = found[0][1] if found else None
@@ -272,22 +275,27 @@ def attach(row, spec, provider_name, sheet_dir, problems):
         spec["mask"] = {"path": mask, "sha256": mask_picture.sha256}
 
 
-def _check(row, column, name, sheet_dir, limit, problems):
+def _check(row, column, name, sheet_dir, limit, problems, memo):
+    """The :class:`Picture` named ``name``, or None with the problem added (each name looked at once)."""
+    found = memo.get((name, limit))
+    if found is None:
+        found = memo[(name, limit)] = _look(name, sheet_dir, limit)
+    if isinstance(found, _Bad):
+        problems.append(_problem(row, column, str(found)))
+        return None
+    return found
+
+
+def _look(name, sheet_dir, limit):
     if "://" in name:
-        problems.append(_problem(row, column, f"{name}: {URL_REFUSED}"))
-        return None
+        return _Bad(f"{name}: {URL_REFUSED}")
     if os.path.isabs(name):
-        problems.append(
-            _problem(row, column, f"{name}: name the picture relative to the sheet's folder, not by an absolute path")
-        )
-        return None
-    path = Path(sheet_dir) / name
+        return _Bad(f"{name}: name the picture relative to the sheet's folder, not by an absolute path")
     try:
-        return _inspect(path, limit)
+        return _inspect(Path(sheet_dir) / name, limit)
     except _Bad as exc:
         where = f" (paths are relative to the sheet's folder, {sheet_dir or '.'})" if str(exc) == "no such file" else ""
-        problems.append(_problem(row, column, f"{name} {exc}{where}"))
-        return None
+        return _Bad(f"{name} {exc}{where}")
 
 
 def sheet_folder(sheet_path):

@@ -69,6 +69,7 @@ def build_specs(rows, settings, provider_name, sheet_path, environ=None):
     limit = settings.max_prompt_chars
     global_variant = settings.variant
     specs, problems = [], []
+    seen, folder = {}, references.sheet_folder(sheet_path)  # each picture looked at once
     for row in rows:
         prompt = build_prompt(row, settings)
         if limit and len(prompt) > limit:
@@ -82,7 +83,7 @@ def build_specs(rows, settings, provider_name, sheet_path, environ=None):
             request["variant"] = variant
         spec = {"image_id": row.image_id, "context": row.context, "folder": row.folder, "request": request}
         if row.reference or row.mask:  # pictures to edit: their hashes join the request
-            references.attach(row, spec, provider_name, references.sheet_folder(sheet_path), problems)
+            references.attach(row, spec, provider_name, folder, problems, seen)
         specs.append(spec)
     if problems:
         raise SheetError(sheet_path, problems)
