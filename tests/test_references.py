@@ -384,3 +384,38 @@ def test_what_a_real_run_learnt_of_the_pictures_spares_later_dry_runs_reading_th
     count, changed = plan()
     assert count == 1 and changed[0] == first[0] and changed[2] == first[2] and changed[1] != first[1]
     assert changed[1] == sha((tmp_path / "sheets/p1.png").read_bytes())
+
+
+def test_stand_in_edits_endpoint_through_the_real_client(api, tmp_path):
+    import base64
+
+    import openai
+
+    client = openai.OpenAI(api_key=API_KEY, base_url=api.base_url, max_retries=0)
+    first, second = picture(tmp_path / "a.png"), picture(tmp_path / "b.jpg", fmt="JPEG")
+    mask = picture(tmp_path / "m.png", mode="RGBA")
+    answer = client.images.edit(
+        model="gpt-image-2.5-sunburst",
+        prompt="the mug on a beach",
+        image=[("a.png", first, "image/png"), ("b.jpg", second, "image/jpeg")],
+        mask=("m.png", mask, "image/png"),
+        size="1024x1024",
+        n=1,
+    )
+    call = api.calls[-1]
+    assert call["path"] == "/v1/images/edits" and call["images"] == [first, second] and call["mask"] == mask
+    assert call["image_names"] == ["a.png", "b.jpg"] and call["paid"]
+    generated = client.images.generate(model="gpt-image-2.5-sunburst", prompt="the mug on a beach", size="1024x1024")
+    assert base64.b64decode(answer.data[0].b64_json) == base64.b64decode(generated.data[0].b64_json)
+    assert answer.usage is not None and answer.size == generated.size
+
+    small = picture(tmp_path / "s.png", size=(8, 8), mode="RGBA")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.edit(
+            model="gpt-image-2.5-sunburst", prompt="x", image=[("a.png", first)], mask=("s.png", small, "image/png")
+        )
+    assert caught.value.body["param"] == "mask"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.edit(model="gpt-image-2.5-sunburst", prompt="x", image=[("a.txt", b"not a picture")])
+    assert caught.value.body["param"] == "image" and caught.value.body["code"] == "invalid_image_file"
+    assert not api.calls[-1]["paid"]
