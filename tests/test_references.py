@@ -318,14 +318,35 @@ def test_gemini_takes_no_mask(gem, gemini):
 # -- OpenAI batch mode ----------------------------------------------------------------------------
 
 
-def test_openai_batch_mode_makes_edit_rows_live_and_says_so_once(edits, api):
+def test_openai_batch_mode_sends_edit_lines_with_their_pictures(edits, api):
     update_config(edits.root, mode="batch", batch={"poll_seconds": 0.02})
-    result = edits.snakemake("--config", f"input_csv={edits.sheet}")
-    assert result.output.count("the 2 row(s) with reference pictures are made live") == 1
-    assert [line["body"]["prompt"] for line in api.batch_lines] == ["a plain red mug"]
-    assert sorted(call["body"]["prompt"] for call in edit_calls(api)) == ["the logo on a flag", "the mug on a beach"]
-    assert sidecar(edits.root, "edit")["cost"]["price"] == "live"
-    assert sidecar(edits.root, "plain")["cost"]["price"] == "batch"
+    edits.snakemake("--config", f"input_csv={edits.sheet}")
+    assert api.calls == []  # not one full-price call
+    endpoints = sorted(api.batch(batch_id)["endpoint"] for batch_id in api.batches_created)
+    assert endpoints == ["/v1/images/edits", "/v1/images/generations"]
+    lines = {line["body"]["prompt"]: line for line in api.batch_lines}
+    assert set(lines) == {"the mug on a beach", "the logo on a flag", "a plain red mug"}
+    assert lines["the mug on a beach"]["images"] == [edits.pictures["mug"], edits.pictures["logo"]]
+    assert lines["the mug on a beach"]["mask"] == edits.pictures["mask"]
+    assert lines["the logo on a flag"]["images"] == [edits.pictures["logo"]]
+    assert "images" not in lines["a plain red mug"]
+    for image_id in ("edit", "logo2", "plain"):
+        assert sidecar(edits.root, image_id)["cost"]["price"] == "batch"
+    # the pictures are in the batch's input (they must be), nowhere else under results/
+    for path in (edits.root / "results").rglob("*"):
+        if path.is_file():
+            assert edits.pictures["mug"] not in path.read_bytes(), path
+
+
+def test_openai_batch_mode_refuses_a_picture_too_large_for_a_data_url(edits, api):
+    big = edits.root / "sheets/pics/big.png"
+    big.write_bytes(picture(edits.root / "sheets/pics/tmp.png") + b"\0" * (15 * 1024 * 1024))
+    edits.sheet = write_sheet(edits.root, [("edit", "Shop", "a mug", "pics/big.png", "")])
+    update_config(edits.root, mode="batch")
+    check_refused(edits, api, "line 2, column reference: pics/big.png is 15.0 MB; in mode: batch OpenAI takes")
+    update_config(edits.root, mode="live")  # live takes it (under 50 MB)
+    edits.snakemake("--config", f"input_csv={edits.sheet}")
+    assert len(edit_calls(api)) == 1
 
 
 def test_estimate_says_input_pictures_are_not_priced(edits, api):

@@ -782,42 +782,9 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
                 ),
                 {},
             )
-        sizes = []
-        for number, (_, data) in enumerate(images, 1):
-            found = _picture(data)
-            if found is None or found[0] not in ("PNG", "JPEG", "WEBP") or len(data) >= EDIT_MAX_BYTES:
-                return (
-                    400,
-                    error_body(
-                        f"Invalid image file or mode for image {number}, please check your image file.",
-                        param="image",
-                        code="invalid_image_file",
-                    ),
-                    {},
-                )
-            sizes.append(found[1])
-        if call["mask"] is not None:
-            found = _picture(call["mask"])
-            if found is None or found[0] != "PNG" or len(call["mask"]) >= MASK_MAX_BYTES:
-                return (
-                    400,
-                    error_body(
-                        "Invalid mask image format - mask must be a PNG file under 4 MB.",
-                        param="mask",
-                        code="invalid_image_format",
-                    ),
-                    {},
-                )
-            if found[1] != sizes[0]:
-                return (
-                    400,
-                    error_body(
-                        "Invalid mask image format - mask size does not match image size",
-                        param="mask",
-                        code="invalid_image_format",
-                    ),
-                    {},
-                )
+        refused = _edit_pictures([data for _, data in images], call["mask"])
+        if refused:
+            return refused
         body.pop("moderation", None)  # not a parameter of edits: refused below like any unknown one
         if "moderation" in fields:
             return 400, error_body("Unknown parameter: 'moderation'.", param="moderation", code="unknown_parameter"), {}
@@ -944,6 +911,71 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         except OSError:
             pass
+
+
+def _edit_pictures(images, mask):
+    """None if the pictures of an edit request are ones the real API takes, else its (status, body, headers)."""
+    if len(images) > EDIT_MAX_IMAGES:
+        return (
+            400,
+            error_body(
+                f"Invalid 'image': too many images. Expected at most {EDIT_MAX_IMAGES}, got {len(images)}.",
+                param="image",
+                code="too_many_images",
+            ),
+            {},
+        )
+    sizes = []
+    for number, data in enumerate(images, 1):
+        found = _picture(data)
+        if found is None or found[0] not in ("PNG", "JPEG", "WEBP") or len(data) >= EDIT_MAX_BYTES:
+            return (
+                400,
+                error_body(
+                    f"Invalid image file or mode for image {number}, please check your image file.",
+                    param="image",
+                    code="invalid_image_file",
+                ),
+                {},
+            )
+        sizes.append(found[1])
+    if mask is not None:
+        found = _picture(mask)
+        if found is None or found[0] != "PNG" or len(mask) >= MASK_MAX_BYTES:
+            message = "Invalid mask image format - mask must be a PNG file under 4 MB."
+            return 400, error_body(message, param="mask", code="invalid_image_format"), {}
+        if found[1] != sizes[0]:
+            message = "Invalid mask image format - mask size does not match image size"
+            return 400, error_body(message, param="mask", code="invalid_image_format"), {}
+    return None
+
+
+def edit_json(body):
+    """The JSON form of /v1/images/edits (a batch line): (the body without its pictures, [picture bytes], mask
+    bytes or None, None) or (..., the refusal). Pictures are ``{"image_url": data URL}`` (``file_id`` is not
+    served by this stand-in)."""
+
+    def decode(ref, param):
+        url = ref.get("image_url") if isinstance(ref, dict) else None
+        if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
+            raise ValueError(param)
+        return base64.b64decode(url.split(";base64,", 1)[1], validate=True)
+
+    rest = {k: v for k, v in body.items() if k not in ("images", "mask")}
+    try:
+        images = [decode(ref, "images") for ref in body.get("images") or ()]
+        mask = decode(body["mask"], "mask") if body.get("mask") is not None else None
+    except (ValueError, TypeError) as exc:
+        param = str(exc) if str(exc) in ("images", "mask") else "images"
+        message = f"Invalid '{param}': expected an image_url with a base64 data URL."
+        return rest, [], None, (400, error_body(message, param=param, code="invalid_value"), {})
+    if not images:
+        message = "Missing required parameter: 'images'."
+        return rest, [], mask, (400, error_body(message, param="images", code="missing_required_parameter"), {})
+    if "moderation" in rest:
+        message = "Unknown parameter: 'moderation'."
+        return rest, images, mask, (400, error_body(message, param="moderation", code="unknown_parameter"), {})
+    return rest, images, mask, _edit_pictures(images, mask)
 
 
 def _multipart(content_type, raw):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from image_batch.common import addressed
-from image_batch.common.errors import UserError
+from image_batch.common.errors import SheetError, UserError
 from image_batch.common.fileio import canonical_json, unwritable, unwritable_file
 from image_batch.common.settings import Choices, Settings, load_dotenv_file, resolve
 from image_batch.costs.catalog import load_catalog
@@ -177,6 +177,11 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     specs = build_specs(rows, settings, choices.provider, sheet)
     problems, warnings = check_models(settings, choices, specs)
     warnings += references.notes(specs, choices.provider, settings.mode)
+    too_large = references.batch_problems(
+        specs, {row.image_id: row.place for row in rows}, choices.provider, settings.mode
+    )
+    if too_large:
+        raise SheetError(sheet, too_large)
     keyless_specs = None
     if choices.keyless_paid:
         # No key, so placeholders: but the settings a key would use are checked and priced now

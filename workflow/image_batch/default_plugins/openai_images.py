@@ -119,10 +119,21 @@ class OpenAIImagesProvider(ImageProvider):
     # Batch API: the same request as one JSONL line, and a line's answer as a stored answer.
     batch_endpoint = "/v1/images/generations"
 
-    def batch_body(self, request):
-        """The JSON body ``fetch`` sends for ``request``, for a Batch API input line."""
+    batch_edit_endpoint = "/v1/images/edits"  # edit requests: batches of their own
+
+    def batch_body(self, request, inputs=None):
+        """The JSON body ``fetch`` sends for ``request``, for a Batch API input line. An edit request
+        (``inputs``: its pictures) is the JSON form of /v1/images/edits: ``images`` and ``mask`` as
+        ``image_url`` data URLs."""
         body = {"model": request["model"], "prompt": request["prompt"], "n": 1}
-        body.update({field: request[field] for field in _OPTIONAL_FIELDS if request.get(field) is not None})
+        fields = _OPTIONAL_FIELDS if inputs is None else _EDIT_FIELDS
+        body.update({field: request[field] for field in fields if request.get(field) is not None})
+        if inputs is not None:
+            from image_batch.descriptions.references import data_url
+
+            body["images"] = [{"image_url": data_url(data, mime)} for _, data, mime in inputs.images]
+            if inputs.mask is not None:
+                body["mask"] = {"image_url": data_url(inputs.mask[1], inputs.mask[2])}
         body.update(self._extra_body(request) or {})
         return body
 

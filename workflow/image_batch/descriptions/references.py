@@ -20,6 +20,7 @@ read no unchanged picture at all.
 ``https://`` addresses are refused for now: download the picture and name its path.
 """
 
+import base64
 import hashlib
 import io
 import json
@@ -93,6 +94,7 @@ class _Bad(Exception):
 
 _cache = {}  # (real path, size, mtime_ns) -> Picture or _Bad: each distinct picture read once a process
 _cache_lock = threading.Lock()
+_sizes = {}  # sha256 -> bytes, of the pictures planning attached (batch_problems)
 
 # What earlier real runs learnt of each picture, by its path (as the run names it), size and mtime:
 # a dry run of 100,000 rows with their own photos reads none of them again. Planning only reads it;
@@ -268,6 +270,8 @@ def attach(row, spec, provider_name, sheet_dir, problems, memo=None):
     request = spec["request"]
     if limits.endpoint:
         request["endpoint"] = limits.endpoint
+    for _, picture in found + ([(mask, mask_picture)] if mask_picture is not None else []):
+        _sizes[picture.sha256] = picture.size
     request["references"] = [picture.sha256 for _, picture in found]
     spec["references"] = [{"path": name, "sha256": picture.sha256} for name, picture in found]
     if mask_picture is not None:
@@ -372,19 +376,32 @@ def notes(specs, provider_name, mode="live"):
             f"{count} row(s) name reference pictures: the offline generator ignores them (its placeholders "
             "show the prompt only); with a key they are sent to the API"
         ]
-    if mode == "batch" and provider_name in LIVE_IN_BATCH:
-        return [
-            f"mode: batch: the {count} row(s) with reference pictures are made live, at the live price "
-            f"(edit requests do not go through {provider_name}'s Batch API in this version)"
-        ]
     return []
 
 
-# Providers whose edit requests are made live in batch mode (OpenAI's batch lines are JSON: this
-# version sends its pictures only as a multipart live call). Gemini's go inline in its batches.
-LIVE_IN_BATCH = ("openai",)
+# OpenAI's batch lines carry each picture as a data URL of at most 20,971,520 characters (the JSON
+# body of /v1/images/edits: images[].image_url, mask.image_url)
+DATA_URL_CHARS = 20_971_520
 
 
-def live_in_batch(request):
-    """Whether ``request`` is an edit request that batch mode makes live."""
-    return bool(request.get("references")) and request.get("provider") in LIVE_IN_BATCH
+def data_url(data, mime):
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def batch_problems(specs, places, provider_name, mode):
+    """Sheet problems of edit rows that batch mode cannot send (pictures too large for a data URL)."""
+    if mode != "batch" or provider_name != "openai":
+        return []
+    problems = []
+    for spec in specs:
+        entries = [("reference", e) for e in spec.get("references") or ()]
+        entries += [("mask", spec["mask"])] if spec.get("mask") else []
+        for column, entry in entries:
+            size = _sizes.get(entry["sha256"], 0)
+            if len("data:image/webp;base64,") + 4 * ((size + 2) // 3) > DATA_URL_CHARS:
+                problems.append(
+                    f"{places.get(spec['image_id'], spec['image_id'])}, column {column}: {entry['path']} is "
+                    f"{size / MB:.1f} MB; in mode: batch OpenAI takes pictures up to 15 MB (sent as data URLs): "
+                    "make it smaller or use mode: live"
+                )
+    return problems

@@ -35,7 +35,6 @@ from image_batch.common.errors import UserError
 from image_batch.common.fileio import atomic_write_bytes, atomic_write_json
 from image_batch.common.joblog import JobLog
 from image_batch.common.redact import redact
-from image_batch.descriptions.references import live_in_batch
 from image_batch.images.faults import RETRY, classify_api_error
 from image_batch.images.store import open_store, request_key, unkeyed_request
 from image_batch.providers import get_provider
@@ -121,17 +120,21 @@ def pending(specs, store, exclude=()):
     return found
 
 
-def input_files(requests, provider, max_lines, max_bytes):
-    """JSONL input files (bytes, keys) for ``requests``, split at the API's per-file limits."""
+def input_files(requests, provider, max_lines, max_bytes, inputs=None, endpoint=None):
+    """JSONL input files (bytes, keys) for ``requests``, split at the API's per-file limits.
+    ``inputs`` ({key: descriptions.references.Inputs}) and ``endpoint``: lines of edit requests,
+    their pictures in the line (a batch has one endpoint: edits go in batches of their own)."""
     files, buffer, keys, size = [], io.BytesIO(), [], 0
+    inputs = inputs or {}
     for key, request in requests.items():
+        body = provider.batch_body(request, inputs[key]) if key in inputs else provider.batch_body(request)
         line = (
             json.dumps(
                 {
                     "custom_id": key,
                     "method": "POST",
-                    "url": provider.batch_endpoint,
-                    "body": provider.batch_body(request),
+                    "url": endpoint or provider.batch_endpoint,
+                    "body": body,
                 },
                 ensure_ascii=False,
             ).encode("utf-8")
@@ -157,6 +160,7 @@ def _when(timestamp):
 class BatchRunner:
     def __init__(self, settings, log, client=None, sleep=time.sleep, provider="openai"):
         self.batch = settings.batch
+        self.settings = settings
         self.retry = settings.retry
         self.log = log
         self.provider = get_provider(provider, settings)
@@ -239,7 +243,7 @@ class BatchRunner:
             try:
                 return self.client.batches.create(
                     input_file_id=upload_id,
-                    endpoint=self.provider.batch_endpoint,
+                    endpoint=entry.get("endpoint") or self.provider.batch_endpoint,
                     completion_window=self.batch.completion_window,
                     metadata={METADATA_KEY: entry["digest"]},
                 )
@@ -255,9 +259,11 @@ class BatchRunner:
                     self.log(f"batch {found.id} was created although its answer was lost: polling it")
                     return found
 
-    def submit(self, state, content, keys):
+    def submit(self, state, content, keys, endpoint=None):
         digest = hashlib.sha256(content).hexdigest()
         entry = {"digest": digest, "keys": keys, "lines": len(keys), "bytes": len(content), "status": "submitting"}
+        if endpoint:  # a batch of edit requests (a generations batch names none, as before)
+            entry["endpoint"] = endpoint
         entry["started_at"] = int(time.time())
         state.batches.append(entry)
         state.save()  # before anything is created: a run killed from here on looks before it submits
@@ -483,8 +489,16 @@ class BatchRunner:
                 if new:
                     self.log(f"round {round_number}: {len(new)} request(s) not in the response store")
                 entries = list(earlier)
-                for content, keys in input_files(new, self.provider, self.batch.max_lines, self.batch.max_bytes):
+                edits = {k: r for k, r in new.items() if r.get("references")}
+                plain = {k: r for k, r in new.items() if k not in edits}
+                for content, keys in input_files(plain, self.provider, self.batch.max_lines, self.batch.max_bytes):
                     entries.append(self.submit(state, content, keys))
+                if edits:  # edit requests: a batch of their own, the pictures in each line
+                    pictures = edit_inputs(specs, edits, self.settings)
+                    endpoint = self.provider.batch_edit_endpoint
+                    limits = (self.batch.max_lines, self.batch.max_bytes)
+                    for content, keys in input_files(edits, self.provider, *limits, pictures, endpoint):
+                        entries.append(self.submit(state, content, keys, endpoint))
                 earlier = []
                 result["retry"] = {}
                 self.wait(state, entries)
@@ -500,6 +514,19 @@ class BatchRunner:
                     f"no answer after {result['rounds']} batch round(s) (the batches expired or were cancelled)"
                 )
         return result
+
+
+def edit_inputs(specs, keys, settings):
+    """{key: Inputs} of the edit requests among ``keys`` (their pictures read now, each file once)."""
+    from image_batch.descriptions import references
+
+    found, read = {}, {}
+    for spec in specs:
+        if spec.get("references"):
+            key = request_key(spec["request"])
+            if key in keys and key not in found:
+                found[key] = references.load(spec, settings.input_csv, read)
+    return found
 
 
 def waiting_batches(store, strict=True):
@@ -523,8 +550,6 @@ def run_before_jobs(to_make, settings, log_file=LOG, mode=None):
     has its own runner (images/gemini_batch.py), used in batch mode."""
     mode = mode or settings.mode
     wanted = [s for s in to_make if s["request"]["provider"] in ("openai", "gemini")]
-    if mode == "batch":  # edit requests batch mode makes live (said once while planning)
-        wanted = [s for s in wanted if not live_in_batch(s["request"])]
     gemini = bool(wanted) and wanted[0]["request"]["provider"] == "gemini"
     if gemini and mode != "batch":
         from image_batch.images.gemini_batch import waiting as gemini_waiting

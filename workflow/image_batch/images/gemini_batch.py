@@ -33,7 +33,7 @@ from image_batch.common.errors import UserError
 from image_batch.common.fileio import atomic_write_json
 from image_batch.common.redact import redact
 from image_batch.images import faults
-from image_batch.images.batch import pending, uncollected
+from image_batch.images.batch import edit_inputs, pending, uncollected
 from image_batch.images.store import open_store, request_key
 from image_batch.providers import get_provider
 
@@ -124,19 +124,6 @@ def chunks(requests, provider, max_lines, max_bytes, inputs=None):
         size += length
     close()
     return out
-
-
-def edit_inputs(specs, keys, settings):
-    """{key: Inputs} of the edit requests among ``keys`` (their pictures read now, each file once)."""
-    from image_batch.descriptions import references
-
-    found, read = {}, {}
-    for spec in specs:
-        if spec.get("references"):
-            key = request_key(spec["request"])
-            if key in keys and key not in found:
-                found[key] = references.load(spec, settings.input_csv, read)
-    return found
 
 
 class GeminiBatchRunner:

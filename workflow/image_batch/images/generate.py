@@ -182,8 +182,7 @@ def obtain(request, settings, log, inputs=None):
                     result = _from_store(store, found, provider, request, log, number)
                     if result is not None:
                         return result
-                # answers come from the batch, never full price (edit requests are made live: images.batch)
-                if settings.mode == "batch" and provider.batch and not references.live_in_batch(request):
+                if settings.mode == "batch" and provider.batch:  # answers come from the batch, never full price
                     from image_batch.images.batch import failure_reason
 
                     raise FaultError(Fault(ROW, failure_reason(key)), number)
