@@ -170,7 +170,7 @@ def check_refused(runner, api, expected):
         ("mask_opaque", "line 2, column mask: pics/opaque.png has no transparency"),
         ("mask_alone", "line 2, column mask: a mask needs a picture to edit"),
         ("too_many", "line 2, column reference: 17 pictures; provider openai takes at most 16"),
-        ("url", "line 2, column reference: https://example.com/a.png: URLs are not supported yet"),
+        ("url", "line 2, column reference: http://example.com/a.png: only https:// addresses are fetched"),
     ],
 )
 def test_bad_pictures_are_sheet_errors_before_any_call(keyed, api, case, expected):
@@ -203,7 +203,7 @@ def test_bad_pictures_are_sheet_errors_before_any_call(keyed, api, case, expecte
     elif case == "too_many":
         ref = ";".join(["pics/ok.png"] * 17)
     elif case == "url":
-        ref = "https://example.com/a.png"
+        ref = "http://example.com/a.png"
     keyed.sheet = write_sheet(root, [("row1", "Shop", "a mug", ref, mask), ("row2", "Shop", "a cup", "", "")])
     check_refused(keyed, api, expected)
 
@@ -440,3 +440,82 @@ def test_stand_in_edits_endpoint_through_the_real_client(api, tmp_path):
         client.images.edit(model="gpt-image-2.5-sunburst", prompt="x", image=[("a.txt", b"not a picture")])
     assert caught.value.body["param"] == "image" and caught.value.body["code"] == "invalid_image_file"
     assert not api.calls[-1]["paid"]
+
+
+# -- pictures named by an address -------------------------------------------------------------------
+
+
+@pytest.fixture
+def pictures_server(tmp_path):
+    """A loopback HTTP server of pictures (the workflow takes http://127.0.0.1 only with the test
+    switch); ``served`` lists the paths asked for."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    files, served = {}, []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            served.append(self.path)
+            data = files.get(self.path)
+            self.send_response(200 if data is not None else 404)
+            self.send_header("content-length", str(len(data or b"")))
+            self.end_headers()
+            self.wfile.write(data or b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.files, server.served = files, served
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_picture_named_by_an_address_is_fetched_once_by_a_real_run_and_kept(keyed, api, pictures_server):
+    from image_batch.descriptions.references import LOOPBACK_VARIABLE
+
+    keyed.env[LOOPBACK_VARIABLE] = "1"
+    root = keyed.root
+    data = picture(root / "scratch.png", color=(1, 2, 3))
+    pictures_server.files["/shop/mug.png"] = data
+    url = f"{pictures_server.url}/shop/mug.png"
+    keyed.sheet = write_sheet(
+        root, [("a", "Shop", "the mug on a beach", url, ""), ("b", "Shop", "the mug in snow", url, "")]
+    )
+    dry = keyed.snakemake("-n", "--config", f"input_csv={keyed.sheet}")
+    assert "1 picture(s) named by an address are not fetched yet" in dry.output
+    assert pictures_server.served == [] and not (root / "results/references").exists()
+
+    keyed.snakemake("--config", f"input_csv={keyed.sheet}")
+    assert pictures_server.served == ["/shop/mug.png"]  # once, for both rows
+    assert [call["images"] for call in edit_calls(api)] == [[data], [data]]
+    kept = root / f"results/references/{sha(data)}.png"
+    assert kept.read_bytes() == data
+    assert sidecar(root, "a")["references"] == [{"path": url, "sha256": sha(data), "kept": str(kept.relative_to(root))}]
+
+    # later runs use the copy: no fetch, and a rebuild is served from the store
+    pictures_server.files["/shop/mug.png"] = picture(root / "scratch.png", color=(9, 9, 9))
+    api.reset()
+    for image in (root / "results/images/shop").glob("*.png"):
+        image.unlink()
+    again = keyed.snakemake("--config", f"input_csv={keyed.sheet}")
+    assert pictures_server.served == ["/shop/mug.png"] and api.paid_calls == []
+    assert "not fetched yet" not in again.output
+
+
+def test_an_address_that_gives_no_picture_is_a_sheet_error(keyed, api, pictures_server):
+    from image_batch.descriptions.references import LOOPBACK_VARIABLE
+
+    keyed.env[LOOPBACK_VARIABLE] = "1"
+    pictures_server.files["/notes.png"] = b"not a picture"
+    for path, expected in (("/gone.png", "could not be fetched (HTTP 404"), ("/notes.png", "is not a picture")):
+        keyed.sheet = write_sheet(keyed.root, [("a", "Shop", "a mug", f"{pictures_server.url}{path}", "")])
+        result = keyed.snakemake("--config", f"input_csv={keyed.sheet}", check=False)
+        assert result.returncode != 0 and "Traceback" not in result.output
+        assert f"line 2, column reference: {pictures_server.url}{path} {expected}" in result.output
+    assert api.calls == [] and not (keyed.root / "results/references").exists()

@@ -17,10 +17,13 @@ none. Each distinct picture is read and hashed once a process (by path, size and
 rows sharing one logo cost one read; what a real run learnt is kept (CACHE_FILE), so later dry runs
 read no unchanged picture at all.
 
-``https://`` addresses are refused for now: download the picture and name its path.
+A picture may be named by an ``https://`` address: a real run's planning fetches it (once: the
+copy is kept under results/references/ by the run's start, with the address in urls.json, and later
+runs use the copy); a dry run fetches nothing and says what a real run would fetch.
 """
 
 import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -61,7 +64,6 @@ NOT_WITH_STORAGE = (
     "pictures, which go nowhere but to the API): run the rows with a reference on one machine or a shared "
     "filesystem"
 )
-URL_REFUSED = "URLs are not supported yet: download the picture and name its path (relative to the sheet's folder)"
 
 
 def limits_for(provider_name):
@@ -86,6 +88,7 @@ class Picture:
     height: int
     size: int
     alpha: bool
+    kept: str | None = None  # a picture fetched from a URL: its copy under results/references/
 
 
 class _Bad(Exception):
@@ -170,12 +173,16 @@ def _inspect(path, limit):
 
 
 def _read(path):
-    from PIL import Image, UnidentifiedImageError
-
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise _Bad(f"cannot be read ({exc.strerror or exc})") from None
+    return _picture(data)
+
+
+def _picture(data):
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             fmt, width, height = image.format, image.width, image.height
@@ -220,6 +227,9 @@ def attach(row, spec, provider_name, sheet_dir, problems, memo=None):
         if picture is None:
             bad = True
             continue
+        if picture is TO_FETCH:  # a dry run: the picture of an address not fetched yet
+            found.append((name, picture))
+            continue
         if picture.format not in limits.formats:
             problems.append(
                 _problem(
@@ -231,8 +241,9 @@ def attach(row, spec, provider_name, sheet_dir, problems, memo=None):
             )
             bad = True
         found.append((name, picture))
-    if not bad and limits.max_total_bytes and sum(p.size for _, p in found) > limits.max_total_bytes:
-        total = sum(p.size for _, p in found) / MB
+    sizes = [p.size for _, p in found if p is not TO_FETCH]
+    if not bad and limits.max_total_bytes and sum(sizes) > limits.max_total_bytes:
+        total = sum(sizes) / MB
         problems.append(
             _problem(
                 row,
@@ -248,10 +259,13 @@ def attach(row, spec, provider_name, sheet_dir, problems, memo=None):
             problems.append(_problem(row, "mask", f"provider {provider_name} takes no mask: leave the column empty"))
             bad = True
         else:
-            mask_picture = _check(row, "mask", mask, sheet_dir, limits.mask_bytes, problems, memo)
+            if "://" in mask:
+                problems.append(_problem(row, "mask", f"{mask}: a mask must be a file, not an address"))
+                bad = True
+            mask_picture = None if bad else _check(row, "mask", mask, sheet_dir, limits.mask_bytes, problems, memo)
             bad = bad or mask_picture is None
             if mask_picture is not None:
-                first = found[0][1] if found else None
+                first = found[0][1] if found and found[0][1] is not TO_FETCH else None
                 text = None
                 if mask_picture.format != "PNG":
                     text = f"{mask} is a {mask_picture.format} picture; a mask must be a PNG"
@@ -271,12 +285,23 @@ def attach(row, spec, provider_name, sheet_dir, problems, memo=None):
     if limits.endpoint:
         request["endpoint"] = limits.endpoint
     for _, picture in found + ([(mask, mask_picture)] if mask_picture is not None else []):
-        _sizes[picture.sha256] = picture.size
-    request["references"] = [picture.sha256 for _, picture in found]
-    spec["references"] = [{"path": name, "sha256": picture.sha256} for name, picture in found]
+        if picture is not TO_FETCH:
+            _sizes[picture.sha256] = picture.size
+    # (a dry run names an address not fetched yet by the address: a real run has its hash)
+    request["references"] = [f"to fetch: {name}" if p is TO_FETCH else p.sha256 for name, p in found]
+    spec["references"] = [_entry(name, picture) for name, picture in found]
     if mask_picture is not None:
         request["mask"] = mask_picture.sha256
         spec["mask"] = {"path": mask, "sha256": mask_picture.sha256}
+
+
+def _entry(name, picture):
+    if picture is TO_FETCH:
+        return {"path": name, "sha256": None}
+    entry = {"path": name, "sha256": picture.sha256}
+    if picture.kept:
+        entry["kept"] = picture.kept
+    return entry
 
 
 def _check(row, column, name, sheet_dir, limit, problems, memo):
@@ -292,7 +317,7 @@ def _check(row, column, name, sheet_dir, limit, problems, memo):
 
 def _look(name, sheet_dir, limit):
     if "://" in name:
-        return _Bad(f"{name}: {URL_REFUSED}")
+        return _url_picture(name, limit)
     if os.path.isabs(name):
         return _Bad(f"{name}: name the picture relative to the sheet's folder, not by an absolute path")
     try:
@@ -310,7 +335,8 @@ def sheet_folder(sheet_path):
 def input_files(spec, sheet_path):
     """The picture files of a spec (the image job's declared inputs), as paths of the run's folder."""
     folder = sheet_folder(sheet_path)
-    files = [os.path.join(folder, ref["path"]) for ref in spec.get("references") or ()]
+    # (a picture named by an address is no input: its copy is named by its content, in the request)
+    files = [os.path.join(folder, ref["path"]) for ref in spec.get("references") or () if "://" not in ref["path"]]
     if spec.get("mask"):
         files.append(os.path.join(folder, spec["mask"]["path"]))
     return files
@@ -344,14 +370,14 @@ def load(spec, sheet_path, cache=None):
         return found
 
     def read_file(entry):
-        path = os.path.join(folder, entry["path"])
+        path = entry.get("kept") or os.path.join(folder, entry["path"])
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
             raise ReferenceChanged(f"reference {entry['path']} cannot be read now ({exc.strerror or exc})") from None
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise ReferenceChanged(f"reference {entry['path']} changed since the run was planned: run again")
-        return (os.path.basename(entry["path"]), data, _mime(data))
+        return (os.path.basename(path), data, _mime(data))
 
     images = [read(entry) for entry in spec["references"]]
     mask = read(spec["mask"]) if spec.get("mask") else None
@@ -371,6 +397,16 @@ def notes(specs, provider_name, mode="live"):
     count = sum(1 for spec in specs if spec.get("references"))
     if not count:
         return []
+    if _to_fetch:
+        said = [
+            f"{len(_to_fetch)} picture(s) named by an address are not fetched yet (e.g. {min(_to_fetch)}): a real "
+            "run fetches each once and keeps it under results/references/ (this run fetched nothing)"
+        ]
+        return said + notes_without_fetch(count, provider_name)
+    return notes_without_fetch(count, provider_name)
+
+
+def notes_without_fetch(count, provider_name):
     if provider_name == "offline":
         return [
             f"{count} row(s) name reference pictures: the offline generator ignores them (its placeholders "
@@ -405,3 +441,135 @@ def batch_problems(specs, places, provider_name, mode):
                     "make it smaller or use mode: live"
                 )
     return problems
+
+
+# -- pictures named by an https:// address: fetched once and kept --------------------------------
+
+KEPT = Path("results/references")  # <sha256>.<ext>, and urls.json: address -> the file kept for it
+URL_INDEX = KEPT / "urls.json"
+EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+# Tests serve pictures on loopback without TLS: http://127.0.0.1 is taken only when this is set
+LOOPBACK_VARIABLE = "IMAGE_BATCH_TEST_HTTP_LOOPBACK"
+TO_FETCH = Picture("", "", 0, 0, 0, False)  # a dry run's stand-in for a picture not fetched yet
+_fetch = {"allowed": False}
+_fetched = {}  # address -> (Picture, bytes): fetched by this process's planning, kept by the run's start
+_to_fetch = set()  # addresses a dry run would fetch
+_index = {"loaded": None}
+
+
+def allow_fetching(allowed):
+    """Planning of a real run (its main process) fetches the addresses not kept yet; any other
+    planning (a dry run, a report, a job elsewhere) fetches none and says what a real run would fetch."""
+    _fetch["allowed"] = bool(allowed)
+
+
+# What Snakemake's command line may ask for without running jobs: such an invocation fetches nothing.
+_NOT_RUNNING = (
+    "dryrun", "touch", "lint", "report", "list_rules", "list_target_rules", "dag", "rulegraph", "filegraph",
+    "d3dag", "summary", "detailed_summary", "list_changes", "list_untracked", "containerize", "export_cwl",
+    "archive", "cleanup_metadata", "cleanup_shadow", "unlock", "delete_all_output", "delete_temp_output",
+    "print_compilation", "generate_unit_tests", "draft_notebook", "edit_notebook", "conda_create_envs_only",
+    "conda_cleanup_envs",
+)  # fmt: skip
+
+
+def runs_jobs(argv):
+    """Whether ``argv`` (sys.argv of the snakemake command) runs jobs: Snakemake does not tell a
+    Snakefile being parsed whether this is a dry run, so its own parser reads the command line. An
+    unparseable one fetches nothing (and a real run then stops before any job: see unfetched)."""
+    try:
+        from snakemake.cli import get_argument_parser
+
+        args, _ = get_argument_parser().parse_known_args(list(argv[1:]))
+    except BaseException:
+        return False
+    return not any(getattr(args, name, None) for name in _NOT_RUNNING)
+
+
+def unfetched():
+    """A real run's start: the addresses its planning did not fetch (it must not go on), or None."""
+    if _to_fetch:
+        return (
+            f"{len(_to_fetch)} reference picture(s) named by an address were not fetched (e.g. {min(_to_fetch)}): "
+            "run snakemake without options that stop it from running jobs; nothing was called"
+        )
+    return None
+
+
+def _address_allowed(url):
+    if url.startswith("https://"):
+        return True
+    return os.environ.get(LOOPBACK_VARIABLE) == "1" and url.startswith("http://127.0.0.1:")
+
+
+def _kept_for(url):
+    if _index["loaded"] is None:
+        try:
+            found = json.loads(URL_INDEX.read_text(encoding="utf-8"))
+            _index["loaded"] = found if isinstance(found, dict) else {}
+        except (OSError, ValueError):
+            _index["loaded"] = {}
+    entry = _index["loaded"].get(url)
+    return str(KEPT / entry["file"]) if isinstance(entry, dict) and entry.get("file") else None
+
+
+def _url_picture(url, limit):
+    """The Picture of an address: the copy kept by an earlier run, else fetched now (a real run's
+    planning: kept at its start), else TO_FETCH (any other planning)."""
+    if not _address_allowed(url):
+        return _Bad(f"{url}: only https:// addresses are fetched")
+    kept = _kept_for(url)
+    if kept is not None and os.path.exists(kept):
+        try:
+            return dataclasses.replace(_inspect(kept, limit), kept=kept)
+        except _Bad:
+            pass  # a kept copy that cannot be used: fetched again
+    if url in _fetched:
+        return _fetched[url][0]
+    if not _fetch["allowed"]:
+        _to_fetch.add(url)
+        return TO_FETCH
+    try:
+        data = _download(url, limit)
+        picture = _picture(data)
+    except _Bad as exc:
+        return _Bad(f"{url} {exc}")
+    ext = EXTENSIONS.get(picture.format, picture.format.lower())
+    picture = dataclasses.replace(picture, kept=str(KEPT / f"{picture.sha256}.{ext}"))
+    _fetched[url] = (picture, data)
+    return picture
+
+
+def _download(url, limit):
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=60) as answer:
+            data = answer.read(limit + 1)
+    except urllib.error.HTTPError as exc:
+        raise _Bad(f"could not be fetched (HTTP {exc.code} {exc.reason})") from None
+    except (OSError, ValueError) as exc:
+        raise _Bad(f"could not be fetched ({getattr(exc, 'reason', None) or exc})") from None
+    if len(data) > limit:
+        raise _Bad(f"is larger than {limit // MB} MB; the provider takes pictures under {limit // MB} MB")
+    return data
+
+
+def keep_fetched():
+    """A real run (its start, before any job): keep the pictures its planning fetched, and the
+    addresses they came from, so no later run fetches them again."""
+    if not _fetched:
+        return
+    try:
+        index = json.loads(URL_INDEX.read_text(encoding="utf-8"))
+        index = index if isinstance(index, dict) else {}
+    except (OSError, ValueError):
+        index = {}
+    for url, (picture, data) in sorted(_fetched.items()):
+        if not os.path.exists(picture.kept):
+            atomic_write_bytes(picture.kept, data)
+        index[url] = {"file": os.path.basename(picture.kept), "sha256": picture.sha256}
+    atomic_write_bytes(URL_INDEX, json.dumps(index, indent=1, sort_keys=True).encode("utf-8"))
+    _index["loaded"] = index
+    _fetched.clear()

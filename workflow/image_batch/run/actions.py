@@ -84,6 +84,8 @@ def start(workflow, plan, out=sys.stderr):
     _attempted.append(True)
     if plan.choices.missing_key:
         raise UserError(plan.choices.missing_key.replace("a real run stops before any image", "nothing was made"))
+    if references.unfetched():  # planning did not fetch what this run needs: no job may start
+        raise UserError(references.unfetched())
     lock.acquire()
     preflight(plan)
     # No other real run is alive here, but a dry run or a report may be: only dead writers' temp
@@ -111,6 +113,7 @@ def start(workflow, plan, out=sys.stderr):
     atomic_write_bytes(ledger.RUNS / f"{run.id}.json", text, durable=False)
     atomic_write_bytes(LAST_RUN, text, durable=False)
     write_manifest(plan.specs)
+    references.keep_fetched()  # the pictures planning fetched from addresses: kept, never fetched again
     references.save_cache()  # what planning learnt of the reference pictures, for the next dry runs
     if plan.paid:
         note = open_store(plan.settings).adopt(plan.endpoint)
