@@ -519,3 +519,32 @@ def test_an_address_that_gives_no_picture_is_a_sheet_error(keyed, api, pictures_
         assert result.returncode != 0 and "Traceback" not in result.output
         assert f"line 2, column reference: {pictures_server.url}{path} {expected}" in result.output
     assert api.calls == [] and not (keyed.root / "results/references").exists()
+
+
+def test_gemini_limits_and_a_picture_changed_after_planning(tmp_path, monkeypatch):
+    from image_batch.common.errors import SheetError
+    from image_batch.descriptions import references
+    from image_batch.descriptions.sheet import Row
+    from image_batch.descriptions.specs import build_specs
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(references, "_cache", {})
+    settings = settings_for(gemini={"model": "gemini-3-pro-image"})
+    picture(tmp_path / "sheets/a.png")
+    many = Row(2, "many", "Shop", "shop", "a mug", reference=";".join(["a.png"] * 15))
+    with pytest.raises(SheetError) as caught:
+        build_specs([many], settings, "gemini", "sheets/input.csv", environ={})
+    assert "line 2, column reference: 15 pictures; provider gemini takes at most 14" in str(caught.value)
+    (tmp_path / "sheets/big.png").write_bytes(picture(tmp_path / "sheets/b.png") + b"\0" * (11 * 1024 * 1024))
+    heavy = Row(2, "heavy", "Shop", "shop", "a mug", reference="big.png;big.png")
+    with pytest.raises(SheetError) as caught:
+        build_specs([heavy], settings, "gemini", "sheets/input.csv", environ={})
+    assert "the pictures together are 22.0 MB; provider gemini takes under 20 MB in one request" in str(caught.value)
+
+    ok = Row(2, "ok", "Shop", "shop", "a mug", reference="a.png")
+    (spec,) = build_specs([ok], settings, "gemini", "sheets/input.csv", environ={})
+    assert references.load(spec, "sheets/input.csv").images[0][1] == (tmp_path / "sheets/a.png").read_bytes()
+    picture(tmp_path / "sheets/a.png", color=(1, 1, 1))  # replaced after planning: not sent as planned
+    with pytest.raises(references.ReferenceChanged, match="a.png changed since the run was planned"):
+        references.load(spec, "sheets/input.csv")
