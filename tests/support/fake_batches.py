@@ -51,7 +51,8 @@ import time
 import uuid
 from urllib.parse import parse_qs
 
-BATCH_ENDPOINT = "/v1/images/generations"  # the only endpoint the fake can answer in a batch
+BATCH_ENDPOINT = "/v1/images/generations"  # the endpoints the fake can answer in a batch: these two
+EDITS_ENDPOINT = "/v1/images/edits"  # lines in the JSON form: images[] and mask as image_url data URLs
 # Endpoints the real API accepts for batches (from the client's BatchCreateParams): others are invalid values.
 KNOWN_ENDPOINTS = frozenset(
     {
@@ -381,11 +382,11 @@ class BatchAPI:
                 live.error_body(f"Invalid value for 'endpoint': {endpoint!r}.", code="invalid_value", param="endpoint"),
                 {},
             )
-        if endpoint != BATCH_ENDPOINT:
+        if endpoint not in (BATCH_ENDPOINT, EDITS_ENDPOINT):
             return (
                 400,
                 live.error_body(
-                    f"fake-openai answers batches for {BATCH_ENDPOINT} only, not {endpoint}.",
+                    f"fake-openai answers batches for {BATCH_ENDPOINT} and {EDITS_ENDPOINT} only, not {endpoint}.",
                     code="invalid_value",
                     param="endpoint",
                 ),
@@ -613,7 +614,10 @@ class BatchAPI:
             "request_id": f"req_{uuid.uuid4().hex}",
             "time": time.time(),
         }
-        settings, problem = self._validate(body)
+        problem = None
+        if "images" in body or "mask" in body:  # an edit line: its pictures checked, then answered alike
+            body, record["images"], record["mask"], problem = live.edit_json(body)
+        settings, problem = (None, problem) if problem else self._validate(body)
         if problem:
             status, answer, _ = problem
         else:

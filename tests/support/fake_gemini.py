@@ -88,6 +88,20 @@ def render(prompt, fmt="JPEG", size=(64, 64)):
     return buffer.getvalue()
 
 
+def inline_images(contents):
+    """[(mime type, bytes)] of the inline_data parts of a request's contents (reference pictures)."""
+    found = []
+    for content in contents or ():
+        for part in (content.get("parts") or ()) if isinstance(content, dict) else ():
+            blob = part.get("inlineData") or part.get("inline_data") if isinstance(part, dict) else None
+            if blob:
+                # the API takes standard or URL-safe base64 (the SDK sends the URL-safe kind)
+                text = blob.get("data", "").replace("-", "+").replace("_", "/")
+                data = base64.b64decode(text + "=" * (-len(text) % 4))
+                found.append((blob.get("mimeType") or blob.get("mime_type"), data))
+    return found
+
+
 def error_body(code, status, message, details=()):
     return {"error": {"code": code, "message": message, "status": status, "details": list(details)}}
 
@@ -248,10 +262,13 @@ class FakeGemini(LoopbackServer):
         except ValueError:
             return 400, error_body(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
         prompt = " ".join(
-            p.get("text", "") for c in body.get("contents") or () for p in c.get("parts") or () if isinstance(p, dict)
+            p["text"]
+            for c in body.get("contents") or ()
+            for p in c.get("parts") or ()
+            if isinstance(p, dict) and "text" in p
         )
         config = body.get("generationConfig") or {}
-        call.update(prompt=prompt, generation_config=config)
+        call.update(prompt=prompt, generation_config=config, images=inline_images(body.get("contents")))
         if version != "v1beta" or model not in self.models:
             return 404, error_body(
                 404,
@@ -346,8 +363,11 @@ class FakeGemini(LoopbackServer):
         answers = []
         for line in batch["requests"]:
             request = line.get("request") or {}
-            prompt = " ".join(p.get("text", "") for c in request.get("contents") or () for p in c.get("parts") or ())
+            prompt = " ".join(
+                p["text"] for c in request.get("contents") or () for p in c.get("parts") or () if "text" in p
+            )
             record = {"prompt": prompt, "metadata": line.get("metadata"), "model": batch["model"]}
+            record["images"] = inline_images(request.get("contents"))
             status, body = self._generate(batch["model"], prompt, request.get("generationConfig") or {}, record)
             record["status"] = status
             with self._lock:

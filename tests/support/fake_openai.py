@@ -98,6 +98,8 @@ GOOD = frozenset({"ok", "jpeg", "webp", "url", "slow"})
 BEHAVIORS = GOOD | PERMANENT | frozenset(TRANSIENT) | frozenset(MORE_TRANSIENT)
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 GENERATIONS = "/v1/images/generations"
+EDITS = "/v1/images/edits"  # multipart: image[] (1-16 png/webp/jpeg, each < 50 MB), optional mask (PNG < 4 MB)
+EDIT_MAX_IMAGES, EDIT_MAX_BYTES, MASK_MAX_BYTES = 16, 50 * 1024 * 1024, 4 * 1024 * 1024
 FILES = "/v1/_fake/images/"  # where "url" behaviour images are served (GET)
 
 
@@ -633,7 +635,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
     # -- request handling ---------------------------------------------------------------------------------------
 
     def _handle(self, handler, method):
-        generation = method == "POST" and handler.path.partition("?")[0] == GENERATIONS
+        generation = method == "POST" and handler.path.partition("?")[0] in (GENERATIONS, EDITS)
         if not generation:
             return self._handle_one(handler, method)
         with self._flight:
@@ -701,6 +703,8 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
                 return 200, found, {}
         elif method == "POST" and path == GENERATIONS:
             return self._generate(handler, raw, call)
+        elif method == "POST" and path == EDITS:
+            return self._edit(raw, call)
         return 404, error_body(f"Invalid URL ({method} {path})"), {}
 
     def _check_key(self, call):
@@ -727,6 +731,67 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         if problem:
             return problem
         slot, extra = self._take_slot(settings.n)  # like the real gateway, the limiter answers before the rest
+        if slot is None:
+            call["behavior"], call["rule"], call["limited"] = "rate_limit", "limiter", True
+            return self._limited(extra, settings.n)
+        behavior, call["rule"] = self._pick(body["prompt"])
+        call["behavior"] = behavior.kind
+        status, answer, extra = self._answer(body, behavior, call["request_id"], settings)
+        if slot is not False:
+            if status != 200:
+                self._release_slot(slot)
+            with self._lock:
+                extra.update(self._limit_headers())
+        return status, answer, extra
+
+    def _edit(self, raw, call):
+        """``POST /v1/images/edits``: the multipart form parsed (``call["body"]`` its text fields,
+        ``call["images"]`` the bytes of each ``image[]`` in order, ``call["mask"]`` the mask's), the
+        pictures checked as the real API does, then answered like a generation."""
+        refused = self._check_key(call)
+        if refused:
+            return refused
+        fields, files = _multipart(call["headers"].get("content-type", ""), raw)
+        if fields is None:
+            return 400, error_body("Invalid multipart/form-data body."), {}
+        images = files.get("image[]", []) + files.get("image", [])
+        call["images"] = [data for _, data in images]
+        call["image_names"] = [name for name, _ in images]
+        masks = files.get("mask", [])
+        call["mask"] = masks[0][1] if masks else None
+        body = call["body"] = dict(fields)
+        for name in ("n", "output_compression"):
+            if name in body:
+                try:
+                    body[name] = int(body[name])
+                except ValueError:
+                    pass
+        if not images:
+            return (
+                400,
+                error_body("Missing required parameter: 'image'.", param="image", code="missing_required_parameter"),
+                {},
+            )
+        if len(images) > EDIT_MAX_IMAGES:
+            return (
+                400,
+                error_body(
+                    f"Invalid 'image': too many images. Expected at most {EDIT_MAX_IMAGES}, got {len(images)}.",
+                    param="image",
+                    code="too_many_images",
+                ),
+                {},
+            )
+        refused = _edit_pictures([data for _, data in images], call["mask"])
+        if refused:
+            return refused
+        body.pop("moderation", None)  # not a parameter of edits: refused below like any unknown one
+        if "moderation" in fields:
+            return 400, error_body("Unknown parameter: 'moderation'.", param="moderation", code="unknown_parameter"), {}
+        settings, problem = self._validate(body)
+        if problem:
+            return problem
+        slot, extra = self._take_slot(settings.n)
         if slot is None:
             call["behavior"], call["rule"], call["limited"] = "rate_limit", "limiter", True
             return self._limited(extra, settings.n)
@@ -846,6 +911,104 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         except OSError:
             pass
+
+
+def _edit_pictures(images, mask):
+    """None if the pictures of an edit request are ones the real API takes, else its (status, body, headers)."""
+    if len(images) > EDIT_MAX_IMAGES:
+        return (
+            400,
+            error_body(
+                f"Invalid 'image': too many images. Expected at most {EDIT_MAX_IMAGES}, got {len(images)}.",
+                param="image",
+                code="too_many_images",
+            ),
+            {},
+        )
+    sizes = []
+    for number, data in enumerate(images, 1):
+        found = _picture(data)
+        if found is None or found[0] not in ("PNG", "JPEG", "WEBP") or len(data) >= EDIT_MAX_BYTES:
+            return (
+                400,
+                error_body(
+                    f"Invalid image file or mode for image {number}, please check your image file.",
+                    param="image",
+                    code="invalid_image_file",
+                ),
+                {},
+            )
+        sizes.append(found[1])
+    if mask is not None:
+        found = _picture(mask)
+        if found is None or found[0] != "PNG" or len(mask) >= MASK_MAX_BYTES:
+            message = "Invalid mask image format - mask must be a PNG file under 4 MB."
+            return 400, error_body(message, param="mask", code="invalid_image_format"), {}
+        if found[1] != sizes[0]:
+            message = "Invalid mask image format - mask size does not match image size"
+            return 400, error_body(message, param="mask", code="invalid_image_format"), {}
+    return None
+
+
+def edit_json(body):
+    """The JSON form of /v1/images/edits (a batch line): (the body without its pictures, [picture bytes], mask
+    bytes or None, None) or (..., the refusal). Pictures are ``{"image_url": data URL}`` (``file_id`` is not
+    served by this stand-in)."""
+
+    def decode(ref, param):
+        url = ref.get("image_url") if isinstance(ref, dict) else None
+        if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
+            raise ValueError(param)
+        return base64.b64decode(url.split(";base64,", 1)[1], validate=True)
+
+    rest = {k: v for k, v in body.items() if k not in ("images", "mask")}
+    try:
+        images = [decode(ref, "images") for ref in body.get("images") or ()]
+        mask = decode(body["mask"], "mask") if body.get("mask") is not None else None
+    except (ValueError, TypeError) as exc:
+        param = str(exc) if str(exc) in ("images", "mask") else "images"
+        message = f"Invalid '{param}': expected an image_url with a base64 data URL."
+        return rest, [], None, (400, error_body(message, param=param, code="invalid_value"), {})
+    if not images:
+        message = "Missing required parameter: 'images'."
+        return rest, [], mask, (400, error_body(message, param="images", code="missing_required_parameter"), {})
+    if "moderation" in rest:
+        message = "Unknown parameter: 'moderation'."
+        return rest, images, mask, (400, error_body(message, param="moderation", code="unknown_parameter"), {})
+    return rest, images, mask, _edit_pictures(images, mask)
+
+
+def _multipart(content_type, raw):
+    """(text fields, {name: [(file name, bytes)]}) of a multipart/form-data body, or (None, None)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    if not content_type.startswith("multipart/form-data"):
+        return None, None
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    if not message.is_multipart():
+        return None, None
+    fields, files = {}, {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is not None:
+            files.setdefault(name, []).append((filename, data))
+        else:
+            fields[name] = data.decode("utf-8")
+    return fields, files
+
+
+def _picture(data):
+    """(Pillow's format, (width, height)) of ``data``, or None when it is not a picture."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            found = image.format, image.size
+            image.verify()
+        return found
+    except Exception:
+        return None
 
 
 def _field(body, name, default=None):

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from image_batch.common import addressed
-from image_batch.common.errors import UserError
+from image_batch.common.errors import SheetError, UserError
 from image_batch.common.fileio import canonical_json, unwritable, unwritable_file
 from image_batch.common.settings import Choices, Settings, load_dotenv_file, resolve
 from image_batch.costs.catalog import load_catalog
 from image_batch.costs.estimate import describe as describe_estimate
 from image_batch.costs.estimate import estimate
-from image_batch.descriptions import row_settings
+from image_batch.descriptions import references, row_settings
 from image_batch.descriptions.sheet import read_configured_sheet
 from image_batch.descriptions.specs import IMAGES, build_specs, image_made, plan_requests
 from image_batch.images import failures
@@ -140,6 +140,11 @@ class Plan:
         path = self.requests.paths.get((folder, image_id))
         return path or f"results/specs/{folder}/{image_id}.not-in-the-sheet"
 
+    def references_of(self, folder, image_id):
+        """The image job's picture inputs (descriptions.references; O(1): one look-up per job)."""
+        spec = self._by_image.get((folder, image_id))
+        return references.input_files(spec, self.sheet) if spec and spec.get("references") else []
+
     @property
     def due(self):
         """The plan files to write (new or changed): targets, so that their consumers run after
@@ -239,6 +244,12 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     problems, warnings = check_models(settings, choices, specs, row_requests, sheet)
     keys_missing = row_keys_missing(specs, choices)
     used = {s["request"]["provider"] for s in specs}  # the providers of the rows
+    warnings += references.notes(specs, choices.provider, settings.mode)
+    too_large = references.batch_problems(
+        specs, {row.image_id: row.place for row in rows}, choices.provider, settings.mode
+    )
+    if too_large:
+        raise SheetError(sheet, too_large)
     keyless_specs = None
     if choices.keyless_paid:
         # No key, so placeholders: but the settings a key would use are checked and priced now
@@ -254,6 +265,9 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     if announce and any(provider_class(name).paid for name in used):
         # before the store is read (look-ups, the estimate): a store that cannot be used is one line
         open_store(settings).preflight()
+    if not local_images and any(spec.get("references") for spec in specs):
+        # the jobs run where the sheet's pictures are not, and the pictures must not go to storage
+        raise UserError(references.NOT_WITH_STORAGE)
     if settings.mode == "batch" and not local_images:
         # It would have to know which images storage holds already, or it would pay for them again.
         raise UserError(

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from image_batch import plan as planning
 from image_batch.common import addressed
 from image_batch.common.errors import UserError, os_problem
-from image_batch.descriptions import specs
+from image_batch.descriptions import references, specs
 from image_batch.common.settings import (
     config_file_name,
     load_settings,
@@ -61,6 +61,9 @@ try:
             print(note, file=sys.stderr)
     # Planning only computes, and writes nothing: the plan files are named by their content and
     # written by the rules of a real run (write_request, write_plan_file); acting is for onstart.
+    # a real run's planning fetches the reference pictures named by an address (kept at its start)
+    # (Snakemake does not tell a Snakefile being parsed whether jobs will run: its command line does)
+    references.allow_fetching(workflow.is_main_process and not REPORTING and references.runs_jobs(sys.argv))
     PLAN = planning.make_plan(
         SETTINGS,
         local_images=not STORAGE,

@@ -15,6 +15,8 @@ rule write_request:
 rule generate_image:
     input:
         spec=lambda wildcards: PLAN.request_of(wildcards.folder, wildcards.image_id),
+        # the row's reference pictures and mask (replacing one makes exactly its rows stale)
+        references=lambda wildcards: PLAN.references_of(wildcards.folder, wildcards.image_id),
     output:
         png=report(
             "results/images/{folder}/{image_id}.png",

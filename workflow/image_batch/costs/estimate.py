@@ -76,6 +76,8 @@ def estimate(specs, catalog, to_make, in_store, usage_means=None, paid=True, in_
             out["in_batch"] += 1
             continue
         out["to_pay"] += 1
+        if request.get("references"):  # an edit request: its input pictures are billed too
+            out["edits"] = out.get("edits", 0) + 1
         size = request.get("size") or request.get("image_size")  # Gemini names its size image_size
         groups[(request.get("model"), request.get("quality"), size)].append(len(request["prompt"]))
     means = usage_means or {}
@@ -120,6 +122,11 @@ def describe(e, paid=True):
             f"; {e['in_batch']} request(s) are in batches submitted earlier: collected when they end, not paid again"
         )
     lines = [text]
+    if e.get("edits"):
+        lines.append(
+            f"  {e['edits']} of them are edit requests: input images not priced (the catalogue gives no token "
+            "count for input pictures); their bills count them from each answer's usage"
+        )
     for g in e["groups"]:
         head = f"  {g['images']} x {g['model']} {g['quality'] or 'default quality'} {g['size'] or 'default size'}"
         if g["each"] is None:

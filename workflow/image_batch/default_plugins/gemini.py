@@ -295,7 +295,7 @@ class GeminiImagesProvider(ImageProvider):
         request = request or {}
         return _client(self.timeout, request.get("base_url") or base_url(), request.get("api_version") or API_VERSION)
 
-    def fetch(self, request):
+    def fetch(self, request, inputs=None):
         from google.genai import types
 
         image_config = {name: request[name] for name in _IMAGE_CONFIG_FIELDS if request.get(name)}
@@ -304,9 +304,12 @@ class GeminiImagesProvider(ImageProvider):
             image_config=types.ImageConfig(**image_config) if image_config else None,
             should_return_http_response=True,  # the body as received: it is stored before decoding
         )
-        answer = self.client(request).models.generate_content(
-            model=request["model"], contents=request["prompt"], config=config
-        )
+        contents = request["prompt"]
+        if inputs is not None:  # reference pictures (descriptions.references): inline_data parts after the text
+            parts = [types.Part(text=request["prompt"])]
+            parts += [types.Part.from_bytes(data=data, mime_type=mime) for _, data, mime in inputs.images]
+            contents = [types.Content(role="user", parts=parts)]
+        answer = self.client(request).models.generate_content(model=request["model"], contents=contents, config=config)
         http = answer.sdk_http_response
         got = {str(k).lower(): v for k, v in (http.headers or {}).items()}
         headers = {name: got[name] for name in _KEPT_HEADERS if name in got}
@@ -314,13 +317,19 @@ class GeminiImagesProvider(ImageProvider):
         return RawResponse(body=bytes(body), headers=headers, status=200)
 
     # Batch API (images.gemini_batch): one inline request per image, and a line's answer as stored.
-    def batch_body(self, request):
-        """The inline request of a batch for ``request`` (google-genai's InlinedRequest, as a dict)."""
+    def batch_body(self, request, inputs=None):
+        """The inline request of a batch for ``request`` (google-genai's InlinedRequest, as a dict);
+        ``inputs``: its reference pictures, as inline_data parts after the text."""
         config = {"response_modalities": ["IMAGE"]}
         image_config = {name: request[name] for name in _IMAGE_CONFIG_FIELDS if request.get(name)}
         if image_config:
             config["image_config"] = image_config
-        return {"contents": request["prompt"], "config": config}
+        contents = request["prompt"]
+        if inputs is not None:
+            parts = [{"text": request["prompt"]}]
+            parts += [{"inline_data": {"mime_type": mime, "data": data}} for _, data, mime in inputs.images]
+            contents = [{"role": "user", "parts": parts}]
+        return {"contents": contents, "config": config}
 
     def batch_answer(self, response):
         """A batch line's ``response`` (a generateContent answer, as received) as a stored answer."""

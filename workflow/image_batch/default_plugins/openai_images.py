@@ -21,6 +21,8 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 # Request fields taken from config["openai"] when set (None/absent fields are not sent).
 _OPTIONAL_FIELDS = ("size", "quality", "background", "output_format", "moderation", "output_compression")
+# The fields of _OPTIONAL_FIELDS that /v1/images/edits takes (it has no moderation).
+_EDIT_FIELDS = ("size", "quality", "background", "output_format", "output_compression")
 # Sent in the JSON body only (the client has no keyword for them yet): gpt-image-2.6's complexity.
 _BODY_FIELDS = ("complexity",)
 # Answer headers worth keeping with a stored answer (never the request's Authorization).
@@ -84,17 +86,32 @@ class OpenAIImagesProvider(ImageProvider):
         body.update(request.get("extra_body") or {})
         return body or None
 
-    def fetch(self, request):
+    def fetch(self, request, inputs=None):
         client = self.client(request)
         kwargs = {field: request[field] for field in _OPTIONAL_FIELDS if request.get(field) is not None}
         # response_format is never sent: gpt-image-* models reject it and always return base64.
-        raw = client.images.with_raw_response.generate(
-            model=request["model"],
-            prompt=request["prompt"],
-            n=1,
-            extra_body=self._extra_body(request),
-            **kwargs,
-        )
+        if inputs is not None:
+            # an edit request (descriptions.references): multipart, the pictures as image[] in the
+            # sheet's order, the mask as mask; the edits endpoint takes no moderation setting
+            kwargs = {field: value for field, value in kwargs.items() if field in _EDIT_FIELDS}
+            if inputs.mask is not None:
+                kwargs["mask"] = inputs.mask
+            raw = client.images.with_raw_response.edit(
+                model=request["model"],
+                prompt=request["prompt"],
+                image=list(inputs.images),
+                n=1,
+                extra_body=self._extra_body(request),
+                **kwargs,
+            )
+        else:
+            raw = client.images.with_raw_response.generate(
+                model=request["model"],
+                prompt=request["prompt"],
+                n=1,
+                extra_body=self._extra_body(request),
+                **kwargs,
+            )
         headers = {name: raw.headers[name] for name in _KEPT_HEADERS if name in raw.headers}
         headers.update({k: v for k, v in raw.headers.items() if k.lower().startswith("x-ratelimit-")})
         return RawResponse(body=raw.content, headers=headers, status=raw.status_code)
@@ -102,10 +119,21 @@ class OpenAIImagesProvider(ImageProvider):
     # Batch API: the same request as one JSONL line, and a line's answer as a stored answer.
     batch_endpoint = "/v1/images/generations"
 
-    def batch_body(self, request):
-        """The JSON body ``fetch`` sends for ``request``, for a Batch API input line."""
+    batch_edit_endpoint = "/v1/images/edits"  # edit requests: batches of their own
+
+    def batch_body(self, request, inputs=None):
+        """The JSON body ``fetch`` sends for ``request``, for a Batch API input line. An edit request
+        (``inputs``: its pictures) is the JSON form of /v1/images/edits: ``images`` and ``mask`` as
+        ``image_url`` data URLs."""
         body = {"model": request["model"], "prompt": request["prompt"], "n": 1}
-        body.update({field: request[field] for field in _OPTIONAL_FIELDS if request.get(field) is not None})
+        fields = _OPTIONAL_FIELDS if inputs is None else _EDIT_FIELDS
+        body.update({field: request[field] for field in fields if request.get(field) is not None})
+        if inputs is not None:
+            from image_batch.descriptions.references import data_url
+
+            body["images"] = [{"image_url": data_url(data, mime)} for _, data, mime in inputs.images]
+            if inputs.mask is not None:
+                body["mask"] = {"image_url": data_url(inputs.mask[1], inputs.mask[2])}
         body.update(self._extra_body(request) or {})
         return body
 

@@ -68,7 +68,9 @@ from image_batch.common.slug import context_folder
 from image_batch.descriptions import row_settings
 
 COLUMNS = ("image_id", "context", "description")
-OPTIONAL_COLUMNS = ("variant",)  # per-row: any new value asks for a fresh image of that row
+# per-row: variant (any new value asks for a fresh image of that row); reference and mask (pictures
+# to edit, see descriptions.references)
+OPTIONAL_COLUMNS = ("variant", "reference", "mask")
 KNOWN_COLUMNS = COLUMNS + OPTIONAL_COLUMNS + row_settings.COLUMNS  # per-row settings, variants: see row_settings
 MAX_FOLDER_CHARS = 100
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "images.schema.yaml"
@@ -97,6 +99,8 @@ class Row:
     # how messages name the record: "line 7", or "sheet 'Images', row 7"; not part of the row's value
     place: str = field(default="", compare=False)
     settings: tuple = ()  # ((column, cell), ...) of the row's non-empty per-row settings (row_settings)
+    reference: str = ""  # pictures to start from (descriptions.references)
+    mask: str = ""
 
     def __post_init__(self):
         if not self.place:
@@ -653,7 +657,8 @@ def _validate(path, table, max_description_chars):
     folders = {}  # context -> folder: a sheet has few contexts and many rows
     for line, values, refused in table.records:
         place = table.place(line)
-        values.setdefault("variant", "")
+        for column in OPTIONAL_COLUMNS:
+            values.setdefault(column, "")
         bad_columns = set(refused)
         for column in KNOWN_COLUMNS:
             if column not in bad_columns and "\x00" in values.get(column, ""):
@@ -693,6 +698,8 @@ def _validate(path, table, max_description_chars):
         row = Row(line, values["image_id"], values["context"], folder, values["description"], values["variant"], place)
         if own:
             row = dataclasses.replace(row, settings=own)
+        if values["reference"] or values["mask"]:
+            row = dataclasses.replace(row, reference=values["reference"], mask=values["mask"])
         rows.append((bad_columns, row))
 
     problems += _cross_row_problems(rows, table)

@@ -19,7 +19,7 @@ from pathlib import Path
 from image_batch.common import addressed
 from image_batch.common.errors import SheetError, UserError
 from image_batch.common.fileio import atomic_write_bytes, canonical_json, write_if_changed
-from image_batch.descriptions import row_settings
+from image_batch.descriptions import references, row_settings
 from image_batch.providers import provider_class
 
 SPEC_ROOT = Path("results/specs")
@@ -74,6 +74,7 @@ def build_specs(rows, settings, provider_name, sheet_path, environ=None, row_req
     global_variant = settings.variant
     default_variants = settings.variants
     specs, problems, counts = [], [], {}
+    seen, folder = {}, references.sheet_folder(sheet_path)  # each picture looked at once
     for row in rows:
         prompt = build_prompt(row, settings)
         if limit and len(prompt) > limit:
@@ -96,16 +97,18 @@ def build_specs(rows, settings, provider_name, sheet_path, environ=None, row_req
         variant = "/".join(v for v in (global_variant, row.variant) if v)
         if variant:
             request["variant"] = variant
-        specs.append({"image_id": row.image_id, "context": row.context, "folder": row.folder, "request": request})
+        spec = {"image_id": row.image_id, "context": row.context, "folder": row.folder, "request": request}
+        if row.reference or row.mask:  # pictures to edit: their hashes join the request
+            references.attach(row, spec, name, folder, problems, seen)
+        specs.append(spec)
         if count > 1:
             counts[row.image_id] = count
             for k in range(2, count + 1):
                 specs.append(
                     {
+                        **spec,  # the row's pictures too
                         "image_id": row_settings.variant_id(row.image_id, k),
-                        "context": row.context,
-                        "folder": row.folder,
-                        "request": {**request, row_settings.CANDIDATE: k},
+                        "request": {**spec["request"], row_settings.CANDIDATE: k},
                         "row": row.image_id,
                     }
                 )

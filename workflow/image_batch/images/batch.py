@@ -120,20 +120,24 @@ def pending(specs, store, exclude=()):
     return found
 
 
-def input_files(requests, provider, max_lines, max_bytes):
+def input_files(requests, provider, max_lines, max_bytes, inputs=None, endpoint=None):
     """JSONL input files (bytes, keys) for ``requests``, split at the API's per-file limits, and
     one model (and endpoint) per file: the Batch API takes one model per input file (rows with
-    their own model make several files; the order within one model is kept)."""
+    their own model make several files; the order within one model is kept).
+    ``inputs`` ({key: descriptions.references.Inputs}) and ``endpoint``: lines of edit requests,
+    their pictures in the line (a batch has one endpoint: edits go in batches of their own)."""
     files, buffer, keys, size, model = [], io.BytesIO(), [], 0, None
+    inputs = inputs or {}
     ordered = sorted(requests.items(), key=lambda item: (item[1].get("base_url") or "", item[1].get("model") or ""))
     for key, request in ordered:
+        body = provider.batch_body(request, inputs[key]) if key in inputs else provider.batch_body(request)
         line = (
             json.dumps(
                 {
                     "custom_id": key,
                     "method": "POST",
-                    "url": provider.batch_endpoint,
-                    "body": provider.batch_body(request),
+                    "url": endpoint or provider.batch_endpoint,
+                    "body": body,
                 },
                 ensure_ascii=False,
             ).encode("utf-8")
@@ -161,6 +165,7 @@ def _when(timestamp):
 class BatchRunner:
     def __init__(self, settings, log, client=None, sleep=time.sleep, provider="openai"):
         self.batch = settings.batch
+        self.settings = settings
         self.retry = settings.retry
         self.log = log
         self.provider = get_provider(provider, settings)
@@ -243,7 +248,7 @@ class BatchRunner:
             try:
                 return self.client.batches.create(
                     input_file_id=upload_id,
-                    endpoint=self.provider.batch_endpoint,
+                    endpoint=entry.get("endpoint") or self.provider.batch_endpoint,
                     completion_window=self.batch.completion_window,
                     metadata={METADATA_KEY: entry["digest"]},
                 )
@@ -259,9 +264,11 @@ class BatchRunner:
                     self.log(f"batch {found.id} was created although its answer was lost: polling it")
                     return found
 
-    def submit(self, state, content, keys):
+    def submit(self, state, content, keys, endpoint=None):
         digest = hashlib.sha256(content).hexdigest()
         entry = {"digest": digest, "keys": keys, "lines": len(keys), "bytes": len(content), "status": "submitting"}
+        if endpoint:  # a batch of edit requests (a generations batch names none, as before)
+            entry["endpoint"] = endpoint
         entry["started_at"] = int(time.time())
         state.batches.append(entry)
         state.save()  # before anything is created: a run killed from here on looks before it submits
@@ -487,8 +494,16 @@ class BatchRunner:
                 if new:
                     self.log(f"round {round_number}: {len(new)} request(s) not in the response store")
                 entries = list(earlier)
-                for content, keys in input_files(new, self.provider, self.batch.max_lines, self.batch.max_bytes):
+                edits = {k: r for k, r in new.items() if r.get("references")}
+                plain = {k: r for k, r in new.items() if k not in edits}
+                for content, keys in input_files(plain, self.provider, self.batch.max_lines, self.batch.max_bytes):
                     entries.append(self.submit(state, content, keys))
+                if edits:  # edit requests: a batch of their own, the pictures in each line
+                    pictures = edit_inputs(specs, edits, self.settings)
+                    endpoint = self.provider.batch_edit_endpoint
+                    limits = (self.batch.max_lines, self.batch.max_bytes)
+                    for content, keys in input_files(edits, self.provider, *limits, pictures, endpoint):
+                        entries.append(self.submit(state, content, keys, endpoint))
                 earlier = []
                 result["retry"] = {}
                 self.wait(state, entries)
@@ -504,6 +519,19 @@ class BatchRunner:
                     f"no answer after {result['rounds']} batch round(s) (the batches expired or were cancelled)"
                 )
         return result
+
+
+def edit_inputs(specs, keys, settings):
+    """{key: Inputs} of the edit requests among ``keys`` (their pictures read now, each file once)."""
+    from image_batch.descriptions import references
+
+    found, read = {}, {}
+    for spec in specs:
+        if spec.get("references"):
+            key = request_key(spec["request"])
+            if key in keys and key not in found:
+                found[key] = references.load(spec, settings.input_csv, read)
+    return found
 
 
 def waiting_batches(store, strict=True):

@@ -21,6 +21,7 @@ its input. The record is ``<response store>/batches/gemini.json`` (its own file:
 keep theirs in state.json).
 """
 
+import base64
 import fcntl
 import hashlib
 import json
@@ -32,7 +33,7 @@ from image_batch.common.errors import UserError
 from image_batch.common.fileio import atomic_write_json
 from image_batch.common.redact import redact
 from image_batch.images import faults
-from image_batch.images.batch import pending, uncollected
+from image_batch.images.batch import edit_inputs, pending, uncollected
 from image_batch.images.store import open_store, request_key
 from image_batch.providers import get_provider
 
@@ -94,18 +95,27 @@ def waiting(store):
         return []
 
 
-def chunks(requests, provider, max_lines, max_bytes):
-    """[(model, [(key, inline request)...], digest)]: one list per model, split at the limits."""
+def _base64(data):
+    """JSON for the bytes of an inline_data part (sizes and digests: as the SDK sends them)."""
+    if isinstance(data, (bytes, bytearray)):
+        return base64.b64encode(data).decode("ascii")
+    raise TypeError(f"not JSON serializable: {type(data).__name__}")
+
+
+def chunks(requests, provider, max_lines, max_bytes, inputs=None):
+    """[(model, [(key, inline request)...], digest)]: one list per model, split at the limits.
+    ``inputs``: {key: descriptions.references.Inputs} of the edit requests (their pictures inline)."""
     out, current, size, model = [], [], 0, None
+    inputs = inputs or {}
 
     def close():
         if current:
-            text = json.dumps([[k, body] for k, body in current], sort_keys=True, ensure_ascii=False)
+            text = json.dumps([[k, body] for k, body in current], sort_keys=True, ensure_ascii=False, default=_base64)
             out.append((model, list(current), hashlib.sha256(text.encode("utf-8")).hexdigest()))
 
     for key, request in sorted(requests.items(), key=lambda item: (item[1]["model"], item[0])):
-        body = provider.batch_body(request)
-        length = len(json.dumps(body, ensure_ascii=False).encode("utf-8"))
+        body = provider.batch_body(request, inputs[key]) if key in inputs else provider.batch_body(request)
+        length = len(json.dumps(body, ensure_ascii=False, default=_base64).encode("utf-8"))
         if current and (request["model"] != model or len(current) >= max_lines or size + length > max_bytes):
             close()
             current, size = [], 0
@@ -119,6 +129,7 @@ def chunks(requests, provider, max_lines, max_bytes):
 class GeminiBatchRunner:
     def __init__(self, settings, log, sleep=time.sleep):
         self.batch = settings.batch
+        self.settings = settings
         self.log = log
         self.provider = get_provider("gemini", settings)
         self.store = open_store(settings)
@@ -323,7 +334,8 @@ class GeminiBatchRunner:
                 if new:
                     self.log(f"round {round_number}: {len(new)} request(s) not in the response store")
                 entries = list(earlier)
-                for model, lines, digest in chunks(new, self.provider, max_lines, max_bytes):
+                pictures = edit_inputs(specs, new, self.settings)
+                for model, lines, digest in chunks(new, self.provider, max_lines, max_bytes, pictures):
                     entries.append(self.submit(state, client, model, lines, digest))
                 earlier = []
                 result["retry"] = {}

@@ -21,6 +21,7 @@ from image_batch.common.joblog import JobLog
 from image_batch.common.redact import redact
 from image_batch.costs.bill import answer_cost
 from image_batch.costs.catalog import load_catalog
+from image_batch.descriptions import references
 from image_batch.descriptions.specs import request_digest
 from image_batch.images import failures
 from image_batch.images.faults import (
@@ -76,11 +77,12 @@ def stop_calls(reason):
     return calls_in_flight()
 
 
-def _fetch(provider, request):
+def _fetch(provider, request, inputs=None):
     with _calls_lock:
         _calls[0] += 1
     try:
-        return provider.fetch(request)
+        # an edit request's pictures go to the provider only (descriptions.references.Inputs)
+        return provider.fetch(request, inputs) if inputs is not None else provider.fetch(request)
     finally:
         with _calls_lock:
             _calls[0] -= 1
@@ -155,8 +157,9 @@ class Outcome:
         self.image, self.png, self.info, self.how, self.origin = image, png, info, how, origin
 
 
-def obtain(request, settings, log):
-    """The :class:`Outcome` for ``request``: from the store, else from the provider."""
+def obtain(request, settings, log, inputs=None):
+    """The :class:`Outcome` for ``request``: from the store, else from the provider (``inputs``: the
+    pictures of an edit request, descriptions.references.Inputs)."""
     provider = get_provider(request["provider"], settings)
     if not provider.paid:
         log("OFFLINE generator: this is a placeholder image, not an AI-generated one")
@@ -194,7 +197,7 @@ def obtain(request, settings, log):
                     raise NotStarted(f"{NOT_STARTED}{stopping}")
                 log(f"calling {request['provider']} model {request['model']} (attempt {number})")
                 try:
-                    raw = _fetch(provider, request)
+                    raw = _fetch(provider, request, inputs)
                 except Exception as exc:  # classified below; anything unclassified is a bug and raises
                     fault = provider.classify(exc, request) or classify_local(exc)
                     if fault is None:
@@ -299,6 +302,10 @@ def sidecar_for(spec, outcome, catalog):
     if spec.get("row"):  # a variant of a row (descriptions.row_settings): which row, which candidate
         sidecar["row"] = spec["row"]
         sidecar["candidate"] = request.get("candidate")
+    if spec.get("references"):  # names and hashes only: the pictures went to the API alone
+        sidecar["references"] = spec["references"]
+        if spec.get("mask"):
+            sidecar["mask"] = spec["mask"]
     if catalog is None:
         # the offline generator: a placeholder, made here, that cost nothing
         sidecar["cost"] = {"usd": 0.0, "price": "none", "basis": "offline placeholder"}
@@ -325,7 +332,16 @@ def make_image(spec_file, png_file, sidecar_file, log_file, settings):
     failures.clear_failure(spec["folder"], spec["image_id"])
     with JobLog(log_file) as log:
         try:
-            outcome = obtain(request, settings, log)
+            inputs = references.load(spec, settings.input_csv) if spec.get("references") else None
+        except references.ReferenceChanged as exc:
+            failures.record_failure(spec, "refused", str(exc), 0)
+            ledger.record(spec["folder"], spec["image_id"], ledger.FAILED)
+            log(f"FAILED: {exc}")
+            raise ImageFailed(f"image {spec['image_id']} ({spec['context']}): {exc}") from None
+        if inputs is not None:
+            log(f"edit request with {len(inputs.images)} reference picture(s)" + (" and a mask" if inputs.mask else ""))
+        try:
+            outcome = obtain(request, settings, log, inputs)
         except NotStarted as exc:
             log(f"no call made: {exc}")
             raise NotStarted(f"image {spec['image_id']} ({spec['context']}): {exc}") from None

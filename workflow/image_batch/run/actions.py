@@ -18,6 +18,7 @@ from pathlib import Path
 from image_batch.common.errors import UserError
 from image_batch.common.fileio import atomic_write_bytes, remove_stale_parts
 from image_batch.costs.bill import money
+from image_batch.descriptions import references
 from image_batch.descriptions.specs import adopt as adopt_requests
 from image_batch.descriptions.specs import write_manifest
 from image_batch.images import failures, worker
@@ -85,6 +86,8 @@ def start(workflow, plan, out=sys.stderr):
         raise UserError(plan.choices.missing_key.replace("a real run stops before any image", "nothing was made"))
     for note in plan.keys_missing:  # rows on another provider whose key is not set
         raise UserError(note.replace("a real run stops before any image", "nothing was made"))
+    if references.unfetched():  # planning did not fetch what this run needs: no job may start
+        raise UserError(references.unfetched())
     lock.acquire()
     preflight(plan)
     # No other real run is alive here, but a dry run or a report may be: only dead writers' temp
@@ -112,6 +115,8 @@ def start(workflow, plan, out=sys.stderr):
     atomic_write_bytes(ledger.RUNS / f"{run.id}.json", text, durable=False)
     atomic_write_bytes(LAST_RUN, text, durable=False)
     write_manifest(plan.specs)
+    references.keep_fetched()  # the pictures planning fetched from addresses: kept, never fetched again
+    references.save_cache()  # what planning learnt of the reference pictures, for the next dry runs
     if plan.paid:
         note = open_store(plan.settings).adopt(plan.endpoint)
         if note:
