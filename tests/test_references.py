@@ -548,3 +548,25 @@ def test_gemini_limits_and_a_picture_changed_after_planning(tmp_path, monkeypatc
     picture(tmp_path / "sheets/a.png", color=(1, 1, 1))  # replaced after planning: not sent as planned
     with pytest.raises(references.ReferenceChanged, match="a.png changed since the run was planned"):
         references.load(spec, "sheets/input.csv")
+
+
+def test_variants_of_a_row_with_pictures_are_edits_of_the_same_pictures(keyed, api):
+    """Per-row settings, variants and pictures in one row: each candidate is its own edit request
+    carrying the row's pictures, at the row's own size."""
+    root = keyed.root
+    mug = picture(root / "sheets/pics/mug.png", color=(250, 250, 250))
+    sheet = root / "sheets/input.csv"
+    sheet.write_text(
+        "image_id,context,description,reference,size,variants\r\n"
+        "mug,Shop,the mug on a beach,pics/mug.png,1536x1024,2\r\nplain,Shop,a plain red mug,,,\r\n",
+        newline="",
+    )
+    result = keyed.main("sheets/input.csv")
+    assert result.returncode == 0, result.output[-3000:]
+    edits = edit_calls(api)
+    assert len(edits) == 2 and len(api.paid_calls) == 3
+    for image_id in ("mug", "mug-2"):
+        made = sidecar(root, image_id)
+        assert made["references"][0]["sha256"] == sha(mug) and made["size"] == "1536x1024"
+    assert sidecar(root, "mug-2")["candidate"] == 2 and "references" not in sidecar(root, "plain")
+    assert keyed.main("sheets/input.csv").returncode == 0 and len(api.paid_calls) == 3
