@@ -360,7 +360,7 @@ def test_a_gemini_row_takes_gemini_settings_only(tmp_path):
 
 
 def test_the_example_sheet_with_per_row_settings_is_valid(monkeypatch):
-    """config/example-advanced.csv: its rows' settings are all taken by their models."""
+    """config/example-advanced.csv: its rows' settings are all taken by their models, its pictures pass."""
     from image_batch.common.settings import Choices, Destination
     from image_batch.descriptions import row_settings
     from image_batch.plan import check_models
@@ -371,8 +371,10 @@ def test_the_example_sheet_with_per_row_settings_is_valid(monkeypatch):
     rows = read_sheet(path)
     requests = row_settings.RowRequests(settings, "openai", ENV)
     specs = build_specs(rows, settings, "openai", path, environ=ENV, row_requests=requests)
-    assert len(specs) == len(rows) + 2  # hero-01's two more candidates
+    assert len(specs) == len(rows) + 3  # hero-01's two more candidates, mug-beach's second
     assert {s["request"]["provider"] for s in specs} == {"openai", "gemini"}
+    edits = {s["image_id"] for s in specs if s.get("references")}
+    assert edits == {"mug-beach", "mug-beach-2", "mug-logo"}  # its pictures are in config/pictures
     choices = Choices("openai", "test", Destination("local", "results/bucket", ""))
     assert check_models(settings, choices, specs, requests, path) == ([], [])
 
