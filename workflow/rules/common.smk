@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from image_batch import plan as planning
 from image_batch.common import addressed
 from image_batch.common.errors import UserError, os_problem
-from image_batch.descriptions import specs
+from image_batch.descriptions import prompts, specs
 from image_batch.common.settings import (
     config_file_name,
     load_settings,
@@ -98,6 +98,7 @@ wildcard_constraints:
     folder="[a-z0-9]+(-[a-z0-9]+)*",
     image_id="[A-Za-z0-9_-][A-Za-z0-9._-]*",
     chunk="all|[0-9a-f]+",
+    prompt_chunk="[0-9]+",
     # a plan file's name ends in the first 16 hex digits of its content's SHA-256 (exactly 16, so
     # an image id with dots, "fox.v2", parses one way only)
     digest="[0-9a-f]{16}",

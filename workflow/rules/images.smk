@@ -31,7 +31,8 @@ rule generate_image:
         api=1,
     run:
         worker.make_image(
-            input.spec,
+            # describe: a row whose prompt was written in this run builds its request file now
+            prompts.image_request(PLAN, wildcards.folder, wildcards.image_id, input.spec, SETTINGS),
             output.png,
             output.sidecar,
             log[0],
