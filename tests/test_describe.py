@@ -99,7 +99,7 @@ def test_editing_one_description_rewrites_that_prompt_and_remakes_that_image_onl
     api.reset()
     result = described.snakemake()
     assert api.paid_calls == []
-    assert "generate_image" not in result.output and "write_prompts" not in result.output
+    assert "nothing to do: all 3 image(s) are made" in result.output
 
 
 def test_an_edit_that_writes_the_same_prompt_pays_for_no_image(described, api):
@@ -122,7 +122,7 @@ def test_a_dry_run_writes_nothing_pays_nothing_and_estimates_the_prompts(describ
     assert not (root / "response-store").exists() or not list((root / "response-store").glob("??/*.json"))
     assert f"prompts: 3 of 3 to write with openai model {MODEL}" in result.output
     assert "an estimate" in result.output
-    assert "write_prompts" in result.output
+    assert "3 of 3 image(s) to make" in result.output
 
     described.snakemake()
     api.reset()

@@ -126,6 +126,19 @@ def start_run():
         fail(os_problem(error))
 
 
+def make_image(wildcards, spec, output, log):
+    """The generate_image job. describe: on, a row whose prompt was written in this run builds its
+    request file first (image_batch.descriptions.prompts.image_request)."""
+    worker.make_image(
+        prompts.image_request(PLAN, wildcards, spec, SETTINGS),
+        output.png,
+        output.sidecar,
+        log,
+        SETTINGS,
+        in_worker=worker.wanted(workflow),
+    )
+
+
 def chunk_names(chunk):
     """The PNGs and sidecars of one sync chunk, relative to results/images."""
     return [f"{folder}/{image_id}.{kind}" for folder, image_id in PLAN.chunks[chunk] for kind in ("png", "json")]

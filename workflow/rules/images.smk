@@ -30,12 +30,4 @@ rule generate_image:
     resources:
         api=1,
     run:
-        worker.make_image(
-            # describe: a row whose prompt was written in this run builds its request file now
-            prompts.image_request(PLAN, wildcards.folder, wildcards.image_id, input.spec, SETTINGS),
-            output.png,
-            output.sidecar,
-            log[0],
-            SETTINGS,
-            in_worker=worker.wanted(workflow),
-        )
+        make_image(wildcards, input.spec, output, log[0])

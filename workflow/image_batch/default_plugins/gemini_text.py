@@ -57,8 +57,10 @@ class GeminiTextWriter(PromptWriter):
             response_modalities=["TEXT"],
             should_return_http_response=True,  # the body as received: it is stored before it is read
         )
-        answer = self._images().client(request).models.generate_content(
-            model=request["model"], contents=request["input"], config=config
+        answer = (
+            self._images()
+            .client(request)
+            .models.generate_content(model=request["model"], contents=request["input"], config=config)
         )
         http = answer.sdk_http_response
         got = {str(k).lower(): v for k, v in (http.headers or {}).items()}

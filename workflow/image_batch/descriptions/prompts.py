@@ -126,7 +126,7 @@ def plan_describe(settings, choices, specs, rows, local=True):
         from image_batch.images.store import open_store
 
         store = open_store(settings)
-    for spec, row in zip(specs, rows):
+    for spec, row in zip(specs, rows, strict=True):
         key = (spec["folder"], spec["image_id"])
         text = spec["request"]["prompt"]  # the description, or its template's text
         request = describe_request(
@@ -227,7 +227,9 @@ def write_prompt(request, settings, log):
                     stopping = failures.stopped_here()
                     if stopping:
                         raise NotStarted(f"{NOT_STARTED}{stopping}")
-                    log(f"calling {request['provider']} model {request['model']} to write the prompt (attempt {number})")
+                    log(
+                        f"calling {request['provider']} model {request['model']} to write the prompt (attempt {number})"
+                    )
                     try:
                         raw = _fetch(writer, request)
                     except Exception as exc:
@@ -311,13 +313,15 @@ def write_chunk(plan, output, log_file, settings, concurrency=CONCURRENCY):
         log(f"wrote {len(members) - len(failed)} prompt(s); {len(failed)} failed")
 
 
-def image_request(plan, folder, image_id, given, settings):
+def image_request(plan, wildcards, given, settings):
     """The image job's request file: ``given`` (its input) when planning knew the prompt (the prompt
-    file is written if missing); for a pending row, the request built now from the written prompt
-    (store first), written as the content-named file the next plan will find."""
+    file is written if missing); for a pending row (describe: on, its prompt written in this run),
+    the request built now from the written prompt (store first), written as the content-named file
+    the next plan will find."""
     describing = getattr(plan, "describing", None)
     if describing is None:
         return given
+    folder, image_id = wildcards.folder, wildcards.image_id
     key = (folder, image_id)
     if key in describing.written:
         if not prompt_file(folder, image_id).exists():
