@@ -7,11 +7,12 @@ import csv
 import io
 import json
 import shutil
+import sys
 
 import pytest
 
 from tests.conftest import update_config
-from tests.support.openai_models import written_prompt
+from tests.support.openai_models import responses_answer, written_prompt
 
 MODEL = "gpt-5.4-mini"
 ROWS = {
@@ -138,3 +139,81 @@ def test_without_a_key_the_offline_writer_says_so_and_the_run_goes_on(runner):
     assert result.output.count("OFFLINE WRITER") == 1
     prompt = (runner.root / "results/prompts/nature/fox.txt").read_text()
     assert prompt.startswith("A red fox in snow (offline writer; instructions: You write prompts")
+
+
+def test_ctrl_c_while_prompts_are_written_keeps_the_answers_in_flight(keyed, api):
+    """12 rows, one chunk: the write_prompts job has CONCURRENCY calls in flight when Ctrl-C comes; they
+    are finished and stored, no further call is made, no image is paid; the rerun pays only for the rest."""
+    from image_batch.descriptions.prompts import CONCURRENCY
+    from tests.test_signals import PATIENCE, STOPPING, Live
+
+    root = keyed.root
+    rows = {f"img{i:02d}": ("Nature", f"lake number {i}") for i in range(12)}
+    update_config(root, input_csv="input.csv", describe={"model": MODEL})
+    write_sheet(root, rows)
+    api.hold_answers()
+    run = Live(keyed, [sys.executable, "-m", "snakemake", "--cores", "4"], "describe-ctrl-c")
+    try:
+        assert api.wait_in_flight(CONCURRENCY, PATIENCE), run.output[-6000:]
+        run.ctrl_c()
+        run.wait_for_line(STOPPING)
+        api.release_answers()
+        run.wait()
+    finally:
+        api.release_answers()
+        run.kill()
+    output = run.output
+    assert run.proc.returncode != 0 and "Traceback" not in output, output[-6000:]
+    assert f"{CONCURRENCY} call(s) in flight are being finished and their answers kept" in output
+    assert len(api.paid_text_calls) == CONCURRENCY and api.paid_image_calls == []
+    paid = {call["body"]["input"] for call in api.paid_text_calls}
+    stored = {json.loads(p.read_text())["request"].get("input") for p in (root / "response-store").glob("??/*.json")}
+    assert paid <= stored
+
+    api.reset()
+    keyed.snakemake()
+    assert sorted(call["body"]["input"] for call in api.paid_text_calls) == sorted(
+        d for _, d in rows.values() if d not in paid
+    )
+    assert len(api.paid_image_calls) == len(rows)
+
+
+def test_gemini_writes_the_prompts_for_gemini_images(runner):
+    """describe.provider follows the image provider: gemini's generateContent with text output, the
+    instructions as system instruction; the images are made from its prompts; a rerun pays nothing."""
+    from tests.support.fake_gemini import FakeGemini
+
+    key = "AIzaSy-test-SECRET-gemini-0123456789"
+    with FakeGemini(api_key=key) as gemini:
+        runner.env.update(GEMINI_API_KEY=key, GOOGLE_GEMINI_BASE_URL=gemini.base_url)
+        update_config(
+            runner.root,
+            input_csv="input.csv",
+            provider="gemini",
+            gemini={"model": "gemini-3-pro-image", "image_size": "2K", "aspect_ratio": "16:9"},
+            describe={"model": "gemini-3-flash-preview", "contexts": {"Food": "Write a prompt for a food photo."}},
+        )
+        write_sheet(runner.root)
+        result = runner.snakemake()
+        assert sorted(c["prompt"] for c in gemini.text_calls) == sorted(d for _, d in ROWS.values())
+        assert {c["model"] for c in gemini.text_calls} == {"gemini-3-flash-preview"}
+        food = [c for c in gemini.text_calls if c["prompt"] == "A chocolate cake"]
+        assert food[0]["system_instruction"] == "Write a prompt for a food photo."
+        assert sorted(c["prompt"] for c in gemini.image_calls) == sorted(written_prompt(d) for _, d in ROWS.values())
+        check_outputs(runner.root)
+        assert "prompts written by the model: $" in result.output
+        count = len(gemini.calls)
+        runner.snakemake()
+        assert len(gemini.calls) == count
+
+
+def test_the_cost_of_prompts_is_reported_from_their_usage(described, api):
+    from image_batch.costs.catalog import load_catalog
+    from image_batch.descriptions.prompts import text_cost
+
+    result = described.snakemake()
+    catalog = load_catalog(described.root / "config/models.yaml")
+    usage = [responses_answer(call["body"], "resp_1", 0)["usage"] for call in api.paid_text_calls]
+    usd = sum(text_cost(catalog, MODEL, each)["usd"] for each in usage)
+    assert usd > 0
+    assert f"prompts written by the model: ${usd:.4f} for 3" in result.output

@@ -240,7 +240,7 @@ def write_prompt(request, settings, log):
                     store.keep(key, request, raw, "live", log)  # paid for: kept before it is read
                     log(f"answer stored as {key[:12]} (request id {raw.headers.get('x-request-id')})")
                     try:
-                        text, _ = writer.text(raw, request)
+                        text, usage = writer.text(raw, request)
                     except InvalidResponse as exc:
                         store.reject(key, str(exc))
                         if isinstance(exc, Refused):
@@ -249,7 +249,7 @@ def write_prompt(request, settings, log):
                         if unusable >= settings.retry.max_unusable:
                             raise FaultError(Fault(ROW, f"{unusable} unusable answers; last: {exc}"), number) from None
                         raise FaultError(Fault(RETRY, str(exc)), number) from None
-                    _note_paid(request, raw)
+                    _note_paid(request, usage)
                     return text, "paid"
     except FaultError as exc:
         from image_batch.images.faults import FATAL
@@ -259,13 +259,11 @@ def write_prompt(request, settings, log):
         raise PromptFailed(f"the prompt could not be written: {exc.fault.reason}") from None
 
 
-def _note_paid(request, raw):
-    """This run paid for a prompt: its cost goes to the run's prompt ledger (the cost report)."""
+def _note_paid(request, usage):
+    """This run paid for a prompt: it and its cost go to the run's ledger (the cost report)."""
     from image_batch.run import ledger
 
-    note = getattr(ledger, "record_prompt", None)
-    if note is not None:
-        note(request, raw)
+    ledger.record_prompt(request, usage)
 
 
 def _write_text(folder, image_id, text):

@@ -38,7 +38,7 @@ def record(folder, image_id, outcome, usd=None, price=None, key=None):
         os.close(fd)
 
 
-def record_prompt(request, raw):
+def record_prompt(request, usage):
     """Append one prompt paid for in this run (``describe:``) and its cost to the run's ledger."""
     target = os.environ.get(VARIABLE)
     if not target:
@@ -47,10 +47,6 @@ def record_prompt(request, raw):
     from image_batch.descriptions.prompts import text_cost
     from image_batch.images.store import request_key
 
-    try:
-        usage = json.loads(raw.body).get("usage")
-    except (ValueError, AttributeError):
-        usage = None
     catalog_path = os.environ.get(CATALOG_VARIABLE)
     usd = text_cost(load_catalog(catalog_path), request["model"], usage)["usd"] if catalog_path else None
     key = request_key(request)
