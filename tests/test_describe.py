@@ -217,3 +217,20 @@ def test_the_cost_of_prompts_is_reported_from_their_usage(described, api):
     usd = sum(text_cost(catalog, MODEL, each)["usd"] for each in usage)
     assert usd > 0
     assert f"prompts written by the model: ${usd:.4f} for 3" in result.output
+
+
+def test_batch_mode_writes_the_prompts_live_first_and_batches_the_images(described, api):
+    root = described.root
+    update_config(root, mode="batch", batch={"poll_seconds": 0.02})
+    result = described.snakemake()
+    assert result.output.count("writing 3 prompt(s) LIVE first") == 1
+    assert text_inputs(api) == sorted(d for _, d in ROWS.values())
+    assert api.paid_image_calls == []  # no image at the live price
+    assert len(api.batches_created) == 1 and api.batch_lines_answered == len(ROWS)
+    check_outputs(root)
+    sidecar = json.loads((root / "results/images/nature/fox.json").read_text())
+    assert sidecar["cost"]["price"] == "batch"
+
+    api.reset()
+    described.snakemake()
+    assert api.paid_calls == [] and len(api.batches_created) == 1
