@@ -233,3 +233,22 @@ def test_batch_mode_writes_the_prompts_live_first_and_batches_the_images(describ
     api.reset()
     described.snakemake()
     assert api.paid_calls == [] and len(api.batches_created) == 1
+
+
+def test_jobs_as_separate_processes_write_the_prompts_and_make_the_images(described, api, tmp_path):
+    """A cluster executor (each job its own Snakemake process, shared filesystem): a job process plans
+    again after the prompts are stored, and still finds the image job's input where the main process
+    put it."""
+    from tests.test_distributed import cluster_args, needs_cluster_generic
+
+    if needs_cluster_generic.args[0]:
+        pytest.skip("snakemake-executor-plugin-cluster-generic is not installed")
+    state = tmp_path / "cluster"
+    described.env["LOCAL_CLUSTER_DIR"] = str(state)
+    described.snakemake(*cluster_args(state), timeout=240)
+    assert text_inputs(api) == sorted(d for _, d in ROWS.values())
+    assert image_prompts(api) == sorted(written_prompt(d) for _, d in ROWS.values())
+    check_outputs(described.root)
+    api.reset()
+    described.snakemake(*cluster_args(state), timeout=240)
+    assert api.paid_calls == []

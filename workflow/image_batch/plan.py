@@ -174,7 +174,8 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     rows = read_configured_sheet(settings)
     specs = build_specs(rows, settings, choices.provider, sheet)
     problems, warnings = check_models(settings, choices, specs)
-    describing = prompts.plan_describe(settings, choices, specs, rows, local=local_images)
+    # (a job process plans again once prompts are stored: see prompts.rejoin)
+    describing = prompts.plan_describe(settings, choices, specs, rows, local=local_images, job_process=not guard_paid)
     keyless_specs = None
     if choices.keyless_paid:
         # No key, so placeholders: but the settings a key would use are checked and priced now

@@ -109,9 +109,10 @@ class Describing:
         return self.files.due if self.files else []
 
 
-def plan_describe(settings, choices, specs, rows, local=True):
+def plan_describe(settings, choices, specs, rows, local=True, job_process=False):
     """The :class:`Describing` of ``specs`` (changed in place: ``description`` added, ``prompt`` set
-    to the written prompt, or None while pending), or None with ``describe`` off."""
+    to the written prompt, or None while pending), or None with ``describe`` off. ``job_process``:
+    planning in a job's own process (a cluster executor), see :func:`rejoin`."""
     if not settings.describe.on:
         return None
     import os
@@ -163,7 +164,36 @@ def plan_describe(settings, choices, specs, rows, local=True):
         out.chunk_rows[path] = members
         for key in members:
             out.chunk_of[key] = path
+    if job_process and local:
+        rejoin(out, specs)
     return out
+
+
+def rejoin(describing, specs, root=CHUNKS):
+    """A job's own process (a cluster executor) plans again after the main process did, when the
+    prompts its write_prompts jobs wrote are stored: a row the main process had pending is known
+    here, but its image job's input is still the chunk file (its request file is written by that
+    job). So a known row whose request file is missing and which a chunk file on disk lists, with
+    the same describe request, keeps that chunk file as its input."""
+    missing = []
+    for spec in specs:
+        key = (spec["folder"], spec["image_id"])
+        if key in describing.written and not request_path(spec).exists():
+            missing.append(key)
+    if not missing:
+        return
+    listed = {}
+    for path in sorted(Path(root).glob("*.json")):
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for row in rows:
+            listed[(row["folder"], row["image_id"], canonical_json(row["describe"]))] = str(path)
+    for key in missing:
+        path = listed.get((*key, canonical_json(describing.requests[key])))
+        if path is not None:
+            describing.chunk_of[key] = path
 
 
 def _made_from(folder, image_id, images=IMAGES):
@@ -176,11 +206,10 @@ def _made_from(folder, image_id, images=IMAGES):
 
 
 def known_specs(specs, describing):
-    """The specs whose request is known at planning (not pending)."""
-    if describing is None or not describing.pending:
+    """The specs whose image job takes its request file as input (not those of a chunk)."""
+    if describing is None or not describing.chunk_of:
         return specs
-    pending = set(describing.pending)
-    return [s for s in specs if (s["folder"], s["image_id"]) not in pending]
+    return [s for s in specs if (s["folder"], s["image_id"]) not in describing.chunk_of]
 
 
 def add_pending(requests, describing):
@@ -321,12 +350,14 @@ def image_request(plan, wildcards, given, settings):
         return given
     folder, image_id = wildcards.folder, wildcards.image_id
     key = (folder, image_id)
-    if key in describing.written:
+    if key in describing.written and key not in describing.chunk_of:
         if not prompt_file(folder, image_id).exists():
             _write_text(folder, image_id, describing.written[key])
         return given
-    with JobLog(LOGS / folder / f"{image_id}.log") as log:
-        text, _ = write_prompt(describing.requests[key], settings, log)
+    text = describing.written.get(key)
+    if text is None:
+        with JobLog(LOGS / folder / f"{image_id}.log") as log:
+            text, _ = write_prompt(describing.requests[key], settings, log)
     _write_text(folder, image_id, text)
     spec = plan.spec_of(folder, image_id)
     spec = {**spec, "request": {**spec["request"], "prompt": text}}
