@@ -71,6 +71,29 @@ def instructions_for(settings, context, folder):
     return contexts.get(context) or contexts.get(folder) or settings.describe.instructions
 
 
+def check_model(settings, writer):
+    """A ``describe.model`` the catalogue lists as an image model, or for another provider, is
+    refused before any call (a model it does not list is used as configured, unpriced)."""
+    if writer == "offline":
+        return
+    from image_batch.costs.catalog import load_catalog
+
+    model = load_catalog(settings.catalog_path).lookup(settings.describe.model)
+    if model is None:
+        return
+    where = settings.origin("describe", "model")
+    if model.kind != "text":
+        raise UserError(
+            f"config describe.model: {model.name} is an image model ({where}): name a chat model that writes "
+            "text, e.g. gpt-5.4-mini (openai) or gemini-3-flash-preview (gemini)"
+        )
+    if model.provider != writer:
+        raise UserError(
+            f"config describe.model: {model.name} is a {model.provider} model but the prompts are written by "
+            f"{writer} ({where}): set describe.provider: {model.provider}, or name a {writer} chat model"
+        )
+
+
 def describe_request(writer, params, model, instructions, text):
     return {"provider": writer, **params, "model": model, "instructions": instructions, "input": text}
 
@@ -117,8 +140,15 @@ def plan_describe(settings, choices, specs, rows, local=True, job_process=False)
         return None
     import os
 
+    if not local:
+        # its job processes would have to find the chunk files in storage (see rejoin)
+        raise UserError(
+            "describe is not supported with a default storage provider yet: run it on one machine or a "
+            "shared filesystem (then the prompts are in the response store), or set describe.model: null"
+        )
     name = writer_name(settings, choices)
     cls = writer_class(name)
+    check_model(settings, name)
     params = cls.request_params(settings.section(name), os.environ)
     out = Describing(name, bool(cls.paid))
     writer = cls(settings.section(name))
