@@ -218,21 +218,25 @@ def test_the_cost_of_prompts_is_reported_from_their_usage(described, api):
     assert f"prompts written by the model: ${usd:.4f} for 3" in result.output
 
 
-def test_batch_mode_writes_the_prompts_live_first_and_batches_the_images(described, api):
+def test_batch_mode_writes_the_prompts_in_a_batch_then_batches_the_images(described, api):
     root = described.root
     update_config(root, mode="batch", batch={"poll_seconds": 0.02})
     result = described.snakemake()
-    assert result.output.count("writing 3 prompt(s) LIVE first") == 1
-    assert text_inputs(api) == sorted(d for _, d in ROWS.values())
-    assert api.paid_image_calls == []  # no image at the live price
-    assert len(api.batches_created) == 1 and api.batch_lines_answered == len(ROWS)
+    assert result.output.count("3 prompt(s) to write go in a batch first") == 1
+    assert api.paid_calls == []  # nothing at the live price: prompts and images in batches
+    assert len(api.batches_created) == 2 and api.batch_lines_answered == 2 * len(ROWS)
+    entries = [json.loads(p.read_text()) for p in (root / "response-store").glob("??/*.json")]
+    assert sorted((e["request"].get("endpoint"), e["origin"]) for e in entries) == sorted(
+        [("responses", "batch")] * 3 + [("images/generations", "batch")] * 3
+    )
+    assert "prompts written by the model: $" in result.output
     check_outputs(root)
     sidecar = json.loads((root / "results/images/nature/fox.json").read_text())
     assert sidecar["cost"]["price"] == "batch"
 
     api.reset()
     described.snakemake()
-    assert api.paid_calls == [] and len(api.batches_created) == 1
+    assert api.paid_calls == [] and len(api.batches_created) == 2
 
 
 def test_jobs_as_separate_processes_write_the_prompts_and_make_the_images(described, api, tmp_path):

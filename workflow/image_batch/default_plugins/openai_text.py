@@ -64,6 +64,22 @@ class OpenAIResponsesWriter(PromptWriter):
     def classify(self, exc, request=None):
         return self._images().classify(exc, None)
 
+    # Batch API: the same call as one JSONL line of a /v1/responses batch (images.batch.BatchRunner
+    # runs it through batch_provider()), and a line's answer as a stored answer.
+    batch = True
+    batch_endpoint = "/v1/responses"
+
+    def batch_body(self, request):
+        return {"model": request["model"], "instructions": request["instructions"], "input": request["input"]}
+
+    def batch_answer(self, response):
+        body = json.dumps(response["body"], ensure_ascii=False).encode("utf-8")
+        headers = {"x-request-id": response.get("request_id")} if response.get("request_id") else {}
+        return RawResponse(body=body, headers=headers, status=int(response.get("status_code", 200)))
+
+    def batch_client(self):
+        return self._images().client()
+
 
 @hookimpl
 def register_prompt_writers(register):

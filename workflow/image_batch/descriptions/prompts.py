@@ -531,18 +531,60 @@ def tell(describing, estimate=None, out=sys.stderr):
         print(f"Image.Batch: {describe_estimate(estimate)}", file=out)
 
 
+def batch_prompts(describing, settings, log):
+    """Batch mode, a writer with a Batch API (OpenAI: ``/v1/responses`` lines): the pending prompts go
+    through images.batch.BatchRunner (submitted once, recorded, collected into the response store at
+    the batch price). Returns the keys of the prompts a line did not answer (written live after)."""
+    from image_batch.images.batch import BatchRunner
+    from image_batch.images.store import open_store
+    from image_batch.providers import RawResponse
+    from image_batch.run import ledger
+
+    runner = BatchRunner(settings, log, provider=describing.writer)
+    runner.provider = get_writer(describing.writer, settings)
+    requests = {key: describing.requests[key] for key in describing.pending}
+    result = runner.run([{"request": request} for request in requests.values()])
+    bought = set(result.get("bought") or ())
+    store = open_store(settings)
+    left = []
+    for key, request in requests.items():
+        found = store.lookup(request, request.get("base_url"))
+        if found is None:
+            left.append(key)
+            continue
+        if found.key in bought:
+            raw = RawResponse(body=found.entry["body"], headers=found.entry.get("headers") or {})
+            ledger.record_prompt(request, runner.provider.text(raw, request)[1], origin="batch")
+            bought.discard(found.key)  # rows sharing a request: paid once
+    return left
+
+
 def write_before_batch(plan, settings, out=sys.stderr):
-    """Batch mode (a real run, before the images' batches): the pending prompts are written live,
-    here (their Batch API is not used yet), so that the images are batched with their prompts."""
+    """Batch mode (a real run, before the images' batches): the pending prompts are written first,
+    through the writer's Batch API when it has one (else live, said in one line), so that the images
+    are batched with their prompts."""
     describing = plan.describing
     if describing is None or not describing.pending:
         return
-    print(
-        f"Image.Batch: describe with mode: batch: writing {len(describing.pending)} prompt(s) LIVE first (the "
-        "prompts' Batch API is not used yet), then the images go in batches",
-        file=out,
-        flush=True,
-    )
+    pending = describing.pending
+    with JobLog(LOGS / "before-batch.log", echo=True) as log:
+        if getattr(writer_class(describing.writer), "batch", False):
+            log(f"describe with mode: batch: {len(pending)} prompt(s) to write go in a batch first, then the images")
+            pending = batch_prompts(describing, settings, log)
+            if pending:
+                log(f"{len(pending)} prompt(s) the batch did not write are written LIVE now")
+        else:
+            log(
+                f"describe with mode: batch: writing {len(pending)} prompt(s) LIVE first ({describing.writer} "
+                "prompts do not go through its Batch API yet), then the images go in batches"
+            )
+    _write_all(plan, settings)
+
+
+def _write_all(plan, settings):
+    """Each pending prompt, store first (those a batch bought are served from it), into its prompt
+    file and its image's spec."""
+    describing = plan.describing
     with JobLog(LOGS / "before-batch.log") as log:
         lock = threading.Lock()
 

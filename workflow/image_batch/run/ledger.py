@@ -38,7 +38,7 @@ def record(folder, image_id, outcome, usd=None, price=None, key=None):
         os.close(fd)
 
 
-def record_prompt(request, usage):
+def record_prompt(request, usage, origin="live"):
     """Append one prompt paid for in this run (``describe:``) and its cost to the run's ledger."""
     target = os.environ.get(VARIABLE)
     if not target:
@@ -48,7 +48,7 @@ def record_prompt(request, usage):
     from image_batch.images.store import request_key
 
     catalog_path = os.environ.get(CATALOG_VARIABLE)
-    usd = text_cost(load_catalog(catalog_path), request["model"], usage)["usd"] if catalog_path else None
+    usd = text_cost(load_catalog(catalog_path), request["model"], usage, origin)["usd"] if catalog_path else None
     key = request_key(request)
     entry = {"image": f"prompt:{key}", "outcome": PROMPT, "usd": usd, "key": key}
     line = json.dumps({**entry, "t": round(time.time(), 3)})
