@@ -153,3 +153,15 @@ def test_the_estimate_counts_what_is_to_write(env, tmp_path):
     chars = len(config.describe.instructions) + len("a calm lake number 0")
     each_min = (chars // 4) * 0.75 / 1e6 + prompts.TYPICAL_OUTPUT_TOKENS * 4.5 / 1e6
     assert each_min * 10 <= estimate["usd"] <= each_min * 10 * 1.01
+
+
+def test_in_batch_mode_the_prompts_are_estimated_at_the_batch_price(env, tmp_path):
+    import dataclasses
+
+    live = settings(tmp_path)
+    batch = dataclasses.replace(live, mode="batch")
+    sheet = rows(4)
+    describing = prompts.plan_describe(live, CHOICES, build_specs(sheet, live, "openai", "s"), sheet)
+    at_live, at_batch = (prompts.estimate_writing(s, describing) for s in (live, batch))
+    assert at_batch["usd"] == pytest.approx(at_live["usd"] * 0.5)
+    assert "at the batch price" in prompts.describe_estimate(at_batch)

@@ -19,6 +19,10 @@ included; never paid twice; served after ``rm -rf results``). Planning only read
   file too, so that the next plan finds the image up to date. A rewrite that gives the same prompt
   remakes the image from the store: nothing is paid.
 
+Batch mode: a real run writes the pending prompts before the images' batches are submitted
+(:func:`write_before_batch`): through the writer's Batch API (OpenAI's ``/v1/responses`` lines, by
+images.batch.BatchRunner), else live; the images are then batched with their written prompts.
+
 With ``describe`` off nothing here runs: request files and store keys are those of before.
 """
 
@@ -503,6 +507,9 @@ def estimate_writing(settings, describing):
             out.update(usd=None, why=cost.get("why"))
             return out
         total += cost["usd"]
+    if settings.mode == "batch" and getattr(writer_class(describing.writer), "batch", False):
+        total *= catalog.batch_discount(describing.writer)  # they go in a batch (write_before_batch)
+        out["basis"] += ", at the batch price"
     out["usd"] = round(total, 6)
     return out
 
