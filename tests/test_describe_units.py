@@ -165,3 +165,16 @@ def test_in_batch_mode_the_prompts_are_estimated_at_the_batch_price(env, tmp_pat
     at_live, at_batch = (prompts.estimate_writing(s, describing) for s in (live, batch))
     assert at_batch["usd"] == pytest.approx(at_live["usd"] * 0.5)
     assert "at the batch price" in prompts.describe_estimate(at_batch)
+
+
+def test_a_writer_without_its_key_is_refused_before_any_call(env, tmp_path, monkeypatch):
+    for name in ("AI_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GEMINI_API_KEY", "AIza-test")
+    config = settings(tmp_path, provider="openai")
+    gemini_images = Choices("gemini", "test", Destination("local", "results/bucket", ""))
+    specs = build_specs(rows(1), config, "gemini", "s")
+    with pytest.raises(UserError, match="set AI_API_KEY"):
+        prompts.plan_describe(config, gemini_images, specs, rows(1))
+    monkeypatch.setenv("AI_API_KEY", "sk-test")
+    assert prompts.plan_describe(config, gemini_images, build_specs(rows(1), config, "gemini", "s"), rows(1))

@@ -98,6 +98,21 @@ def check_model(settings, writer):
         )
 
 
+def check_key(writer, choices):
+    """A paid writer needs its own key: without it, one line before any call (unless the images lack
+    theirs too: a real run stops on that already, a dry run goes on)."""
+    from image_batch.common.settings import api_key, gemini_api_key
+
+    if choices.missing_key or writer == choices.provider:
+        return
+    keys = {"openai": (api_key, "AI_API_KEY"), "gemini": (gemini_api_key, "GEMINI_API_KEY (or GOOGLE_API_KEY)")}
+    if writer in keys and not keys[writer][0]():
+        raise UserError(
+            f"describe.provider is {writer!r} but no key for it is set: set {keys[writer][1]} (in the environment "
+            "or .env), or set describe.provider: null to write the prompts with the image provider (nothing was called)"
+        )
+
+
 def describe_request(writer, params, model, instructions, text):
     return {"provider": writer, **params, "model": model, "instructions": instructions, "input": text}
 
@@ -153,6 +168,7 @@ def plan_describe(settings, choices, specs, rows, local=True, job_process=False)
     name = writer_name(settings, choices)
     cls = writer_class(name)
     check_model(settings, name)
+    check_key(name, choices)
     params = cls.request_params(settings.section(name), os.environ)
     out = Describing(name, bool(cls.paid))
     writer = cls(settings.section(name))
