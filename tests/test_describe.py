@@ -256,3 +256,33 @@ def test_jobs_as_separate_processes_write_the_prompts_and_make_the_images(descri
     api.reset()
     described.snakemake(*cluster_args(state), timeout=240)
     assert api.paid_calls == []
+
+
+def test_gemini_batch_mode_writes_the_prompts_in_a_gemini_batch_then_the_images(runner):
+    from tests.support.fake_gemini import FakeGemini
+
+    key = "AIzaSy-test-SECRET-gemini-0123456789"
+    with FakeGemini(api_key=key) as gemini:
+        runner.env.update(GEMINI_API_KEY=key, GOOGLE_GEMINI_BASE_URL=gemini.base_url)
+        update_config(
+            runner.root,
+            input_csv="input.csv",
+            provider="gemini",
+            mode="batch",
+            batch={"poll_seconds": 0.02},
+            gemini={"model": "gemini-3-pro-image", "image_size": "2K"},
+            describe={"model": "gemini-3-flash-preview", "instructions": "Write one image prompt."},
+        )
+        write_sheet(runner.root)
+        result = runner.snakemake()
+        assert "3 prompt(s) to write go in a batch first" in result.output
+        assert gemini.paid_calls == []  # nothing live
+        assert gemini.batch_creates == 2
+        texts = [line for line in gemini.batch_lines if line.get("kind") == "text"]
+        assert sorted(line["prompt"] for line in texts) == sorted(d for _, d in ROWS.values())
+        assert {line["system_instruction"] for line in texts} == {"Write one image prompt."}
+        images = [line for line in gemini.batch_lines if line.get("kind") != "text"]
+        assert sorted(line["prompt"] for line in images) == sorted(written_prompt(d) for _, d in ROWS.values())
+        check_outputs(runner.root)
+        runner.snakemake()
+        assert gemini.paid_calls == [] and gemini.batch_creates == 2

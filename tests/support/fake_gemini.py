@@ -345,7 +345,7 @@ class FakeGemini(LoopbackServer):
     # -- batches ------------------------------------------------------------------------------
 
     def _create_batch(self, version, model, raw):
-        if version != "v1beta" or model not in self.models:
+        if version != "v1beta" or (model not in self.models and model not in TEXT_MODELS):
             return 404, error_body(404, "NOT_FOUND", f"models/{model} is not found for API version {version}")
         batch = (json.loads(raw) or {}).get("batch") or {}
         requests = ((batch.get("inputConfig") or {}).get("requests") or {}).get("requests") or []
@@ -397,7 +397,10 @@ class FakeGemini(LoopbackServer):
             request = line.get("request") or {}
             prompt = " ".join(p.get("text", "") for c in request.get("contents") or () for p in c.get("parts") or ())
             record = {"prompt": prompt, "metadata": line.get("metadata"), "model": batch["model"]}
-            status, body = self._generate(batch["model"], prompt, request.get("generationConfig") or {}, record)
+            if batch["model"] in TEXT_MODELS:  # prompts written by a chat model, as live
+                status, body = self._write(batch["model"], prompt, request, record)
+            else:
+                status, body = self._generate(batch["model"], prompt, request.get("generationConfig") or {}, record)
             record["status"] = status
             with self._lock:
                 self.batch_lines.append(record)

@@ -78,6 +78,21 @@ class GeminiTextWriter(PromptWriter):
     def classify(self, exc, request=None):
         return self._images().classify(exc, None)
 
+    # Batch API (images.gemini_batch.GeminiBatchRunner runs it): one inline request per prompt.
+    batch = True
+
+    def client(self, request=None):
+        return self._images().client(request)
+
+    def batch_body(self, request):
+        config = {"system_instruction": request["instructions"], "response_modalities": ["TEXT"]}
+        return {"contents": request["input"], "config": config}
+
+    def batch_answer(self, response):
+        from image_batch.providers import RawResponse
+
+        return RawResponse(body=json.dumps(response, ensure_ascii=False).encode("utf-8"), status=200)
+
 
 @hookimpl
 def register_prompt_writers(register):

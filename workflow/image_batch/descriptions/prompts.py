@@ -559,11 +559,15 @@ def batch_prompts(describing, settings, log):
     through images.batch.BatchRunner (submitted once, recorded, collected into the response store at
     the batch price). Returns the keys of the prompts a line did not answer (written live after)."""
     from image_batch.images.batch import BatchRunner
+    from image_batch.images.gemini_batch import GeminiBatchRunner
     from image_batch.images.store import open_store
     from image_batch.providers import RawResponse
     from image_batch.run import ledger
 
-    runner = BatchRunner(settings, log, provider=describing.writer)
+    if describing.writer == "gemini":
+        runner = GeminiBatchRunner(settings, log)
+    else:
+        runner = BatchRunner(settings, log, provider=describing.writer)
     runner.provider = get_writer(describing.writer, settings)
     requests = {key: describing.requests[key] for key in describing.pending}
     result = runner.run([{"request": request} for request in requests.values()])
