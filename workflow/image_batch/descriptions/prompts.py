@@ -20,8 +20,9 @@ included; never paid twice; served after ``rm -rf results``). Planning only read
   remakes the image from the store: nothing is paid.
 
 Batch mode: a real run writes the pending prompts before the images' batches are submitted
-(:func:`write_before_batch`): through the writer's Batch API (OpenAI's ``/v1/responses`` lines, by
-images.batch.BatchRunner), else live; the images are then batched with their written prompts.
+(:func:`write_before_batch`): through the writer's Batch API (OpenAI's ``/v1/responses`` lines by
+images.batch.BatchRunner, Gemini's inline requests by images.gemini_batch.GeminiBatchRunner), else
+live; the images are then batched with their written prompts.
 
 With ``describe`` off nothing here runs: request files and store keys are those of before.
 """
