@@ -79,6 +79,8 @@ def test_prompts_written_then_images_made_from_them_and_never_paid_twice(describ
     described.snakemake()
     assert api.paid_calls == []
     check_outputs(root)
+    described.snakemake("--report", "report.html")
+    assert (root / "report.html").exists()
 
 
 def test_editing_one_description_rewrites_that_prompt_and_remakes_that_image_only(described, api):

@@ -178,7 +178,10 @@ def plan_describe(settings, choices, specs, rows, local=True, job_process=False)
         from image_batch.images.store import open_store
 
         store = open_store(settings)
-    for spec, row in zip(specs, rows, strict=True):
+    by_id = {row.image_id: row for row in rows}
+    for spec in specs:
+        # a row's variants (per-row settings: specs with "row") share its description, so its prompt
+        row = by_id[spec.get("row", spec["image_id"])]
         key = (spec["folder"], spec["image_id"])
         text = spec["request"]["prompt"]  # the description, or its template's text
         request = describe_request(
