@@ -12,6 +12,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/prompts.smk"
 include: "workflow/rules/images.smk"
 include: "workflow/rules/sync.smk"
 include: "workflow/rules/report.smk"

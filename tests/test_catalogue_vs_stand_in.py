@@ -45,7 +45,11 @@ def stand_in_models():
 def catalogue_names():
     """The OpenAI models the catalogue knows (the Gemini ones have their own stand-in)."""
     names = set(CATALOG.models) | set(CATALOG.aliases)
-    return sorted(name for name in names if (CATALOG.lookup(name).provider or "openai") == "openai")
+    return sorted(
+        name
+        for name in names
+        if (CATALOG.lookup(name).provider or "openai") == "openai" and CATALOG.lookup(name).kind == "image"
+    )
 
 
 def catalogue_takes(model, **setting):
@@ -63,6 +67,14 @@ def stand_in_takes(model, **setting):
 
 def test_both_know_the_same_models():
     assert catalogue_names() == stand_in_models()
+
+
+def test_both_know_the_same_chat_models():
+    """The chat models that write prompts (describe:): the catalogue prices what the stand-in answers."""
+    text = {name for name, model in CATALOG.models.items() if model.kind == "text" and model.provider == "openai"}
+    assert text == set(real.TEXT_MODELS)
+    for name in text:
+        assert {"text_input", "text_output"} <= set(CATALOG.lookup(name).rates)
 
 
 @pytest.mark.parametrize("name", stand_in_models())

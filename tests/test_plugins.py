@@ -59,7 +59,15 @@ def test_the_default_providers_are_plugins_too():
         "image_batch.default_plugins.openai_images",
         "image_batch.default_plugins.gemini",
         "image_batch.default_plugins.offline",
+        "image_batch.default_plugins.openai_text",
+        "image_batch.default_plugins.gemini_text",
     )
+
+
+def test_the_prompt_writers_are_plugins_too():
+    from image_batch.writers import writers
+
+    assert {"openai", "gemini", "offline"} <= set(writers())
 
 
 def test_a_third_party_provider_is_selected_by_name(runner, tmp_path):

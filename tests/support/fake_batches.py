@@ -51,8 +51,9 @@ import time
 import uuid
 from urllib.parse import parse_qs
 
-BATCH_ENDPOINT = "/v1/images/generations"  # the endpoints the fake can answer in a batch: these two
+BATCH_ENDPOINT = "/v1/images/generations"  # the endpoints the fake can answer in a batch: this one,
 EDITS_ENDPOINT = "/v1/images/edits"  # lines in the JSON form: images[] and mask as image_url data URLs
+RESPONSES_ENDPOINT = "/v1/responses"  # and the Responses API's (prompts written by a chat model)
 # Endpoints the real API accepts for batches (from the client's BatchCreateParams): others are invalid values.
 KNOWN_ENDPOINTS = frozenset(
     {
@@ -382,7 +383,7 @@ class BatchAPI:
                 live.error_body(f"Invalid value for 'endpoint': {endpoint!r}.", code="invalid_value", param="endpoint"),
                 {},
             )
-        if endpoint not in (BATCH_ENDPOINT, EDITS_ENDPOINT):
+        if endpoint not in (BATCH_ENDPOINT, EDITS_ENDPOINT, RESPONSES_ENDPOINT):
             return (
                 400,
                 live.error_body(
@@ -614,6 +615,19 @@ class BatchAPI:
             "request_id": f"req_{uuid.uuid4().hex}",
             "time": time.time(),
         }
+        if entry.get("url") == RESPONSES_ENDPOINT:  # a prompt written by a chat model, as live
+            refusal = live.real.check_responses(body)
+            if refusal is not None:
+                status, answer = refusal.status, refusal.body
+            else:
+                behavior, record["rule"] = self._pick(body["input"])
+                kind = record["behavior"] = behavior.kind
+                if kind in live._FAULTS:
+                    status, answer, _ = self._answer(body, behavior, record["request_id"])
+                else:
+                    status, answer = 200, live.real.responses_answer(body, "resp_" + record["request_id"][4:], 0)
+            record.update(status=status, paid=status == 200)
+            return status, answer, record
         problem = None
         if "images" in body or "mask" in body:  # an edit line: its pictures checked, then answered alike
             body, record["images"], record["mask"], problem = live.edit_json(body)
@@ -748,7 +762,7 @@ def _read_line(line, endpoint, seen):
         )
     if not isinstance(request["body"], dict):
         return None, _batch_error("invalid_value", "Invalid 'body': expected an object.", "body")
-    return {"custom_id": custom_id, "body": request["body"]}, None
+    return {"custom_id": custom_id, "body": request["body"], "url": request["url"]}, None
 
 
 def _batch_error(code, message, param=None, line=None):

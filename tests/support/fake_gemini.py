@@ -51,6 +51,7 @@ from urllib.parse import parse_qs, urlparse
 from PIL import Image
 
 from .loopback import LoopbackServer
+from .openai_models import written_prompt
 
 RATIOS = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
 MODELS = {  # model -> (image sizes, aspect ratios) it takes
@@ -75,6 +76,11 @@ BEHAVIORS = (
     "bad_request",
 )
 _REFUSALS = {"image_safety": "IMAGE_SAFETY", "prohibited": "IMAGE_PROHIBITED_CONTENT", "no_image": "NO_IMAGE"}
+
+
+# Text models (Image.Batch's describe:): gemini-3-flash-preview, $0.50 / $3.00 per million tokens (Google's pricing
+# page as quoted by factquire.com 2026-07-04; checked 2026-12-04).
+TEXT_MODELS = {"gemini-3-flash-preview"}
 
 
 def expected_color(prompt):
@@ -269,6 +275,8 @@ class FakeGemini(LoopbackServer):
         )
         config = body.get("generationConfig") or {}
         call.update(prompt=prompt, generation_config=config, images=inline_images(body.get("contents")))
+        if version == "v1beta" and model in TEXT_MODELS:
+            return self._write(model, prompt, body, call)
         if version != "v1beta" or model not in self.models:
             return 404, error_body(
                 404,
@@ -300,6 +308,47 @@ class FakeGemini(LoopbackServer):
             )
         return self._generate(model, prompt, config, call)
 
+    def _write(self, model, text, body, call):
+        """A text answer (Image.Batch's describe:): the prompt written from ``text`` (the same deterministic
+        writer as the OpenAI stand-in's), with the instructions as ``systemInstruction``."""
+        call["kind"] = "text"
+        modalities = (body.get("generationConfig") or {}).get("responseModalities")
+        if modalities not in (None, ["TEXT"]):
+            return 400, error_body(400, "INVALID_ARGUMENT", f"* {model} supports only text output")
+        system = " ".join(p.get("text", "") for p in (body.get("systemInstruction") or {}).get("parts") or ())
+        call["system_instruction"] = system
+        behavior = self._pick(text)
+        call["behavior"] = behavior
+        if behavior == "blocked":
+            return self._answer(behavior, model, text, "1K")
+        if behavior not in ("ok", "png"):
+            return self._answer(behavior, model, text, "1K")
+        written = written_prompt(text)
+        tokens_in, tokens_out = -(-(len(system) + len(text)) // 4), -(-len(written) // 4)
+        return 200, {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": written}]}, "finishReason": "STOP", "index": 0}
+            ],
+            "usageMetadata": {
+                "promptTokenCount": tokens_in,
+                "candidatesTokenCount": tokens_out,
+                "totalTokenCount": tokens_in + tokens_out,
+                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens_in}],
+            },
+            "modelVersion": model,
+            "responseId": f"text-{len(self.calls)}",
+        }
+
+    @property
+    def text_calls(self):
+        """Paid text calls (prompts written)."""
+        return [c for c in self.paid_calls if c.get("kind") == "text"]
+
+    @property
+    def image_calls(self):
+        """Paid image calls."""
+        return [c for c in self.paid_calls if c.get("kind") != "text"]
+
     def _generate(self, model, prompt, config, call):
         sizes, ratios = self.models[model]
         image_config = config.get("imageConfig") or {}
@@ -313,7 +362,7 @@ class FakeGemini(LoopbackServer):
     # -- batches ------------------------------------------------------------------------------
 
     def _create_batch(self, version, model, raw):
-        if version != "v1beta" or model not in self.models:
+        if version != "v1beta" or (model not in self.models and model not in TEXT_MODELS):
             return 404, error_body(404, "NOT_FOUND", f"models/{model} is not found for API version {version}")
         batch = (json.loads(raw) or {}).get("batch") or {}
         requests = ((batch.get("inputConfig") or {}).get("requests") or {}).get("requests") or []
@@ -368,7 +417,10 @@ class FakeGemini(LoopbackServer):
             )
             record = {"prompt": prompt, "metadata": line.get("metadata"), "model": batch["model"]}
             record["images"] = inline_images(request.get("contents"))
-            status, body = self._generate(batch["model"], prompt, request.get("generationConfig") or {}, record)
+            if batch["model"] in TEXT_MODELS:  # prompts written by a chat model, as live
+                status, body = self._write(batch["model"], prompt, request, record)
+            else:
+                status, body = self._generate(batch["model"], prompt, request.get("generationConfig") or {}, record)
             record["status"] = status
             with self._lock:
                 self.batch_lines.append(record)

@@ -100,6 +100,7 @@ FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 GENERATIONS = "/v1/images/generations"
 EDITS = "/v1/images/edits"  # multipart: image[] (1-16 png/webp/jpeg, each < 50 MB), optional mask (PNG < 4 MB)
 EDIT_MAX_IMAGES, EDIT_MAX_BYTES, MASK_MAX_BYTES = 16, 50 * 1024 * 1024, 4 * 1024 * 1024
+RESPONSES = "/v1/responses"  # chat models writing prompts (Image.Batch's describe:)
 FILES = "/v1/_fake/images/"  # where "url" behaviour images are served (GET)
 
 
@@ -635,7 +636,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
     # -- request handling ---------------------------------------------------------------------------------------
 
     def _handle(self, handler, method):
-        generation = method == "POST" and handler.path.partition("?")[0] in (GENERATIONS, EDITS)
+        generation = method == "POST" and handler.path.partition("?")[0] in (GENERATIONS, EDITS, RESPONSES)
         if not generation:
             return self._handle_one(handler, method)
         with self._flight:
@@ -705,7 +706,45 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             return self._generate(handler, raw, call)
         elif method == "POST" and path == EDITS:
             return self._edit(raw, call)
+        elif method == "POST" and path == RESPONSES:
+            return self._respond(raw, call)
         return 404, error_body(f"Invalid URL ({method} {path})"), {}
+
+    def _respond(self, raw, call):
+        """``POST /v1/responses``: a prompt written from ``input`` (tests.support.openai_models.written_prompt).
+        Behaviours set for a substring of the input apply (faults, slow, held answers); the answer is paid."""
+        refused = self._check_key(call)
+        if refused:
+            return refused
+        try:
+            body = call["body"] = json.loads(raw or b"null")
+        except ValueError:
+            return 400, error_body("We could not parse the JSON body of your request."), {}
+        if not isinstance(body, dict):
+            return 400, error_body("The request body must be a JSON object."), {}
+        refusal = real.check_responses(body)
+        if refusal is not None:
+            return refusal.status, refusal.body, {}
+        behavior, call["rule"] = self._pick(body["input"])
+        call["behavior"] = behavior.kind
+        if behavior.kind in _FAULTS or behavior.kind in _RAW_FAULTS or behavior.kind == "reset":
+            return self._answer(body, behavior, call["request_id"])
+        if behavior.kind == "slow":
+            time.sleep(behavior.delay)
+        with self._flight:  # a held answer waits here (the call is billed once it is answered)
+            self._flight.wait_for(lambda: not self._held)
+        created = self.fixed_created or int(time.time())
+        return 200, real.responses_answer(body, "resp_" + call["request_id"][4:], created), {}
+
+    @property
+    def paid_text_calls(self):
+        """Paid /v1/responses calls (prompts written)."""
+        return [call for call in self.paid_calls if call["path"].partition("?")[0] == RESPONSES]
+
+    @property
+    def paid_image_calls(self):
+        """Paid image calls (everything paid but /v1/responses)."""
+        return [call for call in self.paid_calls if call["path"].partition("?")[0] != RESPONSES]
 
     def _check_key(self, call):
         """None if the request's Bearer key is accepted, else the 401 the real API gives."""

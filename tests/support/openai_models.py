@@ -591,3 +591,77 @@ def check(body, today=RESEARCH_DATE, allowed=None, default_model="dall-e-2", ret
         output_format,
         complexity,
     )
+
+
+# -- the Responses API (chat models that write prompts: Image.Batch's describe:) ---------------------------------------
+
+# Chat models this account answers on /v1/responses. gpt-5.4-mini: announced March 2026, $0.75 / $4.50 per million
+# input / output tokens (3RD dev.to/preecha and apidog.com 2026-03-20, quoting OpenAI's pricing page; checked
+# 2026-12-04). The workflow's catalogue lists it with kind: text (tests/test_catalogue_vs_stand_in.py compares).
+TEXT_MODELS = {"gpt-5.4-mini": "3RD dev.to/preecha, apidog.com 2026-03-20"}
+
+
+def written_prompt(text):
+    """The stand-in's chat model: deterministic, and blind to trailing punctuation and whitespace (ASSUMPTION: so a
+    test can edit a description without changing the prompt written from it)."""
+    return f"A detailed photo of {text.strip().rstrip('.!?;, ').strip()}, natural light, sharp focus"
+
+
+def check_responses(body):
+    """The Refusal /v1/responses gives for ``body`` (a dict), else None. Messages and codes as the real API's
+    (OFFICIAL API reference; a missing model: 400 'model_not_found', param model, ASSUMPTION from its error shape)."""
+    model = body.get("model")
+    if not model:
+        return _bad("Missing required parameter: 'model'.", "model", "missing_required_parameter")
+    if model not in TEXT_MODELS:
+        return Refusal(
+            400,
+            error_body(f"The requested model '{model}' does not exist.", code="model_not_found", param="model"),
+        )
+    if not isinstance(body.get("input"), str) or not body["input"]:
+        return _bad("Invalid 'input': expected a non-empty string.", "input")
+    return None
+
+
+def responses_answer(body, response_id, created):
+    """A completed Responses answer (the real JSON shape: output message with one output_text part; usage with
+    input_tokens, output_tokens and their details). Tokens: ``ceil(chars / 4)`` (ASSUMPTION, as for images)."""
+    text = written_prompt(body["input"])
+    tokens_in = math.ceil((len(body.get("instructions") or "") + len(body["input"])) / 4)
+    tokens_out = math.ceil(len(text) / 4)
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created,
+        "status": "completed",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "model": f"{body['model']}-2026-03-17",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_" + response_id[5:],
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "store": True,
+        "temperature": 1.0,
+        "text": {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": {
+            "input_tokens": tokens_in,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": tokens_out,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": tokens_in + tokens_out,
+        },
+        "user": None,
+        "metadata": {},
+    }

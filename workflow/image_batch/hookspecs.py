@@ -28,3 +28,9 @@ hookimpl = pluggy.HookimplMarker("image_batch")
 @hookspec
 def register_image_providers(register):
     """Register image providers: call ``register(cls)`` for each ImageProvider subclass."""
+
+
+@hookspec
+def register_prompt_writers(register):
+    """Register prompt writers (``describe:``): call ``register(cls)`` for each
+    image_batch.writers.PromptWriter subclass; ``cls.name`` is the provider it writes for."""

@@ -21,7 +21,7 @@ from image_batch.common.settings import Choices, Settings, load_dotenv_file, res
 from image_batch.costs.catalog import load_catalog
 from image_batch.costs.estimate import describe as describe_estimate
 from image_batch.costs.estimate import estimate
-from image_batch.descriptions import references, row_settings
+from image_batch.descriptions import prompts, references, row_settings
 from image_batch.descriptions.sheet import read_configured_sheet
 from image_batch.descriptions.specs import IMAGES, build_specs, image_made, plan_requests
 from image_batch.images import failures
@@ -67,6 +67,8 @@ class Plan:
     requests: object = None  # descriptions.specs.Requests: each image's request file
     chunk_files: object = None  # addressed.Files: the sync chunks' member lists
     keys_missing: list = field(default_factory=list)  # rows on a provider whose key is not set: a real run stops
+    describing: object = None  # descriptions.prompts.Describing (describe: on), else None
+    prompt_estimate: dict | None = None  # what writing the prompts will cost (describe: on)
 
     @property
     def provider(self):
@@ -149,7 +151,8 @@ class Plan:
     def due(self):
         """The plan files to write (new or changed): targets, so that their consumers run after
         them even where their outputs exist (see image_batch.common.addressed)."""
-        return self.requests.due + self.chunk_files.due
+        due = self.requests.due + self.chunk_files.due
+        return due + self.describing.due if self.describing else due
 
     def chunk_members(self, chunk):
         return self._chunk_paths[chunk]
@@ -250,6 +253,8 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     )
     if too_large:
         raise SheetError(sheet, too_large)
+    # (a job process plans again once prompts are stored: see prompts.rejoin)
+    describing = prompts.plan_describe(settings, choices, specs, rows, local=local_images, job_process=not guard_paid)
     keyless_specs = None
     if choices.keyless_paid:
         # No key, so placeholders: but the settings a key would use are checked and priced now
@@ -286,11 +291,15 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
         str(sheet),
         warnings=warnings,
         dry_notes=[note for note in (destination_note, choices.missing_key, *keys_missing) if note],
+        describing=describing,
     )
     plan.keys_missing = keys_missing
     plan.endpoint = _endpoint(specs, choices.provider)
     protect_paid = settings.provider == "auto" and choices.provider == "offline"
-    plan.requests = plan_requests(specs, local=local_images, protect_paid=protect_paid and guard_paid)
+    plan.requests = plan_requests(
+        prompts.known_specs(specs, describing), local=local_images, protect_paid=protect_paid and guard_paid
+    )
+    prompts.add_pending(plan.requests, describing)
     plan.rewritten = plan.requests.new
     plan.to_make = plan.requests.to_make
     if guard_paid:
@@ -311,7 +320,8 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
             raise UserError("\n".join(lines + [f"  {p}" for p in problems]))
         plan.warnings += [f"{p} (nothing is asked of it in this run)" for p in problems]
     if announce:
-        plan.estimate = _estimate(plan)
+        plan.estimate = _estimate(plan, prompts.estimate_specs(specs, describing))
+        plan.prompt_estimate = prompts.estimate_writing(settings, describing)
         if keyless_specs:
             # with a key every request differs (every placeholder is made again): what is to make is
             # judged on the keyed requests' own files, computed, not written
@@ -436,6 +446,7 @@ def tell(plan, local_images=True, out=sys.stderr):
             + ("; the response store keeps their answers" if plan.paid else ""),
             file=out,
         )
+    prompts.tell(plan.describing, plan.prompt_estimate, out)
     if plan.estimate is not None:
         lines = describe_estimate(plan.estimate, plan.paid)
         if plan.keyless_estimate is not None:

@@ -13,6 +13,8 @@ DEFAULT_PLUGINS = (
     "image_batch.default_plugins.openai_images",
     "image_batch.default_plugins.gemini",
     "image_batch.default_plugins.offline",
+    "image_batch.default_plugins.openai_text",
+    "image_batch.default_plugins.gemini_text",
 )
 
 _lock = threading.Lock()

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from image_batch import plan as planning
 from image_batch.common import addressed
 from image_batch.common.errors import UserError, os_problem
-from image_batch.descriptions import references, specs
+from image_batch.descriptions import prompts, references, specs
 from image_batch.common.settings import (
     config_file_name,
     load_settings,
@@ -101,6 +101,7 @@ wildcard_constraints:
     folder="[a-z0-9]+(-[a-z0-9]+)*",
     image_id="[A-Za-z0-9_-][A-Za-z0-9._-]*",
     chunk="all|[0-9a-f]+",
+    prompt_chunk="[0-9]+",
     # a plan file's name ends in the first 16 hex digits of its content's SHA-256 (exactly 16, so
     # an image id with dots, "fox.v2", parses one way only)
     digest="[0-9a-f]{16}",
@@ -126,6 +127,19 @@ def start_run():
         fail(error)
     except OSError as error:  # e.g. a full disk when the response store's STORE.json is written
         fail(os_problem(error))
+
+
+def make_image(wildcards, spec, output, log):
+    """The generate_image job. describe: on, a row whose prompt was written in this run builds its
+    request file first (image_batch.descriptions.prompts.image_request)."""
+    worker.make_image(
+        prompts.image_request(PLAN, wildcards, spec, SETTINGS),
+        output.png,
+        output.sidecar,
+        log,
+        SETTINGS,
+        in_worker=worker.wanted(workflow),
+    )
 
 
 def chunk_names(chunk):

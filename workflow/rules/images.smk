@@ -32,11 +32,4 @@ rule generate_image:
     resources:
         api=1,
     run:
-        worker.make_image(
-            input.spec,
-            output.png,
-            output.sidecar,
-            log[0],
-            SETTINGS,
-            in_worker=worker.wanted(workflow),
-        )
+        make_image(wildcards, input.spec, output, log[0])

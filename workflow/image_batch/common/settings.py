@@ -77,6 +77,20 @@ class SyncSettings:
 
 
 @dataclass(frozen=True)
+class DescribeSettings:
+    """``describe``: prompts written by a model (off while ``model`` is None)."""
+
+    model: str | None = None
+    provider: str | None = None  # None: the image provider's
+    instructions: str = ""
+    contexts: dict = field(default_factory=dict)  # context or folder -> instructions
+
+    @property
+    def on(self):
+        return bool(self.model)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything config/config.yaml says, with every default filled in from the schema."""
 
@@ -97,6 +111,7 @@ class Settings:
     image_worker: bool
     secrets_in_job_commands: bool
     progress_seconds: float
+    describe: DescribeSettings
     legacy_prices: bool  # an old config file still has a `prices` section (now ignored: see the catalogue)
     sections: dict = field(repr=False)  # per-provider sections, as written: {"openai": {...}}
     command_line: dict = field(default_factory=dict, repr=False)  # what --config gave
@@ -348,6 +363,7 @@ def load_settings(config, command_line=None, config_file=CONFIG_FILE):
         image_worker=bool(c["image_worker"]),
         secrets_in_job_commands=bool(c["secrets_in_job_commands"]),
         progress_seconds=float(c["progress_seconds"]),
+        describe=DescribeSettings(**{**c["describe"], "contexts": _frozen(c["describe"]["contexts"])}),
         legacy_prices="prices" in (config or {}),
         sections=_frozen({name: c.get(name) or {} for name in known}),
         command_line=_frozen(command_line),
@@ -356,7 +372,7 @@ def load_settings(config, command_line=None, config_file=CONFIG_FILE):
     )
 
 
-_NOT_SECTIONS = {"batch", "retry", "sync", "context_templates", "prices"}
+_NOT_SECTIONS = {"batch", "retry", "sync", "context_templates", "prices", "describe"}
 
 
 def read_config_file(path):

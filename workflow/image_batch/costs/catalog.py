@@ -90,6 +90,7 @@ class Model:
     price_source: str = ""
     token_rule: str | None = None
     tokens_assumed: bool = False
+    kind: str = "image"  # or "text": a chat model that writes prompts (describe:)
 
     def status(self, on=None):
         """("current" | "shutting-down" | "retired", days left or None)."""
@@ -135,6 +136,7 @@ class Catalog:
                 price_source=prices.get("source", ""),
                 token_rule=tokens.get("rule"),
                 tokens_assumed=bool(tokens.get("assumed")),
+                kind=entry.get("kind", "image"),
             )
             self.models[name] = model
             for snapshot in entry.get("snapshots") or ():

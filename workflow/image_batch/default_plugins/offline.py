@@ -66,3 +66,28 @@ class OfflineProvider(ImageProvider):
 @hookimpl
 def register_image_providers(register):
     register(OfflineProvider)
+
+
+class OfflineWriter:
+    """The built-in prompt writer (``describe:`` with no key, or ``describe.provider: offline``):
+    no call, no cost; deterministic, and plainly not a model's prompt: the description, then the
+    first words of the instructions."""
+
+    name = "offline"
+    paid = False
+
+    def __init__(self, section=None):
+        self.config = section or {}
+
+    @classmethod
+    def request_params(cls, section, environ=None):
+        return {"endpoint": "offline-writer-1"}
+
+    def write(self, request):
+        words = " ".join(str(request["instructions"]).split()[:6])
+        return f"{request['input'].strip()} (offline writer; instructions: {words} ...)"
+
+
+@hookimpl
+def register_prompt_writers(register):
+    register(OfflineWriter)

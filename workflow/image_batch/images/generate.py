@@ -277,6 +277,7 @@ def sidecar_for(spec, outcome, catalog):
         "image_id": spec["image_id"],
         "context": spec["context"],
         "folder": spec["folder"],
+        **({"description": spec["description"]} if "description" in spec else {}),  # describe: the row's own
         "prompt": request["prompt"],
         "provider": request["provider"],
         "model": image.model,

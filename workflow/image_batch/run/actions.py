@@ -18,9 +18,9 @@ from pathlib import Path
 from image_batch.common.errors import UserError
 from image_batch.common.fileio import atomic_write_bytes, remove_stale_parts
 from image_batch.costs.bill import money
-from image_batch.descriptions import references
+from image_batch.descriptions import prompts, references
+from image_batch.descriptions.specs import MANIFEST, write_manifest
 from image_batch.descriptions.specs import adopt as adopt_requests
-from image_batch.descriptions.specs import write_manifest
 from image_batch.images import failures, worker
 from image_batch.images.store import is_remote, open_store, store_root
 from image_batch.run import interrupt, ledger, lock, quiet
@@ -110,11 +110,15 @@ def start(workflow, plan, out=sys.stderr):
     run = Run(plan, image_jobs(workflow))
     _current.append(run)
     os.environ[ledger.VARIABLE] = str(run.ledger)
+    os.environ[ledger.CATALOG_VARIABLE] = str(plan.settings.catalog_path)
     record = run.record()
     text = (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8")
     atomic_write_bytes(ledger.RUNS / f"{run.id}.json", text, durable=False)
     atomic_write_bytes(LAST_RUN, text, durable=False)
-    write_manifest(plan.specs)
+    if plan.describing is not None:
+        prompts.write_manifest(plan.specs, MANIFEST)
+    else:
+        write_manifest(plan.specs)
     references.keep_fetched()  # the pictures planning fetched from addresses: kept, never fetched again
     references.save_cache()  # what planning learnt of the reference pictures, for the next dry runs
     if plan.paid:
@@ -131,7 +135,12 @@ def start(workflow, plan, out=sys.stderr):
             "collect their answers (nothing is submitted twice)"
         )
         interrupt.install_early()  # again: Snakemake has put its own SIGTERM handler in since parsing
-        run_before_jobs([plan.spec_of(*image) for image in run.to_make], plan.settings)
+        if plan.settings.mode == "batch":
+            prompts.write_before_batch(plan, plan.settings, out)
+        run_before_jobs(
+            [plan.spec_of(*image) for image in run.to_make if plan.spec_of(*image)["request"]["prompt"] is not None],
+            plan.settings,
+        )
     if plan.settings.progress_seconds and run.to_make:
         run.progress = Progress(run, plan.settings.progress_seconds, out)
         run.progress.start()
@@ -164,6 +173,11 @@ def finish(plan, ok):
     if run.progress:
         run.progress.stop()
     run.summary = summary(run, ok)
+    if plan.describing is not None:  # the prompts written in this run, in the manifest too
+        try:
+            prompts.write_manifest(plan.specs, MANIFEST)
+        except OSError:
+            pass
     SUMMARY_LOG.parent.mkdir(parents=True, exist_ok=True)
     with open(SUMMARY_LOG, "a", encoding="utf-8") as handle:
         handle.write(f"{run.started.isoformat(timespec='seconds')} run {run.id}\n" + "\n".join(run.summary) + "\n\n")
@@ -246,6 +260,11 @@ def summary(run, ok):
                 text += f" ({(counts['usd'] - guess) / guess:+.0%})"
             if estimate.get("unpriced"):
                 text += f" (+{estimate['unpriced']} unpriced)"
+        if counts[ledger.PROMPT]:
+            text += f"; prompts written by the model: {money(counts['prompt_usd'])} for {counts[ledger.PROMPT]}"
+            estimate = plan.prompt_estimate or {}
+            if estimate.get("usd") is not None:
+                text += f" (estimate {money(estimate['usd'])})"
         lines.append(text)
     marker = _read_marker(run)
     if marker is not None:
