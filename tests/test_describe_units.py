@@ -1,5 +1,6 @@
 """Prompts written by a model (``describe:``): the pieces, in process (end to end: tests/test_describe.py)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -178,3 +179,17 @@ def test_a_writer_without_its_key_is_refused_before_any_call(env, tmp_path, monk
         prompts.plan_describe(config, gemini_images, specs, rows(1))
     monkeypatch.setenv("AI_API_KEY", "sk-test")
     assert prompts.plan_describe(config, gemini_images, build_specs(rows(1), config, "gemini", "s"), rows(1))
+
+
+def test_variants_share_their_rows_prompt_and_the_estimate_counts_it_once(env, tmp_path):
+    """A row's variants ask for the same prompt: one call (the store's lock serves the others), so
+    one prompt in the estimate; the offline writer's line names no model and no store."""
+    config = settings(tmp_path)
+    sheet = rows(4)
+    specs = build_specs(sheet, dataclasses.replace(config, variants=3), "openai", "s")
+    describing = prompts.plan_describe(config, CHOICES, specs, sheet)
+    assert len(describing.pending) == 12
+    assert prompts.estimate_writing(config, describing)["to_write"] == 4
+    offline = {"prompts": 12, "to_write": 0, "writer": "offline", "model": MODEL, "usd": 0.0}
+    line = prompts.describe_estimate(offline)
+    assert line == "prompts: 12 written by the offline writer (no model called, no cost)"

@@ -519,8 +519,10 @@ def estimate_writing(settings, describing):
     )
     output = TYPICAL_OUTPUT_TOKENS if output is None else output
     total = 0.0
-    for key in describing.pending:
-        request = describing.requests[key]
+    # a row's variants share its prompt: one call (the store's lock serves the others)
+    distinct = {canonical_json(describing.requests[key]): describing.requests[key] for key in describing.pending}
+    out["to_write"] = len(distinct)
+    for request in distinct.values():
         tokens_in = -(-(len(request["instructions"]) + len(request["input"])) // CHARS_PER_TOKEN)
         cost = text_cost(catalog, request["model"], {"input_tokens": tokens_in, "output_tokens": round(output)})
         if cost["usd"] is None:
@@ -538,8 +540,10 @@ def describe_estimate(e):
     """The estimate of prompt writing as one line."""
     from image_batch.costs.bill import money
 
+    if e["writer"] == "offline":
+        return f"prompts: {e['prompts']} written by the offline writer (no model called, no cost)"
     head = f"prompts: {e['to_write']} of {e['prompts']} to write with {e['writer']} model {e['model']}"
-    if e["writer"] == "offline" or not e["to_write"]:
+    if not e["to_write"]:
         return head + (", the rest served from the response store (no cost)" if e["to_write"] < e["prompts"] else "")
     if e["usd"] is None:
         return f"{head}: unpriced ({e.get('why')})"
