@@ -340,7 +340,7 @@ def _estimate(plan, specs=None, provider=None, to_make=None):
         specs,
         catalog,
         lambda s: (s["folder"], s["image_id"]) in (plan.to_make if to_make is None else to_make),
-        (lambda r: store.has_answer(r, endpoint)) if paid else (lambda r: False),
+        store.answer_check(endpoint) if paid else (lambda r: False),
         means,
         paid,
         in_batch,
