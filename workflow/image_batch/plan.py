@@ -283,15 +283,16 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     return plan
 
 
-PER_IMAGE_FOLDERS = ("images", "specs", "logs/images", "logs/failures", "bucket")  # thousands of files each
+# thousands of files each (their folders are looked at; the thumbnails are written by rename)
+PER_IMAGE_FOLDERS = ("images", "specs", "logs/images", "logs/failures", "bucket", "contact-sheets/.thumbnails")
 
 
 def image_files(folder, image_id):
-    """The files of ``results/`` one image job writes."""
+    """The files of ``results/`` one image job writes (strings: built for every image to make)."""
     return [
-        IMAGES / folder / f"{image_id}.png",
-        IMAGES / folder / f"{image_id}.json",
-        Path(RESULTS) / "logs" / "images" / folder / f"{image_id}.log",
+        f"{IMAGES}/{folder}/{image_id}.png",
+        f"{IMAGES}/{folder}/{image_id}.json",
+        f"{RESULTS}/logs/images/{folder}/{image_id}.log",
     ]
 
 

@@ -115,9 +115,9 @@ def request_path(spec, data=None, root=SPEC_ROOT):
 
 def _made(folder, image_id, images):
     """When the image was made (the older of PNG and sidecar), or None when one is missing."""
-    png, sidecar = image_files(folder, image_id, images)
+    stem = os.path.join(images, folder, image_id)  # (strings: once per image, every plan)
     try:
-        return min(png.stat().st_mtime, sidecar.stat().st_mtime)
+        return min(os.stat(f"{stem}.png").st_mtime, os.stat(f"{stem}.json").st_mtime)
     except FileNotFoundError:
         return None
 
