@@ -514,7 +514,9 @@ class _Store:
             )
             _rescue_seen[0] = 0.0  # look again: there is one now
             log(f"WARNING: {message}")
-            print(f"Image.Batch: WARNING: {message}", file=sys.stderr, flush=True)
+            # one write: image jobs run side by side, and print() writes the line and its end apart
+            sys.stderr.write(f"Image.Batch: WARNING: {message}\n")
+            sys.stderr.flush()
             return path
         raise UserError(
             "a paid answer could not be kept anywhere: " + "; ".join(problems) + ". Free some space and run again."
