@@ -27,8 +27,9 @@ def main(argv=None):
         lock.acquire()  # never beside a real run: writing a request file replaces the image's others
         due = set(plan.requests.due)
         for image in plan.images:
-            if plan.request_of(*image) in due:
-                write_request(plan.spec_of(*image), plan.request_of(*image), plan.requests.superseded.get(image, ()))
+            path = plan.requests.paths[image]
+            if path in due:
+                write_request(plan.spec_of(*image), path, plan.requests.superseded.get(image, ()))
         write_manifest(plan.specs)
     except UserError as error:
         return _bootstrap.fail(error)

@@ -210,3 +210,38 @@ def test_an_edited_row_makes_that_image_stale_and_a_dry_run_writes_nothing(user,
     run = user.snakemake("--config", "input_csv=mine.csv")
     assert "1 to make, 1 made (1 paid for" in run.output, run.output[-3000:]
     assert [call["body"]["prompt"] for call in api.paid_calls[6:]] == ["a changed picture"]
+
+
+def job_counts(runner):
+    """{rule: count} from the job stats of a dry run (--verbose: the workflow quietens them)."""
+    counts, table = {}, False
+    for line in dry_run(runner, "--verbose").output.splitlines():
+        if line.startswith("Job stats:"):
+            table = True
+        elif table and len(line.split()) == 2 and line.split()[1].isdigit():
+            counts[line.split()[0]] = int(line.split()[1])
+        elif table and not line.strip() and counts:
+            break
+    return counts
+
+
+def test_a_new_image_is_one_job_and_a_changed_one_two(user, api):
+    """A new image's job writes its own request file (no write_request job); an image that exists
+    and whose row changed gets its new request file from write_request first; an up-to-date image
+    is no job. Each image's one request file is what its sidecar says it was made from."""
+    fresh = job_counts(user)
+    assert fresh["generate_image"] == 6 and "write_request" not in fresh, fresh
+    user.snakemake("--config", "input_csv=mine.csv")
+    edited = [(i, c, "a changed picture" if i == "r3" else d) for i, c, d in ROWS]
+    (user.root / "mine.csv").write_text(sheet(edited), newline="")
+    (png,) = (user.root / "results/images").rglob("r1.png")
+    png.unlink()  # its request file is there: the job finds it
+    counts = job_counts(user)
+    assert counts["generate_image"] == 2 and counts["write_request"] == 1, counts
+    run = user.snakemake("--config", "input_csv=mine.csv")
+    assert "2 to make, 2 made (1 paid for, 1 served from the response store)" in run.output, run.output[-3000:]
+    for sidecar in (user.root / "results/images").rglob("*.json"):
+        (request,) = (user.root / "results/specs" / sidecar.parent.name).glob(f"{sidecar.stem}.*.json")
+        assert json.loads(sidecar.read_text())["request_sha256"] == hashlib.sha256(request.read_bytes()).hexdigest()
+        assert request.stat().st_mtime <= sidecar.with_suffix(".png").stat().st_mtime  # written first
+    assert "Nothing to be done" in dry_run(user).output

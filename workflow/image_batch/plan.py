@@ -23,7 +23,7 @@ from image_batch.costs.estimate import describe as describe_estimate
 from image_batch.costs.estimate import estimate
 from image_batch.descriptions import prompts, references, row_settings
 from image_batch.descriptions.sheet import read_configured_sheet
-from image_batch.descriptions.specs import IMAGES, build_specs, image_made, plan_requests
+from image_batch.descriptions.specs import IMAGES, build_specs, image_made, plan_requests, write_request
 from image_batch.images import failures
 from image_batch.images.store import open_store
 from image_batch.providers import provider_class
@@ -137,10 +137,37 @@ class Plan:
         return self._by_image[(folder, image_id)]
 
     def request_of(self, folder, image_id):
-        """The input of the image's job: its request file (O(1): one look-up per job). An image no
-        row asks for gets a name no rule makes: Snakemake says its input is missing."""
-        path = self.requests.paths.get((folder, image_id))
-        return path or f"results/specs/{folder}/{image_id}.not-in-the-sheet"
+        """The input of the image's job (O(1): one look-up per job): its request file when the
+        image exists and is stale (Snakemake sees the file missing, written by write_request, or
+        newer than the image), none otherwise. An up-to-date image has nothing to compare, and an
+        image not made yet (PNG or sidecar missing) is due anyway: its job writes its own request
+        file (job_request), so a fresh run has one job per image, not two, and no DAG builds a
+        candidate write_request job per existing request file. With a storage provider every
+        image is stale (nothing is looked at). An image no row asks for gets a name no rule
+        makes: Snakemake says its input is missing."""
+        key = (folder, image_id)
+        path = self.requests.paths.get(key)
+        if path is None:
+            return f"results/specs/{folder}/{image_id}.not-in-the-sheet"
+        if key in self.requests.unmade or key not in self.requests.to_make:
+            return []
+        return path
+
+    def job_request(self, wildcards, job_input):
+        """The request file an image job reads: its input (request_of) or, without one (a real
+        run, whatever made the job due: a missing image, -R, an incomplete image ...), the image's
+        request file, written first when it is not there (after deleting the image's other
+        request files, as write_request does)."""
+        if job_input.spec:
+            return job_input.spec
+        folder, image_id = wildcards.folder, wildcards.image_id
+        key = (folder, image_id)
+        path = self.requests.paths[key]
+        if not os.path.exists(path):
+            name = Path(path).name
+            log = Path(RESULTS) / "logs" / "requests" / folder / f"{name[: -len('.json')]}.log"
+            write_request(self.spec_of(folder, image_id), path, self.requests.superseded.get(key, ()), log)
+        return path
 
     def references_of(self, folder, image_id):
         """The image job's picture inputs (descriptions.references; O(1): one look-up per job)."""
@@ -150,8 +177,15 @@ class Plan:
     @property
     def due(self):
         """The plan files to write (new or changed): targets, so that their consumers run after
-        them even where their outputs exist (see image_batch.common.addressed)."""
-        due = self.requests.due + self.chunk_files.due
+        them even where their outputs exist (see image_batch.common.addressed). Not the request
+        files of images not made yet: their own jobs write them (job_request)."""
+        unmade = self.requests.unmade
+        if unmade:
+            ours = {self.requests.paths[key] for key in unmade}
+            requests = [path for path in self.requests.due if path not in ours]
+        else:
+            requests = self.requests.due
+        due = requests + self.chunk_files.due
         return due + self.describing.due if self.describing else due
 
     def chunk_members(self, chunk):
@@ -361,15 +395,16 @@ def _endpoint(specs, provider):
     return specs[0]["request"].get("base_url") if specs else None
 
 
-PER_IMAGE_FOLDERS = ("images", "specs", "logs/images", "logs/failures", "bucket")  # thousands of files each
+# thousands of files each (their folders are looked at; the thumbnails are written by rename)
+PER_IMAGE_FOLDERS = ("images", "specs", "logs/images", "logs/failures", "bucket", "contact-sheets/.thumbnails")
 
 
 def image_files(folder, image_id):
-    """The files of ``results/`` one image job writes."""
+    """The files of ``results/`` one image job writes (strings: built for every image to make)."""
     return [
-        IMAGES / folder / f"{image_id}.png",
-        IMAGES / folder / f"{image_id}.json",
-        Path(RESULTS) / "logs" / "images" / folder / f"{image_id}.log",
+        f"{IMAGES}/{folder}/{image_id}.png",
+        f"{IMAGES}/{folder}/{image_id}.json",
+        f"{RESULTS}/logs/images/{folder}/{image_id}.log",
     ]
 
 
@@ -395,6 +430,20 @@ def removed_rows(images, root=IMAGES, others=None):
     return sorted(name[: -len(".png")] for name in found if name not in wanted)
 
 
+def _answer_checks(store):
+    """store.has_answer for many requests, each at its own endpoint (rows may use several
+    providers): STORE.json read once per endpoint, not once per request."""
+    checks = {}
+
+    def has_answer(request):
+        endpoint = request.get("base_url")
+        if endpoint not in checks:
+            checks[endpoint] = store.answer_check(endpoint)
+        return checks[endpoint](request)
+
+    return has_answer
+
+
 def _estimate(plan, specs=None, provider=None, to_make=None):
     """The estimate of the plan's images; with ``specs`` and ``provider``: of those requests (what
     the images would cost with the key that is not set)."""
@@ -416,7 +465,7 @@ def _estimate(plan, specs=None, provider=None, to_make=None):
         specs,
         catalog,
         lambda s: (s["folder"], s["image_id"]) in (plan.to_make if to_make is None else to_make),
-        (lambda r: store.has_answer(r, r.get("base_url"))) if paid else (lambda r: False),
+        _answer_checks(store) if paid else (lambda r: False),
         means,
         paid,
         in_batch,

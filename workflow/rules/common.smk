@@ -83,6 +83,7 @@ except OSError as error:  # a file or folder of the project that cannot be read 
 
 # The small content-named plan files, by folder under results/specs (the write_plan_file rule)
 PLAN_FILES = {"_chunks": PLAN.chunk_files}
+gallery.use_plan(PLAN.spec_of)  # the report's labels of images without an input
 
 if workflow.is_main_process:
     atexit.register(actions.at_exit, workflow, PLAN)

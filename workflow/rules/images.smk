@@ -1,6 +1,7 @@
 # An image's request file is named by its content (image_batch.descriptions.specs): planning only
-# names it; this rule writes it, in a real run, when it is missing (a new or changed request), and
-# Snakemake then makes the image. A dry run writes nothing and lists both jobs.
+# names it. For an image that exists, this rule writes it, in a real run, when it is missing (a
+# changed request), and Snakemake then makes the image again; an image not made yet has no input,
+# and its own job writes the file first (PLAN.request_of, PLAN.job_request). A dry run writes nothing.
 rule write_request:
     output:
         "results/specs/{folder}/{image_id}.{digest}.json",
@@ -32,4 +33,4 @@ rule generate_image:
     resources:
         api=1,
     run:
-        make_image(wildcards, input.spec, output, log[0])
+        make_image(wildcards, PLAN.job_request(wildcards, input), output, log[0])

@@ -192,8 +192,14 @@ def unwritable(root, files_skipped_under=()):
 
 
 def unwritable_file(paths):
-    """The first of ``paths`` that exists and cannot be written, or None."""
+    """The first of ``paths`` that exists and cannot be written, or None. A folder that is not there
+    is looked at once, not once per path in it (a fresh run's thousands of images)."""
+    folders = {}
     for path in paths:
-        if not os.access(path, os.W_OK) and os.path.exists(path) and not os.path.islink(path):
+        folder = os.path.dirname(path)
+        there = folders.get(folder)
+        if there is None:
+            there = folders[folder] = os.path.isdir(folder or ".")
+        if there and not os.access(path, os.W_OK) and os.path.exists(path) and not os.path.islink(path):
             return str(path)
     return None

@@ -149,9 +149,9 @@ def request_path(spec, data=None, root=SPEC_ROOT):
 
 def _made(folder, image_id, images):
     """When the image was made (the older of PNG and sidecar), or None when one is missing."""
-    png, sidecar = image_files(folder, image_id, images)
+    stem = os.path.join(images, folder, image_id)  # (strings: once per image, every plan)
     try:
-        return min(png.stat().st_mtime, sidecar.stat().st_mtime)
+        return min(os.stat(f"{stem}.png").st_mtime, os.stat(f"{stem}.json").st_mtime)
     except FileNotFoundError:
         return None
 
@@ -166,6 +166,7 @@ class Requests:
     due: list = field(default_factory=list)  # those files (targets of the run: see common.addressed)
     superseded: dict = field(default_factory=dict)  # (folder, image_id) -> its other request files
     adopt: dict = field(default_factory=dict)  # (folder, image_id) -> (earlier layout's file, new name)
+    unmade: set = field(default_factory=set)  # images whose PNG or sidecar is missing (local files only)
 
 
 def plan_requests(specs, root=SPEC_ROOT, images=IMAGES, local=True, protect_paid=False):
@@ -202,6 +203,8 @@ def plan_requests(specs, root=SPEC_ROOT, images=IMAGES, local=True, protect_paid
         others = [str(path.parent / n) for n in named.get(image_id, ()) if n != path.name]
         legacy = path.parent / f"{image_id}.json" if f"{image_id}.json" in plain else None
         made = _made(folder, image_id, images)
+        if made is None:
+            out.unmade.add(key)
         if path.name in named.get(image_id, ()):
             try:
                 stale = made is None or made < path.stat().st_mtime

@@ -452,13 +452,28 @@ class _Store:
     def has_answer(self, request, current_endpoint=None):
         """Whether a stored answer would serve ``request`` (cheap: no entry is read): under its key,
         its format-1 key (for the endpoint of format-1 answers), or in a rescue folder."""
-        key = request_key(request)
-        if self.has(key):
-            return True
-        unkeyed = "base_url" in request and request["base_url"] == self.unkeyed_endpoint(current_endpoint)
-        if unkeyed and self.has(request_key(unkeyed_request(request))):
-            return True
-        return any(_has_rescued(root, key) for root in _rescue_roots())
+        return self.answer_check(current_endpoint)(request)
+
+    def answer_check(self, current_endpoint=None):
+        """has_answer for many requests (planning's estimate): STORE.json is read once, when first
+        needed."""
+        known = []
+
+        def unkeyed_endpoint():
+            if not known:
+                known.append(self.unkeyed_endpoint(current_endpoint))
+            return known[0]
+
+        def has_answer(request):
+            key = request_key(request)
+            if self.has(key):
+                return True
+            unkeyed = "base_url" in request and request["base_url"] == unkeyed_endpoint()
+            if unkeyed and self.has(request_key(unkeyed_request(request))):
+                return True
+            return any(_has_rescued(root, key) for root in _rescue_roots())
+
+        return has_answer
 
     def keep(self, key, request, raw, origin="live", log=print, journal=True):
         """Store a paid answer: retried on failure; failing that, kept in a rescue folder with one
@@ -499,7 +514,9 @@ class _Store:
             )
             _rescue_seen[0] = 0.0  # look again: there is one now
             log(f"WARNING: {message}")
-            print(f"Image.Batch: WARNING: {message}", file=sys.stderr, flush=True)
+            # one write: image jobs run side by side, and print() writes the line and its end apart
+            sys.stderr.write(f"Image.Batch: WARNING: {message}\n")
+            sys.stderr.flush()
             return path
         raise UserError(
             "a paid answer could not be kept anywhere: " + "; ".join(problems) + ". Free some space and run again."

@@ -19,15 +19,30 @@ def _read(path):
 
 _spec = _members = _read
 
+# The plan's spec_of(folder, image_id) (set by the Snakefile: use_plan): an image job without an
+# input (an up-to-date image, or one not made yet: see image_batch.plan.Plan.request_of) has the
+# same spec in the plan as in its request file.
+_plan_spec = None
+
+
+def use_plan(spec_of):
+    global _plan_spec
+    _plan_spec = spec_of
+
+
+def _image_spec(wildcards, input):
+    path = getattr(input, "spec", None)
+    return _spec(str(path)) if path else _plan_spec(wildcards.folder, wildcards.image_id)
+
 
 def context(wildcards, input):
     """The report subcategory: the context as written in the sheet."""
-    return _spec(str(input.spec))["context"]
+    return _image_spec(wildcards, input)["context"]
 
 
 def labels(wildcards, input):
     """The columns of the report's table of images."""
-    spec = _spec(str(input.spec))
+    spec = _image_spec(wildcards, input)
     return {"context": spec["context"], "image id": spec["image_id"], "prompt": spec["request"]["prompt"]}
 
 
