@@ -394,3 +394,17 @@ def test_with_no_key_at_all_a_row_on_another_provider_is_a_placeholder_too(runne
         sidecar = json.loads((runner.root / f"results/images/shop/{image_id}.json").read_text())
         assert sidecar["provider"] == "offline"
     assert "gemini-nano-banana" in result.output  # the keyless estimate prices the gemini row
+
+
+def test_an_offline_row_among_paid_rows_costs_nothing_in_the_estimate(keyed, api):
+    """A row whose provider cell is offline is a placeholder: the estimate neither counts it as an
+    image to pay for nor as an unpriced one (the summary then compares like with like)."""
+    update_config(keyed.root, input_csv="input.csv")
+    write_sheet(keyed, "image_id,context,description,provider\na,Shop,a red mug,\nb,Shop,a blue mug,offline\n")
+    dry = keyed.snakemake("-n")
+    assert "2 of 2 image(s) to make" in dry.output
+    assert "1 to pay for" in dry.output and "unpriced" not in dry.output, dry.output[-2000:]
+    assert "offline-text-card" not in dry.output  # no price line for the placeholder
+    result = keyed.snakemake()
+    assert len(api.paid_calls) == 1
+    assert "unpriced" not in result.output
