@@ -408,3 +408,21 @@ def test_an_offline_row_among_paid_rows_costs_nothing_in_the_estimate(keyed, api
     result = keyed.snakemake()
     assert len(api.paid_calls) == 1
     assert "unpriced" not in result.output
+
+
+def test_provider_offline_in_the_config_makes_every_row_a_placeholder(keyed, api):
+    """provider: offline is "always the offline generator, no cost": a row whose provider cell names
+    a paid provider is a placeholder too, even with its key set (a free try of a sheet pays nothing)."""
+    update_config(keyed.root, input_csv="input.csv")
+    write_sheet(
+        keyed,
+        "image_id,context,description,provider,size,aspect_ratio\n"
+        "a,Shop,a red mug,openai,1536x1024,\nb,Shop,a tall poster,gemini,,9:16\nc,Shop,a plain tile,,,\n",
+    )
+    keyed.env.update(GEMINI_API_KEY="g-test")
+    result = keyed.main("input.csv", "--set", "provider=offline")
+    assert result.returncode == 0, result.output[-3000:]
+    assert api.calls == []
+    for image_id in ("a", "b", "c"):
+        assert sidecar(keyed.root, f"shop/{image_id}")["provider"] == "offline"
+    assert "to pay for" not in result.output

@@ -77,8 +77,9 @@ class RowRequests:
     def __init__(self, settings, default_provider, environ=None, placeholders=False):
         self.settings = settings
         self.default_provider = default_provider
-        # no API key at all (provider auto, so placeholders): a row's paid provider makes a
-        # placeholder too, like every other row (the keyless estimate prices it at its own provider)
+        # no API key at all (provider auto, so placeholders), or provider: offline in the config: a
+        # row's paid provider makes a placeholder too, like every other row (the keyless estimate
+        # prices it at its own provider)
         self.placeholders = placeholders
         self.environ = environ
         self.default_params = None  # the request fields of a row without cells (set by build_specs)
