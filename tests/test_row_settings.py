@@ -426,3 +426,17 @@ def test_provider_offline_in_the_config_makes_every_row_a_placeholder(keyed, api
     for image_id in ("a", "b", "c"):
         assert sidecar(keyed.root, f"shop/{image_id}")["provider"] == "offline"
     assert "to pay for" not in result.output
+
+
+def test_a_model_cell_of_another_provider_is_refused_before_any_call(keyed, api):
+    """A Gemini model in the model cell of a row without a provider cell would go to OpenAI (and fail
+    there, image by image): the catalogue knows whose model it is, so it is refused while planning,
+    naming the row, the column and the fix."""
+    update_config(keyed.root, input_csv="input.csv")
+    write_sheet(keyed, "image_id,context,description,model\na,Shop,one,\nb,Shop,two,gemini-nano-banana-2.1\n")
+    result = keyed.snakemake(check=False)
+    assert result.returncode != 0 and api.calls == []
+    lines = [line for line in result.output.splitlines() if "column model" in line]
+    assert len(lines) == 1, result.output[-3000:]
+    assert "input.csv line 3, column model: openai.model 'gemini-nano-banana-2.1' is a gemini model" in lines[0]
+    assert "provider cell" in lines[0] and "Traceback" not in result.output
