@@ -570,3 +570,30 @@ def test_variants_of_a_row_with_pictures_are_edits_of_the_same_pictures(keyed, a
         assert made["references"][0]["sha256"] == sha(mug) and made["size"] == "1536x1024"
     assert sidecar(root, "mug-2")["candidate"] == 2 and "references" not in sidecar(root, "plain")
     assert keyed.main("sheets/input.csv").returncode == 0 and len(api.paid_calls) == 3
+
+
+def test_a_picture_replaced_with_its_size_and_mtime_kept_is_still_seen(edits, api):
+    """A picture replaced by one of the same size whose mtime was kept (cp -p, rsync -a, a restore
+    from a backup) is a new picture: what a real run learnt of the old one (pictures.json, by path,
+    size and mtime) must not stand for it, or the row would keep its old image unnoticed (or fail
+    at every run with 'changed since the run was planned')."""
+
+    def flat(color):  # an uncompressed PNG: any colour gives the same number of bytes
+        out = io.BytesIO()
+        Image.new("RGB", (32, 24), color).save(out, format="PNG", compress_level=0)
+        return out.getvalue()
+
+    mug = edits.root / "sheets/pics/mug.png"
+    mug.write_bytes(flat((250, 250, 250)))
+    edits.snakemake("--config", f"input_csv={edits.sheet}")
+    assert (edits.root / "results/references/pictures.json").exists()
+    before = mug.stat()
+    api.reset()
+    new = flat((0, 120, 0))
+    assert len(new) == before.st_size
+    mug.write_bytes(new)
+    os.utime(mug, ns=(before.st_atime_ns, before.st_mtime_ns))
+    edits.snakemake("--config", f"input_csv={edits.sheet}")
+    assert [call["body"]["prompt"] for call in api.paid_calls] == ["the mug on a beach"]
+    assert edit_calls(api)[0]["images"][0] == new
+    assert sidecar(edits.root, "edit")["references"][0]["sha256"] == sha(new)
