@@ -440,3 +440,23 @@ def test_a_model_cell_of_another_provider_is_refused_before_any_call(keyed, api)
     assert len(lines) == 1, result.output[-3000:]
     assert "input.csv line 3, column model: openai.model 'gemini-nano-banana-2.1' is a gemini model" in lines[0]
     assert "provider cell" in lines[0] and "Traceback" not in result.output
+
+
+def test_a_command_line_setting_that_cells_override_is_said_once(keyed, api):
+    """`python main.py sheet --quality low` (a cheap draft) still pays for a row's own `high`: the
+    run says so in one line per setting, with how many rows and the first, before any call."""
+    update_config(keyed.root, input_csv="input.csv")
+    write_sheet(
+        keyed,
+        HEADER + "a,Shop,one,,,,\nb,Shop,two,,,high,\nc,Shop,three,,,high,\nd,Shop,four,gpt-image-2,,high,\n",
+    )
+    result = keyed.main("input.csv", "--quality", "low", "--estimate")
+    assert result.returncode == 0, result.output[-3000:]
+    lines = [line for line in result.output.splitlines() if "given on the command line is not used" in line]
+    assert lines == [
+        "Image.Batch: WARNING: openai.quality given on the command line is not used for 3 row(s) with a quality "
+        "cell of their own (e.g. input.csv line 3): a row's cell wins; empty those cells to use it"
+    ]
+    result = keyed.main("input.csv", "--estimate")  # the config's own value: cells override it quietly
+    assert "is not used" not in result.output
+    assert api.calls == []

@@ -246,6 +246,7 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     specs = build_specs(rows, settings, choices.provider, sheet, row_requests=row_requests)
     problems, warnings = check_models(settings, choices, specs, row_requests, sheet)
     keys_missing = row_keys_missing(specs, choices)
+    warnings += row_settings.overridden(settings, row_requests, sheet)
     used = {s["request"]["provider"] for s in specs}  # the providers of the rows
     warnings += references.notes(specs, choices.provider, settings.mode)
     too_large = references.batch_problems(
