@@ -597,3 +597,39 @@ def test_a_picture_replaced_with_its_size_and_mtime_kept_is_still_seen(edits, ap
     assert [call["body"]["prompt"] for call in api.paid_calls] == ["the mug on a beach"]
     assert edit_calls(api)[0]["images"][0] == new
     assert sidecar(edits.root, "edit")["references"][0]["sha256"] == sha(new)
+
+
+def test_batch_edit_lines_read_their_pictures_one_input_file_at_a_time(tmp_path, monkeypatch):
+    """Batch mode with thousands of product photos: each input file is built, and its pictures
+    read, when it is submitted, not all at once (they would all be in memory, as raw bytes and as
+    data URLs); every picture is still checked against its hash before the first batch."""
+    from image_batch.default_plugins.openai_images import OpenAIImagesProvider
+    from image_batch.descriptions import references
+    from image_batch.descriptions.sheet import Row
+    from image_batch.descriptions.specs import build_specs
+    from image_batch.images.batch import edit_inputs, iter_input_files
+    from image_batch.images.store import request_key
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(references, "_cache", {})
+    settings = settings_for(input_csv="sheets/input.csv")
+    rows = []
+    for n in range(3):
+        picture(tmp_path / f"sheets/p{n}.png", color=(n, 0, 0))
+        rows.append(Row(n + 2, f"r{n}", "Shop", "shop", f"photo {n}", reference=f"p{n}.png"))
+    specs = build_specs(rows, settings, "openai", "sheets/input.csv", environ={})
+    requests = {request_key(s["request"]): s["request"] for s in specs}
+    provider = OpenAIImagesProvider({"model": "m"})
+
+    pictures = edit_inputs(specs, requests, settings)
+    pictures.verify()
+    files = iter_input_files(requests, provider, 1, 10**8, pictures, "/v1/images/edits")
+    first, _ = next(files)
+    assert references.data_url((tmp_path / "sheets/p0.png").read_bytes(), "image/png") in first.decode()
+    picture(tmp_path / "sheets/p2.png", color=(9, 9, 9))  # replaced while the first file is submitted
+    next(files)
+    with pytest.raises(references.ReferenceChanged, match="p2.png changed"):
+        next(files)  # p2 was not read before its own file was built
+    with pytest.raises(references.ReferenceChanged, match="p2.png changed"):
+        edit_inputs(specs, requests, settings).verify()  # (a real run checks before the first batch)
