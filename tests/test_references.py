@@ -633,3 +633,24 @@ def test_batch_edit_lines_read_their_pictures_one_input_file_at_a_time(tmp_path,
         next(files)  # p2 was not read before its own file was built
     with pytest.raises(references.ReferenceChanged, match="p2.png changed"):
         edit_inputs(specs, requests, settings).verify()  # (a real run checks before the first batch)
+
+
+def test_a_picture_too_large_for_batch_mode_is_one_line_at_its_row_not_one_per_variant(tmp_path, monkeypatch):
+    from image_batch.descriptions import references
+    from image_batch.descriptions.sheet import Row
+    from image_batch.descriptions.specs import build_specs
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(references, "_cache", {})
+    settings = settings_for(input_csv="sheets/input.csv")
+    big = tmp_path / "sheets/big.png"
+    big.write_bytes(picture(tmp_path / "sheets/tmp.png") + b"\0" * (15 * 1024 * 1024))
+    row = Row(2, "edit", "Shop", "shop", "a mug", reference="big.png", settings=(("variants", "3"),))
+    specs = build_specs([row], settings, "openai", "sheets/input.csv", environ={})
+    assert [s["image_id"] for s in specs] == ["edit", "edit-2", "edit-3"]
+    problems = references.batch_problems(specs, {"edit": "line 2"}, "openai", "batch")
+    assert problems == [
+        "line 2, column reference: big.png is 15.0 MB; in mode: batch OpenAI takes pictures up to 15 MB (sent as "
+        "data URLs): make it smaller or use mode: live"
+    ]

@@ -434,6 +434,8 @@ def batch_problems(specs, places, provider_name, mode):
     for spec in specs:
         if spec["request"].get("provider", provider_name) != "openai":
             continue  # a row's own provider (per-row settings): Gemini's batches carry them inline
+        if spec.get("row"):
+            continue  # a variant of a row (row_settings): the row's own line says it
         entries = [("reference", e) for e in spec.get("references") or ()]
         entries += [("mask", spec["mask"])] if spec.get("mask") else []
         for column, entry in entries:
