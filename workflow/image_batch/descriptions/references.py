@@ -396,7 +396,7 @@ def _mime(data):
 
 def notes(specs, provider_name, mode="live"):
     """One line each about the rows with pictures, for the plan's warnings (none without them)."""
-    count = sum(1 for spec in specs if spec.get("references"))
+    count = sum(1 for spec in specs if spec.get("references") and not spec.get("row"))  # rows, not variants
     if not count:
         return []
     if _to_fetch:
