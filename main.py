@@ -25,7 +25,9 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 from image_batch.common.errors import UserError, os_problem  # noqa: E402
 from image_batch.common.settings import (  # noqa: E402
+    api_key,
     config_file_name,
+    gemini_api_key,
     load_dotenv_file,
     load_settings,
     read_config_file,
@@ -91,9 +93,12 @@ OPTION_KEYS = {"model": "model", "size": "size", "quality": "quality"}  # provid
 
 def option_overrides(args, config):
     """The settings named by main.py's own options, as dotted KEY=VALUE items (the provider's
-    section for --model/--size/--quality: the configured provider's, openai when it is auto)."""
+    section for --model/--size/--quality: the configured provider's; when it is auto, the one auto
+    picks: openai, or gemini when only a Gemini key is set)."""
     provider = str(config.get("provider") or "auto")
     section = "openai" if provider in ("auto", "offline") else provider
+    if provider == "auto" and not api_key() and gemini_api_key():
+        section = "gemini"  # what auto picks with a Gemini key alone (common.settings.resolve)
     items = [f"{section}.{key}={getattr(args, option)}" for option, key in OPTION_KEYS.items() if getattr(args, option)]
     if args.mode:
         items.append(f"mode={args.mode}")

@@ -35,6 +35,18 @@ def test_options_go_to_the_configured_providers_section():
     assert main.option_overrides(args, {"provider": "mine"})[0] == "mine.model=m"
 
 
+def test_options_go_to_gemini_when_auto_picks_gemini(monkeypatch):
+    """provider auto with only a Gemini key makes Gemini images: --model goes to gemini.model (it was
+    put in openai.model, unused, and the run paid for the config's Gemini model instead)."""
+    for name in ("AI_API_KEY", "OPENAI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GEMINI_API_KEY", "g-test")
+    args = main.parser().parse_intermixed_args(["s.csv", "--model", "gemini-3-pro-image"])
+    assert main.option_overrides(args, {"provider": "auto"}) == ["gemini.model=gemini-3-pro-image"]
+    monkeypatch.setenv("AI_API_KEY", "sk-test")  # both keys: auto picks openai
+    assert main.option_overrides(args, {"provider": "auto"}) == ["openai.model=gemini-3-pro-image"]
+
+
 def test_options_and_dotted_config_reach_the_api(keyed, api):
     (keyed.root / "input.csv").write_text(SHEET)
     options = ("--model", "gpt-image-2", "--quality", "high")

@@ -212,9 +212,9 @@ def test_offline_ignores_pictures_with_one_note(runner):
     root = runner.root
     picture(root / "sheets/pics/mug.png")
     runner.sheet = write_sheet(root, [(f"r{i}", "Shop", f"mug {i}", "pics/mug.png", "") for i in range(3)])
-    result = runner.snakemake("--config", f"input_csv={runner.sheet}", "provider=offline")
+    result = runner.snakemake("--config", f"input_csv={runner.sheet}", "provider=offline", "variants=2")
     assert result.output.count("the offline generator ignores them") == 1
-    assert "3 row(s) name reference pictures" in result.output
+    assert "3 row(s) name reference pictures" in result.output  # rows, not their 6 images
     assert (root / "results/images/shop/r0.png").exists()
 
 
@@ -570,3 +570,87 @@ def test_variants_of_a_row_with_pictures_are_edits_of_the_same_pictures(keyed, a
         assert made["references"][0]["sha256"] == sha(mug) and made["size"] == "1536x1024"
     assert sidecar(root, "mug-2")["candidate"] == 2 and "references" not in sidecar(root, "plain")
     assert keyed.main("sheets/input.csv").returncode == 0 and len(api.paid_calls) == 3
+
+
+def test_a_picture_replaced_with_its_size_and_mtime_kept_is_still_seen(edits, api):
+    """A picture replaced by one of the same size whose mtime was kept (cp -p, rsync -a, a restore
+    from a backup) is a new picture: what a real run learnt of the old one (pictures.json, by path,
+    size and mtime) must not stand for it, or the row would keep its old image unnoticed (or fail
+    at every run with 'changed since the run was planned')."""
+
+    def flat(color):  # an uncompressed PNG: any colour gives the same number of bytes
+        out = io.BytesIO()
+        Image.new("RGB", (32, 24), color).save(out, format="PNG", compress_level=0)
+        return out.getvalue()
+
+    mug = edits.root / "sheets/pics/mug.png"
+    mug.write_bytes(flat((250, 250, 250)))
+    edits.snakemake("--config", f"input_csv={edits.sheet}")
+    assert (edits.root / "results/references/pictures.json").exists()
+    before = mug.stat()
+    api.reset()
+    new = flat((0, 120, 0))
+    assert len(new) == before.st_size
+    mug.write_bytes(new)
+    os.utime(mug, ns=(before.st_atime_ns, before.st_mtime_ns))
+    edits.snakemake("--config", f"input_csv={edits.sheet}")
+    assert [call["body"]["prompt"] for call in api.paid_calls] == ["the mug on a beach"]
+    assert edit_calls(api)[0]["images"][0] == new
+    assert sidecar(edits.root, "edit")["references"][0]["sha256"] == sha(new)
+
+
+def test_batch_edit_lines_read_their_pictures_one_input_file_at_a_time(tmp_path, monkeypatch):
+    """Batch mode with thousands of product photos: each input file is built, and its pictures
+    read, when it is submitted, not all at once (they would all be in memory, as raw bytes and as
+    data URLs); every picture is still checked against its hash before the first batch."""
+    from image_batch.default_plugins.openai_images import OpenAIImagesProvider
+    from image_batch.descriptions import references
+    from image_batch.descriptions.sheet import Row
+    from image_batch.descriptions.specs import build_specs
+    from image_batch.images.batch import edit_inputs, iter_input_files
+    from image_batch.images.store import request_key
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(references, "_cache", {})
+    settings = settings_for(input_csv="sheets/input.csv")
+    rows = []
+    for n in range(3):
+        picture(tmp_path / f"sheets/p{n}.png", color=(n, 0, 0))
+        rows.append(Row(n + 2, f"r{n}", "Shop", "shop", f"photo {n}", reference=f"p{n}.png"))
+    specs = build_specs(rows, settings, "openai", "sheets/input.csv", environ={})
+    requests = {request_key(s["request"]): s["request"] for s in specs}
+    provider = OpenAIImagesProvider({"model": "m"})
+
+    pictures = edit_inputs(specs, requests, settings)
+    pictures.verify()
+    files = iter_input_files(requests, provider, 1, 10**8, pictures, "/v1/images/edits")
+    first, _ = next(files)
+    assert references.data_url((tmp_path / "sheets/p0.png").read_bytes(), "image/png") in first.decode()
+    picture(tmp_path / "sheets/p2.png", color=(9, 9, 9))  # replaced while the first file is submitted
+    next(files)
+    with pytest.raises(references.ReferenceChanged, match="p2.png changed"):
+        next(files)  # p2 was not read before its own file was built
+    with pytest.raises(references.ReferenceChanged, match="p2.png changed"):
+        edit_inputs(specs, requests, settings).verify()  # (a real run checks before the first batch)
+
+
+def test_a_picture_too_large_for_batch_mode_is_one_line_at_its_row_not_one_per_variant(tmp_path, monkeypatch):
+    from image_batch.descriptions import references
+    from image_batch.descriptions.sheet import Row
+    from image_batch.descriptions.specs import build_specs
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(references, "_cache", {})
+    settings = settings_for(input_csv="sheets/input.csv")
+    big = tmp_path / "sheets/big.png"
+    big.write_bytes(picture(tmp_path / "sheets/tmp.png") + b"\0" * (15 * 1024 * 1024))
+    row = Row(2, "edit", "Shop", "shop", "a mug", reference="big.png", settings=(("variants", "3"),))
+    specs = build_specs([row], settings, "openai", "sheets/input.csv", environ={})
+    assert [s["image_id"] for s in specs] == ["edit", "edit-2", "edit-3"]
+    problems = references.batch_problems(specs, {"edit": "line 2"}, "openai", "batch")
+    assert problems == [
+        "line 2, column reference: big.png is 15.0 MB; in mode: batch OpenAI takes pictures up to 15 MB (sent as "
+        "data URLs): make it smaller or use mode: live"
+    ]

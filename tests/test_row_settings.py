@@ -394,3 +394,69 @@ def test_with_no_key_at_all_a_row_on_another_provider_is_a_placeholder_too(runne
         sidecar = json.loads((runner.root / f"results/images/shop/{image_id}.json").read_text())
         assert sidecar["provider"] == "offline"
     assert "gemini-nano-banana" in result.output  # the keyless estimate prices the gemini row
+
+
+def test_an_offline_row_among_paid_rows_costs_nothing_in_the_estimate(keyed, api):
+    """A row whose provider cell is offline is a placeholder: the estimate neither counts it as an
+    image to pay for nor as an unpriced one (the summary then compares like with like)."""
+    update_config(keyed.root, input_csv="input.csv")
+    write_sheet(keyed, "image_id,context,description,provider\na,Shop,a red mug,\nb,Shop,a blue mug,offline\n")
+    dry = keyed.snakemake("-n")
+    assert "2 of 2 image(s) to make" in dry.output
+    assert "1 to pay for" in dry.output and "unpriced" not in dry.output, dry.output[-2000:]
+    assert "offline-text-card" not in dry.output  # no price line for the placeholder
+    result = keyed.snakemake()
+    assert len(api.paid_calls) == 1
+    assert "unpriced" not in result.output
+
+
+def test_provider_offline_in_the_config_makes_every_row_a_placeholder(keyed, api):
+    """provider: offline is "always the offline generator, no cost": a row whose provider cell names
+    a paid provider is a placeholder too, even with its key set (a free try of a sheet pays nothing)."""
+    update_config(keyed.root, input_csv="input.csv")
+    write_sheet(
+        keyed,
+        "image_id,context,description,provider,size,aspect_ratio\n"
+        "a,Shop,a red mug,openai,1536x1024,\nb,Shop,a tall poster,gemini,,9:16\nc,Shop,a plain tile,,,\n",
+    )
+    keyed.env.update(GEMINI_API_KEY="g-test")
+    result = keyed.main("input.csv", "--set", "provider=offline")
+    assert result.returncode == 0, result.output[-3000:]
+    assert api.calls == []
+    for image_id in ("a", "b", "c"):
+        assert sidecar(keyed.root, f"shop/{image_id}")["provider"] == "offline"
+    assert "to pay for" not in result.output
+
+
+def test_a_model_cell_of_another_provider_is_refused_before_any_call(keyed, api):
+    """A Gemini model in the model cell of a row without a provider cell would go to OpenAI (and fail
+    there, image by image): the catalogue knows whose model it is, so it is refused while planning,
+    naming the row, the column and the fix."""
+    update_config(keyed.root, input_csv="input.csv")
+    write_sheet(keyed, "image_id,context,description,model\na,Shop,one,\nb,Shop,two,gemini-nano-banana-2.1\n")
+    result = keyed.snakemake(check=False)
+    assert result.returncode != 0 and api.calls == []
+    lines = [line for line in result.output.splitlines() if "column model" in line]
+    assert len(lines) == 1, result.output[-3000:]
+    assert "input.csv line 3, column model: openai.model 'gemini-nano-banana-2.1' is a gemini model" in lines[0]
+    assert "provider cell" in lines[0] and "Traceback" not in result.output
+
+
+def test_a_command_line_setting_that_cells_override_is_said_once(keyed, api):
+    """`python main.py sheet --quality low` (a cheap draft) still pays for a row's own `high`: the
+    run says so in one line per setting, with how many rows and the first, before any call."""
+    update_config(keyed.root, input_csv="input.csv")
+    write_sheet(
+        keyed,
+        HEADER + "a,Shop,one,,,,\nb,Shop,two,,,high,\nc,Shop,three,,,high,\nd,Shop,four,gpt-image-2,,high,\n",
+    )
+    result = keyed.main("input.csv", "--quality", "low", "--estimate")
+    assert result.returncode == 0, result.output[-3000:]
+    lines = [line for line in result.output.splitlines() if "given on the command line is not used" in line]
+    assert lines == [
+        "Image.Batch: WARNING: openai.quality given on the command line is not used for 3 row(s) with a quality "
+        "cell of their own (e.g. input.csv line 3): a row's cell wins; empty those cells to use it"
+    ]
+    result = keyed.main("input.csv", "--estimate")  # the config's own value: cells override it quietly
+    assert "is not used" not in result.output
+    assert api.calls == []

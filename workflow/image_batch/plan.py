@@ -276,10 +276,14 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     choices = resolve(settings)
     sheet = settings.input_csv
     rows = read_configured_sheet(settings)
-    row_requests = row_settings.RowRequests(settings, choices.provider, placeholders=bool(choices.keyless_paid))
+    # no key at all, or provider: offline in the config ("always the offline generator, no cost"):
+    # a row naming a paid provider is a placeholder too
+    placeholders = bool(choices.keyless_paid) or choices.provider == "offline"
+    row_requests = row_settings.RowRequests(settings, choices.provider, placeholders=placeholders)
     specs = build_specs(rows, settings, choices.provider, sheet, row_requests=row_requests)
     problems, warnings = check_models(settings, choices, specs, row_requests, sheet)
     keys_missing = row_keys_missing(specs, choices)
+    warnings += row_settings.overridden(settings, row_requests, sheet)
     used = {s["request"]["provider"] for s in specs}  # the providers of the rows
     warnings += references.notes(specs, choices.provider, settings.mode)
     too_large = references.batch_problems(

@@ -102,6 +102,9 @@ class Model:
         return "shutting-down", (self.shutdown - on).days
 
 
+KNOWN_PROVIDERS = {"openai", "gemini"}  # whose models the catalogue tells apart (check: a model of the other)
+
+
 class Catalog:
     def __init__(self, data, path="config/models.yaml"):
         self.path = str(path)
@@ -202,6 +205,13 @@ class Catalog:
         problems, warnings = [], []
         # settings are named as the user wrote them: openai.size, gemini.image_size, ...
         section = request.get("provider") or model.provider
+        if {section, model.provider} <= KNOWN_PROVIDERS and section != model.provider:
+            # (a model cell without a provider cell: the other provider's API would refuse every image)
+            return [
+                f"{section}.model {name!r} is a {model.provider} model, not one the {section} provider serves: "
+                f"use provider {model.provider} for it (a row's provider cell, or the config's provider), or change "
+                f"{section}.model {where('model')} to a {section} model"
+            ], []
         state, days = model.status(on)
         instead = f"e.g. {model.replacement}" if model.replacement else "see the catalogue"
         if state == "retired":

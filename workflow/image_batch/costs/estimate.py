@@ -47,6 +47,16 @@ def price_one(catalog, model, quality, size, prompt_chars, own):
     return cost["usd"], "typical", f"from the catalogue's {note}: about {tokens:,} output tokens each"
 
 
+def _paid(request, known={}):  # noqa: B006 (a memo: a handful of providers, many rows)
+    """Whether ``request``'s provider bills it (per-row settings may put an offline row among paid ones)."""
+    name = request.get("provider") or "openai"
+    if name not in known:
+        from image_batch.providers import provider_class
+
+        known[name] = provider_class(name).paid
+    return known[name]
+
+
 def estimate(specs, catalog, to_make, in_store, usage_means=None, paid=True, in_batch=None):
     """Images to make, how many the response store already has, and the estimated bill live and in
     batch mode for the rest. ``to_make(spec)`` and ``in_store(request)`` are predicates;
@@ -62,7 +72,7 @@ def estimate(specs, catalog, to_make, in_store, usage_means=None, paid=True, in_
             continue
         out["to_make"] += 1
         request = spec["request"]
-        if not paid:
+        if not paid or not _paid(request):  # a placeholder (a row whose provider cell is offline): no cost
             continue
         if in_store(request):
             out["from_store"] += 1

@@ -13,7 +13,7 @@ Checks, while planning, before any call, one line each naming sheet, row and col
 unreadable, a folder, too large, not an image (Pillow decodes it; the type is read from the content,
 never the name), a type or a number the provider does not take, a mask that is not a PNG, too large,
 without transparency or not of the first picture's size, and a reference on a provider that takes
-none. Each distinct picture is read and hashed once a process (by path, size and mtime), so many
+none. Each distinct picture is read and hashed once a process (by path, size, mtime and ctime), so many
 rows sharing one logo cost one read; what a real run learnt is kept (CACHE_FILE), so later dry runs
 read no unchanged picture at all.
 
@@ -95,15 +95,17 @@ class _Bad(Exception):
     pass
 
 
-_cache = {}  # (real path, size, mtime_ns) -> Picture or _Bad: each distinct picture read once a process
+_cache = {}  # (real path, size, mtime_ns, ctime_ns) -> Picture or _Bad: each distinct picture read once a process
 _cache_lock = threading.Lock()
 _sizes = {}  # sha256 -> bytes, of the pictures planning attached (batch_problems)
 
-# What earlier real runs learnt of each picture, by its path (as the run names it), size and mtime:
+# What earlier real runs learnt of each picture, by its path (as the run names it), size, mtime and ctime:
 # a dry run of 100,000 rows with their own photos reads none of them again. Planning only reads it;
 # a real run saves what its planning learnt (save_cache, from the run's start: planning writes nothing).
 CACHE_FILE = Path("results/references/pictures.json")
-_disk = {"loaded": None}  # path -> [size, mtime_ns, sha256, format, width, height, alpha]
+# (ctime too: a picture replaced by one of the same size with its mtime kept, by cp -p, rsync -a or a
+# restore, has a new ctime, which nothing sets back)
+_disk = {"loaded": None}  # path -> [size, mtime_ns, sha256, format, width, height, alpha, ctime_ns]
 _learnt = {}  # what this process read that the file did not know
 
 
@@ -116,10 +118,10 @@ def _known(path, stat):
             _disk["loaded"] = {}
     entry = _disk["loaded"].get(str(path))
     try:
-        size, mtime_ns, digest, fmt, width, height, alpha = entry
+        size, mtime_ns, digest, fmt, width, height, alpha, ctime_ns = entry  # (older entries: read again)
     except (TypeError, ValueError):
         return None
-    if (size, mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+    if (size, mtime_ns, ctime_ns) != (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns):
         return None
     return Picture(digest, fmt, width, height, size, bool(alpha))
 
@@ -152,7 +154,7 @@ def _inspect(path, limit):
         raise _Bad("is a folder, not a picture")
     if stat.st_size > limit:
         raise _Bad(f"is {stat.st_size / MB:.1f} MB; the provider takes pictures under {limit // MB} MB")
-    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     with _cache_lock:
         found = _cache.get(key)
     if found is None:
@@ -164,7 +166,7 @@ def _inspect(path, limit):
             found = exc
         else:
             entry = [stat.st_size, stat.st_mtime_ns, found.sha256, found.format, found.width, found.height]
-            _learnt[str(path)] = entry + [found.alpha]
+            _learnt[str(path)] = entry + [found.alpha, stat.st_ctime_ns]
         with _cache_lock:
             _cache[key] = found
     if isinstance(found, _Bad):
@@ -394,7 +396,7 @@ def _mime(data):
 
 def notes(specs, provider_name, mode="live"):
     """One line each about the rows with pictures, for the plan's warnings (none without them)."""
-    count = sum(1 for spec in specs if spec.get("references"))
+    count = sum(1 for spec in specs if spec.get("references") and not spec.get("row"))  # rows, not variants
     if not count:
         return []
     if _to_fetch:
@@ -432,6 +434,8 @@ def batch_problems(specs, places, provider_name, mode):
     for spec in specs:
         if spec["request"].get("provider", provider_name) != "openai":
             continue  # a row's own provider (per-row settings): Gemini's batches carry them inline
+        if spec.get("row"):
+            continue  # a variant of a row (row_settings): the row's own line says it
         entries = [("reference", e) for e in spec.get("references") or ()]
         entries += [("mask", spec["mask"])] if spec.get("mask") else []
         for column, entry in entries:

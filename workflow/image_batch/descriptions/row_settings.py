@@ -77,8 +77,9 @@ class RowRequests:
     def __init__(self, settings, default_provider, environ=None, placeholders=False):
         self.settings = settings
         self.default_provider = default_provider
-        # no API key at all (provider auto, so placeholders): a row's paid provider makes a
-        # placeholder too, like every other row (the keyless estimate prices it at its own provider)
+        # no API key at all (provider auto, so placeholders), or provider: offline in the config: a
+        # row's paid provider makes a placeholder too, like every other row (the keyless estimate
+        # prices it at its own provider)
         self.placeholders = placeholders
         self.environ = environ
         self.default_params = None  # the request fields of a row without cells (set by build_specs)
@@ -241,3 +242,20 @@ def where(settings, provider, cells):
         return settings.origin(provider, setting)
 
     return origin
+
+
+def overridden(settings, row_requests, sheet):
+    """Warnings for settings given on the command line (--config, main.py's --model, --size,
+    --quality) that rows set in their own cells: the cell wins, so a `--quality low` draft run still
+    pays for a row's `high` (one line per setting, with how many rows and the first one)."""
+    found = {}  # (provider, column) -> [rows, first place]
+    for provider, cells, row, _, count in row_requests.combinations():
+        for column in cells:
+            if settings.origin(provider, column) == "given on the command line":
+                entry = found.setdefault((provider, column), [0, f"{sheet} {row.place}"])
+                entry[0] += count
+    return [
+        f"{provider}.{column} given on the command line is not used for {count} row(s) with a {column} cell of "
+        f"their own (e.g. {place}): a row's cell wins; empty those cells to use it"
+        for (provider, column), (count, place) in sorted(found.items())
+    ]

@@ -126,10 +126,21 @@ def input_files(requests, provider, max_lines, max_bytes, inputs=None, endpoint=
     their own model make several files; the order within one model is kept).
     ``inputs`` ({key: descriptions.references.Inputs}) and ``endpoint``: lines of edit requests,
     their pictures in the line (a batch has one endpoint: edits go in batches of their own)."""
-    files, buffer, keys, size, model = [], io.BytesIO(), [], 0, None
+    return list(iter_input_files(requests, provider, max_lines, max_bytes, inputs, endpoint))
+
+
+def iter_input_files(requests, provider, max_lines, max_bytes, inputs=None, endpoint=None):
+    """:func:`input_files`, one file at a time: edit lines carry their pictures (data URLs), so a
+    batch of thousands of photos is built, and its pictures read, one input file at a time, never
+    all in memory at once (``inputs`` may be a lazy mapping, see :func:`edit_inputs`)."""
+    buffer, keys, size, model = io.BytesIO(), [], 0, None
     inputs = inputs or {}
     ordered = sorted(requests.items(), key=lambda item: (item[1].get("base_url") or "", item[1].get("model") or ""))
     for key, request in ordered:
+        this = (request.get("base_url"), request.get("model"))
+        if keys and (this != model or len(keys) >= max_lines):  # full before this line's pictures are read
+            yield buffer.getvalue(), keys
+            buffer, keys, size = io.BytesIO(), [], 0
         body = provider.batch_body(request, inputs[key]) if key in inputs else provider.batch_body(request)
         line = (
             json.dumps(
@@ -143,17 +154,16 @@ def input_files(requests, provider, max_lines, max_bytes, inputs=None, endpoint=
             ).encode("utf-8")
             + b"\n"
         )
-        this = (request.get("base_url"), request.get("model"))
-        if keys and (this != model or len(keys) >= max_lines or size + len(line) > max_bytes):
-            files.append((buffer.getvalue(), keys))
+        del body
+        if keys and size + len(line) > max_bytes:
+            yield buffer.getvalue(), keys
             buffer, keys, size = io.BytesIO(), [], 0
         model = this
         buffer.write(line)
         keys.append(key)
         size += len(line)
     if keys:
-        files.append((buffer.getvalue(), keys))
-    return files
+        yield buffer.getvalue(), keys
 
 
 def _when(timestamp):
@@ -500,9 +510,10 @@ class BatchRunner:
                     entries.append(self.submit(state, content, keys))
                 if edits:  # edit requests: a batch of their own, the pictures in each line
                     pictures = edit_inputs(specs, edits, self.settings)
+                    pictures.verify()
                     endpoint = self.provider.batch_edit_endpoint
                     limits = (self.batch.max_lines, self.batch.max_bytes)
-                    for content, keys in input_files(edits, self.provider, *limits, pictures, endpoint):
+                    for content, keys in iter_input_files(edits, self.provider, *limits, pictures, endpoint):
                         entries.append(self.submit(state, content, keys, endpoint))
                 earlier = []
                 result["retry"] = {}
@@ -521,17 +532,54 @@ class BatchRunner:
         return result
 
 
-def edit_inputs(specs, keys, settings):
-    """{key: Inputs} of the edit requests among ``keys`` (their pictures read now, each file once)."""
-    from image_batch.descriptions import references
+class _EditInputs:
+    """{key: Inputs} of edit requests, read when a line asks (a batch of thousands of photos is
+    never all in memory); a picture many lines share (a logo) is read once while the pictures
+    read so far stay under READ_CACHE_BYTES."""
 
-    found, read = {}, {}
+    READ_CACHE_BYTES = 64 * 1024 * 1024
+
+    def __init__(self, specs, settings):
+        self.specs, self.settings, self.read = specs, settings, {}
+
+    def __contains__(self, key):
+        return key in self.specs
+
+    def __bool__(self):
+        return bool(self.specs)
+
+    def verify(self):
+        """Every picture read and checked against its hash once, kept nowhere: before the first
+        batch is submitted, as when they were all read at once (a changed picture stops the run
+        before any batch, not between two)."""
+        from image_batch.descriptions import references
+
+        seen = set()
+        for spec in self.specs.values():
+            entries = [*spec["references"], *([spec["mask"]] if spec.get("mask") else [])]
+            names = {(entry["path"], entry["sha256"]) for entry in entries}
+            if not names <= seen:
+                references.load(spec, self.settings.input_csv)  # (its bytes dropped at once)
+                seen |= names
+
+    def __getitem__(self, key):
+        from image_batch.descriptions import references
+
+        if sum(len(data) for _, data, _ in self.read.values()) > self.READ_CACHE_BYTES:
+            self.read.clear()
+        return references.load(self.specs[key], self.settings.input_csv, self.read)
+
+
+def edit_inputs(specs, keys, settings):
+    """{key: Inputs} of the edit requests among ``keys``: a mapping that reads each request's
+    pictures when its line is built (checked against their hashes then)."""
+    found = {}
     for spec in specs:
         if spec.get("references"):
             key = request_key(spec["request"])
             if key in keys and key not in found:
-                found[key] = references.load(spec, settings.input_csv, read)
-    return found
+                found[key] = spec
+    return _EditInputs(found, settings)
 
 
 def waiting_batches(store, strict=True):
