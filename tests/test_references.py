@@ -635,6 +635,42 @@ def test_batch_edit_lines_read_their_pictures_one_input_file_at_a_time(tmp_path,
         edit_inputs(specs, requests, settings).verify()  # (a real run checks before the first batch)
 
 
+def test_gemini_batch_lines_read_their_pictures_one_batch_at_a_time(tmp_path, monkeypatch):
+    """Gemini's batch mode, like OpenAI's: each batch's inline requests are built, and their
+    pictures read, when that batch is submitted, not every batch's before the first submit."""
+    from image_batch.default_plugins.gemini import GeminiImagesProvider
+    from image_batch.descriptions import references
+    from image_batch.descriptions.sheet import Row
+    from image_batch.descriptions.specs import build_specs
+    from image_batch.images.batch import edit_inputs
+    from image_batch.images.gemini_batch import chunks
+    from image_batch.images.store import request_key
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(references, "_cache", {})
+    settings = settings_for(input_csv="sheets/input.csv", provider="gemini")
+    rows = []
+    for n in range(3):
+        picture(tmp_path / f"sheets/p{n}.png", color=(n, 0, 0))
+        rows.append(Row(n + 2, f"r{n}", "Shop", "shop", f"photo {n}", reference=f"p{n}.png"))
+    specs = build_specs(rows, settings, "gemini", "sheets/input.csv", environ={})
+    requests = {request_key(s["request"]): s["request"] for s in specs}
+    provider = GeminiImagesProvider({"model": "m"})
+
+    pictures = edit_inputs(specs, requests, settings)
+    pictures.verify()
+    batches = iter(chunks(requests, provider, 1, 10**8, pictures))
+    _, [(_, body)], _ = next(batches)
+    assert body["contents"][0]["parts"][1]["inline_data"]["data"] in [
+        (tmp_path / f"sheets/p{n}.png").read_bytes() for n in range(3)
+    ]
+    for n in range(3):  # every picture replaced while the first batch is submitted
+        picture(tmp_path / f"sheets/p{n}.png", color=(9, 9, 9))
+    with pytest.raises(references.ReferenceChanged, match="changed"):
+        next(batches)  # the second batch's picture was not read before its own batch was built
+
+
 def test_a_picture_too_large_for_batch_mode_is_one_line_at_its_row_not_one_per_variant(tmp_path, monkeypatch):
     from image_batch.descriptions import references
     from image_batch.descriptions.sheet import Row

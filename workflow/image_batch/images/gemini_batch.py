@@ -103,27 +103,31 @@ def _base64(data):
 
 
 def chunks(requests, provider, max_lines, max_bytes, inputs=None):
-    """[(model, [(key, inline request)...], digest)]: one list per model, split at the limits.
-    ``inputs``: {key: descriptions.references.Inputs} of the edit requests (their pictures inline)."""
-    out, current, size, model = [], [], 0, None
+    """(model, [(key, inline request)...], digest) per batch: one list per model, split at the
+    limits, built when the caller asks for it (a generator). ``inputs``: {key: Inputs} of the edit
+    requests (images.batch.edit_inputs), whose pictures are read when their line is built: a batch's
+    pictures are read when it is about to be submitted, never every batch's before the first."""
+    current, size, model = [], 0, None
     inputs = inputs or {}
 
     def close():
-        if current:
-            text = json.dumps([[k, body] for k, body in current], sort_keys=True, ensure_ascii=False, default=_base64)
-            out.append((model, list(current), hashlib.sha256(text.encode("utf-8")).hexdigest()))
+        text = json.dumps([[k, body] for k, body in current], sort_keys=True, ensure_ascii=False, default=_base64)
+        return (model, list(current), hashlib.sha256(text.encode("utf-8")).hexdigest())
 
     for key, request in sorted(requests.items(), key=lambda item: (item[1]["model"], item[0])):
+        if current and (request["model"] != model or len(current) >= max_lines):
+            yield close()  # before this line's pictures are read
+            current, size = [], 0
         body = provider.batch_body(request, inputs[key]) if key in inputs else provider.batch_body(request)
         length = len(json.dumps(body, ensure_ascii=False, default=_base64).encode("utf-8"))
-        if current and (request["model"] != model or len(current) >= max_lines or size + length > max_bytes):
-            close()
+        if current and size + length > max_bytes:
+            yield close()
             current, size = [], 0
         model = request["model"]
         current.append((key, body))
         size += length
-    close()
-    return out
+    if current:
+        yield close()
 
 
 class GeminiBatchRunner:
@@ -335,6 +339,7 @@ class GeminiBatchRunner:
                     self.log(f"round {round_number}: {len(new)} request(s) not in the response store")
                 entries = list(earlier)
                 pictures = edit_inputs(specs, new, self.settings)
+                pictures.verify()  # every picture checked before the first batch, none kept
                 for model, lines, digest in chunks(new, self.provider, max_lines, max_bytes, pictures):
                     entries.append(self.submit(state, client, model, lines, digest))
                 earlier = []
