@@ -208,6 +208,43 @@ def test_bad_pictures_are_sheet_errors_before_any_call(keyed, api, case, expecte
     check_refused(keyed, api, expected)
 
 
+def test_a_moderation_cell_on_an_edit_row_is_a_sheet_error_not_a_setting_silently_dropped(keyed, api):
+    """/v1/images/edits (as the client sends it) takes no moderation setting: a moderation cell on
+    a row with pictures would be part of the row's request identity and never sent."""
+    root = keyed.root
+    picture(root / "sheets/pics/ok.png")
+    (root / "sheets").mkdir(exist_ok=True)
+    (root / "sheets/input.csv").write_text(
+        "image_id,context,description,reference,moderation\r\n"
+        "row1,Shop,a mug,pics/ok.png,low\r\nrow2,Shop,a cup,,low\r\n",
+        newline="",
+    )
+    keyed.sheet = "sheets/input.csv"
+    result = check_refused(keyed, api, "line 2, column moderation: this row has reference pictures")
+    assert "line 3" not in result.output  # a generation row takes moderation
+
+
+def test_config_moderation_with_edit_rows_is_one_line_before_any_call(tmp_path, monkeypatch):
+    from image_batch.common.errors import SheetError
+    from image_batch.descriptions import references
+    from image_batch.descriptions.sheet import Row
+    from image_batch.descriptions.specs import build_specs
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(references, "_cache", {})
+    picture(tmp_path / "sheets/p.png")
+    rows = [Row(n + 2, f"r{n}", "Shop", "shop", f"photo {n}", reference="p.png") for n in range(3)]
+    rows.append(Row(5, "plain", "Shop", "shop", "a plain mug"))
+    settings = settings_for(input_csv="sheets/input.csv", openai={"model": "gpt-image-2", "moderation": "low"})
+    with pytest.raises(SheetError) as refused:
+        build_specs(rows, settings, "openai", "sheets/input.csv", environ={})
+    assert len(refused.value.problems) == 1  # one line, not one per row
+    assert "openai.moderation" in refused.value.problems[0] and "line 2" in refused.value.problems[0]
+    settings = settings_for(input_csv="sheets/input.csv", openai={"model": "gpt-image-2"})
+    assert len(build_specs(rows, settings, "openai", "sheets/input.csv", environ={})) == 4
+
+
 def test_offline_ignores_pictures_with_one_note(runner):
     root = runner.root
     picture(root / "sheets/pics/mug.png")

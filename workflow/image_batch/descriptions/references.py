@@ -281,6 +281,8 @@ def attach(row, spec, provider_name, sheet_dir, problems, memo=None):
                 if text:
                     problems.append(_problem(row, "mask", text))
                     bad = True
+    if not bad and limits.endpoint == "images/edits" and spec["request"].get("moderation") is not None:
+        bad = _no_moderation(row, problems, memo)
     if bad:
         return
     request = spec["request"]
@@ -295,6 +297,33 @@ def attach(row, spec, provider_name, sheet_dir, problems, memo=None):
     if mask_picture is not None:
         request["mask"] = mask_picture.sha256
         spec["mask"] = {"path": mask, "sha256": mask_picture.sha256}
+
+
+def _no_moderation(row, problems, memo):
+    """A row with pictures whose request has ``moderation``: /v1/images/edits, as the client sends it,
+    takes no such setting, so it would be part of the row's identity and never sent. Its own cell
+    is refused at the row; the config's value in one line for the sheet. Returns True (refused)."""
+    if any(column == "moderation" for column, _ in getattr(row, "settings", ())):
+        problems.append(
+            _problem(
+                row,
+                "moderation",
+                "this row has reference pictures (an edit request) and OpenAI's image edits take no "
+                "moderation setting: leave the cell empty",
+            )
+        )
+    elif not memo.get("moderation refused"):
+        memo["moderation refused"] = True
+        problems.append(
+            _problem(
+                row,
+                "reference",
+                "config openai.moderation is set, and rows with reference pictures (this one first) are "
+                "edit requests, which take no moderation setting: unset openai.moderation and give the "
+                "rows without pictures that want it a moderation column",
+            )
+        )
+    return True
 
 
 def _entry(name, picture):
