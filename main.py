@@ -272,7 +272,9 @@ def main(argv=None):
     except OSError as error:
         print(f"error: {os_problem(error)}", file=sys.stderr)
         return 2
-    print(f"{settings.input_csv}: {len(rows)} rows OK", file=sys.stderr)
+    # (the sheet is read and its cells are text; each row's settings and pictures are checked by the
+    # workflow next, so this line says "read", not "OK")
+    print(f"{settings.input_csv}: {len(rows)} row(s) read", file=sys.stderr)
     given = {key: value for key, value in given.items() if key != "input_csv"}
     command = snakemake_command(args, configfile, [f"input_csv={settings.input_csv}", *config_items(given)], extra)
     if args.estimate:  # the workflow's own lines from a dry run: the plan and the estimate

@@ -88,3 +88,13 @@ def test_a_misspelled_or_foreign_option_says_what_was_meant(typed, hint, capsys)
         main.parser().parse_intermixed_args(["s.csv", typed])
     assert stopped.value.code == 2
     assert hint in capsys.readouterr().err
+
+
+def test_the_line_before_planning_says_rows_read_not_ok_when_a_cell_is_refused_next(keyed, api):
+    """main.py reads the sheet (columns, ids, text) before the workflow checks each row's settings
+    and pictures: its line must not say "OK" just before the cell errors that planning finds."""
+    (keyed.root / "input.csv").write_text("image_id,context,description,quality\nr1,Shop,a mug,ultra\n")
+    refused = keyed.main("input.csv")
+    assert refused.returncode != 0 and "column quality" in refused.output, refused.output[-3000:]
+    assert "rows OK" not in refused.output and "input.csv: 1 row(s) read" in refused.output
+    assert api.calls == []
