@@ -179,7 +179,7 @@ def test_a_bad_cell_stops_before_any_call(keyed, api):
     result = keyed.snakemake(check=False)
     assert result.returncode != 0 and api.calls == []
     lines = [line for line in result.output.splitlines() if "column quality" in line]
-    assert len(lines) == 1 and "input.csv line 3, column quality: openai.quality 'ultra' is not taken" in lines[0]
+    assert len(lines) == 1 and "input.csv, line 3, column quality: openai.quality 'ultra' is not taken" in lines[0]
     assert "Traceback" not in result.output
 
     write_sheet(keyed, "image_id,context,description,aspect_ratio\na,Shop,one,16:9\n")
@@ -438,7 +438,7 @@ def test_a_model_cell_of_another_provider_is_refused_before_any_call(keyed, api)
     assert result.returncode != 0 and api.calls == []
     lines = [line for line in result.output.splitlines() if "column model" in line]
     assert len(lines) == 1, result.output[-3000:]
-    assert "input.csv line 3, column model: openai.model 'gemini-nano-banana-2.1' is a gemini model" in lines[0]
+    assert "input.csv, line 3, column model: openai.model 'gemini-nano-banana-2.1' is a gemini model" in lines[0]
     assert "provider cell" in lines[0] and "Traceback" not in result.output
 
 
@@ -455,7 +455,7 @@ def test_a_command_line_setting_that_cells_override_is_said_once(keyed, api):
     lines = [line for line in result.output.splitlines() if "given on the command line is not used" in line]
     assert lines == [
         "Image.Batch: WARNING: openai.quality given on the command line is not used for 3 row(s) with a quality "
-        "cell of their own (e.g. input.csv line 3): a row's cell wins; empty those cells to use it"
+        "cell of their own (e.g. input.csv, line 3): a row's cell wins; empty those cells to use it"
     ]
     result = keyed.main("input.csv", "--estimate")  # the config's own value: cells override it quietly
     assert "is not used" not in result.output

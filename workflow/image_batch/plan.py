@@ -216,7 +216,7 @@ def check_models(settings, choices, specs, row_requests=None, sheet=None):
             request = {"provider": provider, **params}
             where = row_settings.where(settings, provider, cells)
             more = f" (also {count - 1} more row(s) with these settings)" if count > 1 else ""
-            checks.append((request, where, (f"{sheet} {row.place}", set(cells) | {"provider"}, more)))
+            checks.append((request, where, (f"{sheet}, {row.place}", set(cells) | {"provider"}, more)))
     if not checks:
         return [], []
     catalog = load_catalog(settings.catalog_path)

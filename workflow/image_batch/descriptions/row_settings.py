@@ -252,7 +252,7 @@ def overridden(settings, row_requests, sheet):
     for provider, cells, row, _, count in row_requests.combinations():
         for column in cells:
             if settings.origin(provider, column) == "given on the command line":
-                entry = found.setdefault((provider, column), [0, f"{sheet} {row.place}"])
+                entry = found.setdefault((provider, column), [0, f"{sheet}, {row.place}"])
                 entry[0] += count
     return [
         f"{provider}.{column} given on the command line is not used for {count} row(s) with a {column} cell of "
