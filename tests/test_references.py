@@ -111,6 +111,11 @@ def test_replacing_one_picture_remakes_exactly_its_rows(edits, api):
     # touched, same content: Snakemake may rerun the jobs (the file is newer), the store serves them
     os.utime(edits.root / "sheets/pics/logo.jpg")
     assert planned(edits) == {"edit", "logo2"}  # the picture is a declared input of exactly its rows' jobs
+    # the estimate agrees with what Snakemake will run: 2 to make, both served from the store
+    dry = edits.snakemake("-n", "--config", f"input_csv={edits.sheet}")
+    assert "estimate: 2 of 3 image(s) to make, 2 of them served from the response store (no cost), 0 to pay" in (
+        dry.output
+    ), dry.output[-3000:]
     edits.snakemake("--config", f"input_csv={edits.sheet}")
     assert api.paid_calls == []
     # replaced: exactly the two rows that name the logo are paid for again, once each

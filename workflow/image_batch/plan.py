@@ -335,7 +335,10 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
     plan.endpoint = _endpoint(specs, choices.provider)
     protect_paid = settings.provider == "auto" and choices.provider == "offline"
     plan.requests = plan_requests(
-        prompts.known_specs(specs, describing), local=local_images, protect_paid=protect_paid and guard_paid
+        prompts.known_specs(specs, describing),
+        local=local_images,
+        protect_paid=protect_paid and guard_paid,
+        sheet=settings.input_csv,
     )
     prompts.add_pending(plan.requests, describing)
     plan.rewritten = plan.requests.new

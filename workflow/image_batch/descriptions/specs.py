@@ -156,6 +156,20 @@ def _made(folder, image_id, images):
         return None
 
 
+def _pictures_newer(spec, sheet, made, mtimes):
+    """Whether a reference picture (or mask) of ``spec``, a declared input of its image job, is newer
+    than the image: Snakemake reruns the job then."""
+    for path in references.input_files(spec, sheet):
+        if path not in mtimes:
+            try:
+                mtimes[path] = os.stat(path).st_mtime
+            except OSError:
+                mtimes[path] = None
+        if mtimes[path] is not None and mtimes[path] > made:
+            return True
+    return False
+
+
 @dataclass
 class Requests:
     """What planning decided about the request files, without writing any."""
@@ -169,7 +183,7 @@ class Requests:
     unmade: set = field(default_factory=set)  # images whose PNG or sidecar is missing (local files only)
 
 
-def plan_requests(specs, root=SPEC_ROOT, images=IMAGES, local=True, protect_paid=False):
+def plan_requests(specs, root=SPEC_ROOT, images=IMAGES, local=True, protect_paid=False, sheet=None):
     """Each image's request file and whether its image is to make, from one listing of each
     folder of ``root`` and the images' times: nothing is written.
 
@@ -181,11 +195,15 @@ def plan_requests(specs, root=SPEC_ROOT, images=IMAGES, local=True, protect_paid
     content) that holds exactly this request and is not newer than the image keeps the image up to
     date: the image job's input is that file, and a real run gives it its new name (``adopt``).
 
+    With ``sheet`` (the sheet's path), a row's local reference pictures count too: one newer than
+    the image (touched, even unchanged) makes Snakemake rerun its job (a declared input), which the
+    store then serves: counted as to make, so the plan and estimate say what will run.
+
     ``local=False`` (a storage provider holds the files): every image counted as to make.
     With ``protect_paid`` (the offline generator chosen only because no key is set), refuse to
     remake an image that a paid provider made: it would be replaced by a placeholder."""
     out = Requests()
-    listings = {}
+    listings, pictures = {}, {}  # pictures: path -> mtime (None: missing), each stat'ed once
     replaced_paid = []
     for spec in specs:
         folder, image_id = spec["folder"], spec["image_id"]
@@ -225,6 +243,8 @@ def plan_requests(specs, root=SPEC_ROOT, images=IMAGES, local=True, protect_paid
                 others.append(str(legacy))
         if others:
             out.superseded[key] = others
+        if not stale and sheet is not None and spec.get("references"):
+            stale = _pictures_newer(spec, sheet, made, pictures)
         if stale:
             out.to_make.add(key)
             if protect_paid and made is not None and paid_image(spec, images):
