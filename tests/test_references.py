@@ -527,10 +527,17 @@ def test_a_picture_named_by_an_address_is_fetched_once_by_a_real_run_and_kept(ke
     pictures_server.files["/shop/mug.png"] = data
     url = f"{pictures_server.url}/shop/mug.png"
     keyed.sheet = write_sheet(
-        root, [("a", "Shop", "the mug on a beach", url, ""), ("b", "Shop", "the mug in snow", url, "")]
+        root,
+        [
+            ("a", "Shop", "the mug on a beach", url, ""),
+            ("b", "Shop", "the mug in snow", url, ""),
+            ("c", "Shop", "a cup", "", ""),
+        ],
     )
     dry = keyed.snakemake("-n", "--config", f"input_csv={keyed.sheet}")
     assert "1 picture(s) named by an address are not fetched yet" in dry.output
+    # (their rows' requests are not known before the fetch: the estimate says it counts them as to pay)
+    assert "the estimate counts their 2 image(s) as to pay" in dry.output, dry.output[-3000:]
     assert pictures_server.served == [] and not (root / "results/references").exists()
 
     keyed.snakemake("--config", f"input_csv={keyed.sheet}")

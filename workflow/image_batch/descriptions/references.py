@@ -429,12 +429,20 @@ def notes(specs, provider_name, mode="live"):
     if not count:
         return []
     if _to_fetch:
+        # (their requests hold the pictures' hashes, unknown before the fetch: not looked up in the store)
+        waiting = sum(1 for spec in specs if _waits_for_fetch(spec))
         said = [
             f"{len(_to_fetch)} picture(s) named by an address are not fetched yet (e.g. {min(_to_fetch)}): a real "
-            "run fetches each once and keeps it under results/references/ (this run fetched nothing)"
+            "run fetches each once and keeps it under results/references/ (this run fetched nothing); the "
+            f"estimate counts their {waiting} image(s) as to pay, though the response store serves any it "
+            "already holds once they are fetched"
         ]
         return said + notes_without_fetch(count, provider_name)
     return notes_without_fetch(count, provider_name)
+
+
+def _waits_for_fetch(spec):
+    return any(str(ref).startswith("to fetch: ") for ref in spec["request"].get("references") or ())
 
 
 def notes_without_fetch(count, provider_name):
