@@ -769,7 +769,12 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         settings, problem = self._validate(body)
         if problem:
             return problem
-        slot, extra = self._take_slot(settings.n)  # like the real gateway, the limiter answers before the rest
+        return self._answer_in_turn(body, call, settings)
+
+    def _answer_in_turn(self, body, call, settings):
+        """A checked generation or edit: the rate limiter answers first, like the real gateway,
+        then the behaviour set for the prompt."""
+        slot, extra = self._take_slot(settings.n)
         if slot is None:
             call["behavior"], call["rule"], call["limited"] = "rate_limit", "limiter", True
             return self._limited(extra, settings.n)
@@ -830,19 +835,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         settings, problem = self._validate(body)
         if problem:
             return problem
-        slot, extra = self._take_slot(settings.n)
-        if slot is None:
-            call["behavior"], call["rule"], call["limited"] = "rate_limit", "limiter", True
-            return self._limited(extra, settings.n)
-        behavior, call["rule"] = self._pick(body["prompt"])
-        call["behavior"] = behavior.kind
-        status, answer, extra = self._answer(body, behavior, call["request_id"], settings)
-        if slot is not False:
-            if status != 200:
-                self._release_slot(slot)
-            with self._lock:
-                extra.update(self._limit_headers())
-        return status, answer, extra
+        return self._answer_in_turn(body, call, settings)
 
     def _answer(self, body, behavior, request_id=None, settings=None):
         """(status, body, headers) of ``behavior`` for an accepted ``body`` (``settings``: what check() made of it;

@@ -354,6 +354,36 @@ def _write_text(folder, image_id, text):
     write_if_changed(path, text.encode("utf-8"))
 
 
+def _write_each(describing, keys, settings, log, concurrency=CONCURRENCY):
+    """The prompts of ``keys`` (store first), ``concurrency`` at a time, each into its prompt file:
+    (written {key: text}, failed keys, why calls were not started). A failed row is said in the log."""
+    from image_batch.images.generate import NotStarted
+
+    lock = threading.Lock()
+    written, failed, stopped = {}, [], []
+
+    def one(key):
+        def say(message):
+            with lock:
+                log(f"{key[0]}/{key[1]}: {message}")
+
+        try:
+            text, _ = write_prompt(describing.requests[key], settings, say)
+        except NotStarted as exc:
+            stopped.append(str(exc))
+            return
+        except PromptFailed as exc:
+            say(f"FAILED: {exc}")
+            failed.append(key)
+            return
+        _write_text(*key, text)
+        written[key] = text
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, keys))
+    return written, failed, stopped
+
+
 def write_chunk(plan, output, log_file, settings, concurrency=CONCURRENCY):
     """The write_prompts job: the prompts of one chunk (concurrently, store first), each row's
     prompt file, then the chunk file itself. A row that fails is said in the log and left to its
@@ -366,28 +396,8 @@ def write_chunk(plan, output, log_file, settings, concurrency=CONCURRENCY):
     members = describing.chunk_rows.get(path)
     if members is None:
         raise UserError(f"{path} is not a chunk of this run's plan; run without naming it")
-    failed, stopped = [], []
     with JobLog(log_file) as log:
-        lock = threading.Lock()
-
-        def one(key):
-            def say(message):
-                with lock:
-                    log(f"{key[0]}/{key[1]}: {message}")
-
-            try:
-                text, _ = write_prompt(describing.requests[key], settings, say)
-            except NotStarted as exc:
-                stopped.append(str(exc))
-                return
-            except PromptFailed as exc:
-                say(f"FAILED: {exc}")
-                failed.append(key)
-                return
-            _write_text(*key, text)
-
-        with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
-            list(pool.map(one, members))
+        _, failed, stopped = _write_each(describing, members, settings, log, concurrency)
         if stopped:
             raise NotStarted(f"prompts not written: {stopped[0]}")
         describing.files.write(Path(path).name, output, log=None)
@@ -619,22 +629,12 @@ def write_before_batch(plan, settings, out=sys.stderr):
 def _write_all(plan, settings):
     """Each pending prompt, store first (those a batch bought are served from it), into its prompt
     file and its image's spec."""
+    from image_batch.images.generate import NotStarted
+
     describing = plan.describing
     with JobLog(LOGS / "before-batch.log") as log:
-        lock = threading.Lock()
-
-        def one(key):
-            def say(message):
-                with lock:
-                    log(f"{key[0]}/{key[1]}: {message}")
-
-            try:
-                text, _ = write_prompt(describing.requests[key], settings, say)
-            except PromptFailed as exc:
-                say(f"FAILED: {exc}")
-                return
-            _write_text(*key, text)
-            plan.spec_of(*key)["request"]["prompt"] = text
-
-        with concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
-            list(pool.map(one, describing.pending))
+        written, _, stopped = _write_each(describing, describing.pending, settings, log)
+    for key, text in written.items():
+        plan.spec_of(*key)["request"]["prompt"] = text
+    if stopped:
+        raise NotStarted(stopped[0])  # the run is stopping: no batch is submitted
