@@ -309,6 +309,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.fake._handle(self, "DELETE")
 
 
+def _json_body(raw, call):
+    """(the request's JSON object, None), or (None, the 400 the real API gives for a body that is not one)."""
+    try:
+        body = call["body"] = json.loads(raw or b"null")
+    except ValueError:
+        return None, (400, error_body("We could not parse the JSON body of your request."), {})
+    if not isinstance(body, dict):
+        return None, (400, error_body("The request body must be a JSON object."), {})
+    return body, None
+
+
 class FakeOpenAI(BatchAPI, LoopbackServer):
     """The fake server.  ``with FakeOpenAI() as srv: OpenAI(base_url=srv.base_url, ...)``."""
 
@@ -716,12 +727,9 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         refused = self._check_key(call)
         if refused:
             return refused
-        try:
-            body = call["body"] = json.loads(raw or b"null")
-        except ValueError:
-            return 400, error_body("We could not parse the JSON body of your request."), {}
-        if not isinstance(body, dict):
-            return 400, error_body("The request body must be a JSON object."), {}
+        body, refused = _json_body(raw, call)
+        if refused:
+            return refused
         refusal = real.check_responses(body)
         if refusal is not None:
             return refusal.status, refusal.body, {}
@@ -760,12 +768,9 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         refused = self._check_key(call)
         if refused:
             return refused
-        try:
-            body = call["body"] = json.loads(raw or b"null")
-        except ValueError:
-            return 400, error_body("We could not parse the JSON body of your request."), {}
-        if not isinstance(body, dict):
-            return 400, error_body("The request body must be a JSON object."), {}
+        body, refused = _json_body(raw, call)
+        if refused:
+            return refused
         settings, problem = self._validate(body)
         if problem:
             return problem

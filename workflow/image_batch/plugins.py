@@ -35,23 +35,30 @@ def manager():
         return _manager
 
 
+def registered(hook_name, what):
+    """{name: class} of every class the plugins register through hook ``hook_name`` (``what``
+    names them in the message about two plugins registering the same name)."""
+    found = {}
+
+    def register(cls):
+        if cls.name in found and found[cls.name] is not cls:
+            raise UserError(f"two plugins register {what} named {cls.name!r}")
+        found[cls.name] = cls
+
+    hook = getattr(manager().hook, hook_name, None)
+    if hook is not None:
+        hook(register=register)
+    return found
+
+
 _found = []
 
 
 def providers():
     """{name: ImageProvider subclass} of every registered provider (asked once per process)."""
-    if _found:
-        return _found[0]
-    found = {}
-
-    def register(cls):
-        if cls.name in found and found[cls.name] is not cls:
-            raise UserError(f"two plugins register an image provider named {cls.name!r}")
-        found[cls.name] = cls
-
-    manager().hook.register_image_providers(register=register)
-    _found[:] = [found]
-    return found
+    if not _found:
+        _found[:] = [registered("register_image_providers", "an image provider")]
+    return _found[0]
 
 
 def provider_class(name):

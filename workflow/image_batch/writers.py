@@ -45,23 +45,11 @@ _found = []
 
 def writers():
     """{name: PromptWriter subclass} of every registered writer (asked once per process)."""
-    from image_batch.common.errors import UserError
-    from image_batch.plugins import manager
+    from image_batch.plugins import registered
 
-    if _found:
-        return _found[0]
-    found = {}
-
-    def register(cls):
-        if cls.name in found and found[cls.name] is not cls:
-            raise UserError(f"two plugins register a prompt writer named {cls.name!r}")
-        found[cls.name] = cls
-
-    hook = getattr(manager().hook, "register_prompt_writers", None)
-    if hook is not None:
-        hook(register=register)
-    _found[:] = [found]
-    return found
+    if not _found:
+        _found[:] = [registered("register_prompt_writers", "a prompt writer")]
+    return _found[0]
 
 
 def writer_class(name):
