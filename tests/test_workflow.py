@@ -120,6 +120,15 @@ def test_full_pipeline_rerun_and_change_detection(live, api, s3):
     assert planned_images(alone.output) == ["nature/owl"]
     assert len(api.calls) == 6 and (root / "results/images/nature/owl.png").read_bytes() == owl
 
+    # so is an image whose sidecar alone was deleted (the sync chunks' digests take only the PNGs
+    # as inputs: the image job is due for its missing output), and the sidecar is synced again
+    (root / "results/images/nature/owl.json").unlink()
+    s3.client().delete_object(Bucket=BUCKET, Key="nature/owl.json")
+    sidecar_alone = live.snakemake("--verbose", "--config", "input_csv=input.csv")
+    assert planned_images(sidecar_alone.output) == ["nature/owl"]
+    assert len(api.calls) == 6 and (root / "results/images/nature/owl.png").read_bytes() == owl
+    assert s3.objects(BUCKET)["nature/owl.json"] == (root / "results/images/nature/owl.json").read_bytes()
+
     # the key is in no file the workflow wrote
     for path in list(root.joinpath("results").rglob("*")) + list(root.joinpath(".snakemake").rglob("*")):
         if path.is_file():

@@ -47,14 +47,16 @@ def members_data(members):
 
 
 def missing_behind(chunks, to_make, images=IMAGES):
-    """The PNGs of images to make whose chunk was already digested: deleted (or never made) behind
-    an up-to-date sync. Snakemake does not remake a missing intermediate file when what depends on it
-    is up to date, so these become targets of the run (a computation: nothing is touched)."""
+    """The PNGs and sidecars of images to make whose chunk was already digested: deleted (or never
+    made) behind an up-to-date sync. Snakemake does not remake a missing intermediate file when what
+    depends on it is up to date, so these become targets of the run (a computation: nothing is
+    touched). Both files: Snakemake makes a job due for a missing output only when it is asked
+    for, so a sidecar deleted alone must be a target itself."""
     missing = []
     for chunk, members in chunks.items():
         if not (DIGEST_ROOT / f"{chunk}.json").exists():
             continue  # never digested: the chunk job is due anyway, and makes its images
         for folder, image_id in members:
             if (folder, image_id) in to_make and not image_made(folder, image_id, images):
-                missing.append(str(image_files(folder, image_id, images)[0]))
+                missing.extend(str(path) for path in image_files(folder, image_id, images))
     return missing
