@@ -147,23 +147,19 @@ def test_ctrl_c_while_prompts_are_written_keeps_the_answers_in_flight(keyed, api
     """12 rows, one chunk: the write_prompts job has CONCURRENCY calls in flight when Ctrl-C comes; they
     are finished and stored, no further call is made, no image is paid; the rerun pays only for the rest."""
     from image_batch.descriptions.prompts import CONCURRENCY
-    from tests.test_signals import PATIENCE, STOPPING, Live
+    from tests.test_signals import Live, calls_in_flight, interrupted_run
 
     root = keyed.root
     rows = {f"img{i:02d}": ("Nature", f"lake number {i}") for i in range(12)}
     update_config(root, input_csv="input.csv", describe={"model": MODEL})
     write_sheet(root, rows)
-    api.hold_answers()
-    run = Live(keyed, [sys.executable, "-m", "snakemake", "--cores", "4"], "describe-ctrl-c")
-    try:
-        assert api.wait_in_flight(CONCURRENCY, PATIENCE), run.output[-6000:]
-        run.ctrl_c()
-        run.wait_for_line(STOPPING)
-        api.release_answers()
-        run.wait()
-    finally:
-        api.release_answers()
-        run.kill()
+    run = interrupted_run(
+        keyed,
+        api,
+        lambda runner: Live(runner, [sys.executable, "-m", "snakemake", "--cores", "4"], "describe-ctrl-c"),
+        lambda run: run.ctrl_c(),
+        calls_in_flight(api, CONCURRENCY),
+    )
     output = run.output
     assert run.proc.returncode != 0 and "Traceback" not in output, output[-6000:]
     assert f"{CONCURRENCY} call(s) in flight are being finished and their answers kept" in output

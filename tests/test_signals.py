@@ -106,14 +106,23 @@ def lines_with(output, text):
     return [line for line in output.splitlines() if text in line]
 
 
-def interrupted_run(runner, api, start, send):
-    """Start a run with every answer held back, wait until API_SLOTS calls are in flight, ``send`` the
-    signal, wait for the one "stopping" line, then let the answers through and wait for the end.
-    Returns the run."""
+def calls_in_flight(api, count):
+    """A ``ready`` for interrupted_run: ``count`` calls of the held-back API are in flight."""
+
+    def ready(run):
+        assert api.wait_in_flight(count, PATIENCE), run.output[-6000:]
+
+    return ready
+
+
+def interrupted_run(runner, api, start, send, ready=None):
+    """Start a run with every answer held back, wait until it is ``ready`` (by default: API_SLOTS
+    calls in flight), ``send`` the signal, wait for the one "stopping" line, then let the answers
+    through and wait for the end. Returns the run."""
     api.hold_answers()
     run = start(runner)
     try:
-        assert api.wait_in_flight(API_SLOTS, PATIENCE), run.output[-6000:]
+        (ready or calls_in_flight(api, API_SLOTS))(run)
         send(run)
         run.wait_for_line(STOPPING)
         api.release_answers()
@@ -198,19 +207,13 @@ def test_jobs_waiting_for_their_turn_to_call_make_no_call_after_a_ctrl_c(sheet, 
     """Under a rate limit, image jobs handed to the worker wait their turn to call the API. A Ctrl-C
     ends their wait: they make no call, and are not failures (the rerun makes them)."""
     update_config(sheet.root, openai={"requests_per_minute": 1})  # the second call would wait a minute
-    api.hold_answers()
-    run = snakemake(sheet)
     logs = sheet.root / "results/logs/images/nature"
-    try:
+
+    def ready(run):
         # one call in flight, the other jobs started (each has opened its log) and waiting their turn
         wait_until(lambda: api.in_flight == 1 and len(list(logs.glob("*.log"))) == API_SLOTS, run)
-        run.ctrl_c()
-        run.wait_for_line(STOPPING)
-        api.release_answers()
-        run.wait()
-    finally:
-        api.release_answers()
-        run.kill()
+
+    run = interrupted_run(sheet, api, snakemake, lambda run: run.ctrl_c(), ready)
     output = run.output
     assert run.proc.returncode != 0 and "Traceback" not in output, output[-6000:]
     [stopping] = lines_with(output, STOPPING)
