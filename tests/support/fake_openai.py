@@ -821,17 +821,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
                 error_body("Missing required parameter: 'image'.", param="image", code="missing_required_parameter"),
                 {},
             )
-        if len(images) > EDIT_MAX_IMAGES:
-            return (
-                400,
-                error_body(
-                    f"Invalid 'image': too many images. Expected at most {EDIT_MAX_IMAGES}, got {len(images)}.",
-                    param="image",
-                    code="too_many_images",
-                ),
-                {},
-            )
-        refused = _edit_pictures([data for _, data in images], call["mask"])
+        refused = _edit_pictures([data for _, data in images], call["mask"])  # count, types, sizes, mask
         if refused:
             return refused
         body.pop("moderation", None)  # not a parameter of edits: refused below like any unknown one
