@@ -248,19 +248,19 @@ def _in_cell(problem, place, cells, more=""):
 def row_keys_missing(specs, choices, environ=None):
     """Notes for rows on a paid provider other than the run's whose API key is not set (a real run
     stops on them before any call), one per provider."""
-    from image_batch.common.settings import api_key, gemini_api_key
+    from image_batch.common.settings import unset_key
 
-    keys = {"openai": (api_key, "AI_API_KEY"), "gemini": (gemini_api_key, "GEMINI_API_KEY (or GOOGLE_API_KEY)")}
     notes, seen = [], {choices.provider}
     for spec in specs:
         name = spec["request"]["provider"]
         if name in seen:
             continue
         seen.add(name)
-        if name in keys and not keys[name][0](environ):
+        variable = unset_key(name, environ)
+        if variable:
             notes.append(
                 f"row {spec.get('row') or spec['image_id']!r} (and any other on provider {name}) asks for provider "
-                f"{name}, but {keys[name][1]} is not set: set it (environment or .env), or empty its provider cell; "
+                f"{name}, but {variable} is not set: set it (environment or .env), or empty its provider cell; "
                 "a real run stops before any image"
             )
     return notes

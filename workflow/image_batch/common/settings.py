@@ -440,6 +440,16 @@ def gemini_api_key(environ=None):
     return _first_set(GEMINI_KEY_VARIABLES, environ)[1]
 
 
+# each paid provider's key: how it is read, and the variable(s) a message tells the user to set
+PROVIDER_KEYS = {"openai": (api_key, "AI_API_KEY"), "gemini": (gemini_api_key, "GEMINI_API_KEY (or GOOGLE_API_KEY)")}
+
+
+def unset_key(provider, environ=None):
+    """The variable(s) to set when ``provider`` needs a key that is not set, else None."""
+    found = PROVIDER_KEYS.get(provider)
+    return found[1] if found and not found[0](environ) else None
+
+
 def secrets_in_commands(declared, executor_settings, executor_name, allowed):
     """Why this run must not start, or None: with no shared filesystem, secrets declared with
     ``envvars:`` and an executor that writes those into each job's command line and job script

@@ -102,14 +102,14 @@ def check_model(settings, writer):
 def check_key(writer, choices):
     """A paid writer needs its own key: without it, one line before any call (unless the images lack
     theirs too: a real run stops on that already, a dry run goes on)."""
-    from image_batch.common.settings import api_key, gemini_api_key
+    from image_batch.common.settings import unset_key
 
     if choices.missing_key or writer == choices.provider:
         return
-    keys = {"openai": (api_key, "AI_API_KEY"), "gemini": (gemini_api_key, "GEMINI_API_KEY (or GOOGLE_API_KEY)")}
-    if writer in keys and not keys[writer][0]():
+    variable = unset_key(writer)
+    if variable:
         raise UserError(
-            f"describe.provider is {writer!r} but no key for it is set: set {keys[writer][1]} (in the environment "
+            f"describe.provider is {writer!r} but no key for it is set: set {variable} (in the environment "
             "or .env), or set describe.provider: null to write the prompts with the image provider (nothing was called)"
         )
 
