@@ -130,11 +130,12 @@ def start_run():
         fail(os_problem(error))
 
 
-def make_image(wildcards, spec, output, log):
-    """The generate_image job. describe: on, a row whose prompt was written in this run builds its
+def make_image(wildcards, input, output, log):
+    """The generate_image job: its request file (its input, or written now for an image not made
+    yet: PLAN.job_request); describe: on, a row whose prompt was written in this run builds its
     request file first (image_batch.descriptions.prompts.image_request)."""
     worker.make_image(
-        prompts.image_request(PLAN, wildcards, spec, SETTINGS),
+        prompts.image_request(PLAN, wildcards, PLAN.job_request(wildcards, input), SETTINGS),
         output.png,
         output.sidecar,
         log,

@@ -33,4 +33,4 @@ rule generate_image:
     resources:
         api=1,
     run:
-        make_image(wildcards, PLAN.job_request(wildcards, input), output, log[0])
+        make_image(wildcards, input, output, log[0])
