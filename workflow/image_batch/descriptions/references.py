@@ -520,11 +520,10 @@ def runs_jobs(argv):
     """Whether ``argv`` (sys.argv of the snakemake command) runs jobs: Snakemake does not tell a
     Snakefile being parsed whether this is a dry run, so its own parser reads the command line. An
     unparseable one fetches nothing (and a real run then stops before any job: see unfetched)."""
-    try:
-        from snakemake.cli import get_argument_parser
+    from image_batch.common.snakemake_args import parsed
 
-        args, _ = get_argument_parser().parse_known_args(list(argv[1:]))
-    except BaseException:
+    args = parsed(argv)
+    if args is None:
         return False
     return not any(getattr(args, name, None) for name in _NOT_RUNNING)
 

@@ -31,11 +31,10 @@ class ReportSheet:
 def _report_args(argv):
     """Snakemake's parsed command line when ``argv`` asks for a report (``--report`` or
     ``--reporter``), else None."""
-    try:
-        from snakemake.cli import get_argument_parser
+    from image_batch.common.snakemake_args import parsed
 
-        args, _ = get_argument_parser().parse_known_args(list(argv[1:]))
-    except BaseException:  # an unparseable command line: Snakemake itself will say so
+    args = parsed(argv)
+    if args is None:  # an unparseable command line: Snakemake itself will say so
         return None
     wants_report = getattr(args, "report", None) is not None or bool(getattr(args, "reporter", None))
     return args if wants_report and getattr(args, "containerize", None) is None else None
