@@ -455,3 +455,21 @@ def test_a_gemini_batch_given_up_is_collected_by_live_mode_not_paid_again(gem, g
     gem.snakemake()
     assert gemini.calls == [] and gemini.batch_creates == 1  # collected, not paid again live
     assert len(list((gem.root / "results/images").rglob("*.png"))) == 4
+
+
+def test_batch_line_errors_are_read_as_grpc_status_or_http_errors():
+    """A batch line's error is a google.rpc.Status (a gRPC code, 14 for UNAVAILABLE, and no status
+    name): the transient ones go again, the others fail the row; an HTTP-shaped one reads the same."""
+    from image_batch.images.gemini_batch import line_error
+
+    assert line_error({"code": 14, "message": "The model is overloaded."}) == (
+        True,
+        "the Batch API answered UNAVAILABLE (14): The model is overloaded.",
+    )
+    assert line_error({"code": 8, "message": "quota"})[0] and line_error({"code": 13})[0]
+    assert line_error({"code": 3, "message": "bad"}) == (False, "the Batch API answered INVALID_ARGUMENT (3): bad")
+    assert not line_error({"code": 7})[0] and not line_error({"code": 5})[0]
+    assert line_error({"code": 503, "status": "UNAVAILABLE", "message": "x"})[0]
+    assert line_error({"code": 429, "message": "x"})[0]
+    assert not line_error({"code": 400, "status": "INVALID_ARGUMENT", "message": "x"})[0]
+    assert line_error(None) == (False, "the Batch API answered 0: no reason")

@@ -60,6 +60,7 @@ MODELS = {  # model -> (image sizes, aspect ratios) it takes
     "gemini-3.1-flash-lite-image": (["1K"], RATIOS),
 }
 IMAGE_TOKENS = {"1K": 1120, "2K": 1120, "4K": 2000}
+INLINE_LIMIT = 20 * 1024 * 1024  # a batch's inline requests: 20 MB in all
 BEHAVIORS = (
     "ok",
     "png",
@@ -76,6 +77,22 @@ BEHAVIORS = (
     "bad_request",
 )
 _REFUSALS = {"image_safety": "IMAGE_SAFETY", "prohibited": "IMAGE_PROHIBITED_CONTENT", "no_image": "NO_IMAGE"}
+# A batch line's error is a google.rpc.Status: its code is the gRPC canonical code, not the HTTP one,
+# and it has no "status" name (the HTTP error body's "code"/"status" are the REST mapping of it).
+GRPC_CODES = {
+    "CANCELLED": 1,
+    "UNKNOWN": 2,
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "ABORTED": 10,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+    "UNAUTHENTICATED": 16,
+}
 
 
 # Text models (Image.Batch's describe:): gemini-3-flash-preview, $0.50 / $3.00 per million tokens (Google's pricing
@@ -169,6 +186,9 @@ class FakeGemini(LoopbackServer):
         self.results_as_file = False  # True: results in a JSONL file (output.responsesFile), not inline
         self.files = {}
         self.drop_metadata = False  # True: inline results without the requests' metadata (in order)
+        self.shuffle_results = False  # True: results in the reverse of the requests' order (each with its key)
+        self.list_page_size = 2  # batches.list answers this many a page at most (nextPageToken for the rest)
+        self.cancelled = []  # names of the batches cancelled (POST batches/<id>:cancel)
 
     @property
     def base_url(self):
@@ -366,6 +386,18 @@ class FakeGemini(LoopbackServer):
             return 404, error_body(404, "NOT_FOUND", f"models/{model} is not found for API version {version}")
         batch = (json.loads(raw) or {}).get("batch") or {}
         requests = ((batch.get("inputConfig") or {}).get("requests") or {}).get("requests") or []
+        if not batch.get("displayName"):
+            return 400, error_body(
+                400, "INVALID_ARGUMENT", "* BatchGenerateContentRequest.batch.display_name: required"
+            )
+        if not requests or not all(
+            isinstance(r.get("request"), dict) and r["request"].get("contents") for r in requests
+        ):
+            return 400, error_body(
+                400, "INVALID_ARGUMENT", "* BatchGenerateContentRequest.batch.input_config.requests: contents required"
+            )
+        if len(raw) > INLINE_LIMIT:
+            return 400, error_body(400, "INVALID_ARGUMENT", "Request payload size exceeds the limit: 20971520 bytes.")
         with self._lock:
             self.batch_creates += 1
             name = f"batches/{uuid.uuid4().hex[:16]}"
@@ -386,12 +418,28 @@ class FakeGemini(LoopbackServer):
 
     def _batch_route(self, handler, parts):
         if handler.command == "GET" and len(parts) == 2:
+            query = parse_qs(urlparse(handler.path).query)
+            size = min(int((query.get("pageSize") or ["50"])[0]), self.list_page_size)
+            start = int((query.get("pageToken") or ["0"])[0])
             operations = [b["operation"] for b in reversed(list(self.batches.values()))]
-            return 200, {"operations": operations}
+            page = {"operations": operations[start : start + size]}
+            if start + size < len(operations):
+                page["nextPageToken"] = str(start + size)
+            return 200, page
         name = "/".join(parts[1:3])
-        if handler.command != "GET" or name not in self.batches:
+        cancel = name.endswith(":cancel")
+        name = name.removesuffix(":cancel")
+        if name not in self.batches or handler.command != ("POST" if cancel else "GET"):
             return 404, error_body(404, "NOT_FOUND", f"Requested entity was not found: {name}")
         batch = self.batches[name]
+        if cancel:
+            with self._lock:
+                self.cancelled.append(name)
+                metadata = batch["operation"]["metadata"]
+                if metadata["state"] in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING"):
+                    metadata["state"] = "BATCH_STATE_CANCELLED"
+                    batch["operation"]["done"] = True
+            return 200, {}
         with self._lock:
             batch["polls"] += 1
             metadata, finish = batch["operation"]["metadata"], False
@@ -428,8 +476,13 @@ class FakeGemini(LoopbackServer):
             if status == 200:
                 item["response"] = body
             else:
-                item["error"] = body["error"]
+                error = body["error"]
+                item["error"] = {"code": GRPC_CODES[error["status"]], "message": error["message"]}
+                if error.get("details"):
+                    item["error"]["details"] = error["details"]
             answers.append(item)
+        if self.shuffle_results:  # the API says "in the same order"; a key in each line says which
+            answers.reverse()
         output = {"inlinedResponses": {"inlinedResponses": answers}}
         if self.results_as_file:
             name = f"files/batch-{uuid.uuid4().hex[:12]}"
@@ -489,17 +542,13 @@ class FakeGemini(LoopbackServer):
             answer.update(promptFeedback={"blockReason": "PROHIBITED_CONTENT"}, usageMetadata=usage)
             return 200, answer
         if behavior in _REFUSALS:
-            usage.update(candidatesTokenCount=0, totalTokenCount=prompt_tokens)
-            answer.update(
-                candidates=[
-                    {
-                        "content": {"role": "model", "parts": [{"text": "I can't make that image."}]},
-                        "finishReason": _REFUSALS[behavior],
-                        "index": 0,
-                    }
-                ],
-                usageMetadata=usage,
-            )
+            candidate = {"finishReason": _REFUSALS[behavior], "index": 0}
+            if behavior == "image_safety":  # no content at all, a finishMessage instead
+                candidate["finishMessage"] = "Unable to show the generated image: it may violate Google's policies."
+            else:
+                candidate["content"] = {"role": "model", "parts": [{"text": "I can't make that image."}]}
+            usage.pop("totalTokenCount")  # usageMetadata as sent for a refusal: prompt tokens only
+            answer.update(candidates=[candidate], usageMetadata=usage)
             return 200, answer
         image = render(prompt, "PNG" if behavior == "png" else "JPEG")
         draft = base64.b64encode(render("draft: " + prompt)).decode()

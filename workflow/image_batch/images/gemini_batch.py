@@ -54,6 +54,46 @@ def _state_name(state):
     return text
 
 
+# gRPC canonical codes (a batch line's error is a google.rpc.Status: its "code" is one of these, not
+# an HTTP status) -> name; the transient ones go again in a next round.
+GRPC_NAMES = {
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
+}
+TRANSIENT = {"UNKNOWN", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "INTERNAL", "UNAVAILABLE"}
+
+
+def line_error(error):
+    """(retry?, reason) of a batch line's ``error``: a google.rpc.Status (``code`` a gRPC code, no
+    ``status`` name), or an HTTP-shaped error (``code`` an HTTP status, ``status`` a name)."""
+    error = error if isinstance(error, dict) else {"message": str(error or "")}
+    try:
+        code = int(error.get("code") or 0)
+    except (TypeError, ValueError):
+        code = 0
+    name = str(error.get("status") or (GRPC_NAMES.get(code) if code < 100 else "") or "")
+    if code >= 100:
+        retry = code in faults.RETRY_STATUSES or code >= 500 or name in TRANSIENT
+    else:
+        retry = name in TRANSIENT
+    said = f"{name} ({code})" if name and code else name or str(code)
+    return retry, f"the Batch API answered {said}: {error.get('message') or 'no reason'}"
+
+
 class GeminiBatchState:
     """The Gemini batches this response store has submitted (persisted, flock'ed)."""
 
@@ -235,13 +275,8 @@ class GeminiBatchRunner:
                 result["request_ids"].append(line["response"].get("responseId"))
                 result["stored"] += 1
                 continue
-            error = line.get("error") or {}
-            code = int(error.get("code") or 0)
-            reason = f"the Batch API answered {code} {error.get('status') or ''}: {error.get('message') or 'no reason'}"
-            if code in faults.RETRY_STATUSES or code >= 500:
-                result["retry"][key] = reason
-            else:
-                result["failed"][key] = reason
+            retry, reason = line_error(line.get("error"))
+            result["retry" if retry else "failed"][key] = reason
         if entry["status"] == "FAILED":
             reason = "; ".join(entry.get("errors") or ["the Batch API failed the batch"])
             answered = {line.get("key") or (line.get("metadata") or {}).get("key") for line in lines}
