@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from image_batch.providers import RawResponse
 from tests.conftest import update_config
 from tests.support.fake_gemini import FakeGemini, expected_color
 
@@ -399,6 +400,8 @@ def test_a_batch_killed_while_being_created_is_found_again_not_submitted_twice(g
     client.batches.create(  # what the killed run had sent
         model=model, src=[{**b, "metadata": {"key": k}} for k, b in lines], config={"display_name": PREFIX + digest}
     )
+    for other in ("other-1", "other-2"):  # newer batches: the one sought is on the list's second page
+        client.batches.create(model=model, src=[lines[0][1]], config={"display_name": other})
     folder = Path(open_store(settings).state_dir) / "batches"
     folder.mkdir(parents=True, exist_ok=True)
     keys = [k for k, _ in lines]
@@ -406,12 +409,16 @@ def test_a_batch_killed_while_being_created_is_found_again_not_submitted_twice(g
         json.dumps({"batches": [{"digest": digest, "keys": keys, "status": "submitting"}]})
     )
     result = runner.run(specs)
-    assert gemini.batch_creates == 1 and result["stored"] == 2 and not result["failed"]
+    assert gemini.batch_creates == 3 and result["stored"] == 2 and not result["failed"]
+    assert any("pageToken=" in r["query"] for r in gemini.batch_requests)  # it read the second page
 
 
-@pytest.mark.parametrize("as_file, drop_metadata", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize(
+    "as_file, drop_metadata, shuffle",
+    [(False, False, False), (True, False, False), (False, True, False), (False, False, True), (True, False, True)],
+)
 def test_an_expired_batch_goes_again_and_results_in_a_file_are_read(
-    gemini, monkeypatch, tmp_path, as_file, drop_metadata
+    gemini, monkeypatch, tmp_path, as_file, drop_metadata, shuffle
 ):
     from image_batch.default_plugins.gemini import GeminiImagesProvider
     from image_batch.images.gemini_batch import GeminiBatchRunner
@@ -420,7 +427,7 @@ def test_an_expired_batch_goes_again_and_results_in_a_file_are_read(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GEMINI_API_KEY", KEY)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
-    gemini.results_as_file, gemini.drop_metadata = as_file, drop_metadata
+    gemini.results_as_file, gemini.drop_metadata, gemini.shuffle_results = as_file, drop_metadata, shuffle
     gemini.expire_next_batches = 1  # the first batch ends EXPIRED with no line run (not billed)
     settings = settings_for(provider="gemini", mode="batch", batch={"poll_seconds": 0.01})
     params = GeminiImagesProvider.request_params(settings.section("gemini"))
@@ -430,6 +437,16 @@ def test_an_expired_batch_goes_again_and_results_in_a_file_are_read(
     assert result["stored"] == 3 and not result["failed"] and len(result["bought"]) == 3
     assert sorted(line["prompt"] for line in gemini.batch_lines) == ["one", "three", "two"]  # each run once
     assert any(":download" in r["path"] for r in gemini.batch_requests) == as_file
+    # each answer is stored under its own request's key (by the key in its line, whatever the order)
+    from image_batch.images.store import open_store, request_key
+
+    store, provider = open_store(settings), GeminiImagesProvider({})
+    for spec in specs:
+        entry = store.get(request_key(spec["request"]))
+        image = provider.decode(RawResponse(body=entry["body"]), spec["request"])
+        with Image.open(io.BytesIO(image.data)) as picture:
+            got = picture.convert("RGB").getpixel((0, 0))
+        assert all(abs(a - b) <= 3 for a, b in zip(got, expected_color(spec["request"]["prompt"]), strict=True))
 
 
 def test_batch_mode_stops_with_one_clear_line_on_a_fatal_api_error(gem, gemini):
@@ -473,3 +490,16 @@ def test_batch_line_errors_are_read_as_grpc_status_or_http_errors():
     assert line_error({"code": 429, "message": "x"})[0]
     assert not line_error({"code": 400, "status": "INVALID_ARGUMENT", "message": "x"})[0]
     assert line_error(None) == (False, "the Batch API answered 0: no reason")
+
+
+def test_a_gemini_batch_abandoned_is_cancelled_and_its_images_made_live(gem, gemini):
+    """batch={abandon: true} in live mode: the recorded batch is cancelled (POST batches/<id>:cancel)
+    and what it did not answer is made live, once."""
+    _stop_a_waiting_batch_run(gem, gemini, signal.SIGINT)
+    assert gemini.batch_creates == 1 and gemini.batch_lines == []
+    update_config(gem.root, mode="live", batch={"abandon": True, "poll_seconds": 0.05})
+    result = gem.snakemake()
+    assert gemini.cancelled == list(gemini.batches)
+    assert "Traceback" not in result.output
+    assert len(gemini.paid_calls) == 4 and gemini.batch_creates == 1
+    assert len(list((gem.root / "results/images").rglob("*.png"))) == 4

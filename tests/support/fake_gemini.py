@@ -233,6 +233,7 @@ class FakeGemini(LoopbackServer):
             "method": handler.command,
             "path": url.path,
             "key_in_header": handler.headers.get("x-goog-api-key") == self.api_key,
+            "query": url.query,
             "key_in_query": "key" in parse_qs(url.query),
             "key_in_body": self.api_key.encode() in raw,
             "user_agent": handler.headers.get("user-agent", ""),
