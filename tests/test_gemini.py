@@ -503,3 +503,23 @@ def test_a_gemini_batch_abandoned_is_cancelled_and_its_images_made_live(gem, gem
     assert "Traceback" not in result.output
     assert len(gemini.paid_calls) == 4 and gemini.batch_creates == 1
     assert len(list((gem.root / "results/images").rglob("*.png"))) == 4
+
+
+def test_google_errors_read_from_their_message_when_details_are_missing():
+    """Another endpoint (a gateway, a proxy) may pass Google's error on without its details: a bad
+    key still stops the run (every row would be refused the same), a refused aspect ratio too."""
+    from image_batch.default_plugins.gemini import classify_google_error
+
+    body = {
+        "error": {
+            "code": 400,
+            "message": "API key not valid. Please pass a valid API key.",
+            "status": "INVALID_ARGUMENT",
+        }
+    }
+    fault = classify_google_error(400, "INVALID_ARGUMENT", body, {})
+    assert fault.disposition == "fatal" and "GEMINI_API_KEY" in fault.reason and "GOOGLE_API_KEY" in fault.reason
+    body = {"error": {"code": 400, "message": "Unsupported aspect ratio: 7:3", "status": "INVALID_ARGUMENT"}}
+    assert classify_google_error(400, "INVALID_ARGUMENT", body, {}, {"aspect_ratio": "7:3"}).disposition == "fatal"
+    body = {"error": {"code": 400, "message": "Request contains an invalid argument.", "status": "INVALID_ARGUMENT"}}
+    assert classify_google_error(400, "INVALID_ARGUMENT", body, {}).disposition == "row"

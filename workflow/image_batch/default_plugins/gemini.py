@@ -49,9 +49,11 @@ _KEPT_HEADERS = ("content-type", "x-goog-request-id", "server-timing")
 _NOT_REFUSALS = {"STOP", "FINISH_REASON_UNSPECIFIED", "MAX_TOKENS", None, ""}
 # Fields of a request whose refusal (a 400 naming them) is about the settings, not the row.
 _SETTING_WORDS = re.compile(
-    r"aspect_?ratio|aspectRatio|image_?size|imageSize|image_?config|imageConfig|generation_?config|"
+    r"aspect[_ ]?ratio|aspectRatio|image_?size|imageSize|image_?config|imageConfig|generation_?config|"
     r"generationConfig|response_?modalities|responseModalities|\bmodel\b",
 )
+# A refused key named by the message alone (a gateway may pass Google's error on without its ErrorInfo).
+_KEY_REFUSED = re.compile(r"API key (not valid|expired|invalid)", re.IGNORECASE)
 _QUOTA_STOPS = re.compile(r"per_?day|perday|daily", re.IGNORECASE)
 
 _clients = {}
@@ -155,9 +157,17 @@ def classify_google_error(code, status, details, headers, request=None):
     label = f"{code} {status}".strip()
     model = request.get("model")
     reasons = {str(item.get("reason", "")) for item in found.get("ErrorInfo", ())}
-    if reasons & {"API_KEY_INVALID", "API_KEY_EXPIRED"} or code == 401:
+    if (
+        reasons & {"API_KEY_INVALID", "API_KEY_EXPIRED"}
+        or code == 401
+        or (code == 400 and _KEY_REFUSED.search(message))
+    ):
         return Fault(
-            FATAL, f"{label}: {message} -- the API key was refused: check GEMINI_API_KEY.", status=code, code=status
+            FATAL,
+            f"{label}: {message} -- the API key was refused: check GEMINI_API_KEY (or GOOGLE_API_KEY, which is "
+            "used when both are set).",
+            status=code,
+            code=status,
         )
     if code == 403:
         return Fault(
