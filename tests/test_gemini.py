@@ -523,3 +523,13 @@ def test_google_errors_read_from_their_message_when_details_are_missing():
     assert classify_google_error(400, "INVALID_ARGUMENT", body, {}, {"aspect_ratio": "7:3"}).disposition == "fatal"
     body = {"error": {"code": 400, "message": "Request contains an invalid argument.", "status": "INVALID_ARGUMENT"}}
     assert classify_google_error(400, "INVALID_ARGUMENT", body, {}).disposition == "row"
+
+
+def test_image_bytes_in_either_base64_alphabet_are_read():
+    """Proto JSON takes standard or URL-safe base64, padded or not (google-genai's own types write the
+    URL-safe kind): an answer in either is the same image, never a broken answer paid again."""
+    from image_batch.default_plugins.gemini import find_image
+
+    for text in ("+/8=", "-_8=", "-_8"):
+        answer = {"candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "image/png", "data": text}}]}}]}
+        assert find_image(answer)[0] == b"\xfb\xff", text

@@ -229,6 +229,19 @@ def classify_google_error(code, status, details, headers, request=None):
     return Fault(ROW, f"the API refused the request ({label}): {message}", status=code, code=status)
 
 
+def _bytes(text):
+    """The bytes of a proto JSON ``bytes`` field: standard or URL-safe base64, padded or not (both are
+    valid proto JSON; google-genai's own types write the URL-safe kind)."""
+    try:
+        text = str(text).strip()
+        text += "=" * (-len(text.rstrip("=")) % 4) if "=" not in text else ""
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(text.encode("ascii"))
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidResponse(f"broken base64 in the answer's image: {exc}") from None
+
+
 def find_image(answer):
     """(image bytes, part) of a generateContent answer (a dict); raises faults.Refused for a
     refusal and faults.InvalidResponse for an answer that is neither."""
@@ -259,10 +272,7 @@ def find_image(answer):
             elif part.get("text") and not part.get("thought"):
                 texts.append(str(part["text"]))
         if image is not None:
-            try:
-                return base64.b64decode(image["data"], validate=True), image
-            except (binascii.Error, ValueError, TypeError) as exc:
-                raise InvalidResponse(f"broken base64 in the answer's image: {exc}") from None
+            return _bytes(image["data"]), image
     said = f"; it said: {' '.join(texts)[:200]!r}" if texts else ""
     extra = f" ({note})" if note else ""
     if not candidates:
