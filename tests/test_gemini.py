@@ -414,12 +414,18 @@ def test_a_batch_killed_while_being_created_is_found_again_not_submitted_twice(g
 
 
 @pytest.mark.parametrize(
-    "as_file, drop_metadata, shuffle",
-    [(False, False, False), (True, False, False), (False, True, False), (False, False, True), (True, False, True)],
+    "stand_in",
+    [
+        {},
+        {"results_as_file": True},
+        {"drop_metadata": True},
+        {"shuffle_results": True},
+        {"results_as_file": True, "shuffle_results": True},
+        {"output_in": "response"},  # the output only in the operation's response
+        {"output_in": "metadata"},  # the output only in metadata.output
+    ],
 )
-def test_an_expired_batch_goes_again_and_results_in_a_file_are_read(
-    gemini, monkeypatch, tmp_path, as_file, drop_metadata, shuffle
-):
+def test_an_expired_batch_goes_again_and_results_in_a_file_are_read(gemini, monkeypatch, tmp_path, stand_in):
     from image_batch.default_plugins.gemini import GeminiImagesProvider
     from image_batch.images.gemini_batch import GeminiBatchRunner
     from tests.conftest import settings_for
@@ -427,7 +433,9 @@ def test_an_expired_batch_goes_again_and_results_in_a_file_are_read(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GEMINI_API_KEY", KEY)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
-    gemini.results_as_file, gemini.drop_metadata, gemini.shuffle_results = as_file, drop_metadata, shuffle
+    for name, value in stand_in.items():
+        setattr(gemini, name, value)
+    as_file = stand_in.get("results_as_file", False)
     gemini.expire_next_batches = 1  # the first batch ends EXPIRED with no line run (not billed)
     settings = settings_for(provider="gemini", mode="batch", batch={"poll_seconds": 0.01})
     params = GeminiImagesProvider.request_params(settings.section("gemini"))

@@ -186,6 +186,7 @@ class FakeGemini(LoopbackServer):
         self.results_as_file = False  # True: results in a JSONL file (output.responsesFile), not inline
         self.files = {}
         self.drop_metadata = False  # True: inline results without the requests' metadata (in order)
+        self.output_in = "both"  # where a finished batch's output is: "metadata" (.output), "response", or both
         self.shuffle_results = False  # True: results in the reverse of the requests' order (each with its key)
         self.list_page_size = 2  # batches.list answers this many a page at most (nextPageToken for the rest)
         self.cancelled = []  # names of the batches cancelled (POST batches/<id>:cancel)
@@ -491,17 +492,18 @@ class FakeGemini(LoopbackServer):
             self.files[name] = "".join(json.dumps(line) + "\n" for line in lines)
             output = {"responsesFile": name}
         metadata = batch["operation"]["metadata"]
-        metadata.update(state="BATCH_STATE_SUCCEEDED", output=output)
+        metadata["state"] = "BATCH_STATE_SUCCEEDED"
+        if self.output_in in ("both", "metadata"):
+            metadata["output"] = output
         metadata["batchStats"] = {
             "requestCount": str(len(answers)),
             "successfulRequestCount": str(sum(1 for a in answers if "response" in a)),
             "failedRequestCount": str(sum(1 for a in answers if "error" in a)),
         }
-        batch["operation"].update(
-            done=True,
-            response={"@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatchOutput"}
-            | output,
-        )
+        batch["operation"]["done"] = True
+        if self.output_in in ("both", "response"):
+            kind = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatchOutput"
+            batch["operation"]["response"] = {"@type": kind} | output
 
     def _answer(self, behavior, model, prompt, size):
         if behavior == "rate_limit":
