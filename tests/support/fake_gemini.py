@@ -125,6 +125,40 @@ def inline_images(contents):
     return found
 
 
+# The fields a generateContent request may have on the Gemini Developer API (v1beta), by object;
+# proto JSON takes each in lowerCamel or snake_case.
+FIELDS = {
+    "request": {"contents", "tools", "toolConfig", "safetySettings", "systemInstruction", "generationConfig"}
+    | {"cachedContent", "model"},
+    "generationConfig": {"stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema"}
+    | {"responseModalities", "candidateCount", "maxOutputTokens", "temperature", "topP", "topK", "seed"}
+    | {"presencePenalty", "frequencyPenalty", "responseLogprobs", "logprobs", "enableEnhancedCivicAnswers"}
+    | {"speechConfig", "thinkingConfig", "imageConfig", "mediaResolution"},
+    "imageConfig": {"aspectRatio", "imageSize"},
+}
+
+
+def _camel(name):
+    head, *rest = name.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def unknown_fields(body):
+    """The first field of a generateContent request the API does not have ("generationConfig.foo"), or None."""
+    objects = [("request", body, "")]
+    config = body.get("generationConfig") or body.get("generation_config")
+    if isinstance(config, dict):
+        objects.append(("generationConfig", config, "generation_config."))
+        image = config.get("imageConfig") or config.get("image_config")
+        if isinstance(image, dict):
+            objects.append(("imageConfig", image, "generation_config.image_config."))
+    for kind, fields, where in objects:
+        for name in fields:
+            if _camel(name) not in FIELDS[kind]:
+                return where + name
+    return None
+
+
 def error_body(code, status, message, details=()):
     return {"error": {"code": code, "message": message, "status": status, "details": list(details)}}
 
@@ -297,6 +331,11 @@ class FakeGemini(LoopbackServer):
         )
         config = body.get("generationConfig") or {}
         call.update(prompt=prompt, generation_config=config, images=inline_images(body.get("contents")))
+        unknown = unknown_fields(body)
+        if unknown:  # as the API answers a field it does not have (e.g. imageConfig.outputMimeType)
+            return 400, error_body(
+                400, "INVALID_ARGUMENT", f'Invalid JSON payload received. Unknown name "{unknown}": Cannot find field.'
+            )
         if version == "v1beta" and model in TEXT_MODELS:
             return self._write(model, prompt, body, call)
         if version != "v1beta" or model not in self.models:
@@ -467,7 +506,10 @@ class FakeGemini(LoopbackServer):
             )
             record = {"prompt": prompt, "metadata": line.get("metadata"), "model": batch["model"]}
             record["images"] = inline_images(request.get("contents"))
-            if batch["model"] in TEXT_MODELS:  # prompts written by a chat model, as live
+            unknown = unknown_fields(request)
+            if unknown:
+                status, body = 400, error_body(400, "INVALID_ARGUMENT", f'Unknown name "{unknown}": Cannot find field.')
+            elif batch["model"] in TEXT_MODELS:  # prompts written by a chat model, as live
                 status, body = self._write(batch["model"], prompt, request, record)
             else:
                 status, body = self._generate(batch["model"], prompt, request.get("generationConfig") or {}, record)
