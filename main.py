@@ -75,7 +75,7 @@ def parser():
     p.add_argument("--report", metavar="FILE", help="write the gallery (report.html or report.zip); make nothing")
     settings = p.add_argument_group("settings for this run (override config/config.yaml)")
     settings.add_argument("--model", help="the image model, e.g. gpt-image-2 (the provider's section: openai.model)")
-    settings.add_argument("--size", help="image size, e.g. 1536x1024 or auto")
+    settings.add_argument("--size", help="image size, e.g. 1536x1024 or auto (provider gemini: 1K, 2K, 4K)")
     settings.add_argument("--quality", help="low, medium, high, auto (and xhigh, max where the model takes them)")
     settings.add_argument("--mode", choices=("live", "batch"), help="batch: half price through the Batch API")
     settings.add_argument(
@@ -89,6 +89,8 @@ def parser():
 
 
 OPTION_KEYS = {"model": "model", "size": "size", "quality": "quality"}  # provider-section settings
+# ... named otherwise in a provider's section (None: that provider has no such setting)
+SECTION_KEYS = {"gemini": {"size": "image_size", "quality": None}}
 
 
 def option_overrides(args, config):
@@ -99,7 +101,17 @@ def option_overrides(args, config):
     section = "openai" if provider in ("auto", "offline") else provider
     if provider == "auto" and not api_key() and gemini_api_key():
         section = "gemini"  # what auto picks with a Gemini key alone (common.settings.resolve)
-    items = [f"{section}.{key}={getattr(args, option)}" for option, key in OPTION_KEYS.items() if getattr(args, option)]
+    items = []
+    for option, key in OPTION_KEYS.items():
+        if not getattr(args, option):
+            continue
+        key = SECTION_KEYS.get(section, {}).get(option, key)
+        if key is None:
+            raise UserError(
+                f"--{option}: {section} takes no {option} (its settings: {section}.model, {section}.image_size, "
+                f"{section}.aspect_ratio; e.g. --size 2K, --set {section}.aspect_ratio=16:9)"
+            )
+        items.append(f"{section}.{key}={getattr(args, option)}")
     if args.mode:
         items.append(f"mode={args.mode}")
     return items + list(args.set)

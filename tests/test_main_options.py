@@ -47,6 +47,21 @@ def test_options_go_to_gemini_when_auto_picks_gemini(monkeypatch):
     assert main.option_overrides(args, {"provider": "auto"}) == ["openai.model=gemini-3-pro-image"]
 
 
+def test_size_goes_to_gemini_image_size_and_quality_is_refused_for_gemini():
+    """--size 2K with provider gemini is gemini.image_size (gemini.size is no setting: the run stopped
+    on "unknown key 'size'"); Gemini takes no quality, said in one line naming what it takes."""
+    from image_batch.common.errors import UserError
+
+    args = main.parser().parse_intermixed_args(["s.csv", "--model", "gemini-3-pro-image", "--size", "2K"])
+    assert main.option_overrides(args, {"provider": "gemini"}) == [
+        "gemini.model=gemini-3-pro-image",
+        "gemini.image_size=2K",
+    ]
+    args = main.parser().parse_intermixed_args(["s.csv", "--quality", "high"])
+    with pytest.raises(UserError, match=r"--quality: gemini takes no quality .*gemini.image_size"):
+        main.option_overrides(args, {"provider": "gemini"})
+
+
 def test_options_and_dotted_config_reach_the_api(keyed, api):
     (keyed.root / "input.csv").write_text(SHEET)
     options = ("--model", "gpt-image-2", "--quality", "high")
