@@ -94,6 +94,18 @@ def line_error(error):
     return retry, f"the Batch API answered {said}: {error.get('message') or 'no reason'}"
 
 
+def _counts(stats):
+    """ " (6 request(s): 4 succeeded, 1 failed, 1 pending)" of a batch's ``batchStats`` (int64s come as strings)."""
+    if not isinstance(stats, dict) or not stats.get("requestCount"):
+        return ""
+    said = [
+        f"{stats[f'{name}RequestCount']} {word}"
+        for name, word in (("successful", "succeeded"), ("failed", "failed"), ("pending", "pending"))
+        if str(stats.get(f"{name}RequestCount") or "0") != "0"
+    ]
+    return f" ({stats['requestCount']} request(s){': ' + ', '.join(said) if said else ''})"
+
+
 class GeminiBatchState:
     """The Gemini batches this response store has submitted (persisted, flock'ed)."""
 
@@ -239,7 +251,7 @@ class GeminiBatchRunner:
                 metadata = operation.get("metadata") or {}
                 status = _state_name(metadata.get("state"))
                 if status != entry["status"]:
-                    self.log(f"Gemini batch {entry['id']}: {status} {metadata.get('batchStats') or ''}".rstrip())
+                    self.log(f"Gemini batch {entry['id']}: {status}{_counts(metadata.get('batchStats'))}")
                 entry["status"] = status
                 if status in TERMINAL:
                     self._outputs[entry["id"]] = operation
