@@ -297,6 +297,9 @@ def test_bad_settings_and_batch_mode_are_refused_before_any_call(gem, gemini):
     result = gem.snakemake(check=False)
     assert "gemini.model 'gemini-3.1-flash-image' was shut down on 2026-10-29" in result.output
     assert "Traceback" not in result.output
+    update_config(gem.root, gemini={"model": "imagen-4.0-generate-001", "image_size": None})  # left the Gemini API
+    result = gem.snakemake(check=False)
+    assert "gemini.model 'imagen-4.0-generate-001' was shut down on 2026-08-17" in result.output, result.output[-2000:]
     assert gemini.calls == [] and gemini.batch_creates == 0
 
 
