@@ -544,3 +544,11 @@ def test_image_bytes_in_either_base64_alphabet_are_read():
     for text in ("+/8=", "-_8=", "-_8"):
         answer = {"candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "image/png", "data": text}}]}}]}
         assert find_image(answer)[0] == b"\xfb\xff", text
+
+
+def test_google_api_key_wins_over_gemini_api_key_as_in_the_sdk(gem, gemini):
+    """Both set: GOOGLE_API_KEY is the one sent (google-genai's order), in the x-goog-api-key header."""
+    gem.env.update(GOOGLE_API_KEY=KEY, GEMINI_API_KEY="AIzaSy-stale-key")
+    (gem.root / "input.csv").write_text("image_id,context,description\nfox,Nature,A red fox in snow\n")
+    gem.snakemake()
+    assert len(gemini.paid_calls) == 1 and all(c["key_in_header"] for c in gemini.calls)
