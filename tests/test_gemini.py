@@ -210,6 +210,8 @@ def test_a_sheet_runs_through_gemini_with_every_guarantee(gem, gemini):
     gemini.set_behavior("SAFETY", "image_safety")
     gemini.fail_times("FLAKY", "unavailable", 2)
     gemini.fail_times("BUSY", "rate_limit", 1)
+    gemini.retry_delay = "0.25s"  # google.rpc.RetryInfo: the wait before the next attempt
+    update_config(gem.root, retry={"max_wait": 1})  # (the tests' backoff is capped at 0.05 s)
     dry = gem.snakemake("-n")
     assert "4 to pay for: about $0.54 live, $0.27 in batch mode" in dry.output, dry.output[-3000:]
     assert gemini.calls == []  # a dry run calls nothing
@@ -233,6 +235,8 @@ def test_a_sheet_runs_through_gemini_with_every_guarantee(gem, gemini):
         assert sidecar["cost"]["usd"] == pytest.approx(expected) and sidecar["cost"]["basis"] == "usage"
     assert not (gem.root / "results/images/nature/owl.png").exists()
     assert len(gemini.calls_for("FLAKY")) == 3 and len(gemini.calls_for("BUSY")) == 2
+    assert "429 RESOURCE_EXHAUSTED" in (log := (gem.root / "results/logs/images/food/tea.log").read_text())
+    assert "retrying in 0.25s" in log, log  # the server's RetryInfo delay, not the backoff's
     assert len(gemini.calls_for("SAFETY")) == 1  # a refusal is not asked again
     # every paid answer is in the store, as received (the refused one set aside with its reason)
     entries = list((gem.root / "response-store").glob("??/*.json"))
