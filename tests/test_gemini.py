@@ -556,3 +556,34 @@ def test_google_api_key_wins_over_gemini_api_key_as_in_the_sdk(gem, gemini):
     (gem.root / "input.csv").write_text("image_id,context,description\nfox,Nature,A red fox in snow\n")
     gem.snakemake()
     assert len(gemini.paid_calls) == 1 and all(c["key_in_header"] for c in gemini.calls)
+
+
+def test_faults_of_the_batch_endpoints_are_retried_and_a_lost_create_answer_makes_no_second_batch(
+    gemini, monkeypatch, tmp_path
+):
+    """503 / 429 (with RetryInfo) / 500 on creating, polling, listing and downloading are retried with
+    backoff, as live calls are; a create whose answer was lost (the batch was made) is found by its
+    display name before trying again: one batch, every line once, nothing failed."""
+    from image_batch.default_plugins.gemini import GeminiImagesProvider
+    from image_batch.images.gemini_batch import GeminiBatchRunner
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
+    gemini.results_as_file = True
+    gemini.lose_create_answers = 1
+    gemini.fail_batch_times("create", "rate_limit", 1)
+    gemini.fail_batch_times("list", "server_error", 1)
+    gemini.fail_batch_times("get", "unavailable", 2)
+    gemini.fail_batch_times("download", "timeout", 1)
+    retry = {"initial_wait": 0.01, "max_wait": 0.05}
+    settings = settings_for(provider="gemini", mode="batch", batch={"poll_seconds": 0.01}, retry=retry)
+    params = GeminiImagesProvider.request_params(settings.section("gemini"))
+    specs = [{"request": {"provider": "gemini", **params, "prompt": p}} for p in ("one", "two")]
+    said = []
+    result = GeminiBatchRunner(settings, said.append).run(specs)
+    assert result["stored"] == 2 and not result["failed"], said
+    assert gemini.batch_creates == 1 and sorted(line["prompt"] for line in gemini.batch_lines) == ["one", "two"]
+    assert not any(fault[2] for fault in gemini._batch_faults)  # every fault was met
+    assert any("created although its answer was lost" in line for line in said), said

@@ -224,6 +224,8 @@ class FakeGemini(LoopbackServer):
         self.shuffle_results = False  # True: results in the reverse of the requests' order (each with its key)
         self.list_page_size = 2  # batches.list answers this many a page at most (nextPageToken for the rest)
         self.cancelled = []  # names of the batches cancelled (POST batches/<id>:cancel)
+        self._batch_faults = []  # [kind, behavior, times left] (fail_batch_times)
+        self.lose_create_answers = 0  # that many batches are created but answered 503 (the answer lost)
 
     @property
     def base_url(self):
@@ -273,7 +275,12 @@ class FakeGemini(LoopbackServer):
             "key_in_body": self.api_key.encode() in raw,
             "user_agent": handler.headers.get("user-agent", ""),
         }
-        status, body = self._route(handler, url.path, raw, call)
+        fault = self._batch_fault(handler, url.path)
+        if fault:
+            call.update(kind="batch", fault=True)
+        status, body = fault or self._route(handler, url.path, raw, call)
+        if call.get("kind") == "batch" and status == 200 and call.pop("lose_answer", False):
+            status, body = self._answer("unavailable", None, "", None)  # made, but the answer is lost
         call["status"] = status
         with self._lock:
             (self.batch_requests if call.get("kind") == "batch" else self.calls).append(call)
@@ -283,6 +290,34 @@ class FakeGemini(LoopbackServer):
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
+
+    def fail_batch_times(self, kind, behavior, n):
+        """The next ``n`` requests to the batch endpoint ``kind`` (create, get, list, cancel, download)
+        get ``behavior`` (an error behaviour: rate_limit, unavailable, ...), without doing anything."""
+        assert behavior in BEHAVIORS and kind in ("create", "get", "list", "cancel", "download"), (kind, behavior)
+        self._batch_faults.append([kind, behavior, n])
+
+    @staticmethod
+    def _batch_kind(method, path):
+        parts = path.strip("/").split("/")
+        if parts[-1].endswith(":batchGenerateContent"):
+            return "create"
+        if parts[-1].endswith(":download"):
+            return "download"
+        if parts[1:2] == ["batches"]:
+            if len(parts) == 2:
+                return "list"
+            return "cancel" if parts[-1].endswith(":cancel") else "get"
+        return None
+
+    def _batch_fault(self, handler, path):
+        kind = self._batch_kind(handler.command, path)
+        with self._lock:
+            for fault in self._batch_faults:
+                if fault[0] == kind and fault[2] > 0:
+                    fault[2] -= 1
+                    return self._answer(fault[1], None, "", None)
+        return None
 
     def _route(self, handler, path, raw, call):
         if handler.headers.get("x-goog-api-key") != self.api_key:
@@ -316,7 +351,7 @@ class FakeGemini(LoopbackServer):
         call.update(version=version, model=model)
         if method == "batchGenerateContent":
             call["kind"] = "batch"
-            return self._create_batch(version, model, raw)
+            return self._create_batch(version, model, raw, call)
         if method != "generateContent":
             return 404, error_body(404, "NOT_FOUND", f"Method not found: {method}")
         try:
@@ -422,7 +457,7 @@ class FakeGemini(LoopbackServer):
 
     # -- batches ------------------------------------------------------------------------------
 
-    def _create_batch(self, version, model, raw):
+    def _create_batch(self, version, model, raw, call):
         if version != "v1beta" or (model not in self.models and model not in TEXT_MODELS):
             return 404, error_body(404, "NOT_FOUND", f"models/{model} is not found for API version {version}")
         batch = (json.loads(raw) or {}).get("batch") or {}
@@ -441,6 +476,9 @@ class FakeGemini(LoopbackServer):
             return 400, error_body(400, "INVALID_ARGUMENT", "Request payload size exceeds the limit: 20971520 bytes.")
         with self._lock:
             self.batch_creates += 1
+            if self.lose_create_answers:
+                self.lose_create_answers -= 1
+                call["lose_answer"] = True
             name = f"batches/{uuid.uuid4().hex[:16]}"
             operation = {
                 "name": name,

@@ -25,6 +25,7 @@ import base64
 import fcntl
 import hashlib
 import json
+import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -189,11 +190,57 @@ class GeminiBatchRunner:
         self.log = log
         self.provider = get_provider("gemini", settings)
         self.store = open_store(settings)
+        self.retry = settings.retry
         self.sleep = sleep
         self._outputs = {}
+        self._request = None  # a request of the run: what classify names (model, endpoint)
 
     def client(self, request):
+        self._request = self._request or request
         return self.provider.client(request)
+
+    # -- transient faults of the batch endpoints: retried as live calls are -------------------------
+
+    def _backoff(self, attempt, fault):
+        if fault.retry_after is not None:  # google.rpc.RetryInfo
+            return min(fault.retry_after, max(self.retry.max_wait, float(self.batch.poll_seconds)))
+        wait = min(self.retry.initial_wait * 2 ** (attempt - 1), self.retry.max_wait)
+        return wait + random.uniform(0, self.retry.initial_wait)
+
+    def _retryable(self, exc, attempt, began):
+        """The fault of ``exc`` when another try may cure it and the retry budget allows one, else None."""
+        fault = self.provider.classify(exc, self._request)
+        if fault is None or fault.disposition != faults.RETRY or attempt >= self.retry.max_attempts:
+            return None
+        return fault if time.monotonic() - began <= self.retry.max_seconds else None
+
+    def call(self, what, fn, *args, lost=None, **kwargs):
+        """``fn(*args, **kwargs)``, transient faults (429 with its RetryInfo delay, 5xx, resets,
+        timeouts) retried with backoff, up to retry.max_attempts calls / retry.max_seconds. ``lost``:
+        called before each new try; what it returns (not None) is the answer (a create whose answer
+        was lost: the batch it made)."""
+        began, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                fault = self._retryable(exc, attempt, began)
+                if fault is None:
+                    raise
+                wait = self._backoff(attempt, fault)
+                self.log(f"{what} failed ({redact(fault.reason)}); trying again in {wait:.2f}s")
+                self.sleep(wait)
+                found = lost() if lost else None
+                if found is not None:
+                    return found
+
+    def _find_created(self, client, name):
+        """The batch whose display name is ``name`` (the list is read to its end, page by page), or None."""
+        return next((b for b in client.batches.list(config={"page_size": 100}) if b.display_name == name), None)
+
+    def find_created(self, client, name):
+        return self.call("looking for a batch an earlier attempt created", self._find_created, client, name)
 
     # -- submitting -------------------------------------------------------------------------------
 
@@ -201,10 +248,7 @@ class GeminiBatchRunner:
         """Batches a killed run was creating when it died: adopt the ones the API made."""
         for entry in state.batches:
             if entry.get("status") == "submitting" and not entry.get("id"):
-                name = PREFIX + entry["digest"]
-                found = next(
-                    (b for b in client.batches.list(config={"page_size": 100}) if b.display_name == name), None
-                )
+                found = self.find_created(client, PREFIX + entry["digest"])
                 if found is not None:
                     entry.update(id=found.name, status=_state_name(found.state))
                     self.log(f"found batch {found.name}, created by an earlier run that was stopped; polling it")
@@ -217,10 +261,21 @@ class GeminiBatchRunner:
         entry["started_at"] = int(time.time())
         state.batches.append(entry)
         state.save()  # before anything is created: a run killed from here on looks before it submits
-        job = client.batches.create(
+        name = PREFIX + digest
+
+        def lost():
+            found = self.find_created(client, name)
+            if found is not None:
+                self.log(f"Gemini batch {found.name} was created although its answer was lost: polling it")
+            return found
+
+        job = self.call(
+            "creating a Gemini batch",
+            client.batches.create,
             model=model,
             src=[{**body, "metadata": {"key": key}} for key, body in lines],
-            config={"display_name": PREFIX + digest},
+            config={"display_name": name},
+            lost=lost,
         )
         entry.update(id=job.name, status=_state_name(job.state))
         state.save()
@@ -240,14 +295,7 @@ class GeminiBatchRunner:
             if not running:
                 return
             for entry in running:
-                try:
-                    operation = self._get(client, entry["id"])
-                except Exception as exc:
-                    fault = self.provider.classify(exc, request)
-                    if fault is None or fault.disposition == faults.FATAL:
-                        raise
-                    self.log(f"polling {entry['id']} failed ({redact(fault.reason)}); trying again")
-                    continue
+                operation = self.call(f"polling {entry['id']}", self._get, client, entry["id"])
                 metadata = operation.get("metadata") or {}
                 status = _state_name(metadata.get("state"))
                 if status != entry["status"]:
@@ -265,11 +313,15 @@ class GeminiBatchRunner:
         if entry.get("collected"):
             return
         keys = set(entry["keys"])
-        operation = self._outputs.get(entry["id"]) or self._get(client, entry["id"])
+        operation = self._outputs.get(entry["id"]) or self.call(
+            f"reading {entry['id']}", self._get, client, entry["id"]
+        )
         output = (operation.get("metadata") or {}).get("output") or operation.get("response") or {}
         lines = (output.get("inlinedResponses") or {}).get("inlinedResponses") or []
         if output.get("responsesFile"):  # results in a file (never resubmit for want of reading it)
-            data = client.files.download(file=output["responsesFile"])
+            data = self.call(
+                f"downloading {output['responsesFile']}", client.files.download, file=output["responsesFile"]
+            )
             lines = [json.loads(text) for text in data.decode("utf-8").splitlines() if text.strip()]
         ordered = entry["keys"] if len(lines) == len(entry["keys"]) else [None] * len(lines)
         for line, by_position in zip(lines, ordered, strict=True):
@@ -319,7 +371,7 @@ class GeminiBatchRunner:
                 if entry["status"] in TERMINAL:
                     self.log(f"{head}, which has ended ({entry['status']}): collecting its answers")
                 elif abandon:
-                    client.batches.cancel(name=entry["id"])
+                    self.call(f"cancelling {entry['id']}", client.batches.cancel, name=entry["id"])
                     self.log(
                         f"{head}: cancelled it (batch.abandon); the lines it completed are kept, "
                         "the others are made live"
@@ -353,8 +405,8 @@ class GeminiBatchRunner:
             if fault is None:
                 raise
             raise UserError(
-                f"Gemini batch mode stopped: {redact(fault.reason)}. Batches already submitted are recorded in "
-                f"{Path(self.store.state_dir) / 'batches' / 'gemini.json'}; run again to go on (nothing is "
+                f"Gemini batch mode stopped: {redact(fault.reason).rstrip('.')}. Batches already submitted are "
+                f"recorded in {Path(self.store.state_dir) / 'batches' / 'gemini.json'}; run again to go on (nothing is "
                 "submitted twice)."
             ) from None
 
