@@ -587,3 +587,31 @@ def test_faults_of_the_batch_endpoints_are_retried_and_a_lost_create_answer_make
     assert gemini.batch_creates == 1 and sorted(line["prompt"] for line in gemini.batch_lines) == ["one", "two"]
     assert not any(fault[2] for fault in gemini._batch_faults)  # every fault was met
     assert any("created although its answer was lost" in line for line in said), said
+
+
+def test_a_recorded_gemini_batch_the_api_no_longer_knows_is_marked_gone_and_asked_again(gemini, monkeypatch, tmp_path):
+    """A batch recorded by an earlier run that the API answers 404 for (deleted, or kept no longer):
+    marked gone, said once, its requests submitted again; it never blocks every later run."""
+    from image_batch.default_plugins.gemini import GeminiImagesProvider
+    from image_batch.images.gemini_batch import GeminiBatchRunner, chunks, pending
+    from image_batch.images.store import open_store
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
+    settings = settings_for(provider="gemini", mode="batch", batch={"poll_seconds": 0.01})
+    params = GeminiImagesProvider.request_params(settings.section("gemini"))
+    specs = [{"request": {"provider": "gemini", **params, "prompt": p}} for p in ("one", "two")]
+    runner = GeminiBatchRunner(settings, lambda line: None)
+    [(model, lines, digest)] = chunks(pending(specs, open_store(settings)), runner.provider, 500, 10**7)
+    folder = Path(open_store(settings).state_dir) / "batches"
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"digest": digest, "id": "batches/long-gone", "model": model, "keys": [k for k, _ in lines]}
+    (folder / "gemini.json").write_text(json.dumps({"batches": [{**record, "status": "RUNNING"}]}))
+    said = []
+    result = GeminiBatchRunner(settings, said.append).run(specs)
+    assert result["stored"] == 2 and not result["failed"] and gemini.batch_creates == 1
+    assert [line for line in said if "batches/long-gone" in line and "404" in line], said
+    state = json.loads((folder / "gemini.json").read_text())
+    assert state["batches"][0]["status"] == "GONE" and state["batches"][0]["collected"]

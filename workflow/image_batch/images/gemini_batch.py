@@ -42,7 +42,8 @@ from image_batch.providers import get_provider
 # result (images, base64) a reasonable download.
 INLINE_BYTES = 19_000_000
 INLINE_LINES = 500
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"}
+# GONE: a recorded batch the API no longer knows (404 while the API answers): nothing more comes of it
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "GONE"}
 PREFIX = "image-batch-"  # display name: PREFIX + digest of the input
 
 
@@ -289,13 +290,35 @@ class GeminiBatchRunner:
         answer = client._api_client.request("get", name, {})
         return json.loads(answer.body or "{}")
 
+    def _gone(self, exc, client):
+        """Whether ``exc`` is a 404 for one batch while the Batch API answers (not a wrong endpoint)."""
+        fault = self.provider.classify(exc, self._request)
+        if fault is None or fault.status != 404:
+            return False
+        try:
+            next(iter(client.batches.list(config={"page_size": 1})), None)
+        except Exception:
+            return False
+        return True
+
     def wait(self, state, client, entries, request):
         while True:
             running = [e for e in entries if e["status"] not in TERMINAL]
             if not running:
                 return
             for entry in running:
-                operation = self.call(f"polling {entry['id']}", self._get, client, entry["id"])
+                try:
+                    operation = self.call(f"polling {entry['id']}", self._get, client, entry["id"])
+                except Exception as exc:
+                    if not self._gone(exc, client):
+                        raise
+                    entry.update(status="GONE", collected=True, gone_at=int(time.time()))
+                    state.save()
+                    self.log(
+                        f"Gemini batch {entry['id']} is no longer known to the API (404): marked as gone in "
+                        f"{state.path}; its {len(entry['keys'])} request(s) are asked for again"
+                    )
+                    continue
                 metadata = operation.get("metadata") or {}
                 status = _state_name(metadata.get("state"))
                 if status != entry["status"]:
