@@ -615,3 +615,21 @@ def test_a_recorded_gemini_batch_the_api_no_longer_knows_is_marked_gone_and_aske
     assert [line for line in said if "batches/long-gone" in line and "404" in line], said
     state = json.loads((folder / "gemini.json").read_text())
     assert state["batches"][0]["status"] == "GONE" and state["batches"][0]["collected"]
+
+
+def test_answers_of_other_shapes_the_api_may_send():
+    """Several candidates (the image in the second), a refusal with no content at all, and usage
+    without per-modality details or thinking tokens: read as the image, the refusal and the usage."""
+    from image_batch.default_plugins.gemini import find_image, usage_of
+    from image_batch.images.faults import Refused
+
+    image = {"content": {"parts": [{"text": "here"}, {"inlineData": {"mimeType": "image/jpeg", "data": "AQID"}}]}}
+    refused = {"finishReason": "IMAGE_SAFETY", "index": 0}
+    assert find_image({"candidates": [refused, image]})[0] == b"\x01\x02\x03"
+    with pytest.raises(Refused) as caught:
+        find_image({"candidates": [refused], "usageMetadata": {"promptTokenCount": 9}})
+    assert caught.value.code == "IMAGE_SAFETY"
+    usage = usage_of({"promptTokenCount": 9, "candidatesTokenCount": 1120, "totalTokenCount": 1129})
+    assert usage["output_tokens_details"] == {"image_tokens": 1120, "text_tokens": 0}
+    assert usage["input_tokens_details"]["text_tokens"] == 9
+    assert usage_of(None) is None
