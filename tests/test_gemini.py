@@ -633,3 +633,37 @@ def test_answers_of_other_shapes_the_api_may_send():
     assert usage["output_tokens_details"] == {"image_tokens": 1120, "text_tokens": 0}
     assert usage["input_tokens_details"]["text_tokens"] == 9
     assert usage_of(None) is None
+
+
+def test_a_batch_resubmitted_with_the_same_lines_is_told_apart_from_the_expired_one(gemini, monkeypatch, tmp_path):
+    """Round 2 submits the lines of an expired batch again (the same input): a run killed while
+    creating it finds the batch it was creating, not the expired one with the same input (in
+    whatever order the API lists them), so the new batch is polled and nothing is submitted a third time."""
+    from image_batch.default_plugins.gemini import GeminiImagesProvider
+    from image_batch.images.gemini_batch import GeminiBatchRunner
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
+    gemini.list_oldest_first = True
+    gemini.expire_next_batches = 1  # round 1's batch expires, unrun
+    gemini.lose_create_answers = 0
+    retry = {"max_attempts": 1}  # the create whose answer is lost stops the run, as a kill would
+    settings = settings_for(provider="gemini", mode="batch", batch={"poll_seconds": 0.01}, retry=retry)
+    params = GeminiImagesProvider.request_params(settings.section("gemini"))
+    specs = [{"request": {"provider": "gemini", **params, "prompt": p}} for p in ("one", "two")]
+    runner = GeminiBatchRunner(settings, lambda line: None)
+    original = runner.submit
+
+    def submit_then_lose(*args):  # round 2's create: made on the API, its answer lost
+        gemini.lose_create_answers = 1 if gemini.batch_creates == 1 else 0
+        return original(*args)
+
+    runner.submit = submit_then_lose
+    with pytest.raises(Exception, match="503"):
+        runner.run(specs)
+    assert gemini.batch_creates == 2
+    result = GeminiBatchRunner(settings, lambda line: None).run(specs)
+    assert result["stored"] == 2 and not result["failed"]
+    assert gemini.batch_creates == 2 and sorted(line["prompt"] for line in gemini.batch_lines) == ["one", "two"]

@@ -222,6 +222,7 @@ class FakeGemini(LoopbackServer):
         self.drop_metadata = False  # True: inline results without the requests' metadata (in order)
         self.output_in = "both"  # where a finished batch's output is: "metadata" (.output), "response", or both
         self.shuffle_results = False  # True: results in the reverse of the requests' order (each with its key)
+        self.list_oldest_first = False  # True: batches.list oldest first (else newest first)
         self.list_page_size = 2  # batches.list answers this many a page at most (nextPageToken for the rest)
         self.cancelled = []  # names of the batches cancelled (POST batches/<id>:cancel)
         self._batch_faults = []  # [kind, behavior, times left] (fail_batch_times)
@@ -500,7 +501,8 @@ class FakeGemini(LoopbackServer):
             query = parse_qs(urlparse(handler.path).query)
             size = min(int((query.get("pageSize") or ["50"])[0]), self.list_page_size)
             start = int((query.get("pageToken") or ["0"])[0])
-            operations = [b["operation"] for b in reversed(list(self.batches.values()))]
+            operations = [b["operation"] for b in self.batches.values()]  # (the API promises no order)
+            operations = operations if self.list_oldest_first else operations[::-1]
             page = {"operations": operations[start : start + size]}
             if start + size < len(operations):
                 page["nextPageToken"] = str(start + size)

@@ -16,9 +16,10 @@ request's ``metadata`` (or, when the API puts them in a file, ``output.responses
 with a ``key``, read through ``files.download``). The batch is read back as received (the SDK's HTTP client, ``GET
 batches/<id>``), so each stored answer is the JSON the API sent, not a re-serialised model.
 
-A batch a killed run was creating is found again by its display name, which carries the digest of
-its input. The record is ``<response store>/batches/gemini.json`` (its own file: OpenAI's batches
-keep theirs in state.json).
+A batch a killed run was creating is found again by its display name, recorded before it is
+created: the digest of its input and a mark of its own (a later round may submit the same input).
+The record is ``<response store>/batches/gemini.json`` (its own file: OpenAI's batches keep theirs
+in state.json).
 """
 
 import base64
@@ -27,6 +28,7 @@ import hashlib
 import json
 import random
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -249,7 +251,7 @@ class GeminiBatchRunner:
         """Batches a killed run was creating when it died: adopt the ones the API made."""
         for entry in state.batches:
             if entry.get("status") == "submitting" and not entry.get("id"):
-                found = self.find_created(client, PREFIX + entry["digest"])
+                found = self.find_created(client, entry.get("display_name") or PREFIX + entry["digest"])
                 if found is not None:
                     entry.update(id=found.name, status=_state_name(found.state))
                     self.log(f"found batch {found.name}, created by an earlier run that was stopped; polling it")
@@ -260,9 +262,11 @@ class GeminiBatchRunner:
     def submit(self, state, client, model, lines, digest):
         entry = {"digest": digest, "model": model, "keys": [k for k, _ in lines], "status": "submitting"}
         entry["started_at"] = int(time.time())
+        # the input's digest and this submission's own mark: a later round may submit the same lines
+        # again (their batch expired), and only this name tells its batch from the earlier one
+        entry["display_name"] = name = f"{PREFIX}{digest}-{uuid.uuid4().hex[:8]}"
         state.batches.append(entry)
         state.save()  # before anything is created: a run killed from here on looks before it submits
-        name = PREFIX + digest
 
         def lost():
             found = self.find_created(client, name)
