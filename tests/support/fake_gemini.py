@@ -13,7 +13,8 @@ Behaviours, chosen per prompt substring (``set_behavior`` / ``fail_times``) or f
 (``default_behavior``), each with the real API's exact body:
 
 - ``ok``; ``png`` (a real PNG); ``image_safety`` / ``prohibited`` / ``no_image`` (HTTP 200, no image,
-  ``finishReason`` IMAGE_SAFETY / IMAGE_PROHIBITED_CONTENT / NO_IMAGE); ``blocked`` (HTTP 200,
+  ``finishReason`` IMAGE_SAFETY -- a candidate with no content, a ``finishMessage`` -- /
+  IMAGE_PROHIBITED_CONTENT / NO_IMAGE, with a text part); ``blocked`` (HTTP 200,
   ``promptFeedback.blockReason`` PROHIBITED_CONTENT, no candidates)
 - ``rate_limit`` (429 RESOURCE_EXHAUSTED with ``google.rpc.RetryInfo`` ``retryDelay`` =
   ``retry_delay``, no Retry-After header); ``daily_quota`` (429 with a per-day ``QuotaFailure``)
@@ -24,9 +25,17 @@ Batch mode: ``POST /v1beta/models/{model}:batchGenerateContent`` with inline req
 ``{"request": ..., "metadata": {"key": ...}}``) creates a batch (an operation ``batches/<id>`` whose
 ``metadata.state`` is ``BATCH_STATE_PENDING``); ``GET /v1beta/batches/<id>`` ends it after
 ``batch_polls_to_complete`` polls with each line answered by the same rules as live calls, inline in
-``metadata.output.inlinedResponses.inlinedResponses`` (a ``response`` or an ``error`` each);
-``GET /v1beta/batches`` lists them, newest first. ``expire_next_batches`` makes that many batches
-end EXPIRED with no line run. Batch lines are logged apart (``batch_lines``; the batch endpoints'
+``metadata.output.inlinedResponses.inlinedResponses`` and the operation's ``response`` (``output_in``:
+one of them only), each line a ``response`` or an ``error`` -- a google.rpc.Status, whose ``code``
+is the gRPC code (14 UNAVAILABLE, 8 RESOURCE_EXHAUSTED, ...), not the HTTP one; ``shuffle_results``
+puts them out of order. ``GET /v1beta/batches`` lists them ``list_page_size`` a page (``nextPageToken``),
+newest first (``list_oldest_first``); ``POST /v1beta/batches/<id>:cancel`` cancels one (``cancelled``).
+A create needs ``batch.displayName`` and each line's ``request.contents``, under 20 MB in all.
+``expire_next_batches`` makes that many batches end EXPIRED with no line run; ``fail_batch_times``
+fails the next calls to one batch endpoint (create, get, list, cancel, download) with an error
+behaviour; ``lose_create_answers`` creates that many batches but answers 503 (the answer lost). A
+request (live or a batch line) with a field the API does not have is answered 400 "Unknown name".
+Batch lines are logged apart (``batch_lines``; the batch endpoints'
 requests in ``batch_requests``): ``calls`` and ``paid_calls`` only ever count live calls;
 ``batch_creates`` counts the batches created. ``results_as_file`` puts the results in a JSONL file
 (``output.responsesFile``, one ``{"key", "response" | "error"}`` a line, served at
