@@ -667,3 +667,26 @@ def test_a_batch_resubmitted_with_the_same_lines_is_told_apart_from_the_expired_
     result = GeminiBatchRunner(settings, lambda line: None).run(specs)
     assert result["stored"] == 2 and not result["failed"]
     assert gemini.batch_creates == 2 and sorted(line["prompt"] for line in gemini.batch_lines) == ["one", "two"]
+
+
+@pytest.mark.parametrize("code, retried", [(13, True), (3, False)])
+def test_a_failed_gemini_batch_goes_again_when_its_error_is_transient(gemini, monkeypatch, tmp_path, code, retried):
+    """A batch that ends FAILED with no line run: its lines go again in the next round when its error
+    (a google.rpc.Status) is transient (13 INTERNAL), and fail their rows with the reason otherwise."""
+    from image_batch.default_plugins.gemini import GeminiImagesProvider
+    from image_batch.images.gemini_batch import GeminiBatchRunner
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
+    gemini.fail_next_batches = [(code, "the batch failed")]
+    settings = settings_for(provider="gemini", mode="batch", batch={"poll_seconds": 0.01})
+    params = GeminiImagesProvider.request_params(settings.section("gemini"))
+    specs = [{"request": {"provider": "gemini", **params, "prompt": p}} for p in ("one", "two")]
+    result = GeminiBatchRunner(settings, lambda line: None).run(specs)
+    if retried:
+        assert result["stored"] == 2 and not result["failed"] and gemini.batch_creates == 2
+    else:
+        assert result["stored"] == 0 and gemini.batch_creates == 1 and len(result["failed"]) == 2
+        assert all("INVALID_ARGUMENT (3): the batch failed" in why for why in result["failed"].values())

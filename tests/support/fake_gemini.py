@@ -226,6 +226,7 @@ class FakeGemini(LoopbackServer):
         self.batch_lines, self.batch_creates, self.batch_requests = [], 0, []
         self.batch_polls_to_complete = 2
         self.expire_next_batches = 0
+        self.fail_next_batches = []  # [(gRPC code, message)]: the next batches end FAILED with that error
         self.results_as_file = False  # True: results in a JSONL file (output.responsesFile), not inline
         self.files = {}
         self.drop_metadata = False  # True: inline results without the requests' metadata (in order)
@@ -540,6 +541,10 @@ class FakeGemini(LoopbackServer):
                     self.expire_next_batches -= 1
                     metadata["state"] = "BATCH_STATE_EXPIRED"
                     batch["operation"]["done"] = True
+                elif self.fail_next_batches:  # the whole batch failed, no line run: a google.rpc.Status
+                    code, message = self.fail_next_batches.pop(0)
+                    metadata["state"] = "BATCH_STATE_FAILED"
+                    batch["operation"].update(done=True, error={"code": code, "message": message})
                 else:
                     finish = batch["finishing"] = True
         if finish:

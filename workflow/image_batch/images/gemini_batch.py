@@ -331,7 +331,7 @@ class GeminiBatchRunner:
                 if status in TERMINAL:
                     self._outputs[entry["id"]] = operation
                     if operation.get("error"):
-                        entry["errors"] = [str(operation["error"].get("message") or operation["error"])]
+                        entry["error"] = operation["error"]  # a google.rpc.Status
                 state.save()
             if any(e["status"] not in TERMINAL for e in entries):
                 self.sleep(float(self.batch.poll_seconds))
@@ -368,11 +368,11 @@ class GeminiBatchRunner:
                 continue
             retry, reason = line_error(line.get("error"))
             result["retry" if retry else "failed"][key] = reason
-        if entry["status"] == "FAILED":
-            reason = "; ".join(entry.get("errors") or ["the Batch API failed the batch"])
+        if entry["status"] == "FAILED":  # lines it did not answer: again if its error may pass, else failed
+            retry, reason = line_error(entry.get("error") or {"message": "the Batch API failed the batch"})
             answered = {line.get("key") or (line.get("metadata") or {}).get("key") for line in lines}
-            for key in keys - set(result["failed"]) - answered:
-                result["failed"][key] = f"the Batch API failed the batch: {reason}"
+            for key in keys - set(result["failed"]) - set(result["retry"]) - answered:
+                result["retry" if retry else "failed"][key] = f"the batch failed: {reason}"
         entry["collected"] = True
         state.save()
 
