@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
@@ -221,6 +222,20 @@ def snakemake_command(args, configfile, config_items, extra):
     return command + extra + ["--config", *config_items]
 
 
+def _die_with(parent):
+    """In the run's process, before Snakemake starts (Linux): killed when main.py (``parent``) dies.
+    The run has a process group of its own (for Ctrl-C, below), so a kill -9 of main.py's group would
+    leave it running alone, holding the folder's lock, and the same command run again would be refused."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the run outlives a killed main.py, as before
+    if os.getppid() != parent:  # main.py died before the line above
+        os._exit(137)
+
+
 def run_child(command, capture=False):
     """Run ``command`` (Snakemake) to its end; (its exit code, its output when ``capture``).
 
@@ -244,7 +259,16 @@ def run_child(command, capture=False):
     output = subprocess.PIPE if capture else None
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        child.append(subprocess.Popen(command, stdout=output, stderr=output, text=capture, process_group=0))
+        child.append(
+            subprocess.Popen(
+                command,
+                stdout=output,
+                stderr=output,
+                text=capture,
+                process_group=0,
+                preexec_fn=partial(_die_with, os.getpid()),
+            )
+        )
         for signum in pending:
             os.killpg(child[0].pid, signum)
         out, err = child[0].communicate()

@@ -351,13 +351,13 @@ def test_batch_mode_makes_the_same_files_at_half_price_and_never_calls_live(gem,
     assert (gem.root / "results/images/nature/fox.png").exists()
 
 
-def _stop_a_waiting_batch_run(gem, gemini, sig):
+def _stop_a_waiting_batch_run(gem, gemini, sig, command=None):
     """Start a batch-mode run whose batch runs until the test says otherwise, and send ``sig`` to
     its process group once the batch is created and polled."""
     update_config(gem.root, mode="batch", batch={"poll_seconds": 0.05})
     gemini.set_behavior("SAFETY", "ok")
     gemini.batch_polls_to_complete = 10**9  # the batch runs until the test says otherwise
-    command = [sys.executable, "-m", "snakemake", "--cores", "1"]
+    command = command or [sys.executable, "-m", "snakemake", "--cores", "1"]
     process = subprocess.Popen(
         command, cwd=gem.root, env=gem.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -383,6 +383,25 @@ def test_batch_mode_survives_kill_9_while_waiting_without_a_second_submission(ge
     gem.snakemake()
     assert gemini.batch_creates == 1  # the same batch was polled again, not submitted twice
     assert gemini.calls == [] and len(gemini.batch_lines) == 4
+    assert len(list((gem.root / "results/images").rglob("*.png"))) == 4
+
+
+def test_main_py_killed_by_kill_9_while_waiting_takes_its_run_along_and_a_rerun_polls_the_same_batch(gem, gemini):
+    """kill -9 on main.py's process group: the Snakemake run it started (a process group of its own,
+    for Ctrl-C) dies with it instead of waiting on alone and holding the folder's lock, so running
+    the same command again polls the same batch (no second submission) and makes every image."""
+    from image_batch.run.lock import holder
+
+    _stop_a_waiting_batch_run(gem, gemini, signal.SIGKILL, [sys.executable, "main.py", "input.csv"])
+    lock = gem.root / ".snakemake/image-batch.lock"
+    deadline = time.monotonic() + 60
+    while holder(lock) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert holder(lock) is None, "the run main.py started outlived it"
+    gemini.batch_polls_to_complete = 1
+    result = gem.main("input.csv")
+    assert result.returncode == 0, result.output[-3000:]
+    assert gemini.batch_creates == 1 and gemini.calls == [] and len(gemini.batch_lines) == 4
     assert len(list((gem.root / "results/images").rglob("*.png"))) == 4
 
 
