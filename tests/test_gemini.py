@@ -449,6 +449,8 @@ def test_a_batch_killed_while_being_created_is_found_again_not_submitted_twice(g
         {"results_as_file": True, "shuffle_results": True},
         {"output_in": "response"},  # the output only in the operation's response
         {"output_in": "metadata"},  # the output only in metadata.output
+        {"results_as_file": True, "download_path": "docs"},  # the file only at /download/v1beta/files/...
+        {"results_as_file": True, "download_path": "sdk"},  # the file only at /v1beta/files/...
     ],
 )
 def test_an_expired_batch_goes_again_and_results_in_a_file_are_read(gemini, monkeypatch, tmp_path, stand_in):

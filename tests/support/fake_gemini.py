@@ -230,6 +230,7 @@ class FakeGemini(LoopbackServer):
         self.results_as_file = False  # True: results in a JSONL file (output.responsesFile), not inline
         self.files = {}
         self.drop_metadata = False  # True: inline results without the requests' metadata (in order)
+        self.download_path = "both"  # "sdk": files at /v1beta/files/<id>:download only; "docs": /download/v1beta/...
         self.output_in = "both"  # where a finished batch's output is: "metadata" (.output), "response", or both
         self.shuffle_results = False  # True: results in the reverse of the requests' order (each with its key)
         self.list_oldest_first = False  # True: batches.list oldest first (else newest first)
@@ -351,6 +352,9 @@ class FakeGemini(LoopbackServer):
             return self._batch_route(handler, parts)
         if parts[-2:-1] == ["files"] and parts[-1].endswith(":download") and handler.command == "GET":
             call["kind"] = "batch"
+            docs = parts[0] == "download"  # Google's REST docs: /download/v1beta/files/<id>:download?alt=media
+            if self.download_path != "both" and docs != (self.download_path == "docs"):
+                return 404, error_body(404, "NOT_FOUND", f"Method not found: {path}")
             name = "files/" + parts[-1][: -len(":download")]
             if name not in self.files:
                 return 404, error_body(404, "NOT_FOUND", f"File {name} not found.")

@@ -294,6 +294,20 @@ class GeminiBatchRunner:
         answer = client._api_client.request("get", name, {})
         return json.loads(answer.body or "{}")
 
+    def _download(self, client, name):
+        """The bytes of a results file: through files.download (``/v1beta/files/<id>:download``), or,
+        where that is not served (404), at the address Google's REST docs give
+        (``/download/v1beta/files/<id>:download?alt=media``)."""
+        from google.genai import errors
+
+        try:
+            return client.files.download(file=name)
+        except errors.ClientError as exc:
+            if exc.code != 404:
+                raise
+            path = "download/{api_version}/files/" + name.removeprefix("files/") + ":download?alt=media"
+            return client._api_client.download_file(path)
+
     def _gone(self, exc, client):
         """Whether ``exc`` is a 404 for one batch while the Batch API answers (not a wrong endpoint)."""
         fault = self.provider.classify(exc, self._request)
@@ -346,9 +360,7 @@ class GeminiBatchRunner:
         output = (operation.get("metadata") or {}).get("output") or operation.get("response") or {}
         lines = (output.get("inlinedResponses") or {}).get("inlinedResponses") or []
         if output.get("responsesFile"):  # results in a file (never resubmit for want of reading it)
-            data = self.call(
-                f"downloading {output['responsesFile']}", client.files.download, file=output["responsesFile"]
-            )
+            data = self.call(f"downloading {output['responsesFile']}", self._download, client, output["responsesFile"])
             lines = [json.loads(text) for text in data.decode("utf-8").splitlines() if text.strip()]
         ordered = entry["keys"] if len(lines) == len(entry["keys"]) else [None] * len(lines)
         for line, by_position in zip(lines, ordered, strict=True):
