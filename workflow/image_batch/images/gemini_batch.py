@@ -46,7 +46,7 @@ INLINE_BYTES = 19_000_000
 INLINE_LINES = 500
 # GONE: a recorded batch the API no longer knows (404 while the API answers): nothing more comes of it
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "GONE"}
-PREFIX = "image-batch-"  # display name: PREFIX + digest of the input
+PREFIX = "image-batch-"  # display name: PREFIX + digest of the input + "-" + a mark of the submission
 
 
 def _state_name(state):
@@ -99,7 +99,8 @@ def line_error(error):
 
 
 def _counts(stats):
-    """ " (6 request(s): 4 succeeded, 1 failed, 1 pending)" of a batch's ``batchStats`` (int64s come as strings)."""
+    """A batch's ``batchStats`` said in words, e.g. ' (6 request(s): 5 succeeded, 1 failed)' (int64s
+    come as strings); '' without them."""
     if not isinstance(stats, dict) or not stats.get("requestCount"):
         return ""
     said = [
