@@ -108,16 +108,24 @@ def test_batch_run_submits_once_matches_live_and_adds_only_new_rows(runner, api,
 
 
 def test_refused_line_fails_its_row_with_the_reason(runner, api):
+    """Two lines refused (their error lines in any order, matched to rows by custom_id): each of
+    those rows fails with its reason, the others are made."""
     batch = project(runner, api)
     api.set_behavior("prompt 3", "moderation")
+    api.set_behavior("prompt 0", "moderation")
     result = batch.snakemake("--config", "input_csv=input.csv", check=False)
     assert result.returncode != 0
-    assert "b3" in result.output and "moderation_blocked" in result.output  # the onerror summary
+    assert "b3" in result.output and "b0" in result.output and "moderation_blocked" in result.output
     assert api.calls == [] and len(api.batches_created) == 1
     made = outputs(batch.root)
-    assert len(made) == 2 * (len(ROWS) - 1) and "lakes/b3.png" not in made
-    record = json.loads((batch.root / "results/logs/failures/lakes/b3.json").read_text())
-    assert record["disposition"] == "refused" and "safety system" in record["reason"]
+    assert len(made) == 2 * (len(ROWS) - 2) and "lakes/b3.png" not in made and "hills/b0.png" not in made
+    for failed in ("lakes/b3", "hills/b0"):
+        record = json.loads((batch.root / f"results/logs/failures/{failed}.json").read_text())
+        assert record["disposition"] == "refused" and "safety system" in record["reason"]
+    assert sorted(
+        p.relative_to(batch.root / "results/logs/failures").as_posix()
+        for p in (batch.root / "results/logs/failures").rglob("*.json")
+    ) == ["hills/b0.json", "lakes/b3.json"]
 
 
 def test_expired_batch_submits_only_the_lines_not_run(runner, api):
