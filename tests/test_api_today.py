@@ -201,6 +201,29 @@ def test_answers_stored_by_an_earlier_version_are_served_without_paying(user, ap
     assert api.calls == [] and len(pngs(user.root)) == 6
 
 
+def test_a_dry_run_at_another_endpoint_leaves_an_earlier_versions_store_as_it_was(user, api):
+    """A dry run (at another OPENAI_BASE_URL) on a store an earlier version wrote changes not one
+    byte of it: the endpoint its answers were bought at is recorded (STORE.json) by the first real
+    run only, which then serves all of them without a call."""
+    shutil.copytree(OLD_STORE / "response-store", user.root / "response-store")
+    shutil.copy2(OLD_STORE / "input.csv", user.root / "input.csv")
+
+    def store_bytes():
+        root = user.root / "response-store"
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    before = store_bytes()
+    with FakeOpenAI(api_key=API_KEY) as elsewhere:
+        user.env["OPENAI_BASE_URL"] = elsewhere.base_url
+        dry = run(user, "-n")
+    assert "6 of 6 image(s) to make" in dry.output and elsewhere.calls == []
+    assert store_bytes() == before
+    user.env["OPENAI_BASE_URL"] = api.base_url
+    run(user)
+    assert api.calls == [] and len(pngs(user.root)) == 6
+    assert json.loads((user.root / "response-store/STORE.json").read_text())["unkeyed_endpoint"] == api.base_url
+
+
 def test_a_batch_made_by_the_previous_version_costs_nothing_after_the_upgrade(user, api, tmp_path):
     old = previous_version.extract(tmp_path / "previous")  # commit a54f1d4, from tests/data
     project = user.root

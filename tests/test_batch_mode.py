@@ -108,16 +108,24 @@ def test_batch_run_submits_once_matches_live_and_adds_only_new_rows(runner, api,
 
 
 def test_refused_line_fails_its_row_with_the_reason(runner, api):
+    """Two lines refused (their error lines in any order, matched to rows by custom_id): each of
+    those rows fails with its reason, the others are made."""
     batch = project(runner, api)
     api.set_behavior("prompt 3", "moderation")
+    api.set_behavior("prompt 0", "moderation")
     result = batch.snakemake("--config", "input_csv=input.csv", check=False)
     assert result.returncode != 0
-    assert "b3" in result.output and "moderation_blocked" in result.output  # the onerror summary
+    assert "b3" in result.output and "b0" in result.output and "moderation_blocked" in result.output
     assert api.calls == [] and len(api.batches_created) == 1
     made = outputs(batch.root)
-    assert len(made) == 2 * (len(ROWS) - 1) and "lakes/b3.png" not in made
-    record = json.loads((batch.root / "results/logs/failures/lakes/b3.json").read_text())
-    assert record["disposition"] == "refused" and "safety system" in record["reason"]
+    assert len(made) == 2 * (len(ROWS) - 2) and "lakes/b3.png" not in made and "hills/b0.png" not in made
+    for failed in ("lakes/b3", "hills/b0"):
+        record = json.loads((batch.root / f"results/logs/failures/{failed}.json").read_text())
+        assert record["disposition"] == "refused" and "safety system" in record["reason"]
+    assert sorted(
+        p.relative_to(batch.root / "results/logs/failures").as_posix()
+        for p in (batch.root / "results/logs/failures").rglob("*.json")
+    ) == ["hills/b0.json", "lakes/b3.json"]
 
 
 def test_expired_batch_submits_only_the_lines_not_run(runner, api):
@@ -132,7 +140,7 @@ def test_expired_batch_submits_only_the_lines_not_run(runner, api):
 
 
 def test_kill_9_while_polling_resumes_the_same_batch(runner, api):
-    api.batch_polls_to_complete = 150  # ~3 s of polling at 0.02 s
+    api.batch_polls_to_complete = 1_000_000  # the batch runs until the test lets it end (no timing to guess)
     batch = project(runner, api)
     run = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "4", "--config", "input_csv=input.csv"],
@@ -144,13 +152,18 @@ def test_kill_9_while_polling_resumes_the_same_batch(runner, api):
     )
     state = batch.root / "response-store/batches/state.json"
     deadline = time.monotonic() + 60
-    while not (state.exists() and any(b.get("id") for b in json.loads(state.read_text())["batches"])):
+
+    def polling():
+        polls = [r for r in api.batch_requests if r["method"] == "GET" and r["path"].startswith("/v1/batches/batch_")]
+        return state.exists() and any(b.get("id") for b in json.loads(state.read_text())["batches"]) and polls
+
+    while not polling():
         assert time.monotonic() < deadline and run.poll() is None
         time.sleep(0.02)
-    time.sleep(0.3)  # polling now
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     assert len(api.batches_created) == 1 and not (batch.root / "results/images").exists()
+    api.complete_batches_after(1)
 
     result = batch.main("input.csv")
     assert result.returncode == 0, result.output[-3000:]

@@ -226,10 +226,11 @@ def test_a_refused_line_names_the_parameter(runner, api):
 
 def test_lines_of_a_batch_cancelled_meanwhile_go_again(runner, api):
     batch = project(runner, api)
-    api.batch_polls_to_complete = 5
+    api.batch_polls_to_complete = 1_000_000  # the first batch runs until it is cancelled (never by timing)
     run = start(batch)
     wait_until(lambda: polled(api), run, "the batch was polled")
     [first] = api.batches_created
+    api.batch_polls_to_complete = 1  # the batch its lines go into next completes
     openai.OpenAI(api_key=API_KEY, base_url=api.base_url).batches.cancel(first)  # e.g. from the dashboard
     assert run.wait(timeout=120) == 0
     assert api.batch(first)["status"] == "cancelled" and len(api.batches_created) == 2

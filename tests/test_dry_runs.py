@@ -111,21 +111,24 @@ def test_a_what_if_dry_run_beside_a_live_run_changes_nothing_it_makes(user, when
     """A dry run with other settings, while a live run is making images or before the live run has
     even taken its lock (both started at once): the live run makes every image at its own settings,
     and the next plain run pays nothing and does nothing."""
-    with FakeOpenAI(api_key=API_KEY, latency=0.6) as slow:
+    with FakeOpenAI(api_key=API_KEY, latency=0.2) as slow:
         user.env["OPENAI_BASE_URL"] = slow.base_url
+        slow.hold()  # the live run's first call waits for the dry run to end: it is surely still working
         live = Live(user, "--cores", "1", "--resources", "api=1", "--config", "input_csv=mine.csv")
         try:
             if when == "while-it-makes-images":
                 deadline = time.monotonic() + 120
-                while not slow.calls:
+                while not slow.held():
                     assert live.process.poll() is None and time.monotonic() < deadline, "".join(live.lines)
                     time.sleep(0.02)
             dry = dry_run(user, *WHAT_IF)
             assert dry.returncode == 0 and "Traceback" not in dry.output, dry.output[-3000:]
             assert "estimate: 6 of 6 image(s) to make" in dry.output
             assert live.process.poll() is None, "the live run ended before the dry run: nothing was tested"
+            slow.release()
             output = live.finish()
         finally:
+            slow.release()
             live.kill()
         assert live.process.returncode == 0, output[-3000:]
         assert "6 made (6 paid for" in output, output[-3000:]

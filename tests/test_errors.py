@@ -321,3 +321,42 @@ def test_real_environment_variables_win_over_dotenv(sheet_only, api):
         assert done.returncode == 0, done.output[-3000:]
         assert len(api.good_paid_calls) == 1 and elsewhere.calls == []
     assert files_holding(sheet_only.root, API_KEY) == []
+
+
+def test_an_error_answer_that_echoes_the_key_writes_it_nowhere(sheet_only):
+    """A gateway in front of the API (a loopback server here) refuses every request with a message
+    that quotes the request's Authorization header, key and all: the run fails its rows with that
+    message, and neither what it prints nor any file it writes holds the key."""
+    import http.server
+    import json
+    import threading
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            length = int(self.headers.get("content-length") or 0)
+            self.rfile.read(length)
+            message = f"refused by the gateway (Authorization: {self.headers.get('authorization')})"
+            error = {"message": message, "type": "invalid_request_error", "code": "gateway_refused", "param": None}
+            body = json.dumps({"error": error}).encode()
+            self.send_response(400)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sheet_only.env.update(AI_API_KEY=API_KEY, OPENAI_BASE_URL=f"http://127.0.0.1:{server.server_port}/v1")
+        done = sheet_only.snakemake("--config", "input_csv=mine.csv", check=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode != 0 and "refused by the gateway" in done.output, done.output[-3000:]
+    assert API_KEY not in done.output
+    assert files_holding(sheet_only.root, API_KEY) == []

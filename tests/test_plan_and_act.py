@@ -93,8 +93,9 @@ def test_files_for_the_user_honour_the_umask(user, mask, mode):
 
 
 def test_a_dry_run_beside_a_live_run_does_not_change_where_it_syncs(user, s3):
-    with FakeOpenAI(api_key=API_KEY, latency=1.0) as slow:
+    with FakeOpenAI(api_key=API_KEY) as slow:
         user.env.update(s3.env(), OPENAI_BASE_URL=slow.base_url, S3_BUCKET_NAME="mine")
+        slow.hold()  # the live run's first call waits until the dry run has ended
         for bucket in ("mine", "other"):
             s3.client().create_bucket(Bucket=bucket)
         live = subprocess.Popen(
@@ -117,9 +118,9 @@ def test_a_dry_run_beside_a_live_run_does_not_change_where_it_syncs(user, s3):
         )
         try:
             deadline = time.monotonic() + 60
-            while not slow.calls and time.monotonic() < deadline:
+            while not slow.held() and time.monotonic() < deadline and live.poll() is None:
                 time.sleep(0.05)
-            assert slow.calls, "the live run never called the API"
+            assert slow.held(), "the live run never called the API"
             lock_before = (user.root / ".snakemake/image-batch.lock").read_text()
             other = dict(user.env, S3_BUCKET_NAME="other")
             dry = subprocess.run(
@@ -133,8 +134,11 @@ def test_a_dry_run_beside_a_live_run_does_not_change_where_it_syncs(user, s3):
             assert dry.returncode == 0, dry.stdout + dry.stderr
             assert "sync to s3://other/" in dry.stderr
             assert (user.root / ".snakemake/image-batch.lock").read_text() == lock_before
+            assert live.poll() is None, "the live run ended before the dry run: nothing was tested"
+            slow.release()
             output = live.communicate(timeout=300)[0]
         finally:
+            slow.release()
             if live.poll() is None:
                 live.kill()
         assert live.returncode == 0, output[-3000:]

@@ -389,6 +389,58 @@ def test_a_local_store_that_cannot_be_written_keeps_answers_in_the_rescue_folder
     assert not list(rescue.rglob("*.json")) and len(list(store.rglob("??/*.json"))) == 2
 
 
+@pytest.mark.parametrize("refusing", [1, 2], ids=["project-rescue-refuses", "temp-rescue-refuses-too"])
+def test_rescue_folders_that_cannot_be_written_fall_back_to_the_next(project_env, api, tmp_path, refusing):
+    """The store and the first ``refusing`` rescue folders refuse writes (chattr +i, real processes):
+    each paid answer lands in the next rescue folder (the system temp folder's, then the one under
+    ~/.cache), the images are made, and the next run serves them from there with no paid call and
+    moves them into the store."""
+    from image_batch.images.store import request_key
+
+    temp, home = tmp_path / "tmp", tmp_path / "home"
+    temp.mkdir()
+    home.mkdir()
+    project_env.env.update(TMPDIR=str(temp), HOME=str(home))
+    roots = [
+        project_env.root / "response-store-rescue",
+        temp / f"image-batch-rescue-{os.getuid()}",
+        home / ".cache/image-batch/rescue",
+    ]
+    write_sheet(project_env, 2)
+    requests = _requests(project_env, 2)
+    store = project_env.root / "response-store"
+    immutable = []
+    for request in requests:
+        key = request_key(request)
+        (store / key[:2]).mkdir(parents=True, exist_ok=True)
+        (store / key[:2] / f"{key}.lock").touch()
+        immutable.append(store / key[:2])
+    for root in roots[:refusing]:
+        root.mkdir(mode=0o700, parents=True)  # ours and private: trusted, but it cannot be written
+        immutable.append(root)
+    if subprocess.run(["chattr", "+i", *map(str, immutable)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i does not work on this filesystem")
+    try:
+        done = project_env.snakemake("--config", "input_csv=input.csv")
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, immutable)], check=True)
+    assert len(api.paid_calls) == 2, done.output[-3000:]
+    assert_all_images_correct(project_env.root, 2)
+    used = roots[refusing]
+    assert [len(list(root.rglob("*.json"))) for root in roots] == [2 if root == used else 0 for root in roots]
+    assert os.stat(used).st_mode & 0o777 == 0o700
+    said = {line for line in done.output.splitlines() if "could not keep a paid answer" in line}
+    assert len(said) == 2 and all(f"{used}/" in line for line in said), said
+
+    for png in (project_env.root / "results/images/nature").glob("*.png"):
+        png.unlink()
+    api.reset()
+    again = project_env.snakemake("--config", "input_csv=input.csv")
+    assert api.paid_calls == [], again.output[-3000:]
+    assert_all_images_correct(project_env.root, 2)
+    assert not list(used.rglob("*.json")) and len(list(store.rglob("??/*.json"))) == 2
+
+
 def test_a_second_real_run_while_one_is_alive_is_refused_before_any_job(project_env, api):
     n = 12
     write_sheet(project_env, n)

@@ -123,3 +123,35 @@ def test_jobs_in_other_processes_make_images_where_they_are(tmp_path, monkeypatc
     worker.make_image(spec, "b/w1.png", "b/w1.json", "b/w1.log", dataclasses.replace(config, image_worker=False))
     assert worker._client._proc is before is None
     assert Path("a/w1.png").read_bytes() == Path("b/w1.png").read_bytes()
+
+
+def test_a_job_killed_while_writing_its_png_leaves_no_half_written_png(tmp_path):
+    """A real process killed in the middle of writing the PNG (by the kernel: SIGXFSZ, its file-size
+    limit set to half the PNG's size): the image's path holds no PNG at all, never half of one (a
+    half PNG beside its old sidecar could pass for made). The PNG is written to a temporary name
+    and renamed into place."""
+    spec, _ = _spec(tmp_path)
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it: the kernel kills, as a crash would
+        sys.path.insert(0, {str(WORKFLOW)!r})
+        from image_batch.images.generate import make_image
+        from image_batch.common.settings import load_settings
+        settings = load_settings({{"input_csv": "in.csv", "offline": {{"size": "64x64"}}}})
+        limit = int(sys.argv[1])
+        if limit:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        make_image({str(spec)!r}, sys.argv[2] + "/w1.png", sys.argv[2] + "/w1.json", sys.argv[2] + "/w1.log", settings)
+    """)
+
+    def make(limit, folder):
+        return subprocess.run([sys.executable, "-c", script, str(limit), folder], cwd=tmp_path, capture_output=True)
+
+    assert make(0, "whole").returncode == 0
+    size = (tmp_path / "whole/w1.png").stat().st_size
+    log = (tmp_path / "whole/w1.log").stat().st_size
+    assert size // 2 > log, "the job's log must fit under the limit: only the PNG may hit it"
+    cut = make(size // 2, "cut")
+    assert cut.returncode == -signal.SIGXFSZ, cut.stderr.decode()[-2000:]  # killed while writing the PNG
+    assert not (tmp_path / "cut/w1.png").exists()
+    assert not (tmp_path / "cut/w1.json").exists()
