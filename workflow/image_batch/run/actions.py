@@ -246,7 +246,13 @@ def summary(run, ok):
             text = "the calls in flight were finished and their answers kept"
         else:
             text = f"{abandoned} call(s) in flight were abandoned (the API may bill them; their answers are lost)"
-        lines.append(f"  stopped by {stopped_by}: {text}; run the same command again to make the rest")
+        if not_run > 0:
+            rest = "make the rest"
+        elif counts[ledger.FAILED]:
+            rest = "retry the failed image(s) and sync"
+        else:  # every image was made before the stop: only the sync (and the markers) are left
+            rest = "sync them"
+        lines.append(f"  stopped by {stopped_by}: {text}; run the same command again to {rest}")
     if plan.paid:
         estimate = plan.estimate or {}
         batch = plan.settings.mode == "batch"
