@@ -58,6 +58,22 @@ class Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+def cores(value):
+    """--cores as Snakemake takes it, checked before the sheet is read: 'all' or a whole number of 1
+    or more (Snakemake's scheduler starts no job with 0 and waits for ever)."""
+    if value.strip().lower() == "all":
+        return "all"
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < 1:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of cores: give a whole number of 1 or more, or all"
+        )
+    return str(number)
+
+
 def parser():
     p = Parser(
         prog="main.py",
@@ -65,7 +81,7 @@ def parser():
         epilog="Anything after -- goes to snakemake, e.g.: python main.py my.csv -- --config mode=batch",
     )
     p.add_argument("input_csv", nargs="?", help="the sheet: columns image_id, context, description")
-    p.add_argument("--cores", default=str(os.cpu_count() or 1), help="Snakemake --cores (default: all)")
+    p.add_argument("--cores", type=cores, default=str(os.cpu_count() or 1), help="Snakemake --cores (default: all)")
     p.add_argument("-n", "--dry-run", action="store_true", help="show what would be made, make nothing")
     p.add_argument(
         "--estimate",

@@ -19,3 +19,30 @@ def test_a_ctrl_c_after_every_image_is_made_says_what_is_left_is_the_sync(keyed,
     [stopped] = lines_with(output, "  stopped by Ctrl-C: ")
     assert stopped.endswith("run the same command again to sync them"), stopped
     assert "make the rest" not in output
+
+
+def test_snakemake_cores_0_is_refused_before_any_image(keyed, api):
+    """--cores 0 (a typo, or a guess at "all") made Snakemake's scheduler select no job, for ever: the
+    progress line said "0 of 2 image(s)" until the run was killed."""
+    (keyed.root / "input.csv").write_text(TWO)
+    done = keyed.snakemake("--cores", "0", "--config", "input_csv=input.csv", check=False, timeout=240)
+    assert done.returncode == 2, done.output[-3000:]
+    assert "Traceback" not in done.output
+    [line] = lines_with(done.output, "--cores 0")
+    assert "give --cores N (1 or more) or all" in line and "nothing was made" in line, line
+    assert not api.calls
+    assert not list((keyed.root / "results/images").glob("*/*.png"))
+    # a dry run with --cores 0 runs no job anyway: it is not refused
+    assert keyed.snakemake("--cores", "0", "--dry-run", "--config", "input_csv=input.csv").returncode == 0
+
+
+def test_main_py_cores_typos_are_one_line_before_the_sheet_is_read(keyed, api):
+    (keyed.root / "input.csv").write_text(TWO)
+    for typo in ("eight", "0", "-2"):
+        done = keyed.main("input.csv", "--cores", typo, timeout=240)
+        assert done.returncode == 2, done.output[-3000:]
+        assert f"argument --cores: {typo!r} is not a number of cores" in done.output, done.output
+        assert "row(s) read" not in done.output and "Traceback" not in done.output
+    assert not api.calls
+    done = keyed.main("input.csv", "--cores", "all", "--dry-run")
+    assert done.returncode == 0, done.output[-3000:]

@@ -77,10 +77,22 @@ def acts(workflow):
     return not workflow.dryrun and not workflow.touch
 
 
+def cores_problem(workflow):
+    """``--cores 0`` on this machine: Snakemake's scheduler starts no job and waits for ever (the
+    progress line said "0 of N" until the run was killed). A cluster's jobs take no local cores."""
+    cores = getattr(getattr(workflow, "resource_settings", None), "cores", None)
+    if cores == 0 and getattr(workflow, "local_exec", True):
+        return "--cores 0 lets no job start (the run would wait for ever): give --cores N (1 or more) or all"
+    return None
+
+
 def start(workflow, plan, out=sys.stderr):
     """``onstart``: everything a real run does before its first job."""
     if not acts(workflow):
         return None
+    problem = cores_problem(workflow)
+    if problem:
+        raise UserError(f"{problem} (nothing was made)")
     _attempted.append(True)
     if plan.choices.missing_key:
         raise UserError(plan.choices.missing_key.replace("a real run stops before any image", "nothing was made"))
