@@ -1,6 +1,9 @@
 """Issue 16's second walk: mistakes a newcomer makes that the first walk did not list, each met with
 one line naming the mistake and its fix (real processes: snakemake, main.py, real signals)."""
 
+import subprocess
+import sys
+
 from tests.test_signals import calls_in_flight, interrupted_run, lines_with, main_py
 
 TWO = "image_id,context,description\na1,Nature,a fox\na2,Nature,an owl\n"
@@ -46,3 +49,45 @@ def test_main_py_cores_typos_are_one_line_before_the_sheet_is_read(keyed, api):
     assert not api.calls
     done = keyed.main("input.csv", "--cores", "all", "--dry-run")
     assert done.returncode == 0, done.output[-3000:]
+
+
+def test_an_unknown_provider_gets_a_guess_and_where_it_was_set(runner):
+    """provider=opnai said only "no image provider named 'opnai'; installed: ...": model names and keys
+    get a near-miss guess, and every setting's message says where it was set."""
+    given = runner.main("config/example.csv", "--dry-run", "--set", "provider=opnai")
+    assert given.returncode == 2 and "Traceback" not in given.output, given.output[-3000:]
+    [line] = lines_with(given.output, "no image provider named 'opnai'")
+    assert "(provider given on the command line); did you mean 'openai'? installed: gemini, offline, openai" in line
+    config = runner.root / "config/config.yaml"
+    config.write_text(config.read_text().replace("\nprovider: auto", "\nprovider: gemni", 1))
+    written = runner.snakemake("--dry-run", check=False)
+    assert written.returncode == 2 and "Traceback" not in written.output, written.output[-3000:]
+    assert "no image provider named 'gemni' (provider in config/config.yaml); did you mean 'gemini'?" in written.output
+    # far from every name: no guess
+    far = runner.snakemake("--dry-run", "--config", "provider=zzz", check=False)
+    assert "no image provider named 'zzz' (provider given on the command line); installed:" in far.output
+
+
+def test_provider_openai_without_a_key_says_where_provider_was_set(runner):
+    """The line said "provider: openai in config" when --set provider=openai gave it."""
+    done = runner.main("config/example.csv", "--estimate", "--set", "provider=openai")
+    assert done.returncode == 0, done.output[-3000:]
+    assert "(provider: openai given on the command line, but NO API KEY is set)" in done.output
+
+
+def test_snakemake_run_from_another_folder_says_where_to_run_it(runner, tmp_path):
+    """snakemake -s project/Snakefile from another folder ended in Snakemake's WorkflowError naming
+    the config path it checked, not the fix."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    command = [sys.executable, "-m", "snakemake", "-s", str(runner.root / "Snakefile"), "--cores", "1", "-n"]
+    done = subprocess.run(command, cwd=elsewhere, env=runner.env, capture_output=True, text=True, timeout=240)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output[-3000:]
+    assert "WorkflowError" not in output and "Traceback" not in output
+    [line] = lines_with(output, f"Image.Batch: no config/config.yaml in {elsewhere}")
+    assert f"(cd {runner.root})" in line and f"--directory {runner.root}" in line, line
+    assert not list(elsewhere.iterdir())  # nothing written there
+    # the fix it gives works
+    fixed = subprocess.run([*command, "--directory", str(runner.root)], cwd=elsewhere, env=runner.env, timeout=240)
+    assert fixed.returncode == 0
