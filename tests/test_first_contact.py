@@ -91,3 +91,14 @@ def test_snakemake_run_from_another_folder_says_where_to_run_it(runner, tmp_path
     # the fix it gives works
     fixed = subprocess.run([*command, "--directory", str(runner.root)], cwd=elsewhere, env=runner.env, timeout=240)
     assert fixed.returncode == 0
+
+
+def test_a_typo_in_the_sheet_path_gets_a_guess(runner):
+    """config/exmaple.csv said only "cannot read the file: No such file or directory"."""
+    done = runner.main("config/exmaple.csv", "--dry-run")
+    assert done.returncode == 2 and "Traceback" not in done.output, done.output[-3000:]
+    [line] = lines_with(done.output, "cannot read the file")
+    assert "No such file or directory; did you mean config/example.csv" in line, line
+    done = runner.snakemake("--dry-run", "--config", "input_csv=nowhere/example.csv", check=False)
+    assert done.returncode == 2 and "Traceback" not in done.output, done.output[-3000:]
+    assert "No such file or directory (there is no folder nowhere)" in done.output
