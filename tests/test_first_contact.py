@@ -1,9 +1,13 @@
 """Issue 16's second walk: mistakes a newcomer makes that the first walk did not list, each met with
 one line naming the mistake and its fix (real processes: snakemake, main.py, real signals)."""
 
+import json
 import subprocess
 import sys
 
+import pytest
+
+from tests.support.moto_s3 import MotoS3
 from tests.test_signals import calls_in_flight, interrupted_run, lines_with, main_py
 
 TWO = "image_id,context,description\na1,Nature,a fox\na2,Nature,an owl\n"
@@ -102,3 +106,60 @@ def test_a_typo_in_the_sheet_path_gets_a_guess(runner):
     done = runner.snakemake("--dry-run", "--config", "input_csv=nowhere/example.csv", check=False)
     assert done.returncode == 2 and "Traceback" not in done.output, done.output[-3000:]
     assert "No such file or directory (there is no folder nowhere)" in done.output
+
+
+@pytest.fixture
+def s3_with_iam(monkeypatch):
+    """moto_server checking credentials and IAM policies (its INITIAL_NO_AUTH_ACTION_COUNT: the first
+    five calls, which make the bucket and a read-only user, are not checked). Returns the server and
+    the read-only user's key."""
+    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "5")
+    server = MotoS3().start()
+    try:
+        import boto3
+
+        given = dict(endpoint_url=server.endpoint_url, region_name="us-east-1", **ADMIN)
+        boto3.client("s3", **given).create_bucket(Bucket="shop")
+        iam = boto3.client("iam", **given)
+        iam.create_user(UserName="reader")
+        # moto asks for s3:HeadBucket where AWS asks for s3:ListBucket: both are granted
+        actions = ["s3:ListBucket", "s3:HeadBucket", "s3:GetObject"]
+        read_only = {"Effect": "Allow", "Action": actions, "Resource": "*"}
+        document = json.dumps({"Version": "2012-10-17", "Statement": [read_only]})
+        policy = iam.create_policy(PolicyName="read-only", PolicyDocument=document)["Policy"]["Arn"]
+        iam.attach_user_policy(UserName="reader", PolicyArn=policy)
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        yield server, (key["AccessKeyId"], key["SecretAccessKey"])
+    finally:
+        server.stop()
+
+
+ADMIN = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
+
+
+@pytest.mark.parametrize("who", ["unknown-key", "read-only"])
+def test_s3_credentials_refused_or_not_allowed_each_get_their_own_fix(keyed, api, s3_with_iam, who):
+    """S3 answers a HEAD without a body: a key it does not know and a key without the write
+    permission both said "not allowed to read ... (403): grant s3:ListBucket ...", advice that cannot
+    help the first. A server that checks credentials (moto with IAM), not one that takes any key."""
+    server, (key_id, secret) = s3_with_iam
+    if who == "unknown-key":
+        key_id, secret = "AKIAUNKNOWNUNKNOWN00", "not-a-secret"
+    (keyed.root / "input.csv").write_text(TWO)
+    keyed.env.update(
+        S3_BUCKET_NAME="shop",
+        AWS_ENDPOINT_URL=server.endpoint_url,
+        AWS_ACCESS_KEY_ID=key_id,
+        AWS_SECRET_ACCESS_KEY=secret,
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    done = keyed.snakemake("--config", "input_csv=input.csv", check=False)
+    assert done.returncode == 2 and "Traceback" not in done.output, done.output[-3000:]
+    [line] = lines_with(done.output, "bucket shop")
+    assert "nothing was made" in line, line
+    if who == "unknown-key":
+        assert "the AWS credentials were refused (InvalidAccessKeyId)" in line, line
+        assert "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in line and "grant" not in line
+    else:
+        assert "not allowed to write to bucket shop (AccessDenied): grant" in line, line
+    assert not api.calls and not list((keyed.root / "results/images").glob("*/*.png"))
