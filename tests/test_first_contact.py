@@ -163,3 +163,14 @@ def test_s3_credentials_refused_or_not_allowed_each_get_their_own_fix(keyed, api
     else:
         assert "not allowed to write to bucket shop (AccessDenied): grant" in line, line
     assert not api.calls and not list((keyed.root / "results/images").glob("*/*.png"))
+
+
+def test_an_estimate_with_no_price_known_does_not_say_0_dollars(runner):
+    """A misspelled model (the warning says so) priced its images "about $0.00 live, $0.00 in batch
+    mode, plus 6 unpriced": read as free."""
+    done = runner.main("config/example.csv", "--estimate", "--model", "gpt-image-2.5-sunbrust")
+    assert done.returncode == 0, done.output[-3000:]
+    [line] = lines_with(done.output, "Image.Batch: with an API key")
+    assert line.endswith("6 to pay for: no price known for any of them (see below)"), line
+    assert "$0.00" not in done.output
+    assert "6 x gpt-image-2.5-sunbrust medium 1024x1024: unpriced (model" in done.output
