@@ -18,23 +18,29 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "workflow"))
 
-from image_batch.common.errors import UserError, os_problem  # noqa: E402
-from image_batch.common.settings import (  # noqa: E402
-    api_key,
-    config_file_name,
-    gemini_api_key,
-    load_dotenv_file,
-    load_settings,
-    read_config_file,
-)
-from image_batch.descriptions.sheet import read_configured_sheet  # noqa: E402
+try:  # a Ctrl-C while these load (a second or so): one line, not a traceback
+    from image_batch.common.errors import UserError, os_problem
+    from image_batch.common.settings import (
+        api_key,
+        config_file_name,
+        gemini_api_key,
+        load_dotenv_file,
+        load_settings,
+        read_config_file,
+    )
+    from image_batch.descriptions.sheet import read_configured_sheet
+except KeyboardInterrupt:
+    print("\nImage.Batch: stopped (Ctrl-C) before the run started: nothing was paid for", file=sys.stderr)
+    sys.exit(130)
 
 LAST_RUN = Path("results/logs/last-run.json")
+STOP_FILE = "IMAGE_BATCH_STOP_FILE"  # a Ctrl-C noted before the run could take it (image_batch.run.interrupt)
 
 
 class Parser(argparse.ArgumentParser):
@@ -234,9 +240,17 @@ def run_child(command, capture=False):
     terminal, which reaches only this process now, gets to it once, as does a SIGTERM to this process
     alone (``docker stop``: this is the container's PID 1) or to its group (a preempted cluster job)."""
     received, pending, child = [], [], []
+    # The run ignores Ctrl-C until its own handler is in place (interrupt.install_early): one that
+    # came during Snakemake's start-up ended in a KeyboardInterrupt traceback. One sent before then
+    # is noted in this file, which the run reads when its handler is in place.
+    noted, stop_file = tempfile.mkstemp(prefix="image-batch-stop-")
+    os.close(noted)
+    env = {**os.environ, STOP_FILE: stop_file}
 
     def forward(signum, frame):
         received.append(signum)
+        with open(stop_file, "a") as note:
+            note.write(f"{signum}\n")
         if not child:
             pending.append(signum)  # passed on as soon as the run has started
             return
@@ -248,13 +262,24 @@ def run_child(command, capture=False):
     output = subprocess.PIPE if capture else None
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        child.append(subprocess.Popen(command, stdout=output, stderr=output, text=capture, process_group=0))
+        child.append(
+            subprocess.Popen(
+                command,
+                stdout=output,
+                stderr=output,
+                text=capture,
+                process_group=0,
+                env=env,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+            )
+        )
         for signum in pending:
             os.killpg(child[0].pid, signum)
         out, err = child[0].communicate()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        os.unlink(stop_file)
     code = 128 + received[0] if received else child[0].returncode
     return code, (out or "") + (err or "")
 

@@ -4,11 +4,13 @@ one line naming the mistake and its fix (real processes: snakemake, main.py, rea
 import json
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from tests.support.moto_s3 import MotoS3
-from tests.test_signals import calls_in_flight, interrupted_run, lines_with, main_py
+from tests.test_signals import PATIENCE, calls_in_flight, interrupted_run, lines_with, main_py
 
 TWO = "image_id,context,description\na1,Nature,a fox\na2,Nature,an owl\n"
 
@@ -174,3 +176,31 @@ def test_an_estimate_with_no_price_known_does_not_say_0_dollars(runner):
     assert line.endswith("6 to pay for: no price known for any of them (see below)"), line
     assert "$0.00" not in done.output
     assert "6 x gpt-image-2.5-sunbrust medium 1024x1024: unpriced (model" in done.output
+
+
+def child_started(run):
+    """main.py's run (python -m snakemake) has been started: it is in its first second, loading
+    Snakemake, before the workflow's own Ctrl-C handler is in place."""
+    children = Path(f"/proc/{run.proc.pid}/task/{run.proc.pid}/children")
+    deadline = time.monotonic() + PATIENCE
+    while not children.read_text().split():
+        assert run.proc.poll() is None and time.monotonic() < deadline, run.output[-3000:]
+        time.sleep(0.01)
+
+
+def test_a_ctrl_c_while_main_py_starts_its_run_is_one_line(keyed, api):
+    """A Ctrl-C in the run's first second (Snakemake loading, before the workflow's handler) ended in
+    a KeyboardInterrupt traceback of the snakemake process under main.py's lines."""
+    (keyed.root / "input.csv").write_text(TWO)
+    run = main_py(keyed)
+    try:
+        child_started(run)
+        run.ctrl_c()
+        assert run.wait() == 130, run.output[-3000:]
+    finally:
+        run.kill()
+    output = run.output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+    [line] = lines_with(output, "Image.Batch: stopped (Ctrl-C)")
+    assert "nothing was paid for" in line
+    assert not api.calls and not list((keyed.root / "results/images").glob("*/*.png"))
