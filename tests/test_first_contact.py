@@ -204,3 +204,17 @@ def test_a_ctrl_c_while_main_py_starts_its_run_is_one_line(keyed, api):
     [line] = lines_with(output, "Image.Batch: stopped (Ctrl-C)")
     assert "nothing was paid for" in line
     assert not api.calls and not list((keyed.root / "results/images").glob("*/*.png"))
+
+
+def test_a_report_is_not_a_line_per_image(runner):
+    """snakemake --report said "Adding img001.png (8.82 KB)." for every image: 124 lines for 116
+    images. The console keeps the report's start and end; --verbose shows every line again."""
+    rows = "".join(f"img{i:03d},Nature,picture {i}\n" for i in range(12))
+    (runner.root / "input.csv").write_text("image_id,context,description\n" + rows)
+    runner.snakemake("--config", "input_csv=input.csv")
+    quiet = runner.snakemake("--report", "report.html")
+    assert (runner.root / "report.html").stat().st_size > 0
+    assert "Report created." in quiet.output and not lines_with(quiet.output, "Adding img"), quiet.output[-3000:]
+    assert len(quiet.output.splitlines()) < 12, quiet.output
+    loud = runner.snakemake("--report", "report.html", "--verbose")
+    assert len(lines_with(loud.output, "Adding img")) == 12
