@@ -170,6 +170,9 @@ def last_run_sheet():
         return None
 
 
+MALFORMED = "--set or --config {!r}: expected KEY=VALUE (a section's key dotted: openai.model=...)"
+
+
 def overrides(items):
     """--config KEY=VALUE items as a dict (values as YAML, as Snakemake reads them). A dotted key
     sets one key of a section (``openai.model=gpt-image-2``), leaving the section's others as they
@@ -180,14 +183,14 @@ def overrides(items):
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--config {item!r}: expected KEY=VALUE (a section's key dotted: openai.model=...)")
+            raise UserError(MALFORMED.format(item))
         try:
             value = yaml.safe_load(value) if value else value
         except yaml.YAMLError:
             pass
         *sections, name = key.split(".")
         if not all(sections) or not name:
-            raise UserError(f"--config {item!r}: expected KEY=VALUE (a section's key dotted: openai.model=...)")
+            raise UserError(MALFORMED.format(item))
         where = out
         for section in sections:
             where = where.setdefault(section, {})

@@ -218,3 +218,12 @@ def test_a_report_is_not_a_line_per_image(runner):
     assert len(quiet.output.splitlines()) < 12, quiet.output
     loud = runner.snakemake("--report", "report.html", "--verbose")
     assert len(lines_with(loud.output, "Adding img")) == 12
+
+
+def test_a_set_without_a_value_names_the_option_used(runner):
+    """main.py --set openai.quality (no value) said "--config 'openai.quality': expected KEY=VALUE"."""
+    done = runner.main("config/example.csv", "--set", "openai.quality")
+    assert done.returncode == 2 and "Traceback" not in done.output, done.output
+    assert done.output.strip() == (
+        "error: --set or --config 'openai.quality': expected KEY=VALUE (a section's key dotted: openai.model=...)"
+    )
