@@ -1,8 +1,22 @@
 # Image.Batch: a sheet of image descriptions -> one PNG per row, a folder per context -> S3.
 # The rules live in workflow/rules; the logic in workflow/image_batch (importable, unit-tested).
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# Run from another folder (snakemake -s path/to/Snakefile): Snakemake's own error named the path it
+# checked, not the fix.
+if not (workflow.overwrite_configfiles or os.path.exists("config/config.yaml")):
+    print(
+        f"Image.Batch: no config/config.yaml in {os.getcwd()} (paths are read from the folder snakemake runs in): "
+        f"run from the project's folder (cd {workflow.basedir}), or add --directory {workflow.basedir}, "
+        "or give your settings with --configfile FILE",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 
 configfile: "config/config.yaml"

@@ -18,24 +18,30 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "workflow"))
 
-from image_batch.common.errors import UserError, os_problem  # noqa: E402
-from image_batch.common.settings import (  # noqa: E402
-    api_key,
-    config_file_name,
-    gemini_api_key,
-    load_dotenv_file,
-    load_settings,
-    read_config_file,
-)
-from image_batch.descriptions.sheet import read_configured_sheet  # noqa: E402
+try:  # a Ctrl-C while these load (a second or so): one line, not a traceback
+    from image_batch.common.errors import UserError, os_problem
+    from image_batch.common.settings import (
+        api_key,
+        config_file_name,
+        gemini_api_key,
+        load_dotenv_file,
+        load_settings,
+        read_config_file,
+    )
+    from image_batch.descriptions.sheet import read_configured_sheet
+except KeyboardInterrupt:
+    print("\nImage.Batch: stopped (Ctrl-C) before the run started: nothing was paid for", file=sys.stderr)
+    sys.exit(130)
 
 LAST_RUN = Path("results/logs/last-run.json")
+STOP_FILE = "IMAGE_BATCH_STOP_FILE"  # a Ctrl-C noted before the run could take it (image_batch.run.interrupt)
 
 
 class Parser(argparse.ArgumentParser):
@@ -59,6 +65,22 @@ class Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+def cores(value):
+    """--cores as Snakemake takes it, checked before the sheet is read: 'all' or a whole number of 1
+    or more (Snakemake's scheduler starts no job with 0 and waits for ever)."""
+    if value.strip().lower() == "all":
+        return "all"
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < 1:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of cores: give a whole number of 1 or more, or all"
+        )
+    return str(number)
+
+
 def parser():
     p = Parser(
         prog="main.py",
@@ -66,7 +88,7 @@ def parser():
         epilog="Anything after -- goes to snakemake, e.g.: python main.py my.csv -- --config mode=batch",
     )
     p.add_argument("input_csv", nargs="?", help="the sheet: columns image_id, context, description")
-    p.add_argument("--cores", default=str(os.cpu_count() or 1), help="Snakemake --cores (default: all)")
+    p.add_argument("--cores", type=cores, default=str(os.cpu_count() or 1), help="Snakemake --cores (default: all)")
     p.add_argument("-n", "--dry-run", action="store_true", help="show what would be made, make nothing")
     p.add_argument(
         "--estimate",
@@ -161,6 +183,9 @@ def last_run_sheet():
         return None
 
 
+MALFORMED = "--set or --config {!r}: expected KEY=VALUE (a section's key dotted: openai.model=...)"
+
+
 def overrides(items):
     """--config KEY=VALUE items as a dict (values as YAML, as Snakemake reads them). A dotted key
     sets one key of a section (``openai.model=gpt-image-2``), leaving the section's others as they
@@ -171,14 +196,14 @@ def overrides(items):
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--config {item!r}: expected KEY=VALUE (a section's key dotted: openai.model=...)")
+            raise UserError(MALFORMED.format(item))
         try:
             value = yaml.safe_load(value) if value else value
         except yaml.YAMLError:
             pass
         *sections, name = key.split(".")
         if not all(sections) or not name:
-            raise UserError(f"--config {item!r}: expected KEY=VALUE (a section's key dotted: openai.model=...)")
+            raise UserError(MALFORMED.format(item))
         where = out
         for section in sections:
             where = where.setdefault(section, {})
@@ -236,6 +261,13 @@ def _die_with(parent):
         os._exit(137)
 
 
+def _start_run(parent):
+    """In the run's process, before Snakemake starts: it dies with main.py, and ignores Ctrl-C until
+    its own handler is in place (see run_child)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with(parent)
+
+
 def run_child(command, capture=False):
     """Run ``command`` (Snakemake) to its end; (its exit code, its output when ``capture``).
 
@@ -245,9 +277,17 @@ def run_child(command, capture=False):
     terminal, which reaches only this process now, gets to it once, as does a SIGTERM to this process
     alone (``docker stop``: this is the container's PID 1) or to its group (a preempted cluster job)."""
     received, pending, child = [], [], []
+    # The run ignores Ctrl-C until its own handler is in place (interrupt.install_early): one that
+    # came during Snakemake's start-up ended in a KeyboardInterrupt traceback. One sent before then
+    # is noted in this file, which the run reads when its handler is in place.
+    noted, stop_file = tempfile.mkstemp(prefix="image-batch-stop-")
+    os.close(noted)
+    env = {**os.environ, STOP_FILE: stop_file}
 
     def forward(signum, frame):
         received.append(signum)
+        with open(stop_file, "a") as note:
+            note.write(f"{signum}\n")
         if not child:
             pending.append(signum)  # passed on as soon as the run has started
             return
@@ -266,7 +306,8 @@ def run_child(command, capture=False):
                 stderr=output,
                 text=capture,
                 process_group=0,
-                preexec_fn=partial(_die_with, os.getpid()),
+                env=env,
+                preexec_fn=partial(_start_run, os.getpid()),
             )
         )
         for signum in pending:
@@ -275,6 +316,7 @@ def run_child(command, capture=False):
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        os.unlink(stop_file)
     code = 128 + received[0] if received else child[0].returncode
     return code, (out or "") + (err or "")
 

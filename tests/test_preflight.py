@@ -116,6 +116,9 @@ class Refusing:
     def head_bucket(self, **kwargs):
         return self._call("head_bucket", **kwargs)
 
+    def list_objects_v2(self, **kwargs):
+        return self._call("list_objects_v2", **kwargs)
+
     def put_object(self, **kwargs):
         return self._call("put_object", **kwargs)
 

@@ -1,6 +1,7 @@
 """The plugin manager: Image.Batch's default plugins and any installed package that declares an
 entry point in the ``image_batch`` group (see hookspecs)."""
 
+import difflib
 import importlib
 import threading
 
@@ -61,9 +62,16 @@ def providers():
     return _found[0]
 
 
-def provider_class(name):
-    """The provider class registered as ``name`` (a clear error naming the ones there are)."""
+def provider_class(name, where=None):
+    """The provider class registered as ``name`` (a clear error naming the ones there are, a near
+    miss first; ``where``: the setting and where it was made, e.g. "provider given on the command line")."""
     found = providers()
     if name not in found:
-        raise UserError(f"no image provider named {name!r}; installed: {', '.join(sorted(found))}")
+        guess = difflib.get_close_matches(str(name), sorted(found), n=2, cutoff=0.7)
+        raise UserError(
+            f"no image provider named {name!r}"
+            + (f" ({where})" if where else "")
+            + (f"; did you mean {' or '.join(repr(g) for g in guess)}? installed: " if guess else "; installed: ")
+            + ", ".join(sorted(found))
+        )
     return found[name]

@@ -553,15 +553,20 @@ def resolve(settings, environ=None):
                 "S3_BUCKET_NAME to work offline, or set provider: offline explicitly in the config."
             )
         return Choices("offline", "no AI_API_KEY set", where, keyless_paid="openai")
+    # "in config/config.yaml" or "given on the command line" (--config provider=..., main.py --set)
+    given = settings.origin("provider") if hasattr(settings, "origin") else "in config"
+    from image_batch.plugins import provider_class
+
+    provider_class(wanted, f"provider {given}")  # an unknown name: one line, with a guess
     if wanted == "openai" and not key:
         return Choices(
-            wanted, "provider: openai in config, but NO API KEY is set", where, missing_key=MISSING_KEY["openai"]
+            wanted, f"provider: openai {given}, but NO API KEY is set", where, missing_key=MISSING_KEY["openai"]
         )
     if wanted == "gemini" and not gemini_api_key(environ):
         return Choices(
-            wanted, "provider: gemini in config, but NO API KEY is set", where, missing_key=MISSING_KEY["gemini"]
+            wanted, f"provider: gemini {given}, but NO API KEY is set", where, missing_key=MISSING_KEY["gemini"]
         )
-    return Choices(wanted, f"provider: {wanted} in config", where)
+    return Choices(wanted, f"provider: {wanted} {given}", where)
 
 
 MISSING_KEY = {

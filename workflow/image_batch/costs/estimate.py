@@ -120,11 +120,15 @@ def describe(e, paid=True):
         return [f"estimate: {e['to_make']} of {e['images']} image(s) to make, with the offline generator: no cost"]
     text = (
         f"estimate: {e['to_make']} of {e['images']} image(s) to make, {e['from_store']} of them served "
-        f"from the response store (no cost), {e['to_pay']} to pay for: about {money(e['live'])} live, "
-        f"{money(e['batch'])} in batch mode"
+        f"from the response store (no cost), {e['to_pay']} to pay for: "
     )
-    if e["unpriced"]:
-        text += f", plus {e['unpriced']} unpriced"
+    if e["unpriced"] and e["unpriced"] >= e["to_pay"]:
+        # nothing priced: "about $0.00 live ... plus 6 unpriced" read as free
+        text += "no price known for any of them (see below)"
+    else:
+        text += f"about {money(e['live'])} live, {money(e['batch'])} in batch mode"
+        if e["unpriced"]:
+            text += f", plus {e['unpriced']} unpriced"
     if e.get("shared"):
         text += f"; {e['shared']} more row(s) share a request with another row (one answer, paid once)"
     if e.get("in_batch"):

@@ -50,6 +50,7 @@ through a number format is refused.
 import csv
 import dataclasses
 import datetime
+import difflib
 import io
 import numbers
 import posixpath
@@ -76,6 +77,7 @@ MAX_FOLDER_CHARS = 100
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "images.schema.yaml"
 
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 DELIMITERS = {",": "commas", ";": "semicolons", "\t": "tabs"}  # what csv_delimiter may be, besides "auto"
 FIX = "format the column as Text and retype it"
 PASSWORD = "the workbook is password-protected; save a copy without a password and use that"
@@ -122,6 +124,18 @@ class _Table:
         return f"{self.prefix}{self.unit} {line}"
 
 
+def near_sheets(path):
+    """For a sheet path that does not exist: the sheets of its folder with a near name (a typo:
+    config/exmaple.csv), or that the folder itself is missing."""
+    folder = path.parent
+    try:
+        names = [entry.name for entry in folder.iterdir() if entry.suffix.lower() in TEXT_SUFFIXES + WORKBOOK_SUFFIXES]
+    except OSError:
+        return f" (there is no folder {folder})"
+    guess = difflib.get_close_matches(path.name, sorted(names), n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(str(folder / name) for name in guess)}?" if guess else ""
+
+
 def read_sheet(path, max_description_chars=32000, sheet_name=None, delimiter="auto"):
     """Parse and validate ``path``.  Returns a list of :class:`Row` or raises :class:`SheetError`.
 
@@ -131,7 +145,10 @@ def read_sheet(path, max_description_chars=32000, sheet_name=None, delimiter="au
     try:
         data = path.read_bytes()
     except (OSError, ValueError) as exc:
-        raise SheetError(path, [f"cannot read the file: {getattr(exc, 'strerror', None) or exc}"])
+        text = f"cannot read the file: {getattr(exc, 'strerror', None) or exc}"
+        if isinstance(exc, FileNotFoundError):
+            text += near_sheets(path)
+        raise SheetError(path, [text])
     if path.suffix.lower() in WORKBOOK_SUFFIXES:
         table = _read_workbook(path, data, sheet_name)
     else:

@@ -77,10 +77,22 @@ def acts(workflow):
     return not workflow.dryrun and not workflow.touch
 
 
+def cores_problem(workflow):
+    """``--cores 0`` on this machine: Snakemake's scheduler starts no job and waits for ever (the
+    progress line said "0 of N" until the run was killed). A cluster's jobs take no local cores."""
+    cores = getattr(getattr(workflow, "resource_settings", None), "cores", None)
+    if cores == 0 and getattr(workflow, "local_exec", True):
+        return "--cores 0 lets no job start (the run would wait for ever): give --cores N (1 or more) or all"
+    return None
+
+
 def start(workflow, plan, out=sys.stderr):
     """``onstart``: everything a real run does before its first job."""
     if not acts(workflow):
         return None
+    problem = cores_problem(workflow)
+    if problem:
+        raise UserError(f"{problem} (nothing was made)")
     _attempted.append(True)
     if plan.choices.missing_key:
         raise UserError(plan.choices.missing_key.replace("a real run stops before any image", "nothing was made"))
@@ -246,7 +258,13 @@ def summary(run, ok):
             text = "the calls in flight were finished and their answers kept"
         else:
             text = f"{abandoned} call(s) in flight were abandoned (the API may bill them; their answers are lost)"
-        lines.append(f"  stopped by {stopped_by}: {text}; run the same command again to make the rest")
+        if not_run > 0:
+            rest = "make the rest"
+        elif counts[ledger.FAILED]:
+            rest = "retry the failed image(s) and sync"
+        else:  # every image was made before the stop: only the sync (and the markers) are left
+            rest = "sync them"
+        lines.append(f"  stopped by {stopped_by}: {text}; run the same command again to {rest}")
     if plan.paid:
         estimate = plan.estimate or {}
         batch = plan.settings.mode == "batch"

@@ -55,6 +55,20 @@ def install_early():
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    # main.py starts the run with Ctrl-C ignored until now (a KeyboardInterrupt in Snakemake's own
+    # start-up printed a traceback) and notes one received meanwhile in this file: acted on here
+    early = os.environ.get(STOP_FILE)
+    if early:
+        try:
+            with open(early) as note:
+                noted = note.read().split()
+        except OSError:
+            noted = []
+        if noted:
+            handler(int(noted[0]), None)
+
+
+STOP_FILE = "IMAGE_BATCH_STOP_FILE"
 
 
 def waiting_for(text):

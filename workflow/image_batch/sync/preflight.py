@@ -142,7 +142,16 @@ def probe(destination, client=None, delete_needed=False, retry_mode="standard", 
     try:
         if find_credentials() is None:
             raise UserError(NO_CREDENTIALS.format(bucket=bucket) + " (nothing was made)")
-        client.head_bucket(Bucket=bucket)
+        try:
+            client.head_bucket(Bucket=bucket)
+        except Exception as error:
+            if _error_code(error)[0] not in ("403", "Forbidden"):
+                raise
+            # A HEAD answer has no body: a wrong key and a missing permission both say only "403"
+            # (the advice was to grant permissions for a key S3 did not know). A listing's answer
+            # names which: InvalidAccessKeyId, SignatureDoesNotMatch or AccessDenied.
+            client.list_objects_v2(Bucket=bucket, MaxKeys=1)
+            raise
         action = "write to"
         client.put_object(Bucket=bucket, Key=key, Body=b"", ContentType="application/octet-stream")
         action = "delete from"
