@@ -204,6 +204,29 @@ def test_a_batch_the_api_no_longer_knows_is_marked_gone_once(runner, api):
     assert "Nothing to be done" in again.output and "404" not in again.output
 
 
+@pytest.mark.parametrize("mode", ["batch", "live"])
+def test_a_batch_whose_answers_file_is_gone_is_not_a_dead_end(runner, api, mode):
+    """A batch an earlier run left, ended, its output file deleted (or expired) at the API before a
+    run collected it: one line names it, its requests are asked for again (batch mode: the next
+    round; live mode: the live jobs), and no later run is stopped by it."""
+    batch = project(runner, api)
+    gone = stop_while_waiting(batch, api)
+    client = openai.OpenAI(api_key=API_KEY, base_url=api.base_url)
+    api.complete_batches_after(1)
+    output_file = client.batches.retrieve(gone).output_file_id
+    client.files.delete(output_file)
+    project(batch, api, mode=mode)
+    result = batch.snakemake("--config", "input_csv=input.csv")
+    said = [line for line in result.output.splitlines() if output_file in line]
+    assert len(said) == 1 and "unknown to the API (404)" in said[0] and gone in said[0], result.output[-3000:]
+    assert "OPENAI_BASE_URL" not in result.output and "Traceback" not in result.output
+    assert len(outputs(batch.root)) == 2 * len(ROWS)
+    assert len(api.batches_created) == (2 if mode == "batch" else 1)
+    assert all(e["collected"] for e in recorded(batch.root))
+    again = batch.snakemake("--config", "input_csv=input.csv")
+    assert "Nothing to be done" in again.output and "404" not in again.output
+
+
 def test_a_timed_out_line_goes_into_the_next_round(runner, api):
     batch = project(runner, api)
     api.fail_batch_lines("prompt 3", "request_timeout")
