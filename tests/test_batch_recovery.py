@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from image_batch.costs.bill import money
-from tests.conftest import API_KEY, update_config
+from tests.conftest import API_KEY, FAST_RETRY, update_config
 from tests.support.fake_openai import FakeOpenAI
 from tests.test_batch_mode import CREATED, ROWS, outputs, project
 
@@ -187,6 +187,19 @@ def test_network_faults_while_submitting_and_polling_do_not_end_the_run(runner, 
     log = (batch.root / "results/logs/batch.log").read_text()
     assert "uploading a batch input file failed" in log and "creating a batch failed" in log
     assert "polling batch_" in log and "downloading file-" in log
+    assert len(api.batches_created) == 1 and paid_once(api) == len(ROWS) and api.calls == []
+    assert len(outputs(batch.root)) == 2 * len(ROWS) and "Traceback" not in result.output
+
+
+def test_an_outage_longer_than_the_retry_budget_while_polling_is_waited_out(runner, api):
+    """A 24-hour wait outlives an outage that exhausts retry.max_attempts for one poll: the batch is
+    polled again later (not a stopped run), and nothing is submitted twice."""
+    batch = project(runner, api)
+    api.batch_polls_to_complete = 2
+    api.fail_next("batch_retrieve", "bad_gateway", n=3 * FAST_RETRY["max_attempts"])
+    result = batch.snakemake("--config", "input_csv=input.csv")
+    log = (batch.root / "results/logs/batch.log").read_text()
+    assert "polling again later" in log and "batch mode stopped" not in result.output
     assert len(api.batches_created) == 1 and paid_once(api) == len(ROWS) and api.calls == []
     assert len(outputs(batch.root)) == 2 * len(ROWS) and "Traceback" not in result.output
 
