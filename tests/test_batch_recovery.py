@@ -3,6 +3,7 @@ end to end, real `snakemake` processes against the stand-in's Batch API, real si
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -99,8 +100,12 @@ def test_a_batch_given_up_on_is_not_paid_again_in_live_mode(runner, api, sig):
     project(batch, api, mode="live")
     dry = batch.snakemake("-n", "--config", "input_csv=input.csv")
     assert "0 to pay for" in dry.output and "5 request(s) are in batches submitted earlier" in dry.output
+    # what collecting them costs (billed once, by the Batch API) is said, and the summary compares with it
+    [committed] = re.findall(r"not paid again \(about (\$[0-9.]+) at the batch price", dry.output)
+    assert committed != money(0)
     api.complete_batches_after(3)  # the batch ends while the live run waits for it
     result = batch.snakemake("--config", "input_csv=input.csv")
+    assert f"paid in this run; estimate before the run: {committed} (+0%)" in result.output, result.output[-2000:]
     assert paid_once(api) == len(ROWS) and api.paid_calls == [] and len(api.batches_created) == 1
     assert f"5 image(s) are in batch {batch_id}" in result.output and "waiting for it" in result.output
     made = outputs(batch.root)

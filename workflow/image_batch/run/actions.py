@@ -251,6 +251,8 @@ def summary(run, ok):
         estimate = plan.estimate or {}
         batch = plan.settings.mode == "batch"
         guess = estimate.get("batch" if batch else "live")
+        if guess is not None:  # answers collected from batches submitted earlier are paid in this run too
+            guess += estimate.get("in_batch_usd") or 0.0
         text = f"  cost: {money(counts['usd'])} paid in this run"
         if counts["unpriced"]:
             text += f" (+{counts['unpriced']} unpriced)"
