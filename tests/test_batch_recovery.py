@@ -17,6 +17,8 @@ from image_batch.costs.bill import money
 from tests.conftest import API_KEY, FAST_RETRY, update_config
 from tests.support.fake_openai import FakeOpenAI
 from tests.test_batch_mode import CREATED, ROWS, outputs, project
+from tests.test_describe import described  # noqa: F401 (a fixture)
+from tests.test_gemini import gem, gemini  # noqa: F401 (fixtures)
 
 STATE = "response-store/batches/state.json"
 
@@ -297,3 +299,57 @@ def test_rows_sharing_a_request_are_paid_and_counted_once(runner, api, mode):
     assert marker["per_context"]["Hills"]["cost"] == pytest.approx(each["hills/s3.json"] + each["hills/t1.json"])
     assert marker["per_context"]["Lakes"]["cost"] == 0 and marker["shared"] == 2
     assert f"cost: {money(marker['total'])} paid in this run" in result.output
+
+
+def test_a_gemini_batch_whose_results_file_is_gone_is_not_a_dead_end(gem, gemini):  # noqa: F811
+    """A Gemini batch an earlier run left, ended with its results in a file the API no longer has
+    (deleted, or no longer kept): one line, its requests made live, and no later run stopped by it."""
+    from tests.test_gemini import _batch_state, _stop_a_waiting_batch_run
+
+    gemini.results_as_file = True
+    _stop_a_waiting_batch_run(gem, gemini, signal.SIGINT)
+    from google import genai
+    from google.genai import types
+
+    from tests.test_gemini import KEY
+
+    [entry] = _batch_state(gem.root)["batches"]
+    gemini.batch_polls_to_complete = 1
+    client = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=gemini.base_url, api_version="v1beta"))
+    done = client.batches.get(name=entry["id"])  # it ends: its results are written to a file
+    assert done.dest and done.dest.file_name and gemini.files
+    gemini.files.clear()  # deleted at Google, or no longer kept there, before a run collected them
+    update_config(gem.root, mode="live")
+    result = gem.snakemake()
+    said = [line for line in result.output.splitlines() if "unknown to the API (404)" in line]
+    assert len(said) == 1 and entry["id"] in said[0], result.output[-3000:]
+    assert "gemini.model" not in result.output and "Traceback" not in result.output
+    assert len(list((gem.root / "results/images").rglob("*.png"))) == 4
+    assert _batch_state(gem.root)["batches"][0]["collected"]
+    again = gem.snakemake()
+    assert "Nothing to be done" in again.output and "404" not in again.output
+
+
+def test_a_prompt_batch_given_up_on_is_not_paid_again_in_live_mode(described, api):  # noqa: F811
+    """describe: on. A batch-mode run stopped (SIGINT) while its prompts' batch (/v1/responses lines)
+    waits, then the same sheet in live mode: the prompts' batch is waited for and collected, no
+    prompt is written (paid) again live, and the images are made live from the written prompts."""
+    from tests.test_describe import ROWS as DESCRIBED
+    from tests.test_describe import check_outputs
+
+    root = described.root
+    update_config(root, mode="batch", batch={"poll_seconds": 0.02})
+    api.batch_polls_to_complete = 1_000_000
+    run = start(described)
+    wait_until(lambda: any(e.get("id") for e in recorded(root)) and polled(api), run, "the prompts' batch was polled")
+    assert signal_and_wait(run, signal.SIGINT) == 130
+    [batch_id] = api.batches_created
+    update_config(root, mode="live")
+    api.complete_batches_after(3)  # the batch ends while the live run waits for it
+    result = described.snakemake()
+    assert f"{len(DESCRIBED)} prompt(s) are in batch {batch_id}" in result.output, result.output[-3000:]
+    assert api.paid_text_calls == [], "prompts the batch was writing were paid again live"
+    assert len(api.batch_paid_lines) == len(DESCRIBED) and len(api.paid_image_calls) == len(DESCRIBED)
+    assert all(e["collected"] for e in recorded(root)) and len(api.batches_created) == 1
+    assert "prompts written by the model: $" in result.output
+    check_outputs(root)

@@ -572,10 +572,12 @@ def tell(describing, estimate=None, out=sys.stderr):
         print(f"Image.Batch: {describe_estimate(estimate)}", file=out)
 
 
-def batch_prompts(describing, settings, log):
+def batch_prompts(describing, settings, log, live=False):
     """Batch mode, a writer with a Batch API (OpenAI: ``/v1/responses`` lines): the pending prompts go
     through images.batch.BatchRunner (submitted once, recorded, collected into the response store at
-    the batch price). Returns the keys of the prompts a line did not answer (written live after)."""
+    the batch price). Returns the keys of the prompts a line did not answer (written live after).
+    ``live``: submit nothing; only the batches earlier runs recorded for these prompts are collected,
+    or waited for (see :meth:`BatchRunner.settle`)."""
     from image_batch.images.batch import BatchRunner
     from image_batch.images.gemini_batch import GeminiBatchRunner
     from image_batch.images.store import open_store
@@ -588,7 +590,13 @@ def batch_prompts(describing, settings, log):
         runner = BatchRunner(settings, log, provider=describing.writer)
     runner.provider = get_writer(describing.writer, settings)
     requests = {key: describing.requests[key] for key in describing.pending}
-    result = runner.run([{"request": request} for request in requests.values()])
+    specs = [{"request": request} for request in requests.values()]
+    if not live:
+        result = runner.run(specs)
+    elif describing.writer == "gemini":
+        result = runner.run(specs, live=True, abandon=settings.batch.abandon)
+    else:
+        result = runner.settle(specs, abandon=settings.batch.abandon, noun="prompt(s)")
     bought = set(result.get("bought") or ())
     store = open_store(settings)
     left = []
@@ -624,6 +632,24 @@ def write_before_batch(plan, settings, out=sys.stderr):
                 "prompts do not go through its Batch API yet), then the images go in batches"
             )
     _write_all(plan, settings)
+
+
+def settle_before_live(plan, settings):
+    """Live mode (a real run, before its jobs): the prompts' batches an earlier batch-mode run left
+    (stopped while waiting) are collected, or waited for (batch.abandon: cancelled), as the images'
+    are, so the write_prompts jobs find those prompts in the response store: never paid again live."""
+    from image_batch.images.batch import waiting_batches
+    from image_batch.images.gemini_batch import waiting
+    from image_batch.images.store import open_store
+
+    describing = plan.describing
+    if describing is None or not describing.pending or not getattr(writer_class(describing.writer), "batch", False):
+        return
+    store = open_store(settings)
+    if not (waiting(store) if describing.writer == "gemini" else waiting_batches(store)):
+        return  # no batch was left running: nothing to look at
+    with JobLog(LOGS / "before-batch.log", echo=True) as log:
+        batch_prompts(describing, settings, log, live=True)
 
 
 def _write_all(plan, settings):

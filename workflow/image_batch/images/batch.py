@@ -453,7 +453,7 @@ class BatchRunner:
     def _result():
         return {"mode": "batch", "batches": [], "stored": 0, "failed": {}, "retry": {}, "request_ids": [], "rounds": 0}
 
-    def settle(self, specs, abandon=False):
+    def settle(self, specs, abandon=False, noun="image(s)"):
         """Live mode, before its first call: the recorded batches that cover requests of ``specs``
         still to pay for are collected if they ended, else waited for (or, with ``abandon``,
         cancelled, and their completed lines collected): live mode never pays again for a request
@@ -472,7 +472,7 @@ class BatchRunner:
                     continue
                 covering.append(entry)
                 when = _when(entry.get("submitted_at"))
-                head = f"{len(covered)} image(s) are in batch {entry['id']} (submitted {when})"
+                head = f"{len(covered)} {noun} are in batch {entry['id']} (submitted {when})"
                 if entry["status"] in TERMINAL:
                     self.log(f"{head}, which has ended ({entry['status']}): collecting its answers")
                 elif abandon:

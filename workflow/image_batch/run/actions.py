@@ -137,6 +137,8 @@ def start(workflow, plan, out=sys.stderr):
         interrupt.install_early()  # again: Snakemake has put its own SIGTERM handler in since parsing
         if plan.settings.mode == "batch":
             prompts.write_before_batch(plan, plan.settings, out)
+        else:  # the prompts' batches an earlier run left: collected, or waited for, not paid again
+            prompts.settle_before_live(plan, plan.settings)
         run_before_jobs(
             [plan.spec_of(*image) for image in run.to_make if plan.spec_of(*image)["request"]["prompt"] is not None],
             plan.settings,
