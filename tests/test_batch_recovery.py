@@ -345,6 +345,9 @@ def test_a_prompt_batch_given_up_on_is_not_paid_again_in_live_mode(described, ap
     assert signal_and_wait(run, signal.SIGINT) == 130
     [batch_id] = api.batches_created
     update_config(root, mode="live")
+    dry = described.snakemake("-n")
+    assert f"; {len(DESCRIBED)} of them in batches submitted earlier: collected when" in dry.output, dry.output[-3000:]
+    assert "the response store: about $0.00 " in dry.output  # nothing to pay for them again
     api.complete_batches_after(3)  # the batch ends while the live run waits for it
     result = described.snakemake()
     assert f"{len(DESCRIBED)} prompt(s) are in batch {batch_id}" in result.output, result.output[-3000:]

@@ -508,6 +508,18 @@ def text_cost(catalog, model, usage, origin="live"):
     return answer_cost(catalog, model, text_usage(usage), origin)
 
 
+def _in_recorded_batches(settings, describing):
+    """The store keys the batches recorded earlier and not collected yet cover (read only)."""
+    if not getattr(writer_class(describing.writer), "batch", False):
+        return set()
+    from image_batch.images.batch import waiting_batches
+    from image_batch.images.gemini_batch import waiting
+    from image_batch.images.store import open_store
+
+    store = open_store(settings)
+    return {key for entry in waiting_batches(store, strict=False) + waiting(store) for key in entry.get("keys") or ()}
+
+
 def estimate_writing(settings, describing):
     """What writing the pending prompts will cost (an estimate: input tokens from the instructions'
     and descriptions' lengths, output tokens from your own stored answers for the model, else a
@@ -519,7 +531,7 @@ def estimate_writing(settings, describing):
     if not describing.paid or not describing.pending:
         return out
     from image_batch.costs.catalog import load_catalog
-    from image_batch.images.store import open_store
+    from image_batch.images.store import open_store, request_key
 
     catalog = load_catalog(settings.catalog_path)
     means = open_store(settings).usage_means().get((settings.describe.model, None, None)) or {}
@@ -532,6 +544,10 @@ def estimate_writing(settings, describing):
     # a row's variants share its prompt: one call (the store's lock serves the others)
     distinct = {canonical_json(describing.requests[key]): describing.requests[key] for key in describing.pending}
     out["to_write"] = len(distinct)
+    # prompts in a batch an earlier (stopped) run submitted: collected when it ends, not paid again
+    covered = _in_recorded_batches(settings, describing)
+    out["in_batch"] = sum(1 for request in distinct.values() if request_key(request) in covered)
+    distinct = {k: request for k, request in distinct.items() if request_key(request) not in covered}
     for request in distinct.values():
         tokens_in = -(-(len(request["instructions"]) + len(request["input"])) // CHARS_PER_TOKEN)
         cost = text_cost(catalog, request["model"], {"input_tokens": tokens_in, "output_tokens": round(output)})
@@ -557,9 +573,14 @@ def describe_estimate(e):
         return head + (", the rest served from the response store (no cost)" if e["to_write"] < e["prompts"] else "")
     if e["usd"] is None:
         return f"{head}: unpriced ({e.get('why')})"
+    batched = (
+        f"; {e['in_batch']} of them in batches submitted earlier: collected when they end, not paid again"
+        if e.get("in_batch")
+        else ""
+    )
     return (
         f"{head}, the rest served from the response store: about {money(e['usd'])} "
-        f"(an estimate: tokens from the descriptions' and instructions' lengths, output from {e['basis']})"
+        f"(an estimate: tokens from the descriptions' and instructions' lengths, output from {e['basis']}){batched}"
     )
 
 
