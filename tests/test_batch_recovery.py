@@ -3,6 +3,7 @@ end to end, real `snakemake` processes against the stand-in's Batch API, real si
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,9 +14,11 @@ import openai
 import pytest
 
 from image_batch.costs.bill import money
-from tests.conftest import API_KEY, update_config
+from tests.conftest import API_KEY, FAST_RETRY, update_config
 from tests.support.fake_openai import FakeOpenAI
 from tests.test_batch_mode import CREATED, ROWS, outputs, project
+from tests.test_describe import described  # noqa: F401 (a fixture)
+from tests.test_gemini import gem, gemini  # noqa: F401 (fixtures)
 
 STATE = "response-store/batches/state.json"
 
@@ -99,8 +102,12 @@ def test_a_batch_given_up_on_is_not_paid_again_in_live_mode(runner, api, sig):
     project(batch, api, mode="live")
     dry = batch.snakemake("-n", "--config", "input_csv=input.csv")
     assert "0 to pay for" in dry.output and "5 request(s) are in batches submitted earlier" in dry.output
+    # what collecting them costs (billed once, by the Batch API) is said, and the summary compares with it
+    [committed] = re.findall(r"not paid again \(about (\$[0-9.]+) at the batch price", dry.output)
+    assert committed != money(0)
     api.complete_batches_after(3)  # the batch ends while the live run waits for it
     result = batch.snakemake("--config", "input_csv=input.csv")
+    assert f"paid in this run; estimate before the run: {committed} (+0%)" in result.output, result.output[-2000:]
     assert paid_once(api) == len(ROWS) and api.paid_calls == [] and len(api.batches_created) == 1
     assert f"5 image(s) are in batch {batch_id}" in result.output and "waiting for it" in result.output
     made = outputs(batch.root)
@@ -191,6 +198,19 @@ def test_network_faults_while_submitting_and_polling_do_not_end_the_run(runner, 
     assert len(outputs(batch.root)) == 2 * len(ROWS) and "Traceback" not in result.output
 
 
+def test_an_outage_longer_than_the_retry_budget_while_polling_is_waited_out(runner, api):
+    """A 24-hour wait outlives an outage that exhausts retry.max_attempts for one poll: the batch is
+    polled again later (not a stopped run), and nothing is submitted twice."""
+    batch = project(runner, api)
+    api.batch_polls_to_complete = 2
+    api.fail_next("batch_retrieve", "bad_gateway", n=3 * FAST_RETRY["max_attempts"])
+    result = batch.snakemake("--config", "input_csv=input.csv")
+    log = (batch.root / "results/logs/batch.log").read_text()
+    assert "polling again later" in log and "batch mode stopped" not in result.output
+    assert len(api.batches_created) == 1 and paid_once(api) == len(ROWS) and api.calls == []
+    assert len(outputs(batch.root)) == 2 * len(ROWS) and "Traceback" not in result.output
+
+
 def test_a_batch_the_api_no_longer_knows_is_marked_gone_once(runner, api):
     batch = project(runner, api)
     gone = stop_while_waiting(batch, api)
@@ -200,6 +220,29 @@ def test_a_batch_the_api_no_longer_knows_is_marked_gone_once(runner, api):
     assert result.output.count(f"batch {gone}") >= 1 and result.output.count("unknown to the API (404)") == 1
     assert [e["status"] for e in recorded(batch.root)][0] == "gone"
     assert len(api.batches_created) == 2 and len(outputs(batch.root)) == 2 * len(ROWS)
+    again = batch.snakemake("--config", "input_csv=input.csv")
+    assert "Nothing to be done" in again.output and "404" not in again.output
+
+
+@pytest.mark.parametrize("mode", ["batch", "live"])
+def test_a_batch_whose_answers_file_is_gone_is_not_a_dead_end(runner, api, mode):
+    """A batch an earlier run left, ended, its output file deleted (or expired) at the API before a
+    run collected it: one line names it, its requests are asked for again (batch mode: the next
+    round; live mode: the live jobs), and no later run is stopped by it."""
+    batch = project(runner, api)
+    gone = stop_while_waiting(batch, api)
+    client = openai.OpenAI(api_key=API_KEY, base_url=api.base_url)
+    api.complete_batches_after(1)
+    output_file = client.batches.retrieve(gone).output_file_id
+    client.files.delete(output_file)
+    project(batch, api, mode=mode)
+    result = batch.snakemake("--config", "input_csv=input.csv")
+    said = [line for line in result.output.splitlines() if output_file in line]
+    assert len(said) == 1 and "unknown to the API (404)" in said[0] and gone in said[0], result.output[-3000:]
+    assert "OPENAI_BASE_URL" not in result.output and "Traceback" not in result.output
+    assert len(outputs(batch.root)) == 2 * len(ROWS)
+    assert len(api.batches_created) == (2 if mode == "batch" else 1)
+    assert all(e["collected"] for e in recorded(batch.root))
     again = batch.snakemake("--config", "input_csv=input.csv")
     assert "Nothing to be done" in again.output and "404" not in again.output
 
@@ -257,3 +300,60 @@ def test_rows_sharing_a_request_are_paid_and_counted_once(runner, api, mode):
     assert marker["per_context"]["Hills"]["cost"] == pytest.approx(each["hills/s3.json"] + each["hills/t1.json"])
     assert marker["per_context"]["Lakes"]["cost"] == 0 and marker["shared"] == 2
     assert f"cost: {money(marker['total'])} paid in this run" in result.output
+
+
+def test_a_gemini_batch_whose_results_file_is_gone_is_not_a_dead_end(gem, gemini):  # noqa: F811
+    """A Gemini batch an earlier run left, ended with its results in a file the API no longer has
+    (deleted, or no longer kept): one line, its requests made live, and no later run stopped by it."""
+    from tests.test_gemini import _batch_state, _stop_a_waiting_batch_run
+
+    gemini.results_as_file = True
+    _stop_a_waiting_batch_run(gem, gemini, signal.SIGINT)
+    from google import genai
+    from google.genai import types
+
+    from tests.test_gemini import KEY
+
+    [entry] = _batch_state(gem.root)["batches"]
+    gemini.batch_polls_to_complete = 1
+    client = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=gemini.base_url, api_version="v1beta"))
+    done = client.batches.get(name=entry["id"])  # it ends: its results are written to a file
+    assert done.dest and done.dest.file_name and gemini.files
+    gemini.files.clear()  # deleted at Google, or no longer kept there, before a run collected them
+    update_config(gem.root, mode="live")
+    result = gem.snakemake()
+    said = [line for line in result.output.splitlines() if "unknown to the API (404)" in line]
+    assert len(said) == 1 and entry["id"] in said[0], result.output[-3000:]
+    assert "gemini.model" not in result.output and "Traceback" not in result.output
+    assert len(list((gem.root / "results/images").rglob("*.png"))) == 4
+    assert _batch_state(gem.root)["batches"][0]["collected"]
+    again = gem.snakemake()
+    assert "Nothing to be done" in again.output and "404" not in again.output
+
+
+def test_a_prompt_batch_given_up_on_is_not_paid_again_in_live_mode(described, api):  # noqa: F811
+    """describe: on. A batch-mode run stopped (SIGINT) while its prompts' batch (/v1/responses lines)
+    waits, then the same sheet in live mode: the prompts' batch is waited for and collected, no
+    prompt is written (paid) again live, and the images are made live from the written prompts."""
+    from tests.test_describe import ROWS as DESCRIBED
+    from tests.test_describe import check_outputs
+
+    root = described.root
+    update_config(root, mode="batch", batch={"poll_seconds": 0.02})
+    api.batch_polls_to_complete = 1_000_000
+    run = start(described)
+    wait_until(lambda: any(e.get("id") for e in recorded(root)) and polled(api), run, "the prompts' batch was polled")
+    assert signal_and_wait(run, signal.SIGINT) == 130
+    [batch_id] = api.batches_created
+    update_config(root, mode="live")
+    dry = described.snakemake("-n")
+    assert f"; {len(DESCRIBED)} of them in batches submitted earlier: collected when" in dry.output, dry.output[-3000:]
+    assert "the response store: about $0.00 " in dry.output  # nothing to pay for them again
+    api.complete_batches_after(3)  # the batch ends while the live run waits for it
+    result = described.snakemake()
+    assert f"{len(DESCRIBED)} prompt(s) are in batch {batch_id}" in result.output, result.output[-3000:]
+    assert api.paid_text_calls == [], "prompts the batch was writing were paid again live"
+    assert len(api.batch_paid_lines) == len(DESCRIBED) and len(api.paid_image_calls) == len(DESCRIBED)
+    assert all(e["collected"] for e in recorded(root)) and len(api.batches_created) == 1
+    assert "prompts written by the model: $" in result.output
+    check_outputs(root)

@@ -257,6 +257,9 @@ def test_rows_sharing_a_request_are_one_to_pay_for():
     # a request a batch recorded earlier covers is collected, not paid for again
     covered = estimate(specs, CATALOG, lambda s: True, lambda r: False, in_batch=lambda r: r is specs[3]["request"])
     assert (covered["to_pay"], covered["in_batch"]) == (1, 1) and "1 request(s) are in batches" in describe(covered)[0]
+    # what collecting it costs: billed once, at the batch price (the run's summary compares with it)
+    assert covered["in_batch_usd"] == pytest.approx(alone["batch"])
+    assert covered["batch"] == pytest.approx(alone["batch"])
 
 
 def test_report_counts_an_answer_shared_by_rows_once():

@@ -191,3 +191,19 @@ def test_the_local_marker_is_the_buckets_when_it_is_kept(user, s3):
     assert s3.objects("shop")["_SUCCESS.json"] == first
     assert (user.root / "results/_SUCCESS.json").read_bytes() == first
     assert "(0 file(s) sent)" in again.output, again.output[-3000:]
+
+
+def test_an_object_of_our_shape_no_sheet_put_there_is_never_deleted(user, s3):
+    """With sync.delete_removed: objects shaped like ours (<context>/<id>.png/.json) that no sync of
+    any sheet recorded (put there by hand, or by a version before the ledgers) are kept and counted
+    apart, not taken for removed rows."""
+    update_config(user.root, sync={"prefix": "batch", "delete_removed": True})
+    for key in ("batch/nature/stray.png", "batch/nature/stray.json", "batch/old/cup.png"):
+        s3.client().put_object(Bucket="shop", Key=key, Body=b"someone else's")
+    done = user.snakemake("--config", "input_csv=mine.csv")
+    objects = s3.objects("shop")
+    assert all(objects[k] == b"someone else's" for k in ("batch/nature/stray.png", "batch/nature/stray.json"))
+    assert objects["batch/old/cup.png"] == b"someone else's" and "batch/nature/fox.png" in objects
+    line = summary_lines(done)[-1]
+    assert "left as they are: 3 object(s)" in line and "3 no sheet of ours put there" in line, line
+    assert marker(s3)["removed"]["kept_not_ours"] == 3 and marker(s3)["removed"]["deleted"] == 0

@@ -79,6 +79,14 @@ def test_bad_cells_are_sheet_errors_naming_row_and_column(tmp_path):
     assert problems[4].startswith("line 6, column variants: variants 101 is out of range")
     with pytest.raises(SheetError, match="line 2, column output_compression: output_compression is taken only with"):
         specs_of(tmp_path, "image_id,context,description,output_compression\na,C,one,80\n")
+    # a number out of range says the range, not "use a whole number" (150 is one)
+    text = "image_id,context,description,output_format,output_compression\na,C,one,jpeg,150\nb,C,two,webp,-1\n"
+    with pytest.raises(SheetError) as caught:
+        specs_of(tmp_path, text)
+    assert [p.split(": ", 1)[1] for p in caught.value.problems] == [
+        "'150' is not a value openai.output_compression takes; use a whole number from 0 to 100",
+        "'-1' is not a value openai.output_compression takes; use a whole number from 0 to 100",
+    ], caught.value.problems
 
 
 def test_variants_are_their_own_requests(tmp_path):

@@ -61,11 +61,12 @@ def estimate(specs, catalog, to_make, in_store, usage_means=None, paid=True, in_
     """Images to make, how many the response store already has, and the estimated bill live and in
     batch mode for the rest. ``to_make(spec)`` and ``in_store(request)`` are predicates;
     ``usage_means`` is the store's {(model, quality, size): mean usage}; ``in_batch(request)`` says
-    whether a batch recorded earlier covers the request (it is collected, not paid again). Rows
-    that share a request share one answer: each request is counted once (``to_pay``)."""
+    whether a batch recorded earlier covers the request (it is collected, not paid again; what the
+    Batch API bills for it, once, is ``in_batch_usd``). Rows that share a request share one answer:
+    each request is counted once (``to_pay``)."""
     out = {"images": len(specs), "to_make": 0, "from_store": 0, "to_pay": 0, "live": 0.0, "batch": 0.0}
-    out["unpriced"], out["groups"], out["shared"], out["in_batch"] = 0, [], 0, 0
-    groups = defaultdict(list)
+    out["unpriced"], out["groups"], out["shared"], out["in_batch"], out["in_batch_usd"] = 0, [], 0, 0, 0.0
+    groups, batched = defaultdict(list), defaultdict(list)
     seen = set()
     for spec in specs:
         if not to_make(spec):
@@ -82,20 +83,25 @@ def estimate(specs, catalog, to_make, in_store, usage_means=None, paid=True, in_
             out["shared"] += 1
             continue
         seen.add(key)
+        size = request.get("size") or request.get("image_size")  # Gemini names its size image_size
         if in_batch is not None and in_batch(request):
             out["in_batch"] += 1
+            batched[(request.get("model"), request.get("quality"), size)].append(len(request["prompt"]))
             continue
         out["to_pay"] += 1
         if request.get("references"):  # an edit request: its input pictures are billed too
             out["edits"] = out.get("edits", 0) + 1
-        size = request.get("size") or request.get("image_size")  # Gemini names its size image_size
         groups[(request.get("model"), request.get("quality"), size)].append(len(request["prompt"]))
     means = usage_means or {}
+    for (model, quality, size), lengths in batched.items():  # billed once, at the batch price
+        each = price_one(catalog, model, quality, size, sum(lengths) / len(lengths), means.get((model, quality, size)))
+        if each[0] is not None:
+            out["in_batch_usd"] += each[0] * len(lengths) * _discount(catalog, model)
+    out["in_batch_usd"] = round(out["in_batch_usd"], 6)
     for (model, quality, size), lengths in sorted(groups.items(), key=lambda item: str(item[0])):
         chars = sum(lengths) / len(lengths)
         each, basis, note = price_one(catalog, model, quality, size, chars, means.get((model, quality, size)))
-        entry = catalog.lookup(model)
-        discount = catalog.batch_discount(entry.provider) if entry else 0.5
+        discount = _discount(catalog, model)
         group = {"model": model, "quality": quality, "size": size, "images": len(lengths), "basis": basis}
         group.update(note=note, each=each)
         out["groups"].append(group)
@@ -106,6 +112,11 @@ def estimate(specs, catalog, to_make, in_store, usage_means=None, paid=True, in_
         out["batch"] += each * len(lengths) * discount
     out["live"], out["batch"] = round(out["live"], 6), round(out["batch"], 6)
     return out
+
+
+def _discount(catalog, model):
+    entry = catalog.lookup(model)
+    return catalog.batch_discount(entry.provider) if entry else 0.5
 
 
 def money_each(usd):
@@ -135,6 +146,8 @@ def describe(e, paid=True):
         text += (
             f"; {e['in_batch']} request(s) are in batches submitted earlier: collected when they end, not paid again"
         )
+        if e.get("in_batch_usd"):
+            text += f" (about {money(e['in_batch_usd'])} at the batch price, billed once by the Batch API)"
     lines = [text]
     if e.get("edits"):
         lines.append(

@@ -508,6 +508,18 @@ def text_cost(catalog, model, usage, origin="live"):
     return answer_cost(catalog, model, text_usage(usage), origin)
 
 
+def _in_recorded_batches(settings, describing):
+    """The store keys the batches recorded earlier and not collected yet cover (read only)."""
+    if not getattr(writer_class(describing.writer), "batch", False):
+        return set()
+    from image_batch.images.batch import waiting_batches
+    from image_batch.images.gemini_batch import waiting
+    from image_batch.images.store import open_store
+
+    store = open_store(settings)
+    return {key for entry in waiting_batches(store, strict=False) + waiting(store) for key in entry.get("keys") or ()}
+
+
 def estimate_writing(settings, describing):
     """What writing the pending prompts will cost (an estimate: input tokens from the instructions'
     and descriptions' lengths, output tokens from your own stored answers for the model, else a
@@ -519,7 +531,7 @@ def estimate_writing(settings, describing):
     if not describing.paid or not describing.pending:
         return out
     from image_batch.costs.catalog import load_catalog
-    from image_batch.images.store import open_store
+    from image_batch.images.store import open_store, request_key
 
     catalog = load_catalog(settings.catalog_path)
     means = open_store(settings).usage_means().get((settings.describe.model, None, None)) or {}
@@ -532,6 +544,10 @@ def estimate_writing(settings, describing):
     # a row's variants share its prompt: one call (the store's lock serves the others)
     distinct = {canonical_json(describing.requests[key]): describing.requests[key] for key in describing.pending}
     out["to_write"] = len(distinct)
+    # prompts in a batch an earlier (stopped) run submitted: collected when it ends, not paid again
+    covered = _in_recorded_batches(settings, describing)
+    out["in_batch"] = sum(1 for request in distinct.values() if request_key(request) in covered)
+    distinct = {k: request for k, request in distinct.items() if request_key(request) not in covered}
     for request in distinct.values():
         tokens_in = -(-(len(request["instructions"]) + len(request["input"])) // CHARS_PER_TOKEN)
         cost = text_cost(catalog, request["model"], {"input_tokens": tokens_in, "output_tokens": round(output)})
@@ -557,9 +573,14 @@ def describe_estimate(e):
         return head + (", the rest served from the response store (no cost)" if e["to_write"] < e["prompts"] else "")
     if e["usd"] is None:
         return f"{head}: unpriced ({e.get('why')})"
+    batched = (
+        f"; {e['in_batch']} of them in batches submitted earlier: collected when they end, not paid again"
+        if e.get("in_batch")
+        else ""
+    )
     return (
         f"{head}, the rest served from the response store: about {money(e['usd'])} "
-        f"(an estimate: tokens from the descriptions' and instructions' lengths, output from {e['basis']})"
+        f"(an estimate: tokens from the descriptions' and instructions' lengths, output from {e['basis']}){batched}"
     )
 
 
@@ -572,10 +593,12 @@ def tell(describing, estimate=None, out=sys.stderr):
         print(f"Image.Batch: {describe_estimate(estimate)}", file=out)
 
 
-def batch_prompts(describing, settings, log):
+def batch_prompts(describing, settings, log, live=False):
     """Batch mode, a writer with a Batch API (OpenAI: ``/v1/responses`` lines): the pending prompts go
     through images.batch.BatchRunner (submitted once, recorded, collected into the response store at
-    the batch price). Returns the keys of the prompts a line did not answer (written live after)."""
+    the batch price). Returns the keys of the prompts a line did not answer (written live after).
+    ``live``: submit nothing; only the batches earlier runs recorded for these prompts are collected,
+    or waited for (see :meth:`BatchRunner.settle`)."""
     from image_batch.images.batch import BatchRunner
     from image_batch.images.gemini_batch import GeminiBatchRunner
     from image_batch.images.store import open_store
@@ -588,7 +611,13 @@ def batch_prompts(describing, settings, log):
         runner = BatchRunner(settings, log, provider=describing.writer)
     runner.provider = get_writer(describing.writer, settings)
     requests = {key: describing.requests[key] for key in describing.pending}
-    result = runner.run([{"request": request} for request in requests.values()])
+    specs = [{"request": request} for request in requests.values()]
+    if not live:
+        result = runner.run(specs)
+    elif describing.writer == "gemini":
+        result = runner.run(specs, live=True, abandon=settings.batch.abandon)
+    else:
+        result = runner.settle(specs, abandon=settings.batch.abandon, noun="prompt(s)")
     bought = set(result.get("bought") or ())
     store = open_store(settings)
     left = []
@@ -624,6 +653,24 @@ def write_before_batch(plan, settings, out=sys.stderr):
                 "prompts do not go through its Batch API yet), then the images go in batches"
             )
     _write_all(plan, settings)
+
+
+def settle_before_live(plan, settings):
+    """Live mode (a real run, before its jobs): the prompts' batches an earlier batch-mode run left
+    (stopped while waiting) are collected, or waited for (batch.abandon: cancelled), as the images'
+    are, so the write_prompts jobs find those prompts in the response store: never paid again live."""
+    from image_batch.images.batch import waiting_batches
+    from image_batch.images.gemini_batch import waiting
+    from image_batch.images.store import open_store
+
+    describing = plan.describing
+    if describing is None or not describing.pending or not getattr(writer_class(describing.writer), "batch", False):
+        return
+    store = open_store(settings)
+    if not (waiting(store) if describing.writer == "gemini" else waiting_batches(store)):
+        return  # no batch was left running: nothing to look at
+    with JobLog(LOGS / "before-batch.log", echo=True) as log:
+        batch_prompts(describing, settings, log, live=True)
 
 
 def _write_all(plan, settings):

@@ -153,6 +153,8 @@ class RowRequests:
                 fix = "use one of: " + ", ".join(str(v) for v in sub["enum"] if v is not None)
             else:
                 fix = "use " + " or ".join(str(t) for t in _kinds(sub) if t != "null")
+                if "minimum" in sub and "maximum" in sub:  # a number out of range: say the range
+                    fix += f" from {sub['minimum']} to {sub['maximum']}"
             problems.append((column, f"{cells[column]!r} is not a value {provider}.{column} takes; {fix}"))
         if problems:
             return None, problems

@@ -358,6 +358,24 @@ class BatchRunner:
         text = answer.read().decode("utf-8")
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
+    def _file_lines(self, entry, field):
+        """The lines of the batch's output or error file (``field``). A file the API no longer
+        knows (404: deleted, or expired before a run collected it) is said once and read as empty:
+        its requests are asked for again, and it never stops a later run."""
+        try:
+            return self._lines(entry.get(field))
+        except Exception as exc:
+            fault = self.classify(exc)
+            if fault is None or fault.status != 404 or not self._api_answers():
+                raise
+        kind = "answers" if field == "output_file_id" else "errors"
+        self.log(
+            f"the {kind} file {entry[field]} of batch {entry['id']} is unknown to the API (404): deleted or "
+            f"expired before a run collected it; its request(s) without a stored answer are asked for again"
+        )
+        entry[f"{field}_gone"] = True
+        return []
+
     @staticmethod
     def line_failure(line, request=None):
         """(again, reason) for a line of a batch's error file: ``again`` when another try may succeed
@@ -387,7 +405,7 @@ class BatchRunner:
         if entry.get("collected"):
             return
         keys = set(entry["keys"])
-        for line in self._lines(entry.get("output_file_id")):
+        for line in self._file_lines(entry, "output_file_id"):
             key, response = line.get("custom_id"), line.get("response") or {}
             if key not in keys or response.get("status_code") != 200:
                 continue
@@ -398,7 +416,7 @@ class BatchRunner:
                     result.setdefault("bought", []).append(key)
             result["request_ids"].append(response.get("request_id"))
             result["stored"] += 1
-        for line in self._lines(entry.get("error_file_id")):
+        for line in self._file_lines(entry, "error_file_id"):
             key = line.get("custom_id")
             if key not in keys:
                 continue
@@ -435,7 +453,7 @@ class BatchRunner:
     def _result():
         return {"mode": "batch", "batches": [], "stored": 0, "failed": {}, "retry": {}, "request_ids": [], "rounds": 0}
 
-    def settle(self, specs, abandon=False):
+    def settle(self, specs, abandon=False, noun="image(s)"):
         """Live mode, before its first call: the recorded batches that cover requests of ``specs``
         still to pay for are collected if they ended, else waited for (or, with ``abandon``,
         cancelled, and their completed lines collected): live mode never pays again for a request
@@ -454,7 +472,7 @@ class BatchRunner:
                     continue
                 covering.append(entry)
                 when = _when(entry.get("submitted_at"))
-                head = f"{len(covered)} image(s) are in batch {entry['id']} (submitted {when})"
+                head = f"{len(covered)} {noun} are in batch {entry['id']} (submitted {when})"
                 if entry["status"] in TERMINAL:
                     self.log(f"{head}, which has ended ({entry['status']}): collecting its answers")
                 elif abandon:

@@ -351,6 +351,24 @@ class GeminiBatchRunner:
             if any(e["status"] not in TERMINAL for e in entries):
                 self.sleep(float(self.batch.poll_seconds))
 
+    def _results_file(self, client, entry, name):
+        """The lines of a batch's results file. One the API no longer has (404 at both addresses,
+        while the Batch API answers: deleted, or no longer kept) is said once and read as empty: its
+        requests are asked for again, and it never stops a later run."""
+        try:
+            data = self.call(f"downloading {name}", self._download, client, name)
+        except Exception as exc:
+            if not self._gone(exc, client):
+                raise
+            entry["results_file_gone"] = True
+            self.log(
+                f"the results file {name} of Gemini batch {entry['id']} is unknown to the API (404): deleted "
+                "or no longer kept before a run collected it; its request(s) without a stored answer are asked "
+                "for again"
+            )
+            return []
+        return [json.loads(text) for text in data.decode("utf-8").splitlines() if text.strip()]
+
     def collect(self, state, client, entry, requests, result):
         if entry.get("collected"):
             return
@@ -361,8 +379,7 @@ class GeminiBatchRunner:
         output = (operation.get("metadata") or {}).get("output") or operation.get("response") or {}
         lines = (output.get("inlinedResponses") or {}).get("inlinedResponses") or []
         if output.get("responsesFile"):  # results in a file (never resubmit for want of reading it)
-            data = self.call(f"downloading {output['responsesFile']}", self._download, client, output["responsesFile"])
-            lines = [json.loads(text) for text in data.decode("utf-8").splitlines() if text.strip()]
+            lines = self._results_file(client, entry, output["responsesFile"])
         ordered = entry["keys"] if len(lines) == len(entry["keys"]) else [None] * len(lines)
         for line, by_position in zip(lines, ordered, strict=True):
             # the key we sent in the metadata; without it, the position (inline results keep the

@@ -149,6 +149,8 @@ def start(workflow, plan, out=sys.stderr):
         interrupt.install_early()  # again: Snakemake has put its own SIGTERM handler in since parsing
         if plan.settings.mode == "batch":
             prompts.write_before_batch(plan, plan.settings, out)
+        else:  # the prompts' batches an earlier run left: collected, or waited for, not paid again
+            prompts.settle_before_live(plan, plan.settings)
         run_before_jobs(
             [plan.spec_of(*image) for image in run.to_make if plan.spec_of(*image)["request"]["prompt"] is not None],
             plan.settings,
@@ -269,6 +271,8 @@ def summary(run, ok):
         estimate = plan.estimate or {}
         batch = plan.settings.mode == "batch"
         guess = estimate.get("batch" if batch else "live")
+        if guess is not None:  # answers collected from batches submitted earlier are paid in this run too
+            guess += estimate.get("in_batch_usd") or 0.0
         text = f"  cost: {money(counts['usd'])} paid in this run"
         if counts["unpriced"]:
             text += f" (+{counts['unpriced']} unpriced)"
