@@ -52,8 +52,9 @@ def test_a_429_pauses_every_job_until_its_retry_after_and_nothing_is_paid_twice(
     # no job sends a call of its own after them, the one that met the 429 included.
     assert len(during) <= SLOTS - 1, f"calls arriving within the 429's {RETRY_AFTER:g} s (s after it): {shown}"
     assert refusal["body"]["prompt"] not in [call["body"]["prompt"] for call in during], shown
-    # The run had work left for every job: it went on after the pause, the refused request first among it.
-    assert len(after) >= N - REFUSED_AT, f"only {len(after)} calls after the pause: the test held nothing back"
+    # The run had work left for every job (one call each at least): it went on after the pause, the refused
+    # request among it. (Up to 8 + 3 calls before the 429's answer and 3 within the pause leave 11 of 25.)
+    assert len(after) >= SLOTS, f"only {len(after)} calls after the pause: the test held nothing back"
     assert refusal["body"]["prompt"] in [call["body"]["prompt"] for call in after]
 
     # Nothing paid twice, nothing lost: one paid call per row, each image made from its own answer.
