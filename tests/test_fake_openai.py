@@ -957,3 +957,24 @@ def test_image_limiter_frees_after_the_window(srv):
 @pytest.mark.parametrize("seconds, text", [(0.25, "250ms"), (1, "1s"), (1.5, "1.5s"), (90, "1m30s")])
 def test_reset_durations(seconds, text):
     assert _duration(seconds) == text
+
+
+def test_fail_nth_answers_the_nth_request_whatever_its_prompt(srv, client):
+    srv.fail_times("second", "server_error", 1)  # fail_nth goes first; other rules still apply to the others
+    srv.fail_nth(3, Behavior("rate_limit", retry_after=1.5))
+    srv.fail_nth(1, "overloaded")
+    outcomes = [_status(client, prompt) for prompt in ("first", "second", "third", "fourth")]
+    assert outcomes == [503, 500, 429, 200]
+    assert [call["rule"] for call in srv.calls] == ["fail_nth", "fail_times", "fail_nth", "default"]
+    assert srv.calls[2]["answer_headers"]["retry-after-ms"] == "1500"
+    with pytest.raises(ValueError, match="counts from 1"):
+        srv.fail_nth(0, "overloaded")
+
+
+def test_calls_record_monotonic_arrival_and_answer_times(srv, client):
+    before = time.monotonic()
+    generate(client, prompt="one")
+    generate(client, prompt="two")
+    first, second = srv.calls
+    assert before <= first["arrived_monotonic"] <= first["answered_monotonic"] <= second["arrived_monotonic"]
+    assert second["answered_monotonic"] <= time.monotonic()

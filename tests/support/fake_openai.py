@@ -11,18 +11,21 @@ catalogue).  ``models=`` restricts the account to some of them (others answer 40
 solid colour taken from sha256(prompt) (see :func:`expected_color`), and cheap: a PNG is a one-colour palette image
 of a few hundred bytes (``render_size`` forces one size, e.g. (64, 64) for benchmarks comparable with old figures).
 
-Faults are injected per prompt (``set_behavior`` / ``fail_times``), for everything (``default_behavior``), or
+Faults are injected per prompt (``set_behavior`` / ``fail_times``), by arrival (``fail_nth``: the n-th request
+from now, whatever its prompt), for everything (``default_behavior``), or
 at random (``set_fault_mix``: a seeded share of the requests no explicit rule matched) with the kinds listed in
 ``BEHAVIORS`` (``TRANSIENT`` ones are worth retrying and are the mix's default kinds, ``MORE_TRANSIENT`` ones too but
 only when asked for, ``PERMANENT`` ones are not worth retrying).  An optional limiter (``rate_limit_per_minute`` /
 ``set_rate_limit``), counting requests or images (``unit``), answers 429 ``rate_limit_exceeded`` beyond its budget.
-Every request is recorded, with the behaviour kind used in ``call["behavior"]``; ``paid_calls`` are the ones the
-real API would have billed (status 200 with a ``data`` list fully sent, whatever that data held) and
-``good_paid_calls`` the paid ones whose data was a valid image; ``stats()`` sums the log up.  ``fixed_created``
-makes every answer's ``created`` that number (default: the time of the answer).  ``hold()`` keeps the requests that
-arrive in flight, unanswered, until ``release()`` (``held()`` counts them): a run that is surely still working,
-with no timing to guess (before they are routed).  ``hold_answers()`` keeps every generation request waiting
-(as a slow model does, for as long as a test needs) until ``release_answers()``;
+Every request is recorded, with the behaviour kind used in ``call["behavior"]`` and when it arrived and was
+answered (``call["time"]`` / ``call["answered"]``: wall clock; ``call["arrived_monotonic"]`` /
+``call["answered_monotonic"]``: ``time.monotonic()``, comparable with the test's own, immune to clock steps);
+``paid_calls`` are the ones the real API would have billed (status 200 with a ``data`` list fully sent, whatever
+that data held) and ``good_paid_calls`` the paid ones whose data was a valid image; ``stats()`` sums the log up.
+``fixed_created`` makes every answer's ``created`` that number (default: the time of the answer).  ``hold()`` keeps
+the requests that arrive in flight, unanswered, until ``release()`` (``held()`` counts them): a run that is surely
+still working, with no timing to guess (before they are routed).  ``hold_answers()`` keeps every generation request
+waiting (as a slow model does, for as long as a test needs) until ``release_answers()``;
 ``in_flight`` counts the generation requests received and not yet answered (``wait_in_flight(n)`` waits for n,
 ``wait_answered()`` for none).
 A held call is billed when it is answered, as the real API bills a call it finished even if the client left.
@@ -374,6 +377,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         self._calls = []
         self._overrides = []  # [(substring, Behavior)], first match wins
         self._fail_times = []  # [[substring, Behavior, remaining]]
+        self._fail_nth = []  # [[requests still to come before it, Behavior]]
         self._files = {}  # name -> (bytes, content type) for the "url" behaviour
         self._default = Behavior()
         self._mix = None  # a _FaultMix once set_fault_mix is called
@@ -504,6 +508,16 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         with self._lock:
             self._fail_times.append([prompt_substring, _behavior(behavior), int(n)])
 
+    def fail_nth(self, n, behavior):
+        """The ``n``-th request (1: the next) a behaviour is chosen for from now, whatever its prompt, gets
+        ``behavior``; it goes before every other rule.  Counted: generations, edits, /v1/responses calls and batch
+        lines; not counted: requests refused before any behaviour applies (key, validation, the limiter's 429s).
+        With concurrent clients, which job's call that is is up to them: the count is exact."""
+        if int(n) < 1:
+            raise ValueError(f"n counts from 1 (the next request), not {n!r}")
+        with self._lock:
+            self._fail_nth.append([int(n), _behavior(behavior)])
+
     def set_fault_mix(self, rate=0.3, kinds=None, seed=0, exclude=()):
         """Fault a random share of the requests no ``fail_times`` / ``set_behavior`` rule matched.
 
@@ -528,12 +542,21 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         with self._lock:
             self._overrides.clear()
             self._fail_times.clear()
+            self._fail_nth.clear()
             self._default = Behavior()
             self._mix = None
 
     def _pick(self, prompt):
-        """(Behavior, rule) for ``prompt``; rule is "fail_times", "override", "mix" or "default"."""
+        """(Behavior, rule) for ``prompt``; rule is "fail_nth", "fail_times", "override", "mix" or "default"."""
         with self._lock:  # consuming a fail_times slot or a random draw must be atomic across threads
+            due = None
+            for rule in self._fail_nth:
+                rule[0] -= 1
+                if rule[0] == 0 and due is None:
+                    due = rule[1]
+            self._fail_nth = [rule for rule in self._fail_nth if rule[0] > 0]
+            if due is not None:
+                return due, "fail_nth"
             for rule in self._fail_times:
                 if rule[2] > 0 and rule[0] in prompt:
                     rule[2] -= 1
@@ -673,6 +696,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
             "headers": headers,
             "status": None,
             "time": time.time(),
+            "arrived_monotonic": started,
             "behavior": None,
             "rule": None,
             "limited": False,
@@ -691,6 +715,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         status, body, extra = self._route(handler, method, raw, call)
         call["answer_headers"] = extra  # the answer's headers (x-request-id and processing time added below)
         call["answered"] = time.time()  # "time" is when the request arrived
+        call["answered_monotonic"] = time.monotonic()
         # Record before answering, so a client that has its answer always finds the call logged.
         call["status"] = status
         batch_api = call.get("batch_api", False)  # Files/Batch requests are logged apart and never paid
