@@ -232,7 +232,14 @@ def run_child(command, capture=False):
     output = subprocess.PIPE if capture else None
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        child.append(subprocess.Popen(command, stdout=output, stderr=output, text=capture, process_group=0))
+        # The run starts with Ctrl-C and SIGTERM blocked, and takes them once its Snakefile has put
+        # its own handlers in (image_batch.run.interrupt.install_early): one that comes while
+        # Snakemake imports itself waits for them, instead of a KeyboardInterrupt traceback.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            child.append(subprocess.Popen(command, stdout=output, stderr=output, text=capture, process_group=0))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for signum in pending:
             os.killpg(child[0].pid, signum)
         out, err = child[0].communicate()

@@ -33,6 +33,7 @@ from pathlib import Path
 from image_batch.common.errors import UserError
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding image_batch/
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class WorkerError(UserError):
@@ -62,13 +63,20 @@ class WorkerClient:
         # Each of the worker's threads would get a malloc arena of its own, and the large buffers of
         # contact sheets would stay spread over all of them (hundreds of MB): a few arenas suffice.
         env.setdefault("MALLOC_ARENA_MAX", "2")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "image_batch.images.worker", address],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            cwd=os.getcwd(),
-        )
+        # The worker starts with Ctrl-C and SIGTERM blocked (a child inherits the signal mask of the
+        # thread that starts it) and takes them once its own handlers are in (:func:`main`): one that
+        # came while it started is acted on then, not a KeyboardInterrupt traceback of its imports.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "image_batch.images.worker", address],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                cwd=os.getcwd(),
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         # The key goes through the pipe, not the command line; the pipe stays open as the
         # worker's sign of life from us.
         proc.stdin.write(authkey.hex().encode() + b"\n")
@@ -97,6 +105,12 @@ class WorkerClient:
         """Run ``task`` (one of :data:`TASKS`) with ``args`` in the worker; its result, or its
         failure as a WorkerError."""
         conn = self._checkout()
+        if task == "make_image" and _stopped():
+            # the run began to stop while this job waited for the worker (being started): it makes
+            # no call, here where the stop is known (generate.NotStarted; the store may serve it)
+            with self._lock:
+                self._idle.append(conn)
+            return _task(task)(*args)
         try:
             conn.send((task, args))
             kind, value = conn.recv()
@@ -189,6 +203,12 @@ def make_image(spec_file, png_file, sidecar_file, log_file, settings, in_worker=
     return _client.make_image(*args)
 
 
+def _stopped():
+    from image_batch.images.failures import stopped_here
+
+    return stopped_here() is not None
+
+
 def stop(reason="the run is stopping"):
     """This process's run is stopping: no new API call, here or in the worker; the calls in flight go
     on. Returns how many there are (here and in the worker)."""
@@ -271,6 +291,7 @@ def main(argv=None):
     # kills us when the calls in flight are abandoned). A SIGTERM of our own: no new call.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: _stop_calls("the image worker got SIGTERM"))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked while we started (WorkerClient._start)
     address = argv[0]
     authkey = bytes.fromhex(sys.stdin.readline().strip())
     server = _Server(address, authkey)

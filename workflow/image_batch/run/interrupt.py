@@ -55,6 +55,9 @@ def install_early():
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    # main.py starts Snakemake with them blocked (a Ctrl-C while Snakemake imports itself would be a
+    # KeyboardInterrupt traceback): one that came since is handled now, by the handler above
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def waiting_for(text):
