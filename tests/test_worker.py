@@ -123,3 +123,39 @@ def test_jobs_in_other_processes_make_images_where_they_are(tmp_path, monkeypatc
     worker.make_image(spec, "b/w1.png", "b/w1.json", "b/w1.log", dataclasses.replace(config, image_worker=False))
     assert worker._client._proc is before is None
     assert Path("a/w1.png").read_bytes() == Path("b/w1.png").read_bytes()
+
+
+def test_after_the_calls_are_abandoned_no_worker_is_started_again(tmp_path, monkeypatch):
+    """A second Ctrl-C kills the worker; a job that comes after (one queued for a free thread) must not
+    start another one, which would find its run gone (a BrokenPipeError traceback) or make calls."""
+    monkeypatch.chdir(tmp_path)
+    spec, config = _spec(tmp_path)
+    client = worker.WorkerClient()
+    try:
+        client.make_image(str(spec), "a/w1.png", "a/w1.json", "a/w1.log", config)
+        first = client._proc.pid
+        client.kill()
+        with pytest.raises(worker.WorkerError, match="abandoned"):
+            client.make_image(str(spec), "b/w1.png", "b/w1.json", "b/w1.log", config)
+        assert client._proc is None and not Path("b/w1.png").exists()
+    finally:
+        client.close()
+    assert _wait_gone(first)
+
+
+def test_a_worker_whose_run_is_gone_before_it_is_ready_exits_quietly(tmp_path):
+    """Its run ended (abandoned) while it started: no traceback for the READY nobody reads."""
+    read, write = os.pipe()
+    os.close(read)  # nobody reads what the worker says
+    try:
+        started = subprocess.run(
+            [sys.executable, "-m", "image_batch.images.worker", str(tmp_path / "worker.sock")],
+            input=b"00" * 32 + b"\n",
+            stdout=write,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(WORKFLOW)},
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert started.returncode == 0 and b"Traceback" not in started.stderr, started.stderr.decode()

@@ -53,6 +53,7 @@ class WorkerClient:
         self._address = None
         self._authkey = None
         self._idle = []
+        self._abandoned = False  # the run abandoned its calls in flight: no worker is started again
 
     def _start(self):
         authkey = secrets.token_bytes(32)
@@ -90,6 +91,8 @@ class WorkerClient:
 
     def _checkout(self):
         with self._lock:
+            if self._abandoned:
+                raise WorkerError("not started: the run abandoned its calls in flight")
             if self._proc is None or self._proc.poll() is not None:
                 self._idle.clear()
                 self._start()
@@ -104,6 +107,8 @@ class WorkerClient:
     def call(self, task, *args):
         """Run ``task`` (one of :data:`TASKS`) with ``args`` in the worker; its result, or its
         failure as a WorkerError."""
+        if task == "make_image" and _stopped():  # the run is stopping: no worker is started for it
+            return _task(task)(*args)
         conn = self._checkout()
         if task == "make_image" and _stopped():
             # the run began to stop while this job waited for the worker (being started): it makes
@@ -146,6 +151,7 @@ class WorkerClient:
         with self._lock:
             proc, self._proc = self._proc, None
             self._idle.clear()
+            self._abandoned = True
         if proc is not None:
             proc.kill()
             proc.wait()
@@ -295,8 +301,11 @@ def main(argv=None):
     address = argv[0]
     authkey = bytes.fromhex(sys.stdin.readline().strip())
     server = _Server(address, authkey)
-    sys.stdout.write("READY\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write("READY\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # our run ended (abandoned) while we started: nothing to do
+        os._exit(0)
 
     def watch_parent():
         sys.stdin.read()  # returns at EOF: the parent closed the pipe or died
