@@ -55,8 +55,13 @@ def install_early():
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
-    # main.py starts Snakemake with them blocked (a Ctrl-C while Snakemake imports itself would be a
-    # KeyboardInterrupt traceback): one that came since is handled now, by the handler above
+    unblock()  # one that came since Snakemake started is handled now, by the handler above
+
+
+def unblock():
+    """main.py starts Snakemake with SIGINT and SIGTERM blocked (a Ctrl-C while Snakemake imports
+    itself would be a KeyboardInterrupt traceback): this process takes them from now on (a job
+    process of the run too, whatever mask it inherited)."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
