@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -457,3 +458,21 @@ def test_ctrl_c_while_waiting_for_batches_ends_at_once_and_the_rerun_collects_th
     sheet.snakemake("--config", "input_csv=input.csv")
     assert len(api.batches_created) == 1 and api.calls == []
     assert len(list((sheet.root / "results/images/nature").glob("*.png"))) == N
+
+
+def test_the_first_signal_stops_calls_before_it_waits_for_the_scheduler(monkeypatch):
+    """Snakemake's graceful stop takes its scheduler's lock, which its main loop holds while it
+    handles jobs: the calls are stopped first, so that no job handed to a thread meanwhile calls."""
+    import io
+
+    from image_batch.images import failures
+    from image_batch.run import interrupt, quiet
+
+    for name, value in (("_received", []), ("_abandoned", [])):
+        monkeypatch.setattr(interrupt, name, value)
+    monkeypatch.setattr(quiet, "_stopping", [])
+    monkeypatch.setattr(failures, "_stopped_here", [])
+    monkeypatch.setattr(failures, "_stopping", threading.Event())
+    seen = []
+    interrupt._act(signal.SIGINT, lambda: seen.append(failures.stopped_here()), lambda: None, io.StringIO())
+    assert seen and seen[0] is not None, "the scheduler was asked to stop while calls could still start"

@@ -97,8 +97,10 @@ def _act(signum, stop_scheduling, last_words, out):
         count = len(_received)
     if count == 1:
         quiet.stopping()
+        # no new call, here or in the worker (jobs already handed over), first: Snakemake's graceful
+        # stop waits for its scheduler's lock, which its main loop may hold while it starts more jobs
+        calls = worker.stop()
         stop_scheduling()  # no new job
-        calls = worker.stop()  # no new call, here or in the worker (jobs already handed over)
         if calls:
             line = (
                 f"stopping: {calls} call(s) in flight are being finished and their answers kept, no new call is "
