@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -41,7 +40,6 @@ except KeyboardInterrupt:
     sys.exit(130)
 
 LAST_RUN = Path("results/logs/last-run.json")
-STOP_FILE = "IMAGE_BATCH_STOP_FILE"  # a Ctrl-C noted before the run could take it (image_batch.run.interrupt)
 
 
 class Parser(argparse.ArgumentParser):
@@ -261,13 +259,6 @@ def _die_with(parent):
         os._exit(137)
 
 
-def _start_run(parent):
-    """In the run's process, before Snakemake starts: it dies with main.py, and ignores Ctrl-C until
-    its own handler is in place (see run_child)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with(parent)
-
-
 def run_child(command, capture=False):
     """Run ``command`` (Snakemake) to its end; (its exit code, its output when ``capture``).
 
@@ -277,17 +268,9 @@ def run_child(command, capture=False):
     terminal, which reaches only this process now, gets to it once, as does a SIGTERM to this process
     alone (``docker stop``: this is the container's PID 1) or to its group (a preempted cluster job)."""
     received, pending, child = [], [], []
-    # The run ignores Ctrl-C until its own handler is in place (interrupt.install_early): one that
-    # came during Snakemake's start-up ended in a KeyboardInterrupt traceback. One sent before then
-    # is noted in this file, which the run reads when its handler is in place.
-    noted, stop_file = tempfile.mkstemp(prefix="image-batch-stop-")
-    os.close(noted)
-    env = {**os.environ, STOP_FILE: stop_file}
 
     def forward(signum, frame):
         received.append(signum)
-        with open(stop_file, "a") as note:
-            note.write(f"{signum}\n")
         if not child:
             pending.append(signum)  # passed on as soon as the run has started
             return
@@ -299,24 +282,29 @@ def run_child(command, capture=False):
     output = subprocess.PIPE if capture else None
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        child.append(
-            subprocess.Popen(
-                command,
-                stdout=output,
-                stderr=output,
-                text=capture,
-                process_group=0,
-                env=env,
-                preexec_fn=partial(_start_run, os.getpid()),
+        # The run starts with Ctrl-C and SIGTERM blocked, and takes them once its Snakefile has put
+        # its own handlers in (image_batch.run.interrupt.install_early): one that comes while
+        # Snakemake imports itself waits for them, instead of a KeyboardInterrupt traceback.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            child.append(
+                subprocess.Popen(
+                    command,
+                    stdout=output,
+                    stderr=output,
+                    text=capture,
+                    process_group=0,
+                    preexec_fn=partial(_die_with, os.getpid()),
+                )
             )
-        )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for signum in pending:
             os.killpg(child[0].pid, signum)
         out, err = child[0].communicate()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        os.unlink(stop_file)
     code = 128 + received[0] if received else child[0].returncode
     return code, (out or "") + (err or "")
 

@@ -69,6 +69,27 @@ def test_a_model_shutting_down_soon_is_warned_about_and_used(user, api):
     assert len(warnings) == 1 and len(api.paid_calls) == 2
 
 
+def test_without_the_test_clock_a_run_judges_models_on_the_real_date(user, api):
+    """Tests set the workflow's clock (IMAGE_BATCH_TODAY); a user's run does not, and judges a model on
+    the real date: gpt-image-1.5 (shutdown 2026-12-01) is refused from that day, warned about before.
+    The expectation is worked out from the real date, so the test holds on any day."""
+    import datetime
+
+    del user.env["IMAGE_BATCH_TODAY"]
+    update_config(user.root, openai={"model": "gpt-image-1.5"})
+    real = datetime.datetime.now(datetime.UTC).date()
+    result = run(user, "-n", check=False)
+    if real >= datetime.date(2026, 12, 1):
+        assert result.returncode != 0 and "'gpt-image-1.5' was shut down on 2026-12-01" in result.output
+    else:
+        assert result.returncode == 0 and "shuts down on 2026-12-01" in result.output, result.output[-3000:]
+    # and the test clock, when set, is what it judges on instead
+    user.env["IMAGE_BATCH_TODAY"] = "2026-11-27" if real >= datetime.date(2026, 12, 1) else "2026-12-02"
+    other = run(user, "-n", check=False)
+    assert (other.returncode == 0) == (result.returncode != 0), other.output[-3000:]
+    assert "Traceback" not in result.output + other.output and api.calls == []
+
+
 # -- refused by the API: the run stops after at most one wave ------------------------------------
 
 

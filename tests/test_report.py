@@ -227,6 +227,19 @@ def test_a_report_after_a_run_with_a_failed_image_shows_what_was_made(runner, tm
     assert after == before  # a report writes nothing under results/
 
 
+def test_a_report_asked_with_settings_not_run_yet_shows_what_was_made(made):
+    """After a change of settings (here a what-if given on the command line) and before the run that
+    makes it, the images' request files are named for settings no run has used: the report shows
+    what was made, writes nothing, and no missing request file stops it."""
+    before = {p: p.stat().st_mtime_ns for p in (made.root / "results").rglob("*") if p.is_file()}
+    shown = made.snakemake("--config", "input_csv=input.csv", "variant=what-if", "--report", "r.html", check=False)
+    assert shown.returncode == 0 and "Traceback" not in shown.output, shown.output[-3000:]
+    html = (made.root / "r.html").read_text(encoding="utf-8")
+    assert all(f"{image_id}.png" in html for image_id, _, _ in ROWS)
+    after = {p: p.stat().st_mtime_ns for p in (made.root / "results").rglob("*") if p.is_file()}
+    assert after == before
+
+
 def test_a_report_before_any_run_says_what_to_do_first(runner):
     for command in (runner.snakemake, lambda *a, **k: runner.main(*a)):
         result = command("--report", "report.html", **({"check": False} if command == runner.snakemake else {}))

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -257,6 +258,74 @@ def test_a_second_ctrl_c_abandons_the_calls_in_flight_and_says_what_it_costs(she
 
 
 # ---------------------------------------------------------------------------------------------
+# A signal while a process of the run is still starting (Python and its imports): the moment a
+# Ctrl-C at the terminal lands on the image worker being started, or on the Snakemake run main.py
+# has just started. A gate holds that process at its start (a sitecustomize on PYTHONPATH, which
+# Python runs before anything else) until the test has sent the signal: no timing to guess.
+
+GATE = """
+import os, time
+if os.environ.get("TEST_GATE_ON") and os.environ["TEST_GATE_ON"].encode() in open("/proc/self/cmdline", "rb").read():
+    folder = os.environ["TEST_GATE"]
+    open(os.path.join(folder, "started"), "w").close()
+    while not os.path.exists(os.path.join(folder, "go")):
+        time.sleep(0.01)
+"""
+
+
+def gated(runner, process):
+    """Hold every process of the run whose command line holds ``process`` at its start; the gate's folder."""
+    folder = runner.root.parent / "gate"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(GATE)
+    runner.env.update(PYTHONPATH=str(folder), TEST_GATE=str(folder), TEST_GATE_ON=process)
+    return folder
+
+
+def signal_at_the_gate(runner, gate, start, sig):
+    """Start the run, wait until a gated process is starting, send ``sig`` to the run's group, open the gate."""
+    run = start(runner)
+    try:
+        wait_until(lambda: (gate / "started").exists(), run)
+        os.killpg(run.proc.pid, sig)
+        (gate / "go").touch()
+        run.wait()
+    finally:
+        run.kill()
+    return run
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_a_signal_while_the_image_worker_starts_stops_the_run_with_no_traceback_and_no_call(sheet, api, sig):
+    """The worker gets the terminal's Ctrl-C (or a group's SIGTERM) too: while it starts, before its own
+    handlers are in, it takes it once they are, and does not die of it; no job makes a call after it."""
+    gate = gated(sheet, "image_batch.images.worker")
+    run = signal_at_the_gate(sheet, gate, snakemake, sig)
+    output = run.output
+    assert run.proc.returncode != 0, output[-6000:]
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-6000:]
+    assert "did not start" not in output and "FAILED" not in output, output[-6000:]
+    assert len(lines_with(output, STOPPING)) == 1, output[-6000:]
+    assert "Image.Batch: summary of run" in output and "0 failed" in output, output[-6000:]
+    assert api.calls == []  # every job began after the signal: none made a call
+    assert_rerun_pays_only_for_the_rest(sheet, api, set(), sheet.root)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_a_signal_to_main_py_while_snakemake_starts_ends_it_in_one_line(sheet, api, sig):
+    """main.py has started Snakemake, which is still importing itself (before the Snakefile's handlers):
+    the signal waits for them, and the run ends with one line, no traceback, nothing made or paid."""
+    gate = gated(sheet, "snakemake")
+    run = signal_at_the_gate(sheet, gate, main_py, sig)
+    output = run.output
+    assert run.proc.returncode == 128 + sig, output[-6000:]
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-6000:]
+    name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    assert len(lines_with(output, f"Image.Batch: stopped ({name}) before any image job started")) == 1, output
+    assert api.calls == [] and not (sheet.root / "results/images").exists()
+
+
+# ---------------------------------------------------------------------------------------------
 # The image worker on its own: it drains the calls in flight
 
 PARENT = """
@@ -389,3 +458,21 @@ def test_ctrl_c_while_waiting_for_batches_ends_at_once_and_the_rerun_collects_th
     sheet.snakemake("--config", "input_csv=input.csv")
     assert len(api.batches_created) == 1 and api.calls == []
     assert len(list((sheet.root / "results/images/nature").glob("*.png"))) == N
+
+
+def test_the_first_signal_stops_calls_before_it_waits_for_the_scheduler(monkeypatch):
+    """Snakemake's graceful stop takes its scheduler's lock, which its main loop holds while it
+    handles jobs: the calls are stopped first, so that no job handed to a thread meanwhile calls."""
+    import io
+
+    from image_batch.images import failures
+    from image_batch.run import interrupt, quiet
+
+    for name, value in (("_received", []), ("_abandoned", [])):
+        monkeypatch.setattr(interrupt, name, value)
+    monkeypatch.setattr(quiet, "_stopping", [])
+    monkeypatch.setattr(failures, "_stopped_here", [])
+    monkeypatch.setattr(failures, "_stopping", threading.Event())
+    seen = []
+    interrupt._act(signal.SIGINT, lambda: seen.append(failures.stopped_here()), lambda: None, io.StringIO())
+    assert seen and seen[0] is not None, "the scheduler was asked to stop while calls could still start"

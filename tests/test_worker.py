@@ -155,3 +155,39 @@ def test_a_job_killed_while_writing_its_png_leaves_no_half_written_png(tmp_path)
     assert cut.returncode == -signal.SIGXFSZ, cut.stderr.decode()[-2000:]  # killed while writing the PNG
     assert not (tmp_path / "cut/w1.png").exists()
     assert not (tmp_path / "cut/w1.json").exists()
+
+
+def test_after_the_calls_are_abandoned_no_worker_is_started_again(tmp_path, monkeypatch):
+    """A second Ctrl-C kills the worker; a job that comes after (one queued for a free thread) must not
+    start another one, which would find its run gone (a BrokenPipeError traceback) or make calls."""
+    monkeypatch.chdir(tmp_path)
+    spec, config = _spec(tmp_path)
+    client = worker.WorkerClient()
+    try:
+        client.make_image(str(spec), "a/w1.png", "a/w1.json", "a/w1.log", config)
+        first = client._proc.pid
+        client.kill()
+        with pytest.raises(worker.WorkerError, match="abandoned"):
+            client.make_image(str(spec), "b/w1.png", "b/w1.json", "b/w1.log", config)
+        assert client._proc is None and not Path("b/w1.png").exists()
+    finally:
+        client.close()
+    assert _wait_gone(first)
+
+
+def test_a_worker_whose_run_is_gone_before_it_is_ready_exits_quietly(tmp_path):
+    """Its run ended (abandoned) while it started: no traceback for the READY nobody reads."""
+    read, write = os.pipe()
+    os.close(read)  # nobody reads what the worker says
+    try:
+        started = subprocess.run(
+            [sys.executable, "-m", "image_batch.images.worker", str(tmp_path / "worker.sock")],
+            input=b"00" * 32 + b"\n",
+            stdout=write,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(WORKFLOW)},
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert started.returncode == 0 and b"Traceback" not in started.stderr, started.stderr.decode()

@@ -32,6 +32,8 @@ if workflow.is_main_process:
     quiet.install()
     # Ctrl-C / SIGTERM: one line, no traceback; once jobs may pay, the calls in flight are kept
     interrupt.install_early()
+else:
+    interrupt.unblock()
 
 # With a default storage provider (--default-storage-provider s3 ...) every input and output lives
 # in storage, the plan files too (written by local rules of the real run: write_request,

@@ -33,6 +33,7 @@ from pathlib import Path
 from image_batch.common.errors import UserError
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding image_batch/
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class WorkerError(UserError):
@@ -52,6 +53,7 @@ class WorkerClient:
         self._address = None
         self._authkey = None
         self._idle = []
+        self._abandoned = False  # the run abandoned its calls in flight: no worker is started again
 
     def _start(self):
         authkey = secrets.token_bytes(32)
@@ -62,13 +64,20 @@ class WorkerClient:
         # Each of the worker's threads would get a malloc arena of its own, and the large buffers of
         # contact sheets would stay spread over all of them (hundreds of MB): a few arenas suffice.
         env.setdefault("MALLOC_ARENA_MAX", "2")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "image_batch.images.worker", address],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            cwd=os.getcwd(),
-        )
+        # The worker starts with Ctrl-C and SIGTERM blocked (a child inherits the signal mask of the
+        # thread that starts it) and takes them once its own handlers are in (:func:`main`): one that
+        # came while it started is acted on then, not a KeyboardInterrupt traceback of its imports.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "image_batch.images.worker", address],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                cwd=os.getcwd(),
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         # The key goes through the pipe, not the command line; the pipe stays open as the
         # worker's sign of life from us.
         proc.stdin.write(authkey.hex().encode() + b"\n")
@@ -82,6 +91,8 @@ class WorkerClient:
 
     def _checkout(self):
         with self._lock:
+            if self._abandoned:
+                raise WorkerError("not started: the run abandoned its calls in flight")
             if self._proc is None or self._proc.poll() is not None:
                 self._idle.clear()
                 self._start()
@@ -96,7 +107,15 @@ class WorkerClient:
     def call(self, task, *args):
         """Run ``task`` (one of :data:`TASKS`) with ``args`` in the worker; its result, or its
         failure as a WorkerError."""
+        if task == "make_image" and _stopped():  # the run is stopping: no worker is started for it
+            return _task(task)(*args)
         conn = self._checkout()
+        if task == "make_image" and _stopped():
+            # the run began to stop while this job waited for the worker (being started): it makes
+            # no call, here where the stop is known (generate.NotStarted; the store may serve it)
+            with self._lock:
+                self._idle.append(conn)
+            return _task(task)(*args)
         try:
             conn.send((task, args))
             kind, value = conn.recv()
@@ -132,6 +151,7 @@ class WorkerClient:
         with self._lock:
             proc, self._proc = self._proc, None
             self._idle.clear()
+            self._abandoned = True
         if proc is not None:
             proc.kill()
             proc.wait()
@@ -187,6 +207,12 @@ def make_image(spec_file, png_file, sidecar_file, log_file, settings, in_worker=
     if not in_worker or not settings.image_worker:
         return make_here(*args)
     return _client.make_image(*args)
+
+
+def _stopped():
+    from image_batch.images.failures import stopped_here
+
+    return stopped_here() is not None
 
 
 def stop(reason="the run is stopping"):
@@ -271,11 +297,15 @@ def main(argv=None):
     # kills us when the calls in flight are abandoned). A SIGTERM of our own: no new call.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: _stop_calls("the image worker got SIGTERM"))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked while we started (WorkerClient._start)
     address = argv[0]
     authkey = bytes.fromhex(sys.stdin.readline().strip())
     server = _Server(address, authkey)
-    sys.stdout.write("READY\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write("READY\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # our run ended (abandoned) while we started: nothing to do
+        os._exit(0)
 
     def watch_parent():
         sys.stdin.read()  # returns at EOF: the parent closed the pipe or died

@@ -32,7 +32,12 @@ def use_plan(spec_of):
 
 def _image_spec(wildcards, input):
     path = getattr(input, "spec", None)
-    return _spec(str(path)) if path else _plan_spec(wildcards.folder, wildcards.image_id)
+    if path:
+        try:
+            return _spec(str(path))
+        except FileNotFoundError:  # named for settings no run has used yet (a report after a change)
+            pass
+    return _plan_spec(wildcards.folder, wildcards.image_id)
 
 
 def context(wildcards, input):

@@ -55,20 +55,14 @@ def install_early():
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
-    # main.py starts the run with Ctrl-C ignored until now (a KeyboardInterrupt in Snakemake's own
-    # start-up printed a traceback) and notes one received meanwhile in this file: acted on here
-    early = os.environ.get(STOP_FILE)
-    if early:
-        try:
-            with open(early) as note:
-                noted = note.read().split()
-        except OSError:
-            noted = []
-        if noted:
-            handler(int(noted[0]), None)
+    unblock()  # one that came since Snakemake started is handled now, by the handler above
 
 
-STOP_FILE = "IMAGE_BATCH_STOP_FILE"
+def unblock():
+    """main.py starts Snakemake with SIGINT and SIGTERM blocked (a Ctrl-C while Snakemake imports
+    itself would be a KeyboardInterrupt traceback): this process takes them from now on (a job
+    process of the run too, whatever mask it inherited)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def waiting_for(text):
@@ -103,8 +97,10 @@ def _act(signum, stop_scheduling, last_words, out):
         count = len(_received)
     if count == 1:
         quiet.stopping()
+        # no new call, here or in the worker (jobs already handed over), first: Snakemake's graceful
+        # stop waits for its scheduler's lock, which its main loop may hold while it starts more jobs
+        calls = worker.stop()
         stop_scheduling()  # no new job
-        calls = worker.stop()  # no new call, here or in the worker (jobs already handed over)
         if calls:
             line = (
                 f"stopping: {calls} call(s) in flight are being finished and their answers kept, no new call is "
