@@ -172,7 +172,46 @@ def _when(timestamp):
     return datetime.datetime.fromtimestamp(int(timestamp), datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-class BatchRunner:
+class RetriedCalls:
+    """Calls of a Batch API (files, batches) that survive transient faults, as live calls do. The
+    runner gives ``retry``, ``batch`` (poll_seconds), ``log``, ``sleep`` and ``classify(exc)``."""
+
+    def _backoff(self, attempt, fault):
+        if fault.retry_after is not None:  # retry-after, or Google's RetryInfo
+            return min(fault.retry_after, max(self.retry.max_wait, float(self.batch.poll_seconds)))
+        wait = min(self.retry.initial_wait * 2 ** (attempt - 1), self.retry.max_wait)
+        return wait + random.uniform(0, self.retry.initial_wait)
+
+    def call(self, what, fn, *args, lost=None, **kwargs):
+        """``fn(*args, **kwargs)``, transient faults (429, 5xx, resets, timeouts) retried with backoff
+        that honours the server's delay, up to retry.max_attempts calls / retry.max_seconds. ``lost``:
+        called before each new try; what it returns (not None) is the answer (a create whose answer
+        was lost: the batch it made)."""
+        began, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                fault = self._retryable(exc, attempt, began)
+                if fault is None:
+                    raise
+                wait = self._backoff(attempt, fault)
+                self.log(f"{what} failed ({redact(fault.reason)}); trying again in {wait:.2f}s")
+                self.sleep(wait)
+                found = lost() if lost else None
+                if found is not None:
+                    return found
+
+    def _retryable(self, exc, attempt, began):
+        """The fault of ``exc`` when another try may cure it and the retry budget allows one, else None."""
+        fault = self.classify(exc)
+        if fault is None or fault.disposition != RETRY or attempt >= self.retry.max_attempts:
+            return None
+        return fault if time.monotonic() - began <= self.retry.max_seconds else None
+
+
+class BatchRunner(RetriedCalls):
     def __init__(self, settings, log, client=None, sleep=time.sleep, provider="openai"):
         self.batch = settings.batch
         self.settings = settings
@@ -190,36 +229,6 @@ class BatchRunner:
     def classify(self, exc):
         """The provider's verdict on an exception of a Files/Batch call (None: not an API fault)."""
         return self.provider.classify(exc)
-
-    def _backoff(self, attempt, fault):
-        if fault.retry_after is not None:
-            return min(fault.retry_after, max(self.retry.max_wait, float(self.batch.poll_seconds)))
-        wait = min(self.retry.initial_wait * 2 ** (attempt - 1), self.retry.max_wait)
-        return wait + random.uniform(0, self.retry.initial_wait)
-
-    def call(self, what, fn, *args, **kwargs):
-        """``fn(*args, **kwargs)``, transient faults (429, 5xx, resets, timeouts) retried with backoff
-        that honours retry-after, up to retry.max_attempts calls / retry.max_seconds."""
-        began = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                fault = self._retryable(exc, attempt, began)
-                if fault is None:
-                    raise
-                wait = self._backoff(attempt, fault)
-                self.log(f"{what} failed ({redact(fault.reason)}); trying again in {wait:.2f}s")
-                self.sleep(wait)
-
-    def _retryable(self, exc, attempt, began):
-        """The fault of ``exc`` when another try may cure it and the retry budget allows one, else None."""
-        fault = self.classify(exc)
-        if fault is None or fault.disposition != RETRY or attempt >= self.retry.max_attempts:
-            return None
-        return fault if time.monotonic() - began <= self.retry.max_seconds else None
 
     # -- submitting -------------------------------------------------------------------------------
 

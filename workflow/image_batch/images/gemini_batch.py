@@ -26,7 +26,6 @@ import base64
 import fcntl
 import hashlib
 import json
-import random
 import time
 import uuid
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from image_batch.common.errors import UserError
 from image_batch.common.fileio import atomic_write_json
 from image_batch.common.redact import redact
 from image_batch.images import faults
-from image_batch.images.batch import edit_inputs, pending, uncollected
+from image_batch.images.batch import RetriedCalls, edit_inputs, pending, uncollected
 from image_batch.images.store import open_store, request_key
 from image_batch.providers import get_provider
 
@@ -187,7 +186,7 @@ def chunks(requests, provider, max_lines, max_bytes, inputs=None):
         yield close()
 
 
-class GeminiBatchRunner:
+class GeminiBatchRunner(RetriedCalls):
     def __init__(self, settings, log, sleep=time.sleep):
         self.batch = settings.batch
         self.settings = settings
@@ -205,39 +204,9 @@ class GeminiBatchRunner:
 
     # -- transient faults of the batch endpoints: retried as live calls are -------------------------
 
-    def _backoff(self, attempt, fault):
-        if fault.retry_after is not None:  # google.rpc.RetryInfo
-            return min(fault.retry_after, max(self.retry.max_wait, float(self.batch.poll_seconds)))
-        wait = min(self.retry.initial_wait * 2 ** (attempt - 1), self.retry.max_wait)
-        return wait + random.uniform(0, self.retry.initial_wait)
-
-    def _retryable(self, exc, attempt, began):
-        """The fault of ``exc`` when another try may cure it and the retry budget allows one, else None."""
-        fault = self.provider.classify(exc, self._request)
-        if fault is None or fault.disposition != faults.RETRY or attempt >= self.retry.max_attempts:
-            return None
-        return fault if time.monotonic() - began <= self.retry.max_seconds else None
-
-    def call(self, what, fn, *args, lost=None, **kwargs):
-        """``fn(*args, **kwargs)``, transient faults (429 with its RetryInfo delay, 5xx, resets,
-        timeouts) retried with backoff, up to retry.max_attempts calls / retry.max_seconds. ``lost``:
-        called before each new try; what it returns (not None) is the answer (a create whose answer
-        was lost: the batch it made)."""
-        began, attempt = time.monotonic(), 0
-        while True:
-            attempt += 1
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                fault = self._retryable(exc, attempt, began)
-                if fault is None:
-                    raise
-                wait = self._backoff(attempt, fault)
-                self.log(f"{what} failed ({redact(fault.reason)}); trying again in {wait:.2f}s")
-                self.sleep(wait)
-                found = lost() if lost else None
-                if found is not None:
-                    return found
+    def classify(self, exc):
+        """The provider's verdict on an exception of a batch or file call (None: not an API fault)."""
+        return self.provider.classify(exc, self._request)
 
     def _find_created(self, client, name):
         """The batch whose display name is ``name`` (the list is read to its end, page by page), or None."""
@@ -311,7 +280,7 @@ class GeminiBatchRunner:
 
     def _gone(self, exc, client):
         """Whether ``exc`` is a 404 for one batch while the Batch API answers (not a wrong endpoint)."""
-        fault = self.provider.classify(exc, self._request)
+        fault = self.classify(exc)
         if fault is None or fault.status != 404:
             return False
         try:
