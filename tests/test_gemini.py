@@ -405,10 +405,11 @@ def test_main_py_killed_by_kill_9_while_waiting_takes_its_run_along_and_a_rerun_
     assert len(list((gem.root / "results/images").rglob("*.png"))) == 4
 
 
-def test_a_batch_killed_while_being_created_is_found_again_not_submitted_twice(gem, gemini, monkeypatch, tmp_path):
-    """The record says "submitting" (the run died between creating the batch and recording its id):
-    the next run finds the batch by its display name and polls it."""
-    from image_batch.images.gemini_batch import PREFIX, GeminiBatchRunner, chunks, pending
+def _two_pending_batch_lines(gemini, monkeypatch, tmp_path):
+    """Batch-mode settings at the stand-in, two requests (prompts "one", "two") not in the store, a
+    runner, and their one chunk of batch lines: (settings, specs, runner, (model, lines, digest))."""
+    from image_batch.default_plugins.gemini import GeminiImagesProvider
+    from image_batch.images.gemini_batch import GeminiBatchRunner, chunks, pending
     from image_batch.images.store import open_store
     from tests.conftest import settings_for
 
@@ -416,12 +417,20 @@ def test_a_batch_killed_while_being_created_is_found_again_not_submitted_twice(g
     monkeypatch.setenv("GEMINI_API_KEY", KEY)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
     settings = settings_for(provider="gemini", mode="batch", batch={"poll_seconds": 0.01})
-    from image_batch.default_plugins.gemini import GeminiImagesProvider
-
     params = GeminiImagesProvider.request_params(settings.section("gemini"))
     specs = [{"request": {"provider": "gemini", **params, "prompt": p}} for p in ("one", "two")]
     runner = GeminiBatchRunner(settings, lambda line: None)
-    [(model, lines, digest)] = chunks(pending(specs, open_store(settings)), runner.provider, 500, 10**7)
+    [chunk] = chunks(pending(specs, open_store(settings)), runner.provider, 500, 10**7)
+    return settings, specs, runner, chunk
+
+
+def test_a_batch_killed_while_being_created_is_found_again_not_submitted_twice(gem, gemini, monkeypatch, tmp_path):
+    """The record says "submitting" (the run died between creating the batch and recording its id):
+    the next run finds the batch by its display name and polls it."""
+    from image_batch.images.gemini_batch import PREFIX
+    from image_batch.images.store import open_store
+
+    settings, specs, runner, (model, lines, digest) = _two_pending_batch_lines(gemini, monkeypatch, tmp_path)
     client = runner.client(specs[0]["request"])
     client.batches.create(  # what the killed run had sent
         model=model, src=[{**b, "metadata": {"key": k}} for k, b in lines], config={"display_name": PREFIX + digest}
@@ -613,19 +622,10 @@ def test_faults_of_the_batch_endpoints_are_retried_and_a_lost_create_answer_make
 def test_a_recorded_gemini_batch_the_api_no_longer_knows_is_marked_gone_and_asked_again(gemini, monkeypatch, tmp_path):
     """A batch recorded by an earlier run that the API answers 404 for (deleted, or kept no longer):
     marked gone, said once, its requests submitted again; it never blocks every later run."""
-    from image_batch.default_plugins.gemini import GeminiImagesProvider
-    from image_batch.images.gemini_batch import GeminiBatchRunner, chunks, pending
+    from image_batch.images.gemini_batch import GeminiBatchRunner
     from image_batch.images.store import open_store
-    from tests.conftest import settings_for
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GEMINI_API_KEY", KEY)
-    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
-    settings = settings_for(provider="gemini", mode="batch", batch={"poll_seconds": 0.01})
-    params = GeminiImagesProvider.request_params(settings.section("gemini"))
-    specs = [{"request": {"provider": "gemini", **params, "prompt": p}} for p in ("one", "two")]
-    runner = GeminiBatchRunner(settings, lambda line: None)
-    [(model, lines, digest)] = chunks(pending(specs, open_store(settings)), runner.provider, 500, 10**7)
+    settings, specs, _, (model, lines, digest) = _two_pending_batch_lines(gemini, monkeypatch, tmp_path)
     folder = Path(open_store(settings).state_dir) / "batches"
     folder.mkdir(parents=True, exist_ok=True)
     record = {"digest": digest, "id": "batches/long-gone", "model": model, "keys": [k for k, _ in lines]}

@@ -277,6 +277,20 @@ def test_sync_broken_midway_leaves_no_marker_and_rerun_uploads_only_the_rest(pro
 # -- rescue folders: private to the user, and used end to end ------------------------------------
 
 
+def _store_shards(store, requests):
+    """The store's folders of ``requests``, made with each request's lock file (which a run must be
+    able to open even when the folder refuses new answers)."""
+    from image_batch.images.store import request_key
+
+    shards = []
+    for request in requests:
+        key = request_key(request)
+        (store / key[:2]).mkdir(parents=True, exist_ok=True)
+        (store / key[:2] / f"{key}.lock").touch()
+        shards.append(store / key[:2])
+    return shards
+
+
 def _requests(runner, n):
     """The request of each image, in sheet order, as the descriptions stage writes them (a dry run
     writes nothing)."""
@@ -354,17 +368,11 @@ def test_a_local_store_that_cannot_be_written_keeps_answers_in_the_rescue_folder
     root can write through any mode). The paid answers land in response-store-rescue/ (made 0700),
     the images are made, one line each says where; the next run serves them from there with no
     paid call and moves them into the store."""
-    from image_batch.images.store import request_key
 
     write_sheet(project_env, 2)
     requests = _requests(project_env, 2)
     store = project_env.root / "response-store"
-    shards = []
-    for request in requests:
-        key = request_key(request)
-        (store / key[:2]).mkdir(parents=True, exist_ok=True)
-        (store / key[:2] / f"{key}.lock").touch()  # the per-request lock file can be opened
-        shards.append(store / key[:2])
+    shards = _store_shards(store, requests)
     if subprocess.run(["chattr", "+i", *map(str, shards)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i does not work on this filesystem")
     try:
@@ -395,7 +403,6 @@ def test_rescue_folders_that_cannot_be_written_fall_back_to_the_next(project_env
     each paid answer lands in the next rescue folder (the system temp folder's, then the one under
     ~/.cache), the images are made, and the next run serves them from there with no paid call and
     moves them into the store."""
-    from image_batch.images.store import request_key
 
     temp, home = tmp_path / "tmp", tmp_path / "home"
     temp.mkdir()
@@ -409,12 +416,7 @@ def test_rescue_folders_that_cannot_be_written_fall_back_to_the_next(project_env
     write_sheet(project_env, 2)
     requests = _requests(project_env, 2)
     store = project_env.root / "response-store"
-    immutable = []
-    for request in requests:
-        key = request_key(request)
-        (store / key[:2]).mkdir(parents=True, exist_ok=True)
-        (store / key[:2] / f"{key}.lock").touch()
-        immutable.append(store / key[:2])
+    immutable = _store_shards(store, requests)
     for root in roots[:refusing]:
         root.mkdir(mode=0o700, parents=True)  # ours and private: trusted, but it cannot be written
         immutable.append(root)
