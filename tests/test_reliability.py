@@ -291,6 +291,18 @@ def _store_shards(store, requests):
     return shards
 
 
+def _served_from_rescue_then_moved(project_env, api, rescue, store):
+    """With the images deleted, the next run serves the two rescued answers with no paid call and
+    moves them from ``rescue`` into ``store``."""
+    for png in (project_env.root / "results/images/nature").glob("*.png"):
+        png.unlink()
+    api.reset()
+    again = project_env.snakemake("--config", "input_csv=input.csv")
+    assert api.paid_calls == [], again.output[-3000:]
+    assert_all_images_correct(project_env.root, 2)
+    assert not list(rescue.rglob("*.json")) and len(list(store.rglob("??/*.json"))) == 2
+
+
 def _requests(runner, n):
     """The request of each image, in sheet order, as the descriptions stage writes them (a dry run
     writes nothing)."""
@@ -388,13 +400,7 @@ def test_a_local_store_that_cannot_be_written_keeps_answers_in_the_rescue_folder
     said = [line for line in done.output.splitlines() if "could not keep a paid answer" in line]
     assert len({line for line in said}) == 2 and all("response-store-rescue/" in line for line in said), said
 
-    for png in (project_env.root / "results/images/nature").glob("*.png"):
-        png.unlink()
-    api.reset()
-    again = project_env.snakemake("--config", "input_csv=input.csv")
-    assert api.paid_calls == [], again.output[-3000:]
-    assert_all_images_correct(project_env.root, 2)
-    assert not list(rescue.rglob("*.json")) and len(list(store.rglob("??/*.json"))) == 2
+    _served_from_rescue_then_moved(project_env, api, rescue, store)
 
 
 @pytest.mark.parametrize("refusing", [1, 2], ids=["project-rescue-refuses", "temp-rescue-refuses-too"])
@@ -434,13 +440,7 @@ def test_rescue_folders_that_cannot_be_written_fall_back_to_the_next(project_env
     said = {line for line in done.output.splitlines() if "could not keep a paid answer" in line}
     assert len(said) == 2 and all(f"{used}/" in line for line in said), said
 
-    for png in (project_env.root / "results/images/nature").glob("*.png"):
-        png.unlink()
-    api.reset()
-    again = project_env.snakemake("--config", "input_csv=input.csv")
-    assert api.paid_calls == [], again.output[-3000:]
-    assert_all_images_correct(project_env.root, 2)
-    assert not list(used.rglob("*.json")) and len(list(store.rglob("??/*.json"))) == 2
+    _served_from_rescue_then_moved(project_env, api, used, store)
 
 
 def test_a_second_real_run_while_one_is_alive_is_refused_before_any_job(project_env, api):
