@@ -210,6 +210,12 @@ class RetriedCalls:
             return None
         return fault if time.monotonic() - began <= self.retry.max_seconds else None
 
+    def _gone(self, exc, client=None):
+        """Whether ``exc`` is a 404 for one batch or file while the Batch API answers (deleted, or no
+        longer kept), not for the endpoint (a wrong base URL). The runner gives ``_api_answers``."""
+        fault = self.classify(exc)
+        return fault is not None and fault.status == 404 and self._api_answers(client)
+
 
 class BatchRunner(RetriedCalls):
     def __init__(self, settings, log, client=None, sleep=time.sleep, provider="openai"):
@@ -307,7 +313,7 @@ class BatchRunner(RetriedCalls):
 
     # -- waiting and collecting -------------------------------------------------------------------
 
-    def _api_answers(self):
+    def _api_answers(self, client=None):
         """Whether the Batch API answers at all (a 404 for one batch, not for the endpoint)."""
         try:
             self.call("listing batches", self.client.batches.list, limit=1)
@@ -327,8 +333,7 @@ class BatchRunner(RetriedCalls):
                 try:
                     batch = self.call(f"polling {entry['id']}", self.client.batches.retrieve, entry["id"])
                 except Exception as exc:
-                    fault = self.classify(exc)
-                    if fault is not None and fault.status == 404 and self._api_answers():
+                    if self._gone(exc):
                         entry.update(status="gone", collected=True, gone_at=int(time.time()))
                         state.save()
                         self.log(
@@ -337,6 +342,7 @@ class BatchRunner(RetriedCalls):
                             "asked for again"
                         )
                         continue
+                    fault = self.classify(exc)
                     if fault is None or fault.disposition != RETRY:
                         raise
                     self.log(f"polling {entry['id']} failed ({redact(fault.reason)}); polling again later")
@@ -374,8 +380,7 @@ class BatchRunner(RetriedCalls):
         try:
             return self._lines(entry.get(field))
         except Exception as exc:
-            fault = self.classify(exc)
-            if fault is None or fault.status != 404 or not self._api_answers():
+            if not self._gone(exc):
                 raise
         kind = "answers" if field == "output_file_id" else "errors"
         self.log(

@@ -278,18 +278,15 @@ class GeminiBatchRunner(RetriedCalls):
             path = "download/{api_version}/files/" + name.removeprefix("files/") + ":download?alt=media"
             return client._api_client.download_file(path)
 
-    def _gone(self, exc, client):
-        """Whether ``exc`` is a 404 for one batch while the Batch API answers (not a wrong endpoint)."""
-        fault = self.classify(exc)
-        if fault is None or fault.status != 404:
-            return False
+    def _api_answers(self, client):
+        """Whether the Batch API answers at all (a 404 for one batch, not for the endpoint)."""
         try:
             next(iter(client.batches.list(config={"page_size": 1})), None)
         except Exception:
             return False
         return True
 
-    def wait(self, state, client, entries, request):
+    def wait(self, state, client, entries):
         while True:
             running = [e for e in entries if e["status"] not in TERMINAL]
             if not running:
@@ -409,7 +406,7 @@ class GeminiBatchRunner(RetriedCalls):
                     )
             if not covering:
                 return result
-            self.wait(state, client, covering, any_request)
+            self.wait(state, client, covering)
             for entry in covering:
                 self.collect(state, client, entry, requests_all, result)
                 result["batches"].append(entry["id"])
@@ -469,7 +466,7 @@ class GeminiBatchRunner(RetriedCalls):
                     entries.append(self.submit(state, client, model, lines, digest))
                 earlier = []
                 result["retry"] = {}
-                self.wait(state, client, entries, any_request)
+                self.wait(state, client, entries)
                 for entry in entries:
                     self.collect(state, client, entry, requests_all, result)
                     result["batches"].append(entry["id"])
