@@ -648,27 +648,35 @@ def test_a_picture_replaced_with_its_size_and_mtime_kept_is_still_seen(edits, ap
     assert sidecar(edits.root, "edit")["references"][0]["sha256"] == sha(new)
 
 
+def _three_rows_with_a_picture_each(tmp_path, monkeypatch, provider):
+    """Rows r0..r2 of sheets/input.csv on ``provider``, each naming its own picture p<n>.png (each
+    a different colour): (specs, requests by store key, settings)."""
+    from image_batch.descriptions import references
+    from image_batch.descriptions.sheet import Row
+    from image_batch.descriptions.specs import build_specs
+    from image_batch.images.store import request_key
+    from tests.conftest import settings_for
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(references, "_cache", {})
+    settings = settings_for(input_csv="sheets/input.csv", provider=provider)
+    rows = []
+    for n in range(3):
+        picture(tmp_path / f"sheets/p{n}.png", color=(n, 0, 0))
+        rows.append(Row(n + 2, f"r{n}", "Shop", "shop", f"photo {n}", reference=f"p{n}.png"))
+    specs = build_specs(rows, settings, provider, "sheets/input.csv", environ={})
+    return specs, {request_key(s["request"]): s["request"] for s in specs}, settings
+
+
 def test_batch_edit_lines_read_their_pictures_one_input_file_at_a_time(tmp_path, monkeypatch):
     """Batch mode with thousands of product photos: each input file is built, and its pictures
     read, when it is submitted, not all at once (they would all be in memory, as raw bytes and as
     data URLs); every picture is still checked against its hash before the first batch."""
     from image_batch.default_plugins.openai_images import OpenAIImagesProvider
     from image_batch.descriptions import references
-    from image_batch.descriptions.sheet import Row
-    from image_batch.descriptions.specs import build_specs
     from image_batch.images.batch import edit_inputs, iter_input_files
-    from image_batch.images.store import request_key
-    from tests.conftest import settings_for
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(references, "_cache", {})
-    settings = settings_for(input_csv="sheets/input.csv")
-    rows = []
-    for n in range(3):
-        picture(tmp_path / f"sheets/p{n}.png", color=(n, 0, 0))
-        rows.append(Row(n + 2, f"r{n}", "Shop", "shop", f"photo {n}", reference=f"p{n}.png"))
-    specs = build_specs(rows, settings, "openai", "sheets/input.csv", environ={})
-    requests = {request_key(s["request"]): s["request"] for s in specs}
+    specs, requests, settings = _three_rows_with_a_picture_each(tmp_path, monkeypatch, "openai")
     provider = OpenAIImagesProvider({"model": "m"})
 
     pictures = edit_inputs(specs, requests, settings)
@@ -689,22 +697,10 @@ def test_gemini_batch_lines_read_their_pictures_one_batch_at_a_time(tmp_path, mo
     pictures read, when that batch is submitted, not every batch's before the first submit."""
     from image_batch.default_plugins.gemini import GeminiImagesProvider
     from image_batch.descriptions import references
-    from image_batch.descriptions.sheet import Row
-    from image_batch.descriptions.specs import build_specs
     from image_batch.images.batch import edit_inputs
     from image_batch.images.gemini_batch import chunks
-    from image_batch.images.store import request_key
-    from tests.conftest import settings_for
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(references, "_cache", {})
-    settings = settings_for(input_csv="sheets/input.csv", provider="gemini")
-    rows = []
-    for n in range(3):
-        picture(tmp_path / f"sheets/p{n}.png", color=(n, 0, 0))
-        rows.append(Row(n + 2, f"r{n}", "Shop", "shop", f"photo {n}", reference=f"p{n}.png"))
-    specs = build_specs(rows, settings, "gemini", "sheets/input.csv", environ={})
-    requests = {request_key(s["request"]): s["request"] for s in specs}
+    specs, requests, settings = _three_rows_with_a_picture_each(tmp_path, monkeypatch, "gemini")
     provider = GeminiImagesProvider({"model": "m"})
 
     pictures = edit_inputs(specs, requests, settings)

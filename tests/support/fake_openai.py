@@ -749,10 +749,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
     def _respond(self, raw, call):
         """``POST /v1/responses``: a prompt written from ``input`` (tests.support.openai_models.written_prompt).
         Behaviours set for a substring of the input apply (faults, slow, held answers); the answer is paid."""
-        refused = self._check_key(call)
-        if refused:
-            return refused
-        body, refused = _json_body(raw, call)
+        body, refused = self._keyed_json(raw, call)
         if refused:
             return refused
         refusal = real.check_responses(body)
@@ -779,6 +776,14 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         """Paid image calls (everything paid but /v1/responses)."""
         return [call for call in self.paid_calls if call["path"].partition("?")[0] != RESPONSES]
 
+    def _keyed_json(self, raw, call):
+        """(body, None) for a JSON request with an accepted key; else (None, the answer the real API
+        gives: 401 for the key first, then 400 for the body)."""
+        refused = self._check_key(call)
+        if refused:
+            return None, refused
+        return _json_body(raw, call)
+
     def _check_key(self, call):
         """None if the request's Bearer key is accepted, else the 401 the real API gives."""
         auth = call["headers"].get("authorization", "")
@@ -790,10 +795,7 @@ class FakeOpenAI(BatchAPI, LoopbackServer):
         return None
 
     def _generate(self, handler, raw, call):
-        refused = self._check_key(call)
-        if refused:
-            return refused
-        body, refused = _json_body(raw, call)
+        body, refused = self._keyed_json(raw, call)
         if refused:
             return refused
         settings, problem = self._validate(body)
