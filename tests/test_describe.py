@@ -3,6 +3,7 @@ asks the stand-in's ``/v1/responses`` for each row's prompt, then its images API
 from it. The stand-in's chat model is deterministic and blind to trailing punctuation
 (tests.support.openai_models.written_prompt), so an edit that writes the same prompt can be made."""
 
+import contextlib
 import csv
 import io
 import json
@@ -176,22 +177,28 @@ def test_ctrl_c_while_prompts_are_written_keeps_the_answers_in_flight(keyed, api
     assert len(api.paid_image_calls) == len(rows)
 
 
-def test_gemini_writes_the_prompts_for_gemini_images(runner):
-    """describe.provider follows the image provider: gemini's generateContent with text output, the
-    instructions as system instruction; the images are made from its prompts; a rerun pays nothing."""
+@contextlib.contextmanager
+def _gemini_sheet(runner, **config):
+    """The Gemini stand-in, its key and address in the run's environment, the sheet written and the
+    config set to provider gemini with ``config``; yields the stand-in."""
     from tests.support.fake_gemini import FakeGemini
 
     key = "AIzaSy-test-SECRET-gemini-0123456789"
     with FakeGemini(api_key=key) as gemini:
         runner.env.update(GEMINI_API_KEY=key, GOOGLE_GEMINI_BASE_URL=gemini.base_url)
-        update_config(
-            runner.root,
-            input_csv="input.csv",
-            provider="gemini",
-            gemini={"model": "gemini-3-pro-image", "image_size": "2K", "aspect_ratio": "16:9"},
-            describe={"model": "gemini-3-flash-preview", "contexts": {"Food": "Write a prompt for a food photo."}},
-        )
+        update_config(runner.root, input_csv="input.csv", provider="gemini", **config)
         write_sheet(runner.root)
+        yield gemini
+
+
+def test_gemini_writes_the_prompts_for_gemini_images(runner):
+    """describe.provider follows the image provider: gemini's generateContent with text output, the
+    instructions as system instruction; the images are made from its prompts; a rerun pays nothing."""
+    with _gemini_sheet(
+        runner,
+        gemini={"model": "gemini-3-pro-image", "image_size": "2K", "aspect_ratio": "16:9"},
+        describe={"model": "gemini-3-flash-preview", "contexts": {"Food": "Write a prompt for a food photo."}},
+    ) as gemini:
         result = runner.snakemake()
         assert sorted(c["prompt"] for c in gemini.text_calls) == sorted(d for _, d in ROWS.values())
         assert {c["model"] for c in gemini.text_calls} == {"gemini-3-flash-preview"}
@@ -257,21 +264,13 @@ def test_jobs_as_separate_processes_write_the_prompts_and_make_the_images(descri
 
 
 def test_gemini_batch_mode_writes_the_prompts_in_a_gemini_batch_then_the_images(runner):
-    from tests.support.fake_gemini import FakeGemini
-
-    key = "AIzaSy-test-SECRET-gemini-0123456789"
-    with FakeGemini(api_key=key) as gemini:
-        runner.env.update(GEMINI_API_KEY=key, GOOGLE_GEMINI_BASE_URL=gemini.base_url)
-        update_config(
-            runner.root,
-            input_csv="input.csv",
-            provider="gemini",
-            mode="batch",
-            batch={"poll_seconds": 0.02},
-            gemini={"model": "gemini-3-pro-image", "image_size": "2K"},
-            describe={"model": "gemini-3-flash-preview", "instructions": "Write one image prompt."},
-        )
-        write_sheet(runner.root)
+    with _gemini_sheet(
+        runner,
+        mode="batch",
+        batch={"poll_seconds": 0.02},
+        gemini={"model": "gemini-3-pro-image", "image_size": "2K"},
+        describe={"model": "gemini-3-flash-preview", "instructions": "Write one image prompt."},
+    ) as gemini:
         result = runner.snakemake()
         assert "3 prompt(s) to write go in a batch first" in result.output
         assert gemini.paid_calls == []  # nothing live
