@@ -405,7 +405,7 @@ def test_main_py_killed_by_kill_9_while_waiting_takes_its_run_along_and_a_rerun_
     assert len(list((gem.root / "results/images").rglob("*.png"))) == 4
 
 
-def _two_pending_batch_lines(gemini, monkeypatch, tmp_path):
+def _two_pending_batch_lines(gemini, monkeypatch, tmp_path, **changes):
     """Batch-mode settings at the stand-in, two requests (prompts "one", "two") not in the store, a
     runner, and their one chunk of batch lines: (settings, specs, runner, (model, lines, digest))."""
     from image_batch.default_plugins.gemini import GeminiImagesProvider
@@ -416,7 +416,7 @@ def _two_pending_batch_lines(gemini, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GEMINI_API_KEY", KEY)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
-    settings = settings_for(provider="gemini", mode="batch", batch={"poll_seconds": 0.01})
+    settings = settings_for(provider="gemini", mode="batch", batch={"poll_seconds": 0.01}, **changes)
     params = GeminiImagesProvider.request_params(settings.section("gemini"))
     specs = [{"request": {"provider": "gemini", **params, "prompt": p}} for p in ("one", "two")]
     runner = GeminiBatchRunner(settings, lambda line: None)
@@ -617,6 +617,22 @@ def test_faults_of_the_batch_endpoints_are_retried_and_a_lost_create_answer_make
     assert gemini.batch_creates == 1 and sorted(line["prompt"] for line in gemini.batch_lines) == ["one", "two"]
     assert not any(fault[2] for fault in gemini._batch_faults)  # every fault was met
     assert any("created although its answer was lost" in line for line in said), said
+
+
+def test_a_gemini_outage_longer_than_the_retry_budget_while_polling_is_waited_out(gemini, monkeypatch, tmp_path):
+    """As OpenAI's batch mode: a 24-hour wait outlives an outage that exhausts retry.max_attempts for
+    one poll; the batch is polled again later (not a stopped run), and nothing is submitted twice."""
+    from image_batch.images.gemini_batch import GeminiBatchRunner
+    from tests.conftest import FAST_RETRY
+
+    settings, specs, _, _ = _two_pending_batch_lines(gemini, monkeypatch, tmp_path, retry=FAST_RETRY)
+
+    gemini.fail_batch_times("get", "unavailable", 3 * settings.retry.max_attempts)
+    said = []
+    result = GeminiBatchRunner(settings, said.append).run(specs)
+    assert result["stored"] == 2 and not result["failed"], said
+    assert gemini.batch_creates == 1 and not any(fault[2] for fault in gemini._batch_faults)
+    assert any("polling again later" in line for line in said), said
 
 
 def test_a_recorded_gemini_batch_the_api_no_longer_knows_is_marked_gone_and_asked_again(gemini, monkeypatch, tmp_path):

@@ -210,6 +210,16 @@ class RetriedCalls:
             return None
         return fault if time.monotonic() - began <= self.retry.max_seconds else None
 
+    def _poll_again_later(self, exc, entry, pause):
+        """A poll of ``entry`` whose transient fault outlasted the retry budget (a long outage in a
+        24-hour wait): said, and the batch is polled again after ``pause`` (at least the server's
+        delay), the pause returned. Any other fault is raised."""
+        fault = self.classify(exc)
+        if fault is None or fault.disposition != RETRY:
+            raise exc
+        self.log(f"polling {entry['id']} failed ({redact(fault.reason)}); polling again later")
+        return pause if fault.retry_after is None else max(pause, fault.retry_after)
+
     def _gone(self, exc, client=None):
         """Whether ``exc`` is a 404 for one batch or file while the Batch API answers (deleted, or no
         longer kept), not for the endpoint (a wrong base URL). The runner gives ``_api_answers``."""
@@ -342,12 +352,7 @@ class BatchRunner(RetriedCalls):
                             "asked for again"
                         )
                         continue
-                    fault = self.classify(exc)
-                    if fault is None or fault.disposition != RETRY:
-                        raise
-                    self.log(f"polling {entry['id']} failed ({redact(fault.reason)}); polling again later")
-                    if fault.retry_after is not None:
-                        pause = max(pause, fault.retry_after)
+                    pause = self._poll_again_later(exc, entry, pause)
                     continue
                 counts = batch.request_counts
                 if batch.status != entry["status"]:

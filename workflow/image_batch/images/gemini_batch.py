@@ -291,12 +291,14 @@ class GeminiBatchRunner(RetriedCalls):
             running = [e for e in entries if e["status"] not in TERMINAL]
             if not running:
                 return
+            pause = float(self.batch.poll_seconds)
             for entry in running:
                 try:
                     operation = self.call(f"polling {entry['id']}", self._get, client, entry["id"])
                 except Exception as exc:
                     if not self._gone(exc, client):
-                        raise
+                        pause = self._poll_again_later(exc, entry, pause)
+                        continue
                     entry.update(status="GONE", collected=True, gone_at=int(time.time()))
                     state.save()
                     self.log(
@@ -315,7 +317,7 @@ class GeminiBatchRunner(RetriedCalls):
                         entry["error"] = operation["error"]  # a google.rpc.Status
                 state.save()
             if any(e["status"] not in TERMINAL for e in entries):
-                self.sleep(float(self.batch.poll_seconds))
+                self.sleep(pause)
 
     def _results_file(self, client, entry, name):
         """The lines of a batch's results file. One the API no longer has (404 at both addresses,
