@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 try:  # a Ctrl-C while these load (a second or so): one line, not a traceback
     from image_batch.common.errors import UserError, os_problem
+    from image_batch.common.held_signals import held_for_child
     from image_batch.common.settings import (
         api_key,
         config_file_name,
@@ -285,8 +286,7 @@ def run_child(command, capture=False):
         # The run starts with Ctrl-C and SIGTERM blocked, and takes them once its Snakefile has put
         # its own handlers in (image_batch.run.interrupt.install_early): one that comes while
         # Snakemake imports itself waits for them, instead of a KeyboardInterrupt traceback.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with held_for_child():
             child.append(
                 subprocess.Popen(
                     command,
@@ -297,8 +297,6 @@ def run_child(command, capture=False):
                     preexec_fn=partial(_die_with, os.getpid()),
                 )
             )
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for signum in pending:
             os.killpg(child[0].pid, signum)
         out, err = child[0].communicate()

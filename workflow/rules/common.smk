@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from image_batch import plan as planning
-from image_batch.common import addressed
+from image_batch.common import addressed, held_signals
 from image_batch.common.errors import UserError, os_problem
 from image_batch.descriptions import prompts, references, specs
 from image_batch.common.settings import (
@@ -33,7 +33,7 @@ if workflow.is_main_process:
     # Ctrl-C / SIGTERM: one line, no traceback; once jobs may pay, the calls in flight are kept
     interrupt.install_early()
 else:
-    interrupt.unblock()
+    held_signals.release()  # a job process takes them, whatever mask it inherited (main.py holds them)
 
 # With a default storage provider (--default-storage-provider s3 ...) every input and output lives
 # in storage, the plan files too (written by local rules of the real run: write_request,

@@ -31,9 +31,9 @@ from multiprocessing.connection import Client, Listener
 from pathlib import Path
 
 from image_batch.common.errors import UserError
+from image_batch.common.held_signals import held_for_child, release
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding image_batch/
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class WorkerError(UserError):
@@ -67,8 +67,7 @@ class WorkerClient:
         # The worker starts with Ctrl-C and SIGTERM blocked (a child inherits the signal mask of the
         # thread that starts it) and takes them once its own handlers are in (:func:`main`): one that
         # came while it started is acted on then, not a KeyboardInterrupt traceback of its imports.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
+        with held_for_child():
             proc = subprocess.Popen(
                 [sys.executable, "-m", "image_batch.images.worker", address],
                 stdin=subprocess.PIPE,
@@ -76,8 +75,6 @@ class WorkerClient:
                 env=env,
                 cwd=os.getcwd(),
             )
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         # The key goes through the pipe, not the command line; the pipe stays open as the
         # worker's sign of life from us.
         proc.stdin.write(authkey.hex().encode() + b"\n")
@@ -297,7 +294,7 @@ def main(argv=None):
     # kills us when the calls in flight are abandoned). A SIGTERM of our own: no new call.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: _stop_calls("the image worker got SIGTERM"))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked while we started (WorkerClient._start)
+    release()  # held while we started (WorkerClient._start)
     address = argv[0]
     authkey = bytes.fromhex(sys.stdin.readline().strip())
     server = _Server(address, authkey)

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 
+from image_batch.common.held_signals import release
 from image_batch.images import worker
 from image_batch.run import quiet
 
@@ -55,14 +56,9 @@ def install_early():
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
-    unblock()  # one that came since Snakemake started is handled now, by the handler above
-
-
-def unblock():
-    """main.py starts Snakemake with SIGINT and SIGTERM blocked (a Ctrl-C while Snakemake imports
-    itself would be a KeyboardInterrupt traceback): this process takes them from now on (a job
-    process of the run too, whatever mask it inherited)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    # main.py starts Snakemake with them held (a Ctrl-C while Snakemake imports itself would be a
+    # KeyboardInterrupt traceback): one that came since is handled now, by the handler above
+    release()
 
 
 def waiting_for(text):
