@@ -169,6 +169,11 @@ class Plan:
             write_request(self.spec_of(folder, image_id), path, self.requests.superseded.get(key, ()), log)
         return path
 
+    def image_inputs(self, folder, image_id):
+        """The image job's inputs, by name (one input function, ``unpack``-ed: Snakemake's cost
+        is per function called): ``spec`` (request_of) and ``references`` (references_of)."""
+        return {"spec": self.request_of(folder, image_id), "references": self.references_of(folder, image_id)}
+
     def references_of(self, folder, image_id):
         """The image job's picture inputs (descriptions.references; O(1): one look-up per job)."""
         spec = self._by_image.get((folder, image_id))

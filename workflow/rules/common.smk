@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from image_batch import plan as planning
 from image_batch.common import addressed, held_signals
+from image_batch.common.input_functions import input_function
 from image_batch.common.errors import UserError, os_problem
 from image_batch.descriptions import prompts, references, specs
 from image_batch.common.settings import (
@@ -151,6 +152,7 @@ def chunk_names(chunk):
     return [f"{folder}/{image_id}.{kind}" for folder, image_id in PLAN.chunks[chunk] for kind in ("png", "json")]
 
 
+@input_function
 def chunk_images(wildcards):
     """The PNGs and sidecars of one sync chunk."""
     return [f"results/images/{name}" for name in chunk_names(wildcards.chunk)]

@@ -15,9 +15,9 @@ rule write_request:
 
 rule generate_image:
     input:
-        spec=lambda wildcards: PLAN.request_of(wildcards.folder, wildcards.image_id),
-        # the row's reference pictures and mask (replacing one makes exactly its rows stale)
-        references=lambda wildcards: PLAN.references_of(wildcards.folder, wildcards.image_id),
+        # its request file when the image is stale, and the row's reference pictures and mask
+        # (replacing one makes exactly its rows stale): one function, called once per job
+        unpack(input_function(lambda wildcards: PLAN.image_inputs(wildcards.folder, wildcards.image_id))),
     output:
         png=report(
             "results/images/{folder}/{image_id}.png",

@@ -31,12 +31,14 @@ if workflow.is_main_process and makes_report(sys.argv):
 
 rule contact_sheet:
     input:
-        members=lambda wildcards: SHEET_MEMBERS.paths[wildcards.sheet],
-        images=lambda wildcards: [
-            png
-            for png in contact_sheet.sheet_pngs(SHEETS, wildcards.sheet)
-            if PLAN.made_only is None or Path(png).exists()
-        ],
+        members=input_function(lambda wildcards: SHEET_MEMBERS.paths[wildcards.sheet]),
+        images=input_function(
+            lambda wildcards: [
+                png
+                for png in contact_sheet.sheet_pngs(SHEETS, wildcards.sheet)
+                if PLAN.made_only is None or Path(png).exists()
+            ]
+        ),
     output:
         report(
             "results/contact-sheets/{source}/{sheet}.jpg",

@@ -16,7 +16,7 @@ rule write_plan_file:
 
 rule digest_chunk:
     input:
-        members=lambda wildcards: PLAN.chunk_members(wildcards.chunk),
+        members=input_function(lambda wildcards: PLAN.chunk_members(wildcards.chunk)),
         images=chunk_images,
     output:
         "results/sync/chunks/{chunk}.json",
