@@ -7,7 +7,8 @@ OpenAI server and moto's S3 server on loopback, all in one run. Prints a table o
 
 Targets (issues 4 and 19): 1) 10,000 rows vs the floor (full run, no-op rerun, fresh and warm
 dry-run, peak memory), with where a dry run's time goes (benchmarks/breakdown.py: our planning,
-Snakemake's DAG, per-job functions, file-system calls, beside the floor's own); 2) 100,000-row fresh
+Snakemake's DAG, per-job functions, file-system calls, beside the floor's own) and what each feature
+of the workflow's shape costs Snakemake itself (benchmarks/shape.py); 2) 100,000-row fresh
 and warm dry-run vs the floor's dry run of as many jobs, and per-image time at growing sizes;
 3) throughput against a rate-limited stand-in; 4) first sync and no-op resync of the 1,632 parti
 prompts vs `aws s3 sync`. Every ratio is to a floor measured in the same run.
@@ -31,6 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 import breakdown  # noqa: E402
+import shape  # noqa: E402
 
 from tests.conftest import copy_workflow  # noqa: E402
 from tests.support.fake_openai import FakeOpenAI  # noqa: E402
@@ -214,7 +216,9 @@ def target1(api, n):
         f"  per-image overhead: workflow {1000 * w['full'] / n:.2f} ms, floor {1000 * f['full'] / n:.2f} ms; "
         f"API calls {w['calls']} (no-op rerun: {w['noop_calls']}), 429s {w['429']}"
     )
-    return {"floor": f, "floor_shaped": shaped, "workflow": {k: v for k, v in w.items() if k != "root"}}
+    ladder = shape.ladder(n)
+    out = {"floor": f, "floor_shaped": shaped, "workflow": {k: v for k, v in w.items() if k != "root"}}
+    return {**out, "shape": [{"step": name, "cpu": cpu, "mb": mb} for name, cpu, mb in ladder]}
 
 
 def write_made(root, env):
