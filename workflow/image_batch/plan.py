@@ -8,8 +8,10 @@ paying) belongs to a real run: see image_batch.run.
 """
 
 import dataclasses
+import functools
 import hashlib
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,9 @@ from image_batch.providers import provider_class
 from image_batch.sync import chunks as chunking
 from image_batch.sync import preflight
 from image_batch.sync.upload import SHEET_RECORDS, other_sheets_images, sheet_id, sheet_record_names
+
+# an image's files, as a target on the command line (results/images/<folder>/<image_id>.png|.json)
+IMAGE_TARGET = re.compile(r"results/images/(?P<folder>[^/]+)/(?P<image_id>[^/]+)\.(?:png|json)")
 
 RESULTS = "results"
 DESTINATION_ROOT = Path("results/sync")
@@ -158,8 +163,9 @@ class Plan:
         run, whatever made the job due: a missing image, -R, an incomplete image ...), the image's
         request file, written first when it is not there (after deleting the image's other
         request files, as write_request does)."""
-        if job_input.spec:
-            return job_input.spec
+        given = getattr(job_input, "spec", None)  # (no input function: image_jobs_take_inputs)
+        if given:
+            return given
         folder, image_id = wildcards.folder, wildcards.image_id
         key = (folder, image_id)
         path = self.requests.paths[key]
@@ -168,6 +174,27 @@ class Plan:
             log = Path(RESULTS) / "logs" / "requests" / folder / f"{name[: -len('.json')]}.log"
             write_request(self.spec_of(folder, image_id), path, self.requests.superseded.get(key, ()), log)
         return path
+
+    @functools.cached_property
+    def image_jobs_take_inputs(self):
+        """Whether any image job has an input: a stale image's request file, a row's reference
+        pictures. None has in a fresh plan or an unchanged one: the image rule then declares no
+        input function, which Snakemake would call for every job it makes (a sixth of its own
+        work for this workflow's shape: benchmarks/shape.py). An image no row asks for is refused
+        before (check_targets)."""
+        return any(self.request_of(*image) or self.references_of(*image) for image in self.images)
+
+    def check_targets(self, targets):
+        """Refuse an image named on the command line (``snakemake results/images/<folder>/<id>.png``)
+        that no row of the sheet asks for: its job would have nothing to make it from."""
+        for target in targets:
+            match = IMAGE_TARGET.fullmatch(os.path.normpath(target))
+            if match and (match["folder"], match["image_id"]) not in self._by_image:
+                raise UserError(
+                    f"{target}: no row of {self.sheet} asks for this image (image id "
+                    f"{match['image_id']!r} in context folder {match['folder']!r}); name an image of "
+                    "the sheet, or run without a target to make them all"
+                )
 
     def image_inputs(self, folder, image_id):
         """The image job's inputs, by name (one input function, ``unpack``-ed: Snakemake's cost

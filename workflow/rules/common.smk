@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from image_batch import plan as planning
-from image_batch.common import addressed, held_signals
+from image_batch.common import addressed, held_signals, snakemake_args
 from image_batch.common.input_functions import input_function
 from image_batch.common.errors import UserError, os_problem
 from image_batch.descriptions import prompts, references, specs
@@ -74,6 +74,8 @@ try:
         only_made=REPORTING and not STORAGE,
         guard_paid=workflow.is_main_process and not REPORTING,
     )
+    if workflow.is_main_process:  # an image target no row asks for (snakemake results/images/...)
+        PLAN.check_targets(getattr(snakemake_args.parsed(sys.argv), "targets", None) or ())
     if REPORTING and PLAN.made_only is not None and not PLAN.made_only:
         raise UserError(
             f"nothing has been made here yet for {PLAN.sheet}: run `snakemake --cores 8` (or "

@@ -13,11 +13,20 @@ rule write_request:
         specs.write_request(PLAN.spec_of(*key), output[0], PLAN.requests.superseded.get(key, ()), log[0])
 
 
+# An image job's inputs: its request file when the image is stale, and the row's reference
+# pictures and mask (replacing one makes exactly its rows stale), from one function that Snakemake
+# calls for every job; none, and no function, when no image has an input (a fresh or unchanged
+# plan: PLAN.image_jobs_take_inputs).
+IMAGE_INPUTS = (
+    [unpack(input_function(lambda wildcards: PLAN.image_inputs(wildcards.folder, wildcards.image_id)))]
+    if PLAN.image_jobs_take_inputs
+    else []
+)
+
+
 rule generate_image:
     input:
-        # its request file when the image is stale, and the row's reference pictures and mask
-        # (replacing one makes exactly its rows stale): one function, called once per job
-        unpack(input_function(lambda wildcards: PLAN.image_inputs(wildcards.folder, wildcards.image_id))),
+        *IMAGE_INPUTS,
     output:
         png=report(
             "results/images/{folder}/{image_id}.png",
