@@ -129,6 +129,21 @@ def test_full_pipeline_rerun_and_change_detection(live, api, s3):
     assert len(api.calls) == 6 and (root / "results/images/nature/owl.png").read_bytes() == owl
     assert s3.objects(BUCKET)["nature/owl.json"] == (root / "results/images/nature/owl.json").read_bytes()
 
+    # a sidecar deleted alone while its chunk's digest is due anyway (a row of the chunk edited):
+    # the digest takes that sidecar too, so it runs after the image job has made it again
+    (root / "results/images/nature/owl.json").unlink()
+    sheet = sheet.replace("A birch by a lake", "A birch in the snow")
+    (root / "input.csv").write_text(sheet, encoding="utf-8", newline="")
+    dry = live.snakemake("--dry-run", "--verbose", "--config", "input_csv=input.csv")
+    digest_inputs = re.search(r"rule digest_chunk:\n\s+input: ([^\n]*)", dry.output)[1].split(", ")
+    assert "results/images/nature/owl.json" in digest_inputs
+    assert "results/images/nature/fox.json" not in digest_inputs  # (a PNG stands for its sidecar)
+    both = live.snakemake("--verbose", "--config", "input_csv=input.csv")
+    assert planned_images(both.output) == ["nature/owl", "nature/tree"]
+    assert len(api.calls) == 7 and (root / "results/images/nature/owl.png").read_bytes() == owl
+    assert s3.objects(BUCKET)["nature/owl.json"] == (root / "results/images/nature/owl.json").read_bytes()
+    assert json.loads(s3.objects(BUCKET)["nature/tree.json"])["prompt"] == "A birch in the snow"
+
     # the key is in no file the workflow wrote
     for path in list(root.joinpath("results").rglob("*")) + list(root.joinpath(".snakemake").rglob("*")):
         if path.is_file():

@@ -156,8 +156,25 @@ def chunk_names(chunk):
 
 @input_function
 def chunk_images(wildcards):
-    """The PNGs and sidecars of one sync chunk."""
-    return [f"results/images/{name}" for name in chunk_names(wildcards.chunk)]
+    """The inputs of one sync chunk's digest: its PNGs (an image job writes its sidecar right after
+    its PNG, the only writer of either: a newer sidecar comes with a newer PNG), and the sidecars
+    to make again (an image whose PNG is there without it: Snakemake makes a job due for the
+    outputs asked for only). With a storage provider, every sidecar too: the job reads the copies
+    Snakemake fetches."""
+    if STORAGE:
+        return [f"results/images/{name}" for name in chunk_names(wildcards.chunk)]
+    missing = PLAN.requests.sidecar_missing
+    return [
+        f"results/images/{folder}/{image_id}.{kind}"
+        for folder, image_id in PLAN.chunks[wildcards.chunk]
+        for kind in (("png", "json") if (folder, image_id) in missing else ("png",))
+    ]
+
+
+def chunk_files(wildcards, input):
+    """The files the digest job reads, parallel to chunk_names: the copies Snakemake fetched from a
+    storage provider (its inputs), or the PNGs and sidecars under results/images."""
+    return input.images if STORAGE else [f"results/images/{name}" for name in chunk_names(wildcards.chunk)]
 
 
 def all_image_names():

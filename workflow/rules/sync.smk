@@ -23,7 +23,7 @@ rule digest_chunk:
     log:
         "results/logs/chunks/{chunk}.log",
     run:
-        upload.write_chunk_digest(input.images, output[0], names=chunk_names(wildcards.chunk))
+        upload.write_chunk_digest(chunk_files(wildcards, input), output[0], names=chunk_names(wildcards.chunk))
 
 
 # Where this run syncs, decided while the Snakefile was parsed and written by the run itself: the

@@ -148,12 +148,17 @@ def request_path(spec, data=None, root=SPEC_ROOT):
 
 
 def _made(folder, image_id, images):
-    """When the image was made (the older of PNG and sidecar), or None when one is missing."""
+    """When the image was made (the older of PNG and sidecar), or None when one is missing; and
+    whether its PNG is there without its sidecar."""
     stem = os.path.join(images, folder, image_id)  # (strings: once per image, every plan)
     try:
-        return min(os.stat(f"{stem}.png").st_mtime, os.stat(f"{stem}.json").st_mtime)
+        png = os.stat(f"{stem}.png").st_mtime
     except FileNotFoundError:
-        return None
+        return None, False
+    try:
+        return min(png, os.stat(f"{stem}.json").st_mtime), False
+    except FileNotFoundError:
+        return None, True
 
 
 def _pictures_newer(spec, sheet, made, mtimes):
@@ -181,6 +186,7 @@ class Requests:
     superseded: dict = field(default_factory=dict)  # (folder, image_id) -> its other request files
     adopt: dict = field(default_factory=dict)  # (folder, image_id) -> (earlier layout's file, new name)
     unmade: set = field(default_factory=set)  # images whose PNG or sidecar is missing (local files only)
+    sidecar_missing: set = field(default_factory=set)  # of those, the images whose PNG is there
 
 
 def plan_requests(specs, root=SPEC_ROOT, images=IMAGES, local=True, protect_paid=False, sheet=None):
@@ -220,9 +226,11 @@ def plan_requests(specs, root=SPEC_ROOT, images=IMAGES, local=True, protect_paid
         named, plain = listings[folder]
         others = [str(path.parent / n) for n in named.get(image_id, ()) if n != path.name]
         legacy = path.parent / f"{image_id}.json" if f"{image_id}.json" in plain else None
-        made = _made(folder, image_id, images)
+        made, png_alone = _made(folder, image_id, images)
         if made is None:
             out.unmade.add(key)
+            if png_alone:
+                out.sidecar_missing.add(key)
         if path.name in named.get(image_id, ()):
             try:
                 stale = made is None or made < path.stat().st_mtime
