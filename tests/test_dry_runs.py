@@ -44,12 +44,15 @@ def listing(root, base="results"):
 def test_an_image_no_row_asks_for_is_refused_before_anything(user, api):
     """`snakemake results/images/<folder>/<id>.png` for an image not in the sheet: its job would
     have nothing to make it from. One line, exit 2, no call, in a dry run and a real one."""
-    for dry in (["--dry-run"], []):
-        refused = user.snakemake(
-            *dry, "--config", "input_csv=mine.csv", "--", "results/images/nature/r99.png", check=False
-        )
+    absolute = str(user.root / "results/images/nature/r98.json")
+    for dry, target in (
+        (["-n"], "results/images/nature/r99.png"),
+        ([], "./results/images/nature/r99.png"),
+        ([], absolute),
+    ):
+        refused = user.snakemake(*dry, "--config", "input_csv=mine.csv", "--", target, check=False)
         assert refused.returncode == 2, refused.output
-        assert "results/images/nature/r99.png: no row of mine.csv asks for this image" in refused.output
+        assert f"{target}: no row of mine.csv asks for this image" in refused.output
         assert "Traceback" not in refused.output
     assert api.calls == []
     # an image of the sheet, named alone, is made alone

@@ -188,7 +188,9 @@ class Plan:
         """Refuse an image named on the command line (``snakemake results/images/<folder>/<id>.png``)
         that no row of the sheet asks for: its job would have nothing to make it from."""
         for target in targets:
-            match = IMAGE_TARGET.fullmatch(os.path.normpath(target))
+            match = IMAGE_TARGET.fullmatch(
+                os.path.relpath(target) if os.path.isabs(target) else os.path.normpath(target)
+            )
             if match and (match["folder"], match["image_id"]) not in self._by_image:
                 raise UserError(
                     f"{target}: no row of {self.sheet} asks for this image (image id "
