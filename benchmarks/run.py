@@ -42,18 +42,7 @@ KEY = "sk-bench-0000000000000000"
 # The stand-in's images: 64x64, the size the README's figures were measured with (it answers the size asked for
 # by default); the figures measure the workflow's overhead, not image decoding.
 RENDER = (64, 64)
-FLOOR_FLAGS = [
-    "--force-use-threads",
-    "--max-jobs-per-timespan",
-    "100000/1s",
-    "--scheduler",
-    "greedy",
-    "--scheduler-subsample",
-    "100",
-    "--cores",
-    "32",
-    "--drop-metadata",
-]
+FLOOR_FLAGS = shape.FLOOR_FLAGS
 PARTI = REPO.parent / "shared" / "data" / "parti-prompts.csv"
 CONTEXTS = [
     "Animals",

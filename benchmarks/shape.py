@@ -29,10 +29,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "runs"
-FLAGS = [
-    "-n",
-    "--quiet",
+# Snakemake's best flags for many small jobs: every floor of the benchmarks runs with them (run.py)
+FLOOR_FLAGS = [
     "--force-use-threads",
+    "--max-jobs-per-timespan",
+    "100000/1s",
     "--scheduler",
     "greedy",
     "--scheduler-subsample",
@@ -117,7 +118,17 @@ def snakefile(step):
 
 def dry_run(root, n):
     """CPU seconds and peak MB of one dry run in ``root``."""
-    cmd = [sys.executable, "-m", "snakemake", *FLAGS, "--config", f"rows={n}", f"chunks={chunk_count(n)}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--quiet",
+        *FLOOR_FLAGS,
+        "--config",
+        f"rows={n}",
+        f"chunks={chunk_count(n)}",
+    ]
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     error = proc.stderr.read().decode(errors="replace")
@@ -147,7 +158,7 @@ def ladder(n, repeat=1, show=print):
         mem = statistics.median(r[1] for r in runs[step])
         out.append((name, cpu, mem))
         floor_cpu, floor_mem = out[0][1], out[0][2]
-        added = f"  (step +{cpu - out[step - 1][1]:.2f} s)" if step else ""
+        added = f"  (step {cpu - out[step - 1][1]:+.2f} s)" if step else ""
         show(f"    {name:<18} {cpu:6.2f} s CPU {cpu / floor_cpu:5.2f}x   {mem:6.0f} MB {mem / floor_mem:5.2f}x{added}")
     for root in roots:
         shutil.rmtree(root, ignore_errors=True)
