@@ -171,12 +171,6 @@ def chunk_images(wildcards):
     ]
 
 
-def chunk_files(wildcards, input):
-    """The files the digest job reads, parallel to chunk_names: the copies Snakemake fetched from a
-    storage provider (its inputs), or the PNGs and sidecars under results/images."""
-    return input.images if STORAGE else [f"results/images/{name}" for name in chunk_names(wildcards.chunk)]
-
-
 def all_image_names():
     """Every PNG and sidecar, chunk by chunk, relative to results/images."""
     return [name for chunk in sorted(PLAN.chunks) for name in chunk_names(chunk)]

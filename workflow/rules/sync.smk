@@ -23,7 +23,9 @@ rule digest_chunk:
     log:
         "results/logs/chunks/{chunk}.log",
     run:
-        upload.write_chunk_digest(chunk_files(wildcards, input), output[0], names=chunk_names(wildcards.chunk))
+        # each PNG and sidecar by name under results/images; with a storage provider, the copies
+        # Snakemake fetched (its inputs, in chunk_names' order)
+        upload.write_chunk_digest(input.images if STORAGE else None, output[0], names=chunk_names(wildcards.chunk))
 
 
 # Where this run syncs, decided while the Snakefile was parsed and written by the run itself: the

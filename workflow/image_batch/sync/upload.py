@@ -63,7 +63,11 @@ def write_destination(destination, output, log_file=None):
 
 
 def write_chunk_digest(paths, output, images_root="results/images", names=None):
-    """The chunk job: digest this chunk's images and sidecars into ``output``."""
+    """The chunk job: digest this chunk's images and sidecars into ``output``: the files ``names``
+    under ``images_root`` when ``paths`` is None, else those at ``paths`` (parallel to ``names``: a
+    storage provider's local copies)."""
+    if paths is None:
+        paths = [Path(images_root) / name for name in names]
     atomic_write_bytes(output, canonical_json(digest(paths, images_root, names)).encode("utf-8"), durable=False)
 
 
