@@ -19,7 +19,6 @@ of each dry run, the median of --repeat runs.
 """
 
 import argparse
-import math
 import os
 import shutil
 import statistics
@@ -29,6 +28,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "runs"
+sys.path.insert(0, str(HERE.parent / "workflow"))
+
+from image_batch.sync.chunks import digits_for  # noqa: E402
+
 # Snakemake's best flags for many small jobs: every floor of the benchmarks runs with them (run.py)
 FLOOR_FLAGS = [
     "--force-use-threads",
@@ -47,7 +50,7 @@ STEPS = ["floor", "+ sidecar", "+ input function", "+ sync chunks", "+ contact s
 
 def chunk_count(n):
     """As many chunks as the workflow's sync makes for n images (image_batch.sync.chunks)."""
-    return 1 if n <= 100 else 16 ** math.ceil(math.log(n / 100, 16))
+    return 16 ** digits_for(n)
 
 
 def snakefile(step):

@@ -34,7 +34,7 @@ from image_batch.sync import preflight
 from image_batch.sync.upload import SHEET_RECORDS, other_sheets_images, sheet_id, sheet_record_names
 
 # an image's files, as a target on the command line (results/images/<folder>/<image_id>.png|.json)
-IMAGE_TARGET = re.compile(r"results/images/(?P<folder>[^/]+)/(?P<image_id>[^/]+)\.(?:png|json)")
+IMAGE_TARGET = re.compile(re.escape(IMAGES.as_posix()) + r"/(?P<folder>[^/]+)/(?P<image_id>[^/]+)\.(?:png|json)")
 
 RESULTS = "results"
 DESTINATION_ROOT = Path("results/sync")
