@@ -4,6 +4,7 @@ exactly when its request changes; planning writes none of them."""
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -205,6 +206,30 @@ def test_a_request_file_newer_than_its_image_makes_it_again(tmp_path):
     os.utime(path, (3_000_000_000, 3_000_000_000))  # the image job did not finish
     planned = plan_requests(specs, root, images)
     assert planned.to_make == {("nature", "id0")} and planned.due == [] and planned.new == 0
+
+
+def test_a_png_without_its_sidecar_names_a_marker_by_the_pngs_time(tmp_path):
+    """The sidecar is no declared output of the image job: an image whose PNG is there without it
+    is to make through a marker (a target a real run writes, the job's input), named by the PNG's
+    size and time, so that a sidecar lost again after the image was made again names another."""
+    root, images = tmp_path / "specs", tmp_path / "images"
+    specs = build_specs(rows("a", "b"), CONFIG, "openai", "s.csv")
+    write_specs(specs, root, images=images)
+    make_image(images, "id0")
+    make_image(images, "id1")
+    assert plan_requests(specs, root, images).remake == {}
+    (images / "nature/id1.json").unlink()
+    planned = plan_requests(specs, root, images)
+    assert planned.to_make == {("nature", "id1")} and list(planned.remake) == [("nature", "id1")]
+    path, data = planned.remake[("nature", "id1")]
+    assert Path(path).parent == Path("results/specs/_remake/nature") and Path(path).name.startswith("id1.")
+    assert json.loads(data)["png"] == {"size": 3, "mtime_ns": 2_000_000_000 * 10**9}
+    assert plan_requests(specs, root, images).remake[("nature", "id1")] == (path, data)  # the same plan again
+    os.utime(images / "nature/id1.png", (2_000_000_100, 2_000_000_100))  # made again since
+    assert plan_requests(specs, root, images).remake[("nature", "id1")][0] != path
+    (images / "nature/id1.png").unlink()  # no PNG: due anyway, no marker
+    planned = plan_requests(specs, root, images)
+    assert planned.to_make == {("nature", "id1")} and planned.remake == {}
 
 
 def test_the_earlier_layouts_request_file_keeps_its_image_up_to_date(tmp_path):

@@ -120,25 +120,33 @@ def test_full_pipeline_rerun_and_change_detection(live, api, s3):
     assert planned_images(alone.output) == ["nature/owl"]
     assert len(api.calls) == 6 and (root / "results/images/nature/owl.png").read_bytes() == owl
 
-    # so is an image whose sidecar alone was deleted (the sync chunks' digests take only the PNGs
-    # as inputs: the image job is due for its missing output), and the sidecar is synced again
+    # so is an image whose sidecar alone was deleted (no declared output of the image job: a
+    # marker named by the PNG's time, a target of the run, makes the job due), and the sidecar is
+    # synced again; a dry run names the marker and writes nothing
     (root / "results/images/nature/owl.json").unlink()
     s3.client().delete_object(Bucket=BUCKET, Key="nature/owl.json")
+    dry = live.snakemake("--dry-run", "--verbose", "--config", "input_csv=input.csv")
+    assert planned_images(dry.output) == ["nature/owl"]
+    assert not (root / "results/specs/_remake").exists()
     sidecar_alone = live.snakemake("--verbose", "--config", "input_csv=input.csv")
     assert planned_images(sidecar_alone.output) == ["nature/owl"]
     assert len(api.calls) == 6 and (root / "results/images/nature/owl.png").read_bytes() == owl
     assert s3.objects(BUCKET)["nature/owl.json"] == (root / "results/images/nature/owl.json").read_bytes()
+    assert len(list((root / "results/specs/_remake/nature").glob("owl.*.json"))) == 1
+    assert planned_images(live.snakemake("--dry-run", "--verbose", "--config", "input_csv=input.csv").output) == []
 
-    # a sidecar deleted alone while its chunk's digest is due anyway (a row of the chunk edited):
-    # the digest takes that sidecar too, so it runs after the image job has made it again
+    # a sidecar deleted alone again (another marker: the PNG was made again since) while its
+    # chunk's digest is due anyway (a row of the chunk edited): the digest takes the PNGs only,
+    # and runs after the image job has made the sidecar again
     (root / "results/images/nature/owl.json").unlink()
     sheet = sheet.replace("A birch by a lake", "A birch in the snow")
     (root / "input.csv").write_text(sheet, encoding="utf-8", newline="")
     dry = live.snakemake("--dry-run", "--verbose", "--config", "input_csv=input.csv")
     digest_inputs = re.search(r"rule digest_chunk:\n\s+input: ([^\n]*)", dry.output)[1].split(", ")
-    assert "results/images/nature/owl.json" in digest_inputs
-    assert "results/images/nature/fox.json" not in digest_inputs  # (a PNG stands for its sidecar)
+    assert "results/images/nature/owl.png" in digest_inputs
+    assert not [name for name in digest_inputs if name.endswith(".json") and "/images/" in name]
     both = live.snakemake("--verbose", "--config", "input_csv=input.csv")
+    assert len(list((root / "results/specs/_remake/nature").glob("owl.*.json"))) == 2
     assert planned_images(both.output) == ["nature/owl", "nature/tree"]
     assert len(api.calls) == 7 and (root / "results/images/nature/owl.png").read_bytes() == owl
     assert s3.objects(BUCKET)["nature/owl.json"] == (root / "results/images/nature/owl.json").read_bytes()

@@ -145,8 +145,8 @@ class Plan:
         """The input of the image's job (O(1): one look-up per job): its request file when the
         image exists and is stale (Snakemake sees the file missing, written by write_request, or
         newer than the image), none otherwise. An up-to-date image has nothing to compare, and an
-        image not made yet (PNG or sidecar missing) is due anyway: its job writes its own request
-        file (job_request), so a fresh run has one job per image, not two, and no DAG builds a
+        image not made yet is due anyway (its PNG missing; or its sidecar, through its marker:
+        remake_of): its job writes its own request file (job_request), so a fresh run has one job per image, not two, and no DAG builds a
         candidate write_request job per existing request file. With a storage provider every
         image is stale (nothing is looked at). An image no row asks for gets a name no rule
         makes: Snakemake says its input is missing."""
@@ -182,6 +182,8 @@ class Plan:
         input function, which Snakemake would call for every job it makes (a sixth of its own
         work for this workflow's shape: benchmarks/shape.py). An image no row asks for is refused
         before (check_targets)."""
+        if self.requests.remake:
+            return True
         return any(self.request_of(*image) or self.references_of(*image) for image in self.images)
 
     def check_targets(self, targets):
@@ -200,8 +202,26 @@ class Plan:
 
     def image_inputs(self, folder, image_id):
         """The image job's inputs, by name (one input function, ``unpack``-ed: Snakemake's cost
-        is per function called): ``spec`` (request_of) and ``references`` (references_of)."""
-        return {"spec": self.request_of(folder, image_id), "references": self.references_of(folder, image_id)}
+        is per function called): ``spec`` (request_of), ``references`` (references_of) and
+        ``remake`` (remake_of)."""
+        return {
+            "spec": self.request_of(folder, image_id),
+            "references": self.references_of(folder, image_id),
+            "remake": self.remake_of(folder, image_id),
+        }
+
+    def remake_of(self, folder, image_id):
+        """The marker of an image whose PNG is there without its sidecar (descriptions.specs.
+        remake_marker): the input that makes its job due, since the sidecar is no declared output."""
+        marker = self.requests.remake.get((folder, image_id))
+        return marker[0] if marker else []
+
+    def write_remake_marker(self, folder, image_id, output, log=None):
+        """The write_remake_marker job (a real run): the marker planning named for this image."""
+        marker = self.requests.remake.get((folder, image_id))
+        if marker is None or Path(output).name != Path(marker[0]).name:
+            raise UserError(f"{output} is not a file of this run's plan; run without naming it")
+        addressed.write(output, marker[1], (), log)
 
     def references_of(self, folder, image_id):
         """The image job's picture inputs (descriptions.references; O(1): one look-up per job)."""
@@ -219,7 +239,7 @@ class Plan:
             requests = [path for path in self.requests.due if path not in ours]
         else:
             requests = self.requests.due
-        due = requests + self.chunk_files.due
+        due = requests + [path for path, _ in self.requests.remake.values()] + self.chunk_files.due
         return due + self.describing.due if self.describing else due
 
     def chunk_members(self, chunk):

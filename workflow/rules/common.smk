@@ -142,7 +142,7 @@ def make_image(wildcards, input, output, log):
     worker.make_image(
         prompts.image_request(PLAN, wildcards, PLAN.job_request(wildcards, input), SETTINGS),
         output.png,
-        output.sidecar,
+        output.sidecar if STORAGE else specs.image_files(wildcards.folder, wildcards.image_id)[1],
         log,
         SETTINGS,
         in_worker=worker.wanted(workflow),
@@ -157,18 +157,12 @@ def chunk_names(chunk):
 @input_function
 def chunk_images(wildcards):
     """The inputs of one sync chunk's digest: its PNGs (an image job writes its sidecar right after
-    its PNG, the only writer of either: a newer sidecar comes with a newer PNG), and the sidecars
-    to make again (an image whose PNG is there without it: Snakemake makes a job due for the
-    outputs asked for only). With a storage provider, every sidecar too: the job reads the copies
-    Snakemake fetches."""
+    its PNG, the only writer of either: a newer sidecar comes with a newer PNG, and a lost one
+    makes its image job due: PLAN.remake_of). With a storage provider, the sidecars too (declared
+    outputs there): the job reads the copies Snakemake fetches."""
     if STORAGE:
         return [f"results/images/{name}" for name in chunk_names(wildcards.chunk)]
-    missing = PLAN.requests.sidecar_missing
-    return [
-        f"results/images/{folder}/{image_id}.{kind}"
-        for folder, image_id in PLAN.chunks[wildcards.chunk]
-        for kind in (("png", "json") if (folder, image_id) in missing else ("png",))
-    ]
+    return [f"results/images/{folder}/{image_id}.png" for folder, image_id in PLAN.chunks[wildcards.chunk]]
 
 
 def all_image_names():

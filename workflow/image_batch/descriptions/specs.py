@@ -24,6 +24,11 @@ from image_batch.providers import provider_class
 
 SPEC_ROOT = Path("results/specs")
 IMAGES = Path("results/images")
+# An image's sidecar is written by its image job but not declared as an output of it (with local
+# files: a second output per image job costs Snakemake a sixth of its own work, benchmarks/shape.py).
+# An image whose PNG is there without its sidecar is made again (from the response store) through
+# a marker file, named by the PNG's size and time, that its job takes as input (remake_marker).
+REMAKE_ROOT = SPEC_ROOT / "_remake"
 MANIFEST = Path("results/manifest.csv")
 
 
@@ -149,16 +154,33 @@ def request_path(spec, data=None, root=SPEC_ROOT):
 
 def _made(folder, image_id, images):
     """When the image was made (the older of PNG and sidecar), or None when one is missing; and
-    whether its PNG is there without its sidecar."""
+    the PNG's stat when the PNG is there without its sidecar (else None)."""
     stem = os.path.join(images, folder, image_id)  # (strings: once per image, every plan)
     try:
-        png = os.stat(f"{stem}.png").st_mtime
+        png = os.stat(f"{stem}.png")
     except FileNotFoundError:
-        return None, False
+        return None, None
     try:
-        return min(png, os.stat(f"{stem}.json").st_mtime), False
+        return min(png.st_mtime, os.stat(f"{stem}.json").st_mtime), None
     except FileNotFoundError:
-        return None, True
+        return None, png
+
+
+def remake_marker(folder, image_id, png):
+    """(path, bytes) of the marker that makes again an image whose PNG (``png``: its stat) is there
+    without its sidecar: ``results/specs/_remake/<folder>/<image_id>.<digest16>.json``, named by
+    its content, which holds the PNG's size and time. A real run's write_remake_marker job writes
+    it (a target of the run: see image_batch.common.addressed); the image job, which takes it as
+    input, is then due and makes its PNG and sidecar again from the response store. The image made
+    again has another time: a sidecar lost again later names another marker."""
+    data = canonical_json(
+        {
+            "image": f"{folder}/{image_id}",
+            "png": {"size": png.st_size, "mtime_ns": png.st_mtime_ns},
+            "why": "the PNG was there without its sidecar: the image is made again (from the response store)",
+        }
+    ).encode("utf-8")
+    return str(REMAKE_ROOT / folder / addressed.name(image_id, data)), data
 
 
 def _pictures_newer(spec, sheet, made, mtimes):
@@ -186,7 +208,8 @@ class Requests:
     superseded: dict = field(default_factory=dict)  # (folder, image_id) -> its other request files
     adopt: dict = field(default_factory=dict)  # (folder, image_id) -> (earlier layout's file, new name)
     unmade: set = field(default_factory=set)  # images whose PNG or sidecar is missing (local files only)
-    sidecar_missing: set = field(default_factory=set)  # of those, the images whose PNG is there
+    # of those, the images whose PNG is there: (folder, image_id) -> (marker path, bytes): remake_marker
+    remake: dict = field(default_factory=dict)
 
 
 def plan_requests(specs, root=SPEC_ROOT, images=IMAGES, local=True, protect_paid=False, sheet=None):
@@ -229,8 +252,8 @@ def plan_requests(specs, root=SPEC_ROOT, images=IMAGES, local=True, protect_paid
         made, png_alone = _made(folder, image_id, images)
         if made is None:
             out.unmade.add(key)
-            if png_alone:
-                out.sidecar_missing.add(key)
+            if png_alone is not None:
+                out.remake[key] = remake_marker(folder, image_id, png_alone)
         if path.name in named.get(image_id, ()):
             try:
                 stale = made is None or made < path.stat().st_mtime

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from image_batch.common.fileio import canonical_json
-from image_batch.descriptions.specs import IMAGES, image_files, image_made
+from image_batch.descriptions.specs import IMAGES, image_files
 
 MEMBERS_ROOT = Path("results/specs/_chunks")
 DIGEST_ROOT = Path("results/sync/chunks")  # the digest_chunk rule's outputs
@@ -47,16 +47,18 @@ def members_data(members):
 
 
 def missing_behind(chunks, to_make, images=IMAGES):
-    """The PNGs and sidecars of images to make whose chunk was already digested: deleted (or never
-    made) behind an up-to-date sync. Snakemake does not remake a missing intermediate file when what
-    depends on it is up to date, so these become targets of the run (a computation: nothing is
-    touched). Both files: Snakemake makes a job due for a missing output only when it is asked
-    for, so a sidecar deleted alone must be a target itself."""
+    """The PNGs of images to make whose chunk was already digested: deleted (or never made) behind
+    an up-to-date sync. Snakemake does not remake a missing intermediate file when what depends on
+    it is up to date, so these become targets of the run (a computation: nothing is touched). (A
+    sidecar deleted alone is no output of the image job: its marker, a target too, makes the job
+    due: descriptions.specs.remake_marker.)"""
     missing = []
     for chunk, members in chunks.items():
         if not (DIGEST_ROOT / f"{chunk}.json").exists():
             continue  # never digested: the chunk job is due anyway, and makes its images
         for folder, image_id in members:
-            if (folder, image_id) in to_make and not image_made(folder, image_id, images):
-                missing.extend(str(path) for path in image_files(folder, image_id, images))
+            if (folder, image_id) in to_make:
+                png = image_files(folder, image_id, images)[0]
+                if not png.exists():
+                    missing.append(str(png))
     return missing
