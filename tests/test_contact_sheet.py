@@ -163,21 +163,29 @@ def test_a_full_page_is_a_ten_by_ten_grid(tmp_path):
         assert sheet.size == (2752, 2 * cs.MARGIN + cs.TITLE_HEIGHT + 10 * (cs.THUMB + cs.CAPTION_HEIGHT) + 9 * cs.GAP)
 
 
-def test_member_files_change_only_when_what_a_sheet_shows_changes(tmp_path):
+def test_member_files_change_only_when_what_a_sheet_shows_changes(tmp_path, monkeypatch):
     """A sheet's member file is named by its content: the same sheet names the same file (nothing
-    is written while planning), a change of order, title or membership names another."""
+    is written while planning), a change of order, title or membership names another. The sheet's
+    job takes it only when it changed, and writes it itself for a sheet not made yet."""
+    monkeypatch.chdir(tmp_path)  # (the sheets are under results/)
     sheets = cs.paginate([("nature", "fox"), ("nature", "oak")])
     root = tmp_path / "members"
     first = cs.member_files(sheets, {"nature": "Nature"}, "a-1a2b3c4d", root)
-    assert first.files.due == [first.paths["nature"]] and not root.exists()
-    first.files.write(os.path.basename(first.paths["nature"]))
-    with open(first.paths["nature"], encoding="utf-8") as members:
+    path = first.paths["nature"]
+    assert first.files.due == [] and first.files.input(path) == [] and not root.exists()  # the sheet's job writes it
+    first.files.ensure(path)
+    with open(path, encoding="utf-8") as members:
         assert json.load(members)["image_ids"] == ["fox", "oak"]
+    sheet = cs.sheet_path("nature", "a-1a2b3c4d")
+    sheet.parent.mkdir(parents=True)
+    sheet.write_bytes(b"a contact sheet")  # made after its member file
+    os.utime(path, (1_000_000_000, 1_000_000_000))
     same = cs.member_files(sheets, {"nature": "Nature"}, "a-1a2b3c4d", root)
-    assert same.paths == first.paths and same.files.due == []  # unchanged: nothing to write
+    assert same.paths == first.paths and same.files.due == [] and same.files.input(path) == []  # unchanged
     moved = cs.member_files(
         cs.paginate([("nature", "oak"), ("nature", "fox")]), {"nature": "Nature"}, "a-1a2b3c4d", root
     )
+    assert moved.files.due == [moved.paths["nature"]] and moved.files.input(moved.paths["nature"])  # a run writes it
     renamed = cs.member_files(sheets, {"nature": "Nature!"}, "a-1a2b3c4d", root)
     assert len({first.paths["nature"], moved.paths["nature"], renamed.paths["nature"]}) == 3
     moved.files.write(os.path.basename(moved.paths["nature"]))

@@ -243,7 +243,14 @@ class Plan:
         return due + self.describing.due if self.describing else due
 
     def chunk_members(self, chunk):
-        return self._chunk_paths[chunk]
+        """The digest job's input: the chunk's member list, when it is missing or newer than the
+        digest (none otherwise: see image_batch.common.addressed)."""
+        return self.chunk_files.input(self._chunk_paths[chunk])
+
+    def ensure_chunk_members(self, chunk, log=None):
+        """The digest job (a real run): its member list, written when the job does not take it and
+        it is not there (a chunk not digested yet)."""
+        self.chunk_files.ensure(self._chunk_paths[chunk], log)
 
     def __post_init__(self):
         self._by_image = {(s["folder"], s["image_id"]): s for s in self.specs}
@@ -432,7 +439,8 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
         plan.removed = removed_rows(plan.images, others=other_sheets_images(os.path.realpath(plan.sheet)))
     plan.chunk_files = addressed.Files(chunking.MEMBERS_ROOT, scanned=local_images)
     plan._chunk_paths = {
-        chunk: plan.chunk_files.add(chunk, chunking.members_data(members)) for chunk, members in plan.chunks.items()
+        chunk: plan.chunk_files.add(chunk, chunking.members_data(members), chunking.DIGEST_ROOT / f"{chunk}.json")
+        for chunk, members in plan.chunks.items()
     }
     if announce:
         tell(plan, local_images)

@@ -149,6 +149,21 @@ def make_image(wildcards, input, output, log):
     )
 
 
+def make_contact_sheet(wildcards, input, output, log):
+    """The contact_sheet job (workflow/rules/report.smk): its member file (its input when it
+    changed; written here first for a sheet not made yet), then the sheet."""
+    members = SHEET_MEMBERS.paths[wildcards.sheet]
+    SHEET_MEMBERS.files.ensure(members)
+    worker.contact_sheet(
+        input.members or members,
+        input.images,
+        output,
+        log,
+        in_worker=worker.wanted(workflow),
+        use_worker=SETTINGS.image_worker,
+    )
+
+
 def chunk_names(chunk):
     """The PNGs and sidecars of one sync chunk, relative to results/images."""
     return [f"{folder}/{image_id}.{kind}" for folder, image_id in PLAN.chunks[chunk] for kind in ("png", "json")]

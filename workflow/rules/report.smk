@@ -4,8 +4,9 @@
 # One job per sheet of up to 100 images, never one per image: at 100,000 images that is 1,000
 # jobs beside the 100,000 image jobs. Each job keeps its thumbnails in a cache, so a rerun after
 # one image changed decodes only that image. A sheet's member file (named by its content, written
-# by a real run when missing: write_plan_file) makes the sheet due when its title, page or
-# membership changed, which --rerun-triggers mtime alone would not see.
+# by a real run when missing: write_plan_file, or the sheet's own job for a sheet not made yet)
+# makes the sheet due when its title, page or membership changed, which --rerun-triggers mtime
+# alone would not see.
 #
 # The sheets are the input sheet's: results/contact-sheets/<source>/ (source_slug: its file name
 # and a digest of its path), so a run or report of another sheet in this folder, even one sharing
@@ -23,6 +24,7 @@ SHEET_MEMBERS = contact_sheet.member_files(
     SHEETS, contact_sheet.contexts(PLAN.specs), SHEET_SOURCE, scanned=not STORAGE
 )
 PLAN_FILES["_contact-sheets"] = SHEET_MEMBERS.files
+gallery.use_sheet_members(SHEET_MEMBERS.paths)
 # The report's front page (workflow/report/workflow.rst) shows the contact sheets: the template
 # gets its maker through the config, the only thing of the workflow it sees (on a report only).
 if workflow.is_main_process and makes_report(sys.argv):
@@ -31,7 +33,7 @@ if workflow.is_main_process and makes_report(sys.argv):
 
 rule contact_sheet:
     input:
-        members=input_function(lambda wildcards: SHEET_MEMBERS.paths[wildcards.sheet]),
+        members=input_function(lambda wildcards: SHEET_MEMBERS.files.input(SHEET_MEMBERS.paths[wildcards.sheet])),
         images=input_function(
             lambda wildcards: [
                 png
@@ -56,11 +58,4 @@ rule contact_sheet:
     resources:
         sheets=1,  # the `sheets` resource (workflow profile) bounds how many are made at once
     run:
-        worker.contact_sheet(
-            input.members,
-            input.images,
-            output[0],
-            log[0],
-            in_worker=worker.wanted(workflow),
-            use_worker=SETTINGS.image_worker,
-        )
+        make_contact_sheet(wildcards, input, output[0], log[0])

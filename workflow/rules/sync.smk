@@ -1,5 +1,6 @@
 # The chunks' and contact sheets' member lists, named by their content: planning names them, a real
-# run writes the missing ones (a dry run writes nothing).
+# run writes the missing ones (a dry run writes nothing): this rule those of a changed membership,
+# the job that takes a list those of its own first run (image_batch.common.addressed).
 rule write_plan_file:
     output:
         "results/specs/{kind}/{name}.{digest}.json",
@@ -23,6 +24,7 @@ rule digest_chunk:
     log:
         "results/logs/chunks/{chunk}.log",
     run:
+        PLAN.ensure_chunk_members(wildcards.chunk)
         # each PNG and sidecar by name under results/images; with a storage provider, the copies
         # Snakemake fetched (its inputs, in chunk_names' order)
         upload.write_chunk_digest(input.images if STORAGE else None, output[0], names=chunk_names(wildcards.chunk))

@@ -14,6 +14,13 @@ made). Only a real run, under the run lock, writes or deletes these files.
 A missing plan file whose consumer's outputs exist would not be made: Snakemake does not remake a
 missing intermediate file for a job that is otherwise up to date. So the files planning found
 missing are targets of the run (rule all), and their consumers run after them.
+
+A consumer's input only where it says something (``Files.add`` with ``consumer``): a file missing
+(a changed content) or newer than the consumer's output (written by a run that did not finish the
+consumer). A consumer not made yet is due anyway, and writes the file itself (``Files.ensure``);
+one made since the file was, with the same content, has nothing to compare. So a fresh or an
+unchanged plan has no job and no input for these files: Snakemake builds a job for every input it
+is given, even one that exists.
 """
 
 import hashlib
@@ -68,16 +75,35 @@ class Files:
         self.superseded = {}  # path -> [older paths of the same stem]
         self.scanned = scanned
         self.due = []  # paths not there (or not looked for): targets of the run, see below
+        self.unasked = set()  # paths their consumer does not take (see the module's doc): it writes them
 
-    def add(self, stem, data: bytes) -> str:
+    def add(self, stem, data: bytes, consumer=None) -> str:
+        """The file of ``stem`` holding ``data`` (its path); ``consumer``: the output of the one
+        job that takes it (see the module's doc)."""
         path = str(self.directory / name(stem, data))
         self.content[path] = data
-        if not self.scanned or Path(path).name not in self.named.get(stem, ()):
+        there = self.scanned and Path(path).name in self.named.get(stem, ())
+        if self.scanned and consumer is not None:
+            made = _mtime(consumer)
+            own = _mtime(path) if there and made is not None else None
+            if made is None or (own is not None and own <= made):
+                self.unasked.add(path)
+        if not there and path not in self.unasked:
             self.due.append(path)
         others = [n for n in self.named.get(stem, ()) if str(self.directory / n) != path]
         if others:
             self.superseded[path] = [str(self.directory / n) for n in others]
         return path
+
+    def input(self, path):
+        """The consumer's input: ``path``, or none (its consumer writes it: ``ensure``)."""
+        return [] if path in self.unasked else path
+
+    def ensure(self, path, log=None):
+        """The consumer's job (a real run): write ``path`` when the consumer does not take it and it
+        is not there (the consumer was not made yet)."""
+        if path in self.unasked and not os.path.exists(path):
+            write(path, self.content[path], self.superseded.get(path, ()), log)
 
     def write(self, name, output=None, log=None):
         """The rule's job (a real run): write the file ``name`` (``<stem>.<digest16>.json``) with the
@@ -88,6 +114,13 @@ class Files:
         if data is None:
             raise UserError(f"{path} is not a file of this run's plan; run without naming it")
         write(output or path, data, self.superseded.get(path, ()), log)
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def write(path, data: bytes, superseded=(), log=None):

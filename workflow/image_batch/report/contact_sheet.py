@@ -164,12 +164,14 @@ class MemberFiles:
 def member_files(sheets, contexts, source, root=MEMBERS_ROOT, scanned=True):
     """Each sheet's member file, named by its content (nothing is written here): stem
     ``<source>_<sheet name>`` (a source slug has no ``_``), so a run of another input sheet, which
-    replaces its own member files, never deletes this one's."""
+    replaces its own member files, never deletes this one's. The sheet's job takes it when it is
+    missing or newer than the sheet, and writes it itself when the sheet was not made yet
+    (image_batch.common.addressed)."""
     files = addressed.Files(root, scanned=scanned)
     paths = {}
     for name, page in sheets.items():
         data = canonical_json(members(page, contexts.get(page.folder, page.folder))).encode("utf-8")
-        paths[name] = files.add(f"{source}_{name}", data)
+        paths[name] = files.add(f"{source}_{name}", data, sheet_path(name, source))
     return MemberFiles(files, paths)
 
 

@@ -25,9 +25,24 @@ _spec = _members = _read
 _plan_spec = None
 
 
+# {sheet name: its member file} (set by the Snakefile: use_sheet_members): a contact sheet's job
+# takes its member file only when it changed (see image_batch.common.addressed).
+_sheet_members = {}
+
+
 def use_plan(spec_of):
     global _plan_spec
     _plan_spec = spec_of
+
+
+def use_sheet_members(paths):
+    global _sheet_members
+    _sheet_members = paths
+
+
+def _sheet_info(wildcards, input):
+    path = getattr(input, "members", None) or _sheet_members[wildcards.sheet]
+    return _members(str(path))
 
 
 def _image_spec(wildcards, input):
@@ -61,7 +76,7 @@ def labels(wildcards, input):
 
 def sheet_context(wildcards, input):
     """A contact sheet's report subcategory: its context, like its images'."""
-    return _members(str(input.members))["context"]
+    return _sheet_info(wildcards, input)["context"]
 
 
 def sheet_description(info):
@@ -76,7 +91,7 @@ def sheet_description(info):
 
 def sheet_labels(wildcards, input):
     """A contact sheet's row in the table: same columns as an image's, an empty image id first."""
-    info = _members(str(input.members))
+    info = _sheet_info(wildcards, input)
     return {"context": info["context"], "image id": "", "prompt": sheet_description(info)}
 
 
