@@ -17,7 +17,8 @@ def test_a_consumer_not_made_yet_writes_its_own_file_and_takes_none(tmp_path):
     assert files.due == [] and files.input(path) == []  # no job, no input: the consumer is due anyway
     assert not root.exists()  # planning writes nothing
     files.ensure(path)
-    assert open(path, "rb").read() == b'["a", "b"]\n'
+    with open(path, "rb") as handle:
+        assert handle.read() == b'["a", "b"]\n'
     files.ensure(path)  # there already: left as it is
     assert os.listdir(root) == [os.path.basename(path)]
 

@@ -146,8 +146,9 @@ class Plan:
         image exists and is stale (Snakemake sees the file missing, written by write_request, or
         newer than the image), none otherwise. An up-to-date image has nothing to compare, and an
         image not made yet is due anyway (its PNG missing; or its sidecar, through its marker:
-        remake_of): its job writes its own request file (job_request), so a fresh run has one job per image, not two, and no DAG builds a
-        candidate write_request job per existing request file. With a storage provider every
+        remake_of): its job writes its own request file (job_request), so a fresh run has one job
+        per image, not two, and no DAG builds a candidate write_request job per existing request
+        file. With a storage provider every
         image is stale (nothing is looked at). An image no row asks for gets a name no rule
         makes: Snakemake says its input is missing."""
         key = (folder, image_id)
