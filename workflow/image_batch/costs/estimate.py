@@ -7,10 +7,10 @@ catalogue's typical output tokens. With none of these the images are reported as
 priced as another quality or size.
 """
 
+import json
 import math
 from collections import defaultdict
 
-from image_batch.common.fileio import canonical_json
 from image_batch.costs.bill import answer_cost, money
 
 # Text tokens of a prompt, for estimates only (the bill uses the answer's own count).
@@ -78,7 +78,7 @@ def estimate(specs, catalog, to_make, in_store, usage_means=None, paid=True, in_
         if in_store(request):
             out["from_store"] += 1
             continue
-        key = canonical_json(request)
+        key = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)  # (C-encoded: one per row)
         if key in seen:  # another row to make asks the very same: it is served that row's answer
             out["shared"] += 1
             continue
