@@ -202,14 +202,22 @@ class Plan:
                 )
 
     def image_inputs(self, folder, image_id):
-        """The image job's inputs, by name (one input function, ``unpack``-ed: Snakemake's cost
-        is per function called): ``spec`` (request_of), ``references`` (references_of) and
-        ``remake`` (remake_of)."""
-        return {
-            "spec": self.request_of(folder, image_id),
-            "references": self.references_of(folder, image_id),
-            "remake": self.remake_of(folder, image_id),
-        }
+        """The image job's inputs, by name (one input function, ``unpack``-ed): ``spec``
+        (request_of), ``references`` (references_of) and ``remake`` (remake_of), those it has
+        only: an up-to-date image's job gets ``{}``. (Snakemake's cost for an input function that
+        returns no name is small; for one that returns empty names, a sixth of its own work for
+        this workflow's shape: benchmarks/shape.py.)"""
+        inputs = {}
+        spec = self.request_of(folder, image_id)
+        if spec:
+            inputs["spec"] = spec
+        pictures = self.references_of(folder, image_id)
+        if pictures:
+            inputs["references"] = pictures
+        remake = self.remake_of(folder, image_id)
+        if remake:
+            inputs["remake"] = remake
+        return inputs
 
     def remake_of(self, folder, image_id):
         """The marker of an image whose PNG is there without its sidecar (descriptions.specs.

@@ -17,7 +17,7 @@ from image_batch.common.settings import (
     secrets_in_commands,
 )
 from image_batch.images import store, worker
-from image_batch.report import gallery
+from image_batch.report import contact_sheet, gallery
 from image_batch.report.last_run import is_report_run, makes_report, report_sheet
 from image_batch.run import actions, interrupt, quiet
 from image_batch.sync import chunks, upload
@@ -155,7 +155,7 @@ def make_contact_sheet(wildcards, input, output, log):
     members = SHEET_MEMBERS.paths[wildcards.sheet]
     SHEET_MEMBERS.files.ensure(members)
     worker.contact_sheet(
-        input.members or members,
+        getattr(input, "members", None) or members,
         input.images,
         output,
         log,
@@ -169,15 +169,33 @@ def chunk_names(chunk):
     return [f"{folder}/{image_id}.{kind}" for folder, image_id in PLAN.chunks[chunk] for kind in ("png", "json")]
 
 
-@input_function
-def chunk_images(wildcards):
-    """The inputs of one sync chunk's digest: its PNGs (an image job writes its sidecar right after
-    its PNG, the only writer of either: a newer sidecar comes with a newer PNG, and a lost one
-    makes its image job due: PLAN.remake_of). With a storage provider, the sidecars too (declared
-    outputs there): the job reads the copies Snakemake fetches."""
+def digest_inputs(chunk):
+    """The inputs of one sync chunk's digest (unpack-ed: names it has only): its member list when
+    it changed (PLAN.chunk_members), and its PNGs (an image job writes its sidecar right after its
+    PNG, the only writer of either: a newer sidecar comes with a newer PNG, and a lost one makes its
+    image job due: PLAN.remake_of). With a storage provider, the sidecars too (declared outputs
+    there): the job reads the copies Snakemake fetches."""
     if STORAGE:
-        return [f"results/images/{name}" for name in chunk_names(wildcards.chunk)]
-    return [f"results/images/{folder}/{image_id}.png" for folder, image_id in PLAN.chunks[wildcards.chunk]]
+        inputs = {"images": [f"results/images/{name}" for name in chunk_names(chunk)]}
+    else:
+        inputs = {"images": [f"results/images/{folder}/{image_id}.png" for folder, image_id in PLAN.chunks[chunk]]}
+    members = PLAN.chunk_members(chunk)
+    if members:
+        inputs["members"] = members
+    return inputs
+
+
+def sheet_inputs(sheet):
+    """The inputs of one contact sheet (workflow/rules/report.smk; unpack-ed: names it has only):
+    its PNGs (for a report, those that exist), and its member file when it changed."""
+    pngs = contact_sheet.sheet_pngs(SHEETS, sheet)
+    if PLAN.made_only is not None:
+        pngs = [png for png in pngs if Path(png).exists()]
+    inputs = {"images": pngs}
+    members = SHEET_MEMBERS.files.input(SHEET_MEMBERS.paths[sheet])
+    if members:
+        inputs["members"] = members
+    return inputs
 
 
 def all_image_names():

@@ -33,14 +33,7 @@ if workflow.is_main_process and makes_report(sys.argv):
 
 rule contact_sheet:
     input:
-        members=input_function(lambda wildcards: SHEET_MEMBERS.files.input(SHEET_MEMBERS.paths[wildcards.sheet])),
-        images=input_function(
-            lambda wildcards: [
-                png
-                for png in contact_sheet.sheet_pngs(SHEETS, wildcards.sheet)
-                if PLAN.made_only is None or Path(png).exists()
-            ]
-        ),
+        unpack(input_function(lambda wildcards: sheet_inputs(wildcards.sheet))),
     output:
         report(
             "results/contact-sheets/{source}/{sheet}.jpg",

@@ -17,8 +17,7 @@ rule write_plan_file:
 
 rule digest_chunk:
     input:
-        members=input_function(lambda wildcards: PLAN.chunk_members(wildcards.chunk)),
-        images=chunk_images,
+        unpack(input_function(lambda wildcards: digest_inputs(wildcards.chunk))),
     output:
         "results/sync/chunks/{chunk}.json",
     log:
