@@ -7,12 +7,16 @@ own work for that feature, which no change to our planning can remove.
 
 The steps, in order (each keeps the ones before):
   floor             one output and a log per job; `all` asks for every output
-  + sidecar         a second output per image job (the workflow's PNG and sidecar)
-  + input function  one input function per image job (unpack of a dict, as the workflow's, its
-                    parameters read once), returning no files
-  + sync chunks     the sync's chunk jobs (as many as the workflow makes) take each image's two
-                    outputs; `all` asks for the chunks
-  + contact sheets  one job per 100 images takes their PNGs
+  + sync chunks     the sync's chunk jobs (as many as the workflow makes) take each image's PNG;
+                    `all` asks for the chunks
+  + contact sheets  one job per 100 images takes their PNGs (the shape of a fresh or unchanged plan)
+  + input function  one input function per image job (unpack-ed, its parameters read once) that
+                    returns {} (an up-to-date image's job in a plan with an edited row)
+Then the forms the workflow had before, each on the floor alone:
+  floor + sidecar                a second declared output per image job (with a storage provider,
+                                 still the workflow's)
+  floor + empty-named inputs     the input function returning names with empty lists
+                                 ({'spec': [], 'references': []})
 
 Figures: CPU seconds (user + system: less moved by other processes than wall time) and peak memory
 of each dry run, the median of --repeat runs.
@@ -45,7 +49,17 @@ FLOOR_FLAGS = [
     "32",
     "--drop-metadata",
 ]
-STEPS = ["floor", "+ sidecar", "+ input function", "+ sync chunks", "+ contact sheets"]
+# (name, features): the ladder's steps, each keeping the ones before, then the former forms
+STEPS = [
+    ("floor", set()),
+    ("+ sync chunks", {"chunks"}),
+    ("+ contact sheets", {"chunks", "sheets"}),
+    ("+ input function", {"chunks", "sheets", "function"}),
+]
+FORMER = [
+    ("floor + sidecar", {"sidecar"}),
+    ("floor + empty-named inputs", {"function", "empty-names"}),
+]
 
 
 def chunk_count(n):
@@ -53,9 +67,9 @@ def chunk_count(n):
     return 16 ** digits_for(n)
 
 
-def snakefile(step):
-    """The Snakefile of ``step`` (an index into STEPS)."""
-    sidecar, function, chunks, sheets = (step >= k for k in range(1, 5))
+def snakefile(features):
+    """A bare Snakefile with ``features`` (see STEPS and FORMER)."""
+    sidecar, function, chunks, sheets = (name in features for name in ("sidecar", "function", "chunks", "sheets"))
     targets = ["expand('chunks/{c}.json', c=range(C))"] if chunks else ["expand('out/{i}.png', i=range(N))"]
     if sheets:
         targets.append("expand('sheets/{s}.jpg', s=range((N + 99) // 100))")
@@ -70,11 +84,12 @@ def snakefile(step):
         "rule image:",
     ]
     if function:  # its parameters read once, as the workflow's (image_batch.common.input_functions)
+        returned = "{'spec': [], 'references': []}" if "empty-names" in features else "{}"
         text[:0] = [
             "import inspect",
             "from snakemake.common import overwrite_function_params",
             "def inputs(wildcards):",
-            "    return {'spec': [], 'references': []}",
+            f"    return {returned}",
             "overwrite_function_params(inputs, inspect.signature(inputs).parameters)",
         ]
         text += ["    input:", "        unpack(inputs),"]
@@ -89,12 +104,11 @@ def snakefile(step):
         "            open(path, 'w').close()",
         "",
     ]
-    kinds = "('png', 'json')" if sidecar else "('png',)"
     if chunks:
         text += [
             "rule chunk:",
             "    input:",
-            f"        lambda w: [f'out/{{i}}.{{k}}' for i in range(int(w.c), N, C) for k in {kinds}],",
+            "        lambda w: [f'out/{i}.png' for i in range(int(w.c), N, C)],",
             "    output:",
             "        'chunks/{c}.json',",
             "    log:",
@@ -142,27 +156,32 @@ def dry_run(root, n):
 
 
 def ladder(n, repeat=1, show=print):
-    """Each step's (name, CPU seconds, peak MB), the floor's first; printed as they come."""
+    """Each step's and former form's (name, CPU seconds, peak MB), the floor's first; printed as
+    they come."""
+    shapes = STEPS + FORMER
     roots = []
-    for step in range(len(STEPS)):
-        root = RUNS / f"shape-{n}-{step}"
+    for index, (_, features) in enumerate(shapes):
+        root = RUNS / f"shape-{n}-{index}"
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
-        (root / "Snakefile").write_text(snakefile(step))
+        (root / "Snakefile").write_text(snakefile(features))
         roots.append(root)
-    runs = [[] for _ in STEPS]
-    for _ in range(repeat):  # the steps in turn, so that a slow minute of the machine moves all alike
-        for step, root in enumerate(roots):
-            runs[step].append(dry_run(root, n))
+    runs = [[] for _ in shapes]
+    for _ in range(repeat):  # the shapes in turn, so that a slow minute of the machine moves all alike
+        for index, root in enumerate(roots):
+            runs[index].append(dry_run(root, n))
     out = []
     show(f"  Snakemake's own cost of the workflow's shape: bare dry runs of {n:,} image jobs ({repeat} run(s) each)")
-    for step, name in enumerate(STEPS):
-        cpu = statistics.median(r[0] for r in runs[step])
-        mem = statistics.median(r[1] for r in runs[step])
+    for index, (name, _) in enumerate(shapes):
+        cpu = statistics.median(r[0] for r in runs[index])
+        mem = statistics.median(r[1] for r in runs[index])
         out.append((name, cpu, mem))
         floor_cpu, floor_mem = out[0][1], out[0][2]
-        added = f"  (step {cpu - out[step - 1][1]:+.2f} s)" if step else ""
-        show(f"    {name:<18} {cpu:6.2f} s CPU {cpu / floor_cpu:5.2f}x   {mem:6.0f} MB {mem / floor_mem:5.2f}x{added}")
+        if index == len(STEPS):
+            show("  the forms the workflow had before, each on the floor alone:")
+        before = out[index - 1][1] if 0 < index < len(STEPS) else floor_cpu
+        added = f"  (step {cpu - before:+.2f} s)" if index else ""
+        show(f"    {name:<26} {cpu:6.2f} s CPU {cpu / floor_cpu:5.2f}x   {mem:6.0f} MB {mem / floor_mem:5.2f}x{added}")
     for root in roots:
         shutil.rmtree(root, ignore_errors=True)
     return out
