@@ -232,6 +232,20 @@ def test_a_png_without_its_sidecar_names_a_marker_by_the_pngs_time(tmp_path):
     assert planned.to_make == {("nature", "id1")} and planned.remake == {}
 
 
+def test_an_image_is_as_new_as_its_png(tmp_path):
+    """``snakemake --touch`` touches the image job's one declared output, the PNG: an image whose
+    request file is newer (a run that did not finish it) is up to date once its PNG is touched,
+    though its sidecar is older."""
+    root, images = tmp_path / "specs", tmp_path / "images"
+    specs = build_specs(rows("a"), CONFIG, "openai", "s.csv")
+    write_specs(specs, root, images=images)
+    make_image(images, "id0")
+    os.utime(request_path(specs[0], root=root), (3_000_000_000, 3_000_000_000))
+    assert plan_requests(specs, root, images).to_make == {("nature", "id0")}
+    os.utime(images / "nature/id0.png", (4_000_000_000, 4_000_000_000))  # what --touch does
+    assert plan_requests(specs, root, images).to_make == set()
+
+
 def test_the_earlier_layouts_request_file_keeps_its_image_up_to_date(tmp_path):
     """results/ of the version before content-named request files: <image_id>.json, not newer
     than the image, with the same bytes: the image is up to date, and a real run links the file to

@@ -153,17 +153,17 @@ def request_path(spec, data=None, root=SPEC_ROOT):
 
 
 def _made(folder, image_id, images):
-    """When the image was made (the older of PNG and sidecar), or None when one is missing; and
-    the PNG's stat when the PNG is there without its sidecar (else None)."""
+    """When the image was made (its PNG's time: its job writes the sidecar right after the PNG, and
+    ``snakemake --touch`` touches the PNG alone, its only declared output), or None when the PNG or
+    the sidecar is missing; and the PNG's stat when the PNG is there without its sidecar (else None)."""
     stem = os.path.join(images, folder, image_id)  # (strings: once per image, every plan)
     try:
         png = os.stat(f"{stem}.png")
     except FileNotFoundError:
         return None, None
-    try:
-        return min(png.st_mtime, os.stat(f"{stem}.json").st_mtime), None
-    except FileNotFoundError:
-        return None, png
+    if os.path.exists(f"{stem}.json"):
+        return png.st_mtime, None
+    return None, png
 
 
 def remake_marker(folder, image_id, png):
