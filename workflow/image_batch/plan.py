@@ -226,11 +226,17 @@ class Plan:
         return marker[0] if marker else []
 
     def write_remake_marker(self, folder, image_id, output, log=None):
-        """The write_remake_marker job (a real run): the marker planning named for this image."""
+        """The write_remake_marker job (a real run): the marker planning named for this image,
+        after deleting the image's earlier markers (of sidecars lost before)."""
         marker = self.requests.remake.get((folder, image_id))
         if marker is None or Path(output).name != Path(marker[0]).name:
             raise UserError(f"{output} is not a file of this run's plan; run without naming it")
-        addressed.write(output, marker[1], (), log)
+        earlier = []
+        for path in Path(output).parent.glob(f"{image_id}.*.json"):  # (an id holds no glob character)
+            match = addressed.NAME.fullmatch(path.name)
+            if match and match["stem"] == image_id and path.name != Path(output).name:
+                earlier.append(str(path))
+        addressed.write(output, marker[1], earlier, log)
 
     def references_of(self, folder, image_id):
         """The image job's picture inputs (descriptions.references; O(1): one look-up per job)."""
