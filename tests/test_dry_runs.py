@@ -54,6 +54,11 @@ def test_an_image_no_row_asks_for_is_refused_before_anything(user, api):
         assert refused.returncode == 2, refused.output
         assert f"{target}: no row of mine.csv asks for this image" in refused.output
         assert "Traceback" not in refused.output
+    # a sidecar named alone: no declared output (its image's job writes it): one line naming the PNG
+    refused = user.snakemake("-n", "--config", "input_csv=mine.csv", "--", "results/images/nature/r1.json", check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.output, refused.output
+    assert "results/images/nature/r1.json: a sidecar is written by its image's job" in refused.output
+    assert "name the image, results/images/nature/r1.png" in refused.output
     assert api.calls == []
     # an image of the sheet, named alone, is made alone
     user.snakemake("--config", "input_csv=mine.csv", "--", "results/images/nature/r1.png")

@@ -225,6 +225,18 @@ def test_a_png_without_its_sidecar_names_a_marker_by_the_pngs_time(tmp_path):
     assert Path(path).parent == Path("results/specs/_remake/nature") and Path(path).name.startswith("id1.")
     assert json.loads(data)["png"] == {"size": 3, "mtime_ns": 2_000_000_000 * 10**9}
     assert plan_requests(specs, root, images).remake[("nature", "id1")] == (path, data)  # the same plan again
+    # a marker there already, not newer than the PNG (a run stopped before the image job, the PNG's
+    # time in the future): it would make nothing due, so the next name is taken
+    marker = tmp_path / path
+    marker.parent.mkdir(parents=True)
+    marker.write_bytes(data)
+    os.utime(marker, (1_000_000_000, 1_000_000_000))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        again_path, again_data = plan_requests(specs, root, images).remake[("nature", "id1")]
+        assert again_path != path and json.loads(again_data)["again"] == 1
+        os.utime(marker, (3_000_000_000, 3_000_000_000))  # newer than the PNG: it makes the job due
+        assert plan_requests(specs, root, images).remake[("nature", "id1")] == (path, data)
     os.utime(images / "nature/id1.png", (2_000_000_100, 2_000_000_100))  # made again since
     assert plan_requests(specs, root, images).remake[("nature", "id1")][0] != path
     (images / "nature/id1.png").unlink()  # no PNG: due anyway, no marker

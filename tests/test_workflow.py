@@ -3,6 +3,7 @@ stand-in images server and boto3 talking to moto's S3 server, both on loopback."
 
 import io
 import json
+import os
 import re
 
 import pytest
@@ -132,9 +133,19 @@ def test_full_pipeline_rerun_and_change_detection(live, api, s3):
     assert planned_images(sidecar_alone.output) == ["nature/owl"]
     assert len(api.calls) == 6 and (root / "results/images/nature/owl.png").read_bytes() == owl
     assert s3.objects(BUCKET)["nature/owl.json"] == (root / "results/images/nature/owl.json").read_bytes()
+    assert len(list((root / "results/specs/_remake/nature").glob("owl.*.json"))) == 1
+    assert planned_images(live.snakemake("--dry-run", "--verbose", "--config", "input_csv=input.csv").output) == []
+
+    # the sync asked for alone (a target), a sidecar lost and its chunk's digest due (another PNG
+    # newer): the digest takes the image's marker, so the image is made again before it
+    (root / "results/images/nature/owl.json").unlink()
+    os.utime(root / "results/images/nature/fox.png")
+    target = live.snakemake("--verbose", "--config", "input_csv=input.csv", "--", "results/_SUCCESS.json")
+    assert planned_images(target.output) == ["nature/owl"]
+    assert len(api.calls) == 6 and (root / "results/images/nature/owl.png").read_bytes() == owl
+    assert s3.objects(BUCKET)["nature/owl.json"] == (root / "results/images/nature/owl.json").read_bytes()
     markers = list((root / "results/specs/_remake/nature").glob("owl.*.json"))
     assert len(markers) == 1
-    assert planned_images(live.snakemake("--dry-run", "--verbose", "--config", "input_csv=input.csv").output) == []
 
     # a sidecar deleted alone again (another marker: the PNG was made again since) while its
     # chunk's digest is due anyway (a row of the chunk edited): the digest takes the PNGs only,

@@ -34,7 +34,7 @@ from image_batch.sync import preflight
 from image_batch.sync.upload import SHEET_RECORDS, other_sheets_images, sheet_id, sheet_record_names
 
 # an image's files, as a target on the command line (results/images/<folder>/<image_id>.png|.json)
-IMAGE_TARGET = re.compile(re.escape(IMAGES.as_posix()) + r"/(?P<folder>[^/]+)/(?P<image_id>[^/]+)\.(?:png|json)")
+IMAGE_TARGET = re.compile(re.escape(IMAGES.as_posix()) + r"/(?P<folder>[^/]+)/(?P<image_id>[^/]+)\.(?P<kind>png|json)")
 
 RESULTS = "results"
 DESTINATION_ROOT = Path("results/sync")
@@ -187,9 +187,10 @@ class Plan:
             return True
         return any(self.request_of(*image) or self.references_of(*image) for image in self.images)
 
-    def check_targets(self, targets):
+    def check_targets(self, targets, sidecars_declared=False):
         """Refuse an image named on the command line (``snakemake results/images/<folder>/<id>.png``)
-        that no row of the sheet asks for: its job would have nothing to make it from."""
+        that no row of the sheet asks for: its job would have nothing to make it from. And a
+        sidecar named alone where it is no declared output (local files): its PNG is the target."""
         for target in targets:
             match = IMAGE_TARGET.fullmatch(
                 os.path.relpath(target) if os.path.isabs(target) else os.path.normpath(target)
@@ -199,6 +200,12 @@ class Plan:
                     f"{target}: no row of {self.sheet} asks for this image (image id "
                     f"{match['image_id']!r} in context folder {match['folder']!r}); name an image of "
                     "the sheet, or run without a target to make them all"
+                )
+            if match and match["kind"] == "json" and not sidecars_declared:
+                raise UserError(
+                    f"{target}: a sidecar is written by its image's job, beside the PNG: name the image, "
+                    f"{IMAGES.as_posix()}/{match['folder']}/{match['image_id']}.png (a lost sidecar is made "
+                    "again by any run)"
                 )
 
     def image_inputs(self, folder, image_id):

@@ -75,7 +75,7 @@ try:
         guard_paid=workflow.is_main_process and not REPORTING,
     )
     if workflow.is_main_process:  # an image target no row asks for (snakemake results/images/...)
-        PLAN.check_targets(getattr(snakemake_args.parsed(sys.argv), "targets", None) or ())
+        PLAN.check_targets(getattr(snakemake_args.parsed(sys.argv), "targets", None) or (), sidecars_declared=STORAGE)
     if REPORTING and PLAN.made_only is not None and not PLAN.made_only:
         raise UserError(
             f"nothing has been made here yet for {PLAN.sheet}: run `snakemake --cores 8` (or "
@@ -139,10 +139,12 @@ def make_image(wildcards, input, output, log):
     """The generate_image job: its request file (its input, or written now for an image not made
     yet: PLAN.job_request); describe: on, a row whose prompt was written in this run builds its
     request file first (image_batch.descriptions.prompts.image_request)."""
+    sidecar = output.sidecar if STORAGE else str(specs.image_files(wildcards.folder, wildcards.image_id)[1])
+    specs.drop_sidecar(sidecar)
     worker.make_image(
         prompts.image_request(PLAN, wildcards, PLAN.job_request(wildcards, input), SETTINGS),
         output.png,
-        output.sidecar if STORAGE else specs.image_files(wildcards.folder, wildcards.image_id)[1],
+        sidecar,
         log,
         SETTINGS,
         in_worker=worker.wanted(workflow),
@@ -179,6 +181,11 @@ def digest_inputs(chunk):
         inputs = {"images": [f"results/images/{name}" for name in chunk_names(chunk)]}
     else:
         inputs = {"images": [f"results/images/{folder}/{image_id}.png" for folder, image_id in PLAN.chunks[chunk]]}
+        # a member's lost sidecar: its marker, so that a digest due (even for a run asked for the sync
+        # alone) makes that image again before it (the marker makes the image job due)
+        remake = [PLAN.remake_of(*member) for member in PLAN.chunks[chunk] if member in PLAN.requests.remake]
+        if remake:
+            inputs["remake"] = remake
     members = PLAN.chunk_members(chunk)
     if members:
         inputs["members"] = members

@@ -172,15 +172,37 @@ def remake_marker(folder, image_id, png):
     its content, which holds the PNG's size and time. A real run's write_remake_marker job writes
     it (a target of the run: see image_batch.common.addressed); the image job, which takes it as
     input, is then due and makes its PNG and sidecar again from the response store. The image made
-    again has another time: a sidecar lost again later names another marker."""
-    data = canonical_json(
-        {
+    again has another time: a sidecar lost again later names another marker. A marker already there
+    and not newer than the PNG (written by a run stopped before the image job, the PNG's time in
+    the future) would make nothing due: the next name is taken then (``"again"``)."""
+    again = 0
+    while True:
+        content = {
             "image": f"{folder}/{image_id}",
             "png": {"size": png.st_size, "mtime_ns": png.st_mtime_ns},
             "why": "the PNG was there without its sidecar: the image is made again (from the response store)",
         }
-    ).encode("utf-8")
-    return str(REMAKE_ROOT / folder / addressed.name(image_id, data)), data
+        if again:
+            content["again"] = again
+        data = canonical_json(content).encode("utf-8")
+        path = REMAKE_ROOT / folder / addressed.name(image_id, data)
+        try:
+            if path.stat().st_mtime <= png.st_mtime:
+                again += 1
+                continue
+        except FileNotFoundError:
+            pass
+        return str(path), data
+
+
+def drop_sidecar(path):
+    """An image job's first step (with local files, where the sidecar is no declared output): its
+    sidecar goes, as Snakemake has deleted its PNG, so that a job that fails leaves no sidecar of
+    another answer beside no PNG."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _pictures_newer(spec, sheet, made, mtimes):

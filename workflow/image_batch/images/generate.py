@@ -10,7 +10,6 @@ fatal one stops the run's API calls. Each sidecar records what its answer cost.
 import datetime
 import hashlib
 import json
-import os
 import sys
 import threading
 
@@ -326,17 +325,10 @@ def sidecar_for(spec, outcome, catalog):
 
 def make_image(spec_file, png_file, sidecar_file, log_file, settings):
     """Generate the image described by ``spec_file``.  The PNG and the sidecar are each written to
-    a temporary name and renamed into place, so a crash never leaves a half-written file. The
-    sidecar of the image made before goes first, as Snakemake deletes the job's PNG (the sidecar
-    is no declared output with local files: descriptions.specs.remake_marker), so that an image
-    that fails leaves no sidecar of another answer beside no PNG."""
+    a temporary name and renamed into place, so a crash never leaves a half-written file."""
     with open(spec_file, "rb") as handle:
         spec_bytes = handle.read()
     spec = json.loads(spec_bytes)
-    try:
-        os.unlink(sidecar_file)
-    except FileNotFoundError:
-        pass
     request = spec["request"]
     failures.clear_failure(spec["folder"], spec["image_id"])
     with JobLog(log_file) as log:
