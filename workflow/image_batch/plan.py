@@ -238,11 +238,9 @@ class Plan:
         marker = self.requests.remake.get((folder, image_id))
         if marker is None or Path(output).name != Path(marker[0]).name:
             raise UserError(f"{output} is not a file of this run's plan; run without naming it")
-        earlier = []
-        for path in Path(output).parent.glob(f"{image_id}.*.json"):  # (an id holds no glob character)
-            match = addressed.NAME.fullmatch(path.name)
-            if match and match["stem"] == image_id and path.name != Path(output).name:
-                earlier.append(str(path))
+        folder_path = Path(output).parent
+        named = addressed.scan(folder_path)[0].get(image_id, ())
+        earlier = [str(folder_path / name) for name in named if name != Path(output).name]
         addressed.write(output, marker[1], earlier, log)
 
     def references_of(self, folder, image_id):
