@@ -178,14 +178,11 @@ class Plan:
 
     @functools.cached_property
     def image_jobs_take_inputs(self):
-        """Whether any image job has an input: a stale image's request file, a row's reference
-        pictures. None has in a fresh plan or an unchanged one: the image rule then declares no
-        input function, which Snakemake would call for every job it makes (a sixth of its own
-        work for this workflow's shape: benchmarks/shape.py). An image no row asks for is refused
-        before (check_targets)."""
-        if self.requests.remake:
-            return True
-        return any(self.request_of(*image) or self.references_of(*image) for image in self.images)
+        """Whether any image job has an input (image_inputs: a stale image's request file, a row's
+        reference pictures, a lost sidecar's marker). None has in a fresh plan or an unchanged one:
+        the image rule then declares no input function, which Snakemake would call for every job
+        it makes. An image no row asks for is refused before (check_targets)."""
+        return any(self.image_inputs(*image) for image in self.images)
 
     def check_targets(self, targets, sidecars_declared=False):
         """Refuse an image named on the command line (``snakemake results/images/<folder>/<id>.png``)
