@@ -452,7 +452,7 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
         plan.chunks = {chunk: [m for m in members if m in made] for chunk, members in plan.chunks.items()}
         plan.made_only = made
     if local_images:
-        plan.missing = chunking.missing_behind(plan.chunks, plan.to_make)
+        plan.missing = chunking.missing_behind(plan.chunks, plan.requests.unmade - plan.requests.remake.keys())
         plan.removed = removed_rows(plan.images, others=other_sheets_images(os.path.realpath(plan.sheet)))
     plan.chunk_files = addressed.Files(chunking.MEMBERS_ROOT, scanned=local_images)
     plan._chunk_paths = {

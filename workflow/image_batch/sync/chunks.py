@@ -46,19 +46,17 @@ def members_data(members):
     return canonical_json(sorted(f"{folder}/{image_id}" for folder, image_id in members)).encode("utf-8")
 
 
-def missing_behind(chunks, to_make, images=IMAGES):
-    """The PNGs of images to make whose chunk was already digested: deleted (or never made) behind
-    an up-to-date sync. Snakemake does not remake a missing intermediate file when what depends on
-    it is up to date, so these become targets of the run (a computation: nothing is touched). (A
-    sidecar deleted alone is no output of the image job: its marker, a target too, makes the job
-    due: descriptions.specs.remake_marker.)"""
+def missing_behind(chunks, png_missing, images=IMAGES):
+    """The PNGs missing (``png_missing``: the images planning found without their PNG) whose chunk
+    was already digested: deleted (or never made) behind an up-to-date sync. Snakemake does not
+    remake a missing intermediate file when what depends on it is up to date, so these become
+    targets of the run (a computation: nothing is touched). (A sidecar deleted alone is no output
+    of the image job: its marker, a target too, makes the job due: descriptions.specs.remake_marker.)"""
     missing = []
+    if not png_missing:
+        return missing
     for chunk, members in chunks.items():
         if not (DIGEST_ROOT / f"{chunk}.json").exists():
             continue  # never digested: the chunk job is due anyway, and makes its images
-        for folder, image_id in members:
-            if (folder, image_id) in to_make:
-                png = image_files(folder, image_id, images)[0]
-                if not png.exists():
-                    missing.append(str(png))
+        missing += [str(image_files(*member, images)[0]) for member in members if member in png_missing]
     return missing
