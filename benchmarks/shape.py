@@ -7,12 +7,15 @@ own work for that feature, which no change to our planning can remove.
 
 The steps, in order (each keeps the ones before):
   floor             one output and a log per job; `all` asks for every output
-  + sync chunks     the sync's chunk jobs (as many as the workflow makes) take each image's PNG;
-                    `all` asks for the chunks
-  + contact sheets  one job per 100 images takes their PNGs (the shape of a fresh or unchanged plan)
+  + page digests    the sync's chunk jobs, one per page of 100 images, take their PNGs; `all` asks
+                    for the digests
+  + contact sheets  one job per page takes the page's digest (the shape of a fresh or unchanged plan)
   + input function  one input function per image job (unpack-ed, its parameters read once) that
                     returns {} (an up-to-date image's job in a plan with an edited row)
-Then the forms the workflow had before, each on the floor alone:
+Then the forms the workflow had before:
+  hash chunks + sheets on PNGs   chunks by a prefix of the ids' hash (16^k of them, about 100
+                                 images or fewer each) and the sheets each taking their 100 PNGs:
+                                 two jobs after each image
   floor + sidecar                a second declared output per image job (with a storage provider,
                                  still the workflow's)
   floor + empty-named inputs     the input function returning names with empty lists
@@ -34,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 RUNS = HERE / "runs"
 sys.path.insert(0, str(HERE.parent / "workflow"))
 
-from image_batch.sync.chunks import digits_for  # noqa: E402
+import math  # noqa: E402
 
 # Snakemake's best flags for many small jobs: every floor of the benchmarks runs with them (run.py)
 FLOOR_FLAGS = [
@@ -52,30 +55,38 @@ FLOOR_FLAGS = [
 # (name, features): the ladder's steps, each keeping the ones before, then the former forms
 STEPS = [
     ("floor", set()),
-    ("+ sync chunks", {"chunks"}),
-    ("+ contact sheets", {"chunks", "sheets"}),
-    ("+ input function", {"chunks", "sheets", "function"}),
+    ("+ page digests", {"pages"}),
+    ("+ contact sheets", {"pages", "sheets"}),
+    ("+ input function", {"pages", "sheets", "function"}),
 ]
 FORMER = [
+    ("hash chunks + sheets on PNGs", {"chunks", "png-sheets"}),
     ("floor + sidecar", {"sidecar"}),
     ("floor + empty-named inputs", {"function", "empty-names"}),
 ]
 
 
 def chunk_count(n):
-    """As many chunks as the workflow's sync makes for n images (image_batch.sync.chunks)."""
-    return 16 ** digits_for(n)
+    """As many hash chunks as the workflow's sync made before its chunks were pages: 16^k, the
+    fewest with 100 images or fewer each."""
+    return 16 ** math.ceil(math.log(n / 100, 16)) if n > 100 else 1
 
 
 def snakefile(features):
     """A bare Snakefile with ``features`` (see STEPS and FORMER)."""
-    sidecar, function, chunks, sheets = (name in features for name in ("sidecar", "function", "chunks", "sheets"))
-    targets = ["expand('chunks/{c}.json', c=range(C))"] if chunks else ["expand('out/{i}.png', i=range(N))"]
+    sidecar, function, chunks, pages = (name in features for name in ("sidecar", "function", "chunks", "pages"))
+    sheets = "sheets" in features or "png-sheets" in features
+    targets = ["expand('out/{i}.png', i=range(N))"]
+    if chunks:
+        targets = ["expand('chunks/{c}.json', c=range(C))"]
+    if pages:
+        targets = ["expand('pages/{p}.json', p=range(P))"]
     if sheets:
-        targets.append("expand('sheets/{s}.jpg', s=range((N + 99) // 100))")
+        targets.append("expand('sheets/{s}.jpg', s=range(P))")
     text = [
         "N = int(config['rows'])",
         "C = int(config['chunks'])" if chunks else "C = 1",
+        "P = (N + 99) // 100",
         "",
         "rule all:",
         "    input:",
@@ -104,6 +115,7 @@ def snakefile(features):
         "            open(path, 'w').close()",
         "",
     ]
+    page_pngs = "[f'out/{i}.png' for i in range(100 * int(w.p), min(N, 100 * (int(w.p) + 1)))]"
     if chunks:
         text += [
             "rule chunk:",
@@ -117,15 +129,29 @@ def snakefile(features):
             "        open(output[0], 'w').close()",
             "",
         ]
+    if pages:
+        text += [
+            "rule page:",
+            "    input:",
+            f"        lambda w: {page_pngs},",
+            "    output:",
+            "        'pages/{p}.json',",
+            "    log:",
+            "        'logs/pages/{p}.log',",
+            "    run:",
+            "        open(output[0], 'w').close()",
+            "",
+        ]
     if sheets:
+        source = "'pages/{p}.json'" if pages else f"lambda w: {page_pngs}"
         text += [
             "rule sheet:",
             "    input:",
-            "        lambda w: [f'out/{i}.png' for i in range(100 * int(w.s), min(N, 100 * (int(w.s) + 1)))],",
+            f"        {source},",
             "    output:",
-            "        'sheets/{s}.jpg',",
+            "        'sheets/{p}.jpg',",
             "    log:",
-            "        'logs/sheets/{s}.log',",
+            "        'logs/sheets/{p}.log',",
             "    run:",
             "        open(output[0], 'w').close()",
             "",

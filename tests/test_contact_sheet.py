@@ -165,34 +165,41 @@ def test_a_full_page_is_a_ten_by_ten_grid(tmp_path):
 
 def test_member_files_change_only_when_what_a_sheet_shows_changes(tmp_path, monkeypatch):
     """A sheet's member file is named by its content: the same sheet names the same file (nothing
-    is written while planning), a change of order, title or membership names another. The sheet's
-    job takes it only when it changed, and writes it itself for a sheet not made yet."""
+    is written while planning), a change of order, title or membership names another. Its page's
+    digest (the consumer) takes it only when it changed, and writes it itself for a page not
+    digested yet."""
     monkeypatch.chdir(tmp_path)  # (the sheets are under results/)
     sheets = cs.paginate([("nature", "fox"), ("nature", "oak")])
     root = tmp_path / "members"
-    first = cs.member_files(sheets, {"nature": "Nature"}, "a-1a2b3c4d", root)
+    digests = tmp_path / "digests"
+    digest = str(digests / "nature.json")
+    first = cs.member_files(sheets, {"nature": "Nature"}, "a-1a2b3c4d", lambda name: digests / f"{name}.json", root)
     path = first.paths["nature"]
-    assert first.files.due == [] and first.files.input(path) == [] and not root.exists()  # the sheet's job writes it
+    assert first.files.due == [] and first.files.input(path) == [] and not root.exists()  # the digest writes it
     first.files.ensure(path)
     with open(path, encoding="utf-8") as members:
         assert json.load(members)["image_ids"] == ["fox", "oak"]
-    sheet = cs.sheet_path("nature", "a-1a2b3c4d")
-    sheet.parent.mkdir(parents=True)
-    sheet.write_bytes(b"a contact sheet")  # made after its member file
+    digests.mkdir()
+    with open(digest, "w") as made:
+        made.write("[]")  # the digest, made after its member file
     os.utime(path, (1_000_000_000, 1_000_000_000))
-    same = cs.member_files(sheets, {"nature": "Nature"}, "a-1a2b3c4d", root)
+    consumer = lambda name: digests / f"{name}.json"  # noqa: E731
+    same = cs.member_files(sheets, {"nature": "Nature"}, "a-1a2b3c4d", consumer, root)
     assert same.paths == first.paths and same.files.due == [] and same.files.input(path) == []  # unchanged
+    os.utime(path)  # written by a run that stopped before the digest: newer, so the digest takes it
+    newer = cs.member_files(sheets, {"nature": "Nature"}, "a-1a2b3c4d", consumer, root)
+    assert newer.files.due == [] and newer.files.input(path) == path
     moved = cs.member_files(
-        cs.paginate([("nature", "oak"), ("nature", "fox")]), {"nature": "Nature"}, "a-1a2b3c4d", root
+        cs.paginate([("nature", "oak"), ("nature", "fox")]), {"nature": "Nature"}, "a-1a2b3c4d", consumer, root
     )
     assert moved.files.due == [moved.paths["nature"]] and moved.files.input(moved.paths["nature"])  # a run writes it
-    renamed = cs.member_files(sheets, {"nature": "Nature!"}, "a-1a2b3c4d", root)
+    renamed = cs.member_files(sheets, {"nature": "Nature!"}, "a-1a2b3c4d", consumer, root)
     assert len({first.paths["nature"], moved.paths["nature"], renamed.paths["nature"]}) == 3
     moved.files.write(os.path.basename(moved.paths["nature"]))
     assert [p.name for p in root.iterdir()] == [os.path.basename(moved.paths["nature"])]  # the old one went
     # another input sheet's contact sheet of the same folder has its own member file: writing
     # it (a run of that sheet) never deletes this sheet's
-    other = cs.member_files(cs.paginate([("nature", "bus")]), {"nature": "Nature"}, "b-5e6f7a8b", root)
+    other = cs.member_files(cs.paginate([("nature", "bus")]), {"nature": "Nature"}, "b-5e6f7a8b", consumer, root)
     other.files.write(os.path.basename(other.paths["nature"]))
     assert sorted(p.name for p in root.iterdir()) == sorted(
         os.path.basename(path) for path in (moved.paths["nature"], other.paths["nature"])

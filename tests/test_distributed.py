@@ -39,7 +39,7 @@ PROMPTS = {
     "nature/fox": "A red fox in snow",
     "nature/tree": "An oak on a hill",
 }
-JOBS = len(PROMPTS) + 2 + 2  # one per image, the chunk digest, the sync, a contact sheet per context
+JOBS = len(PROMPTS) + 2 + 1 + 2  # one per image, a chunk digest and a contact sheet per context (a page), the sync
 STORAGE_BUCKET = "image-batch-storage"
 DEST_BUCKET = "image-batch-dest"
 LOCAL_CLUSTER = REPO / "tests" / "support" / "local_cluster.py"

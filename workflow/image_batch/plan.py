@@ -1,7 +1,7 @@
 """Planning: what the Snakefile computes while it is parsed (every dry run, estimate, --touch, --lint,
 --report ... included). It reads and checks the sheet and the settings and computes the plan: it
-writes nothing. The plan files staleness needs (each image's request file, the sync chunks' and
-contact sheets' member lists) are named by their content (image_batch.common.addressed) and written
+writes nothing. The plan files staleness needs (each image's request file, the pages' member
+lists) are named by their content (image_batch.common.addressed) and written
 by rules of a real run when missing, so no dry run can change what a live or later run reads.
 Everything that acts (the run lock, the stop flag, the destination record, batch submission,
 paying) belongs to a real run: see image_batch.run.
@@ -19,6 +19,7 @@ from pathlib import Path
 from image_batch.common import addressed
 from image_batch.common.errors import SheetError, UserError
 from image_batch.common.fileio import canonical_json, unwritable, unwritable_file
+from image_batch.common.pages import source_slug
 from image_batch.common.settings import Choices, Settings, load_dotenv_file, resolve
 from image_batch.costs.catalog import load_catalog
 from image_batch.costs.estimate import describe as describe_estimate
@@ -55,7 +56,7 @@ class Plan:
     choices: Choices
     specs: list  # spec dicts, in sheet order
     images: list  # (folder, image_id) in sheet order
-    chunks: dict  # chunk id -> [(folder, image_id)]
+    chunks: dict  # chunk (page) name -> [(folder, image_id)]: image_batch.sync.chunks
     places: dict  # image_id -> where its row is ("line 7", "sheet 'Images', row 7")
     sheet: str
     rewritten: int = 0
@@ -70,7 +71,7 @@ class Plan:
     dry_notes: list = field(default_factory=list)
     keyless_estimate: dict | None = None  # no key: what the images would cost with one
     requests: object = None  # descriptions.specs.Requests: each image's request file
-    chunk_files: object = None  # addressed.Files: the sync chunks' member lists
+    source: str = ""  # the input sheet's folder of contact sheets and chunk digests (common.pages)
     keys_missing: list = field(default_factory=list)  # rows on a provider whose key is not set: a real run stops
     describing: object = None  # descriptions.prompts.Describing (describe: on), else None
     prompt_estimate: dict | None = None  # what writing the prompts will cost (describe: on)
@@ -256,18 +257,12 @@ class Plan:
             requests = [path for path in self.requests.due if path not in ours]
         else:
             requests = self.requests.due
-        due = requests + [path for path, _ in self.requests.remake.values()] + self.chunk_files.due
+        due = requests + [path for path, _ in self.requests.remake.values()]
         return due + self.describing.due if self.describing else due
 
-    def chunk_members(self, chunk):
-        """The digest job's input: the chunk's member list, when it is missing or newer than the
-        digest (none otherwise: see image_batch.common.addressed)."""
-        return self.chunk_files.input(self._chunk_paths[chunk])
-
-    def ensure_chunk_members(self, chunk, log=None):
-        """The digest job (a real run): its member list, written when the job does not take it and
-        it is not there (a chunk not digested yet)."""
-        self.chunk_files.ensure(self._chunk_paths[chunk], log)
+    def digest_of(self, chunk):
+        """The digest of sync chunk ``chunk`` (a page of the sheet: image_batch.sync.chunks)."""
+        return str(chunking.digest_path(self.source, chunk))
 
     def __post_init__(self):
         self._by_image = {(s["folder"], s["image_id"]): s for s in self.specs}
@@ -446,19 +441,16 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
             # judged on the keyed requests' own files, computed, not written
             keyed_requests = plan_requests(keyless_specs, local=local_images)
             plan.keyless_estimate = _estimate(plan, keyless_specs, choices.keyless_paid, keyed_requests.to_make)
+    plan.source = source_slug(settings.input_csv, settings.input_sheet)
     plan.chunks = chunking.assign(plan.images)
     if only_made:
         made = {image for image in plan.images if image_made(*image)}
         plan.chunks = {chunk: [m for m in members if m in made] for chunk, members in plan.chunks.items()}
         plan.made_only = made
     if local_images:
-        plan.missing = chunking.missing_behind(plan.chunks, plan.requests.unmade - plan.requests.remake.keys())
+        missing = plan.requests.unmade - plan.requests.remake.keys()
+        plan.missing = chunking.missing_behind(plan.chunks, missing, plan.source)
         plan.removed = removed_rows(plan.images, others=other_sheets_images(os.path.realpath(plan.sheet)))
-    plan.chunk_files = addressed.Files(chunking.MEMBERS_ROOT, scanned=local_images)
-    plan._chunk_paths = {
-        chunk: plan.chunk_files.add(chunk, chunking.members_data(members), chunking.DIGEST_ROOT / f"{chunk}.json")
-        for chunk, members in plan.chunks.items()
-    }
     if announce:
         tell(plan, local_images)
     return plan

@@ -20,7 +20,7 @@ from image_batch.images import store, worker
 from image_batch.report import contact_sheet, gallery
 from image_batch.report.last_run import is_report_run, makes_report, report_sheet
 from image_batch.run import actions, interrupt, quiet
-from image_batch.sync import chunks, upload
+from image_batch.sync import upload
 
 
 def fail(error):
@@ -86,8 +86,6 @@ except UserError as error:
 except OSError as error:  # a file or folder of the project that cannot be read or written
     fail(os_problem(error))
 
-# The small content-named plan files, by folder under results/specs (the write_plan_file rule)
-PLAN_FILES = {"_chunks": PLAN.chunk_files}
 gallery.use_plan(PLAN.spec_of)  # the report's labels of images without an input
 
 if workflow.is_main_process:
@@ -106,7 +104,7 @@ if not workflow.storage_settings.shared_fs_usage:
 wildcard_constraints:
     folder="[a-z0-9]+(-[a-z0-9]+)*",
     image_id="[A-Za-z0-9_-][A-Za-z0-9._-]*",
-    chunk="all|[0-9a-f]+",
+    chunk="[a-z0-9]+(-[a-z0-9]+)*(_page[0-9]+)?",  # a page of the sheet (image_batch.common.pages)
     prompt_chunk="[0-9]+",
     # a plan file's name ends in the first 16 hex digits of its content's SHA-256 (exactly 16, so
     # an image id with dots, "fox.v2", parses one way only)
@@ -152,13 +150,14 @@ def make_image(wildcards, input, output, log):
 
 
 def make_contact_sheet(wildcards, input, output, log):
-    """The contact_sheet job (workflow/rules/report.smk): its member file (its input when it
-    changed; written here first for a sheet not made yet), then the sheet."""
+    """The contact_sheet job (workflow/rules/report.smk): its page's member file (written by the
+    page's digest, which ran first), then the sheet, of the page's PNGs (with a storage provider, or
+    for a report, its inputs)."""
     members = SHEET_MEMBERS.paths[wildcards.sheet]
     SHEET_MEMBERS.files.ensure(members)
     worker.contact_sheet(
         getattr(input, "members", None) or members,
-        input.images,
+        getattr(input, "images", None) or contact_sheet.sheet_pngs(SHEETS, wildcards.sheet),
         output,
         log,
         in_worker=worker.wanted(workflow),
@@ -172,11 +171,11 @@ def chunk_names(chunk):
 
 
 def digest_inputs(chunk):
-    """The inputs of one sync chunk's digest (unpack-ed: names it has only): its member list when
-    it changed (PLAN.chunk_members), and its PNGs (an image job writes its sidecar right after its
-    PNG, the only writer of either: a newer sidecar comes with a newer PNG, and a lost one makes its
-    image job due: PLAN.remake_of). With a storage provider, the sidecars too (declared outputs
-    there): the job reads the copies Snakemake fetches."""
+    """The inputs of one sync chunk's digest (unpack-ed: names it has only): its page's member file
+    when it changed (image_batch.common.addressed), and its PNGs (an image job writes its sidecar
+    right after its PNG, the only writer of either: a newer sidecar comes with a newer PNG, and a
+    lost one makes its image job due: PLAN.remake_of). With a storage provider, the sidecars too
+    (declared outputs there): the job reads the copies Snakemake fetches."""
     if STORAGE:
         inputs = {"images": [f"results/images/{name}" for name in chunk_names(chunk)]}
     else:
@@ -186,25 +185,28 @@ def digest_inputs(chunk):
         remake = [PLAN.remake_of(*member) for member in PLAN.chunks[chunk] if member in PLAN.requests.remake]
         if remake:
             inputs["remake"] = remake
-    members = PLAN.chunk_members(chunk)
+    members = SHEET_MEMBERS.files.input(SHEET_MEMBERS.paths[chunk])
     if members:
         inputs["members"] = members
     return inputs
 
 
 def sheet_inputs(sheet):
-    """The inputs of one contact sheet (workflow/rules/report.smk; unpack-ed: names it has only):
-    its PNGs (for a report, those that exist), and its member file when it changed."""
-    pngs = contact_sheet.sheet_pngs(SHEETS, sheet)
+    """The inputs of one contact sheet (workflow/rules/report.smk; unpack-ed): its page's digest,
+    newer than the sheet when one of its PNGs changed (the digest is the one job that takes them:
+    image_batch.common.pages). With a storage provider, the PNGs too (the job reads the copies
+    Snakemake fetches), and the member file (local files are written, not fetched). For a report,
+    the PNGs that exist (it shows the sheets the last run made, of what it made)."""
     if PLAN.made_only is not None:
-        pngs = [png for png in pngs if Path(png).exists()]
-    inputs = {"images": pngs}
-    members = SHEET_MEMBERS.files.input(SHEET_MEMBERS.paths[sheet])
-    if members:
-        inputs["members"] = members
+        pngs = [png for png in contact_sheet.sheet_pngs(SHEETS, sheet) if Path(png).exists()]
+        return {"images": pngs}
+    inputs = {"digest": PLAN.digest_of(sheet)}
+    if STORAGE:
+        inputs["images"] = contact_sheet.sheet_pngs(SHEETS, sheet)
+        inputs["members"] = SHEET_MEMBERS.paths[sheet]
     return inputs
 
 
 def all_image_names():
     """Every PNG and sidecar, chunk by chunk, relative to results/images."""
-    return [name for chunk in sorted(PLAN.chunks) for name in chunk_names(chunk)]
+    return [name for chunk in PLAN.chunks for name in chunk_names(chunk)]

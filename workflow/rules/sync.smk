@@ -1,29 +1,35 @@
-# The chunks' and contact sheets' member lists, named by their content: planning names them, a real
-# run writes the missing ones (a dry run writes nothing): this rule those of a changed membership,
-# the job that takes a list those of its own first run (image_batch.common.addressed).
+import re
+
+
+# The pages' member lists (the sync chunks' and contact sheets'), named by their content: planning
+# names them, a real run writes the missing ones (a dry run writes nothing): this rule those of a
+# changed page, the digest that takes a list those of its own first run (image_batch.common.addressed).
 rule write_plan_file:
     output:
         "results/specs/{kind}/{name}.{digest}.json",
     log:
         "results/logs/plan-files/{kind}/{name}.{digest}.log",  # empty (Snakemake makes it)
     wildcard_constraints:
-        kind="_chunks|_contact-sheets",
+        kind="_contact-sheets",
         name="[a-z0-9_-]+",
     localrule: True
     run:
         name = f"{wildcards.name}.{wildcards.digest}.json"
-        PLAN_FILES[wildcards.kind].write(name, output[0], log[0])
+        SHEET_MEMBERS.files.write(name, output[0], log[0])
 
 
+# One job per page of the sheet (image_batch.sync.chunks): the one job that takes the page's PNGs.
 rule digest_chunk:
     input:
         unpack(input_function(lambda wildcards: digest_inputs(wildcards.chunk))),
     output:
-        "results/sync/chunks/{chunk}.json",
+        "results/sync/chunks/{source}/{chunk}.json",
     log:
-        "results/logs/chunks/{chunk}.log",
+        "results/logs/chunks/{source}/{chunk}.log",
+    wildcard_constraints:
+        source=re.escape(PLAN.source),  # this input sheet's, never another's
     run:
-        PLAN.ensure_chunk_members(wildcards.chunk)
+        SHEET_MEMBERS.files.ensure(SHEET_MEMBERS.paths[wildcards.chunk])
         # each PNG and sidecar by name under results/images; with a storage provider, the copies
         # Snakemake fetched (its inputs, in chunk_names' order)
         upload.write_chunk_digest(input.images if STORAGE else None, output[0], names=chunk_names(wildcards.chunk))
@@ -46,7 +52,9 @@ rule record_destination:
 
 rule sync:
     input:
-        chunks=expand("results/sync/chunks/{chunk}.json", chunk=sorted(PLAN.chunks)),
+        chunks=[PLAN.digest_of(chunk) for chunk in PLAN.chunks],
+        # the list of pages when it changed (see SYNC_PAGES, workflow/rules/report.smk)
+        pages=lambda wildcards: SHEET_MEMBERS.files.input(SYNC_PAGES),
         destination=str(PLAN.destination_record),
         # With a storage provider the images are not on this job's filesystem: they are inputs
         # here (fetched from storage), not only named in the chunk digests.
@@ -61,6 +69,7 @@ rule sync:
         # read now: Snakemake removes the record before the job rewrites it
         before=PLAN.sheet_record_before,
     run:
+        SHEET_MEMBERS.files.ensure(SYNC_PAGES)
         upload.sync_job(
             input,
             output.marker,

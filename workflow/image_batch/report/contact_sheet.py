@@ -33,7 +33,6 @@ import io
 import json
 import math
 import os
-import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,10 +41,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from image_batch.common import addressed
 from image_batch.common.fileio import atomic_write_bytes, canonical_json
+from image_batch.common.pages import PAGE_SIZE, Page, paginate, sheet_name, source_slug  # noqa: F401 (its names)
 
 SHEET_ROOT = Path("results/contact-sheets")
 MEMBERS_ROOT = Path("results/specs/_contact-sheets")  # plan files: staged into storage like the specs
-PAGE_SIZE = 100
 COLUMNS = 10
 THUMB = 256  # the box a thumbnail fits in, px
 GAP = 16
@@ -71,56 +70,8 @@ SUFFIX = ".jpg"
 # --- which sheets there are -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Page:
-    folder: str
-    page: int  # 1-based
-    pages: int
-    first: int  # 1-based position of the first image of this page in its context
-    total: int  # images in the context
-    image_ids: tuple
-
-    @property
-    def name(self):
-        return sheet_name(self.folder, self.page)
-
-
-def sheet_name(folder, page):
-    return folder if page == 1 else f"{folder}_page{page}"
-
-
-def source_slug(input_csv, input_sheet=None):
-    """The folder of an input sheet's contact sheets: ``<stem>-<digest>`` (``images-1a2b3c4d``), the
-    stem of its file name (lower case, runs of anything but letters and digits as one ``-``) and 8
-    hex digits of SHA-256 of its path as configured (normalised) and its worksheet.  So two
-    ``images.csv`` in different folders, or two worksheets of one workbook, differ.  The path as
-    configured, not resolved: a job process elsewhere (storage, no shared file system) resolves it
-    elsewhere but must name the same output (as the sync's sheet record is named)."""
-    plain = unicodedata.normalize("NFKD", Path(input_csv).stem).encode("ascii", "ignore").decode()
-    stem = re.sub(r"[^a-z0-9]+", "-", plain.lower()).strip("-")
-    key = f"{os.path.normpath(input_csv)}\0{input_sheet or ''}"
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
-    return f"{stem[:40].strip('-') or 'sheet'}-{digest}"
-
-
 def sheet_path(name, source):
     return SHEET_ROOT / source / f"{name}{SUFFIX}"
-
-
-def paginate(images, page_size=PAGE_SIZE):
-    """{sheet name: Page} for ``images`` [(folder, image_id)] in sheet order: contexts in order of
-    first appearance, each split into pages of ``page_size`` images."""
-    by_folder = {}
-    for folder, image_id in images:
-        by_folder.setdefault(folder, []).append(image_id)
-    sheets = {}
-    for folder, ids in by_folder.items():
-        pages = math.ceil(len(ids) / page_size)
-        for index in range(pages):
-            start = index * page_size
-            page = Page(folder, index + 1, pages, start + 1, len(ids), tuple(ids[start : start + page_size]))
-            sheets[page.name] = page
-    return sheets
 
 
 def sheet_pngs(sheets, name):
@@ -133,8 +84,8 @@ def sheet_pngs(sheets, name):
 
 def members(page, context):
     """What a sheet shows besides the PNGs' pixels.  Written as the sheet's member file (an input
-    of its job), so a change of title, page or membership makes exactly that sheet due again,
-    also under --rerun-triggers mtime."""
+    of its page's chunk digest, which the sheet takes), so a change of title, page or membership
+    makes exactly that page's digest and sheet due again, also under --rerun-triggers mtime."""
     return {
         "context": context,
         "folder": page.folder,
@@ -161,17 +112,18 @@ class MemberFiles:
     paths: dict  # sheet name -> its member file
 
 
-def member_files(sheets, contexts, source, root=MEMBERS_ROOT, scanned=True):
+def member_files(sheets, contexts, source, consumer, root=MEMBERS_ROOT, scanned=True):
     """Each sheet's member file, named by its content (nothing is written here): stem
     ``<source>_<sheet name>`` (a source slug has no ``_``), so a run of another input sheet, which
-    replaces its own member files, never deletes this one's. The sheet's job takes it when it is
-    missing or newer than the sheet, and writes it itself when the sheet was not made yet
-    (image_batch.common.addressed)."""
+    replaces its own member files, never deletes this one's. ``consumer(name)``: the output of the
+    one job that takes it, the page's chunk digest (image_batch.sync.chunks), which the sheet
+    takes: the digest takes the file when it is missing or newer than the digest, and writes it
+    itself when the digest was not made yet (image_batch.common.addressed)."""
     files = addressed.Files(root, scanned=scanned)
     paths = {}
     for name, page in sheets.items():
         data = canonical_json(members(page, contexts.get(page.folder, page.folder))).encode("utf-8")
-        paths[name] = files.add(f"{source}_{name}", data, sheet_path(name, source))
+        paths[name] = files.add(f"{source}_{name}", data, consumer(name))
     return MemberFiles(files, paths)
 
 
