@@ -137,8 +137,38 @@ def read_json(path, what):
 
 
 def canonical_json(obj) -> str:
-    """Stable JSON text (sorted keys) so equal content gives equal bytes."""
-    return json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    """Stable JSON text (sorted keys) so equal content gives equal bytes: exactly
+    ``json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n"``, the bytes that name
+    request files and that sidecars' ``request_sha256`` hash (a contract with every ``results/``
+    made before). json.dumps encodes an indented document in pure Python; this builds the same
+    text with its C string encoder, about three times faster (a request file per image at every
+    start: issue 19), and leaves what it does not know (a key that is no string: the C encoder
+    refuses it) to json.dumps."""
+    try:
+        return _indented(obj, "\n") + "\n"
+    except TypeError:  # a key that is no string (json.dumps converts, or refuses, it), or no JSON at all
+        return json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+_encode_string = json.encoder.encode_basestring  # ensure_ascii=False's (C)
+
+
+def _indented(value, newline):
+    """``value`` as json.dumps(indent=2, sort_keys=True, ensure_ascii=False) writes it, ``newline``
+    being the line break and indent of its own level."""
+    if isinstance(value, str):
+        return _encode_string(value)
+    inner = newline + "  "
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [inner + _encode_string(key) + ": " + _indented(value[key], inner) for key in sorted(value)]
+        return "{" + ",".join(items) + newline + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        return "[" + ",".join([inner + _indented(item, inner) for item in value]) + newline + "]"
+    return json.dumps(value)  # a number, true, false, null (or json.dumps's own error)
 
 
 def atomic_write_json(path, obj) -> None:
