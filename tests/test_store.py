@@ -222,6 +222,30 @@ def test_old_answers_are_served_for_the_endpoint_the_store_records_only(tmp_path
     assert fresh.adopt("http://b/v1") is None  # recorded once, never moved by a later run
 
 
+def test_many_look_ups_list_each_shard_once_and_agree_with_one_by_one(tmp_path, monkeypatch):
+    """Planning's estimate asks about every row (answer_check): a listing per shard, not a stat
+    per key, with the same answers as has_answer, also for answers of the earlier key format."""
+    store = legacy_store(tmp_path)
+    stored = [{"prompt": f"p{i}", "model": "m"} for i in range(40)]
+    for request in stored:
+        store.put(request_key(request), request, RawResponse(body=b"{}"))
+    asked = stored + [{"prompt": f"q{i}", "model": "m"} for i in range(40)]
+    asked += [new_request("http://a/v1"), new_request("http://b/v1")]
+    one_by_one = [store.has_answer(request, "http://a/v1") for request in asked]
+    assert one_by_one == [True] * 40 + [False] * 40 + [True, False]
+    listed = []
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: listed.append(path) or real(path))
+    check = store.answer_check("http://a/v1")
+    assert [check(request) for request in asked] == one_by_one
+    assert len(listed) == len(set(listed)) <= 256  # each shard once, when first asked
+    # a shard that is a file (not the store's doing) holds nothing, as for has()
+    lone = {"prompt": "alone", "model": "m"}
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / request_key(lone)[:2]).write_text("not a folder")
+    assert not ResponseStore(tmp_path / "other").answer_check()(lone)
+
+
 def test_a_new_store_records_no_unkeyed_endpoint(tmp_path):
     store = ResponseStore(tmp_path / "store")
     assert store.adopt("http://a/v1") is None
