@@ -174,6 +174,32 @@ def test_two_sheets_into_a_local_folder_destination(runner):
     assert json.loads((runner.root / "results/_SUCCESS.json").read_text())["created"] == kept["created"]
 
 
+def test_a_context_removed_by_a_stopped_run_is_synced_after_another_sheets_sync(runner):
+    """A context's last row removed takes its page (a sync chunk) away: the sheet's list of pages
+    is then the sync's input. A run stopped after writing that list, then another sheet's sync in
+    the same folder (which rewrites results/_SUCCESS.json): the next run of this sheet still syncs,
+    and deletes the context's images from the destination."""
+    update_config(runner.root, sync={"delete_removed": True})
+    (runner.root / "cats.csv").write_text(sheet(CATS))
+    (runner.root / "dogs.csv").write_text(sheet(DOGS))
+    bucket = runner.root / "results" / "bucket"
+    runner.snakemake("--config", "input_csv=cats.csv")
+    runner.snakemake("--config", "input_csv=dogs.csv")
+    assert (bucket / "big-cats" / "lion.png").is_file()
+    (runner.root / "cats.csv").write_text(sheet(CATS[:2]))  # the Big Cats context is gone
+    # a run of cats stopped right after it wrote its plan files (before its sync)
+    runner.snakemake("--config", "input_csv=cats.csv", "--until", "write_plan_file")
+    assert (bucket / "big-cats" / "lion.png").is_file()
+    (runner.root / "dogs.csv").write_text(sheet([*DOGS, ("beagle", "Dogs", "a beagle")]))
+    runner.snakemake("--config", "input_csv=dogs.csv")  # another sheet's sync
+    dry = runner.snakemake("--dry-run", "--config", "input_csv=cats.csv")
+    assert "Nothing to be done" not in dry.output
+    runner.snakemake("--config", "input_csv=cats.csv")
+    assert not (bucket / "big-cats" / "lion.png").exists() and not (bucket / "big-cats" / "lion.json").exists()
+    assert (bucket / "cats" / "tabby.png").is_file() and (bucket / "dogs" / "beagle.png").is_file()
+    assert "Nothing to be done" in runner.snakemake("--dry-run", "--config", "input_csv=cats.csv").output
+
+
 def test_the_local_marker_is_the_buckets_when_it_is_kept(user, s3):
     """A rerun that changes nothing keeps the bucket's marker; results/_SUCCESS.json is then the
     very same bytes (time included), and the summary still says this run synced (0 sent)."""

@@ -30,7 +30,8 @@ gallery.use_sheet_members(SHEET_MEMBERS.paths)
 # The names of the sheet's pages (the sync chunks): the sync's input when they changed, as the
 # pages' member files are their digests' (a context's last row removed takes its page away, and
 # with it a digest, which the sync would not see missing: a changed input list makes no job due).
-SYNC_PAGES = SHEET_MEMBERS.files.add(f"{SHEET_SOURCE}__pages", chunks.pages_data(PLAN.chunks), "results/_SUCCESS.json")
+# Compared with this sheet's own sync record, not the marker that another sheet's sync rewrites.
+SYNC_PAGES = SHEET_MEMBERS.files.add(f"{SHEET_SOURCE}__pages", chunks.pages_data(PLAN.chunks), str(PLAN.sheet_record))
 # The report's front page (workflow/report/workflow.rst) shows the contact sheets: the template
 # gets its maker through the config, the only thing of the workflow it sees (on a report only).
 if workflow.is_main_process and makes_report(sys.argv):
