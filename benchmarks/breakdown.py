@@ -24,11 +24,11 @@ PLANNING = [
     ("estimate (+ response store look-ups)", ["image_batch/plan.py:_estimate"]),
     ("catalogue checks", ["image_batch/plan.py:check_models"]),
     ("writable checks", ["common/fileio.py:unwritable", "common/fileio.py:unwritable_file"]),
-    ("sync chunks (assign, missing, member files)", ["sync/chunks.py:assign", "sync/chunks.py:missing_behind"]),
+    ("sync chunks (pages, missing PNGs)", ["sync/chunks.py:assign", "sync/chunks.py:missing_behind"]),
     ("removed rows (listing results/images)", ["image_batch/plan.py:removed_rows"]),
     (
         "contact sheets (pages, member files)",
-        ["report/contact_sheet.py:paginate", "report/contact_sheet.py:member_files"],
+        ["common/pages.py:paginate", "report/contact_sheet.py:member_files"],
     ),
 ]
 SNAKEFILE = ("<module>",)
