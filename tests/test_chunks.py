@@ -1,5 +1,8 @@
 """The sync's chunks are the sheet's pages (image_batch.sync.chunks, image_batch.common.pages)."""
 
+import json
+import os
+
 from image_batch.common.pages import paginate
 from image_batch.sync import chunks
 
@@ -35,3 +38,48 @@ def test_missing_behind_names_the_missing_pngs_of_digested_pages_only(tmp_path, 
     # another input sheet's digest of a page of the same name is not this sheet's
     assert chunks.missing_behind(assigned, missing, "other-5e6f7a8b") == []
     assert chunks.missing_behind(assigned, set(), "input-1a2b3c4d") == []
+
+
+def test_a_png_of_the_same_size_and_time_as_at_the_last_sync_is_not_read_again(tmp_path, monkeypatch):
+    from image_batch.sync import upload
+
+    images = tmp_path / "images"
+    (images / "nature").mkdir(parents=True)
+    for name in ("fox", "owl"):
+        (images / "nature" / f"{name}.png").write_bytes(f"png of {name}".encode())
+        (images / "nature" / f"{name}.json").write_text("{}")
+    names = ["nature/fox.png", "nature/fox.json", "nature/owl.png", "nature/owl.json"]
+    first = tmp_path / "chunks" / "nature.json"
+    first.parent.mkdir()
+    upload.write_chunk_digest(None, first, images, names=names)
+    known = tmp_path / "known" / "input-1a2b3c4d.json"
+    chunks.keep_digests([first], known)
+    kept = chunks.known_digests(known)
+    assert sorted(kept) == ["nature/fox.png", "nature/owl.png"]  # sidecars are read again (small)
+
+    read = []
+    real = upload.file_digests
+    monkeypatch.setattr(upload, "file_digests", lambda path: read.append(str(path)) or real(path))
+    (images / "nature" / "owl.png").write_bytes(b"another owl")  # changed: another size and time
+    again = tmp_path / "chunks" / "nature_page2.json"
+    upload.write_chunk_digest(None, again, images, names=names, known=kept)
+    assert sorted(read) == sorted(str(images / name) for name in names if name != "nature/fox.png")
+    fresh = upload.digest([images / name for name in names], images)  # no known: every file read
+    assert json.loads(again.read_text()) == fresh
+    # a PNG touched (same size, another time) is read again too
+    read.clear()
+    os.utime(images / "nature" / "fox.png", ns=(1, 1))
+    upload.digest([images / "nature" / "fox.png"], images, known=kept)
+    assert read == [str(images / "nature" / "fox.png")]
+
+
+def test_what_the_sync_kept_is_read_once_and_never_trusted_when_broken(tmp_path):
+    path = tmp_path / "known.json"
+    assert chunks.known_digests(path) == {}  # none yet
+    path.write_text('{"a.png": [1, 2, "md5", "sha"], "b.png": [1], "c.png": "x"}')
+    assert chunks.known_digests(path) == {"a.png": (1, 2, "md5", "sha")}
+    assert chunks.known_digests(path) is chunks.known_digests(path)  # read once while unchanged
+    path.write_text("not json")
+    assert chunks.known_digests(path) == {}
+    path.write_text("[1, 2]")
+    assert chunks.known_digests(path) == {}

@@ -20,7 +20,7 @@ from image_batch.images import store, worker
 from image_batch.report import contact_sheet, gallery
 from image_batch.report.last_run import is_report_run, makes_report, report_sheet
 from image_batch.run import actions, interrupt, quiet
-from image_batch.sync import upload
+from image_batch.sync import chunks, upload
 
 
 def fail(error):
@@ -205,6 +205,33 @@ def sheet_inputs(sheet):
         inputs["images"] = contact_sheet.sheet_pngs(SHEETS, sheet)
         inputs["members"] = SHEET_MEMBERS.paths[sheet]
     return inputs
+
+
+def digest_chunk(chunk, input, output):
+    """The digest_chunk job (workflow/rules/sync.smk): its page's member file (written here for a
+    page not digested yet), then the digest of each PNG and sidecar, by name under results/images
+    (with a storage provider, the copies Snakemake fetched: its inputs, in chunk_names' order). A
+    PNG of the same size and time as at the last sync is not read again (chunks.known_digests)."""
+    SHEET_MEMBERS.files.ensure(SHEET_MEMBERS.paths[chunk])
+    known = None if STORAGE else chunks.known_digests(chunks.known_path(PLAN.source))
+    upload.write_chunk_digest(input.images if STORAGE else None, output, names=chunk_names(chunk), known=known)
+
+
+def sync_job(input, output, log, before):
+    """The sync job (workflow/rules/sync.smk): the list of pages (written here for a sheet not
+    synced yet: SYNC_PAGES), then the sync (image_batch.sync.upload.sync_job)."""
+    SHEET_MEMBERS.files.ensure(SYNC_PAGES)
+    upload.sync_job(
+        input,
+        output.marker,
+        log,
+        SETTINGS,
+        STORAGE and all_image_names(),
+        output.synced,
+        output.sheet,
+        before,
+        known=None if STORAGE else chunks.known_path(PLAN.source),
+    )
 
 
 def all_image_names():

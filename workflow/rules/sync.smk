@@ -29,10 +29,7 @@ rule digest_chunk:
     wildcard_constraints:
         source=re.escape(PLAN.source),  # this input sheet's, never another's
     run:
-        SHEET_MEMBERS.files.ensure(SHEET_MEMBERS.paths[wildcards.chunk])
-        # each PNG and sidecar by name under results/images; with a storage provider, the copies
-        # Snakemake fetched (its inputs, in chunk_names' order)
-        upload.write_chunk_digest(input.images if STORAGE else None, output[0], names=chunk_names(wildcards.chunk))
+        digest_chunk(wildcards.chunk, input, output[0])
 
 
 # Where this run syncs, decided while the Snakefile was parsed and written by the run itself: the
@@ -69,14 +66,4 @@ rule sync:
         # read now: Snakemake removes the record before the job rewrites it
         before=PLAN.sheet_record_before,
     run:
-        SHEET_MEMBERS.files.ensure(SYNC_PAGES)
-        upload.sync_job(
-            input,
-            output.marker,
-            log[0],
-            SETTINGS,
-            STORAGE and all_image_names(),
-            output.synced,
-            output.sheet,
-            params.before,
-        )
+        sync_job(input, output, log[0], params.before)

@@ -10,19 +10,28 @@ sheet takes the digest (one job after each image, not two: issue 19). A page's m
 it changed, so adding or removing a row reruns its page and the pages after it in its context
 (and the sync).
 
+A row inserted or removed early in a context moves the images of every later page of it: those
+pages are digested again, but a PNG of the same size and time as at the last sync is not read
+again (``known_digests``: what the sync kept of the digests, ``results/sync/known/<source>.json``).
+
 Digests live under ``results/sync/chunks/<source>/`` (the input sheet's folder, as its contact
 sheets), so another sheet in the same folder never reads or replaces them. (Before, chunks were
 prefixes of the SHA-1 of the image ids, under ``results/sync/chunks/`` itself: a run of this
 version digests its pages once, and the sync finds every image already there.)
 """
 
+import functools
+import json
+import os
+import threading
 from pathlib import Path
 
-from image_batch.common.fileio import canonical_json
+from image_batch.common.fileio import atomic_write_bytes, canonical_json
 from image_batch.common.pages import paginate
 from image_batch.descriptions.specs import IMAGES, image_files
 
 DIGEST_ROOT = Path("results/sync/chunks")  # the digest_chunk rule's outputs
+KNOWN_ROOT = Path("results/sync/known")  # what the last sync's digests said of each PNG
 
 
 def assign(images):
@@ -56,3 +65,47 @@ def missing_behind(chunks, png_missing, source, images=IMAGES):
             continue  # never digested: the chunk job is due anyway, and makes its images
         missing += [str(image_files(*member, images)[0]) for member in members if member in png_missing]
     return missing
+
+
+def known_path(source):
+    """Where the sync keeps what its digests said of each PNG of input sheet ``source``."""
+    return KNOWN_ROOT / f"{source}.json"
+
+
+def keep_digests(chunk_files, path):
+    """The sync job: {name: [size, mtime_ns, md5, sha256]} of every PNG its digests list, at
+    ``path``, for the next run's digests (``known_digests``). Sidecars are small: read again."""
+    known = {}
+    for chunk_file in chunk_files:
+        with open(chunk_file, encoding="utf-8") as handle:
+            for entry in json.load(handle):
+                if entry["name"].endswith(".png") and "mtime_ns" in entry:
+                    known[entry["name"]] = [entry["size"], entry["mtime_ns"], entry["md5"], entry["sha256"]]
+    atomic_write_bytes(path, json.dumps(known, separators=(",", ":"), sort_keys=True).encode("utf-8"), durable=False)
+
+
+_known_lock = threading.Lock()
+
+
+def known_digests(path):
+    """What the last sync kept (``keep_digests``), read once per process while the file stays the
+    same (a run's digest jobs are threads of one process); {} when there is none or it cannot be
+    read (the PNGs are then read again: slower, never wrong)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return {}
+    with _known_lock:
+        return _read_known(str(path), info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_known(path, size, mtime_ns):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {name: tuple(value) for name, value in data.items() if isinstance(value, list) and len(value) == 4}

@@ -21,6 +21,7 @@ from image_batch.common.fileio import HOST, atomic_write_bytes, canonical_json, 
 from image_batch.common.joblog import JobLog
 from image_batch.common.settings import Destination
 from image_batch.costs import bill
+from image_batch.sync import chunks
 
 MARKER_NAME = "_SUCCESS.json"
 # Per-sheet ledgers beside the marker: ``<prefix>_image-batch/sheets/<sheet id>.json``, what each
@@ -43,15 +44,22 @@ class LocalFile:
     sha256: str
 
 
-def digest(paths, images_root, names=None):
-    """[{"name", "size", "md5", "sha256"}] for ``paths``; ``name`` is relative to ``images_root``,
-    or given by ``names`` (parallel to ``paths``: a storage provider's local copies live elsewhere)."""
+def digest(paths, images_root, names=None, known=None):
+    """[{"name", "size", "md5", "sha256", "mtime_ns"}] for ``paths``; ``name`` is relative to
+    ``images_root``, or given by ``names`` (parallel to ``paths``: a storage provider's local copies
+    live elsewhere). ``known``: {name: (size, mtime_ns, md5, sha256)} of an earlier digest (see
+    image_batch.sync.chunks.known_digests): a file of the same size and time is not read again."""
     root = Path(images_root)
     out = []
     for index, path in enumerate(paths):
-        size, md5, sha = file_digests(path)
         name = names[index] if names is not None else Path(path).relative_to(root).as_posix()
-        out.append({"name": name, "size": size, "md5": md5, "sha256": sha})
+        info = os.stat(path)
+        earlier = known.get(name) if known else None
+        if earlier is not None and earlier[0] == info.st_size and earlier[1] == info.st_mtime_ns:
+            size, md5, sha = info.st_size, earlier[2], earlier[3]
+        else:
+            size, md5, sha = file_digests(path)
+        out.append({"name": name, "size": size, "md5": md5, "sha256": sha, "mtime_ns": info.st_mtime_ns})
     return out
 
 
@@ -62,13 +70,14 @@ def write_destination(destination, output, log_file=None):
         log(f"this run syncs to {Destination.from_record(destination, output).describe()}")
 
 
-def write_chunk_digest(paths, output, images_root="results/images", names=None):
+def write_chunk_digest(paths, output, images_root="results/images", names=None, known=None):
     """The chunk job: digest this chunk's images and sidecars into ``output``: the files ``names``
     under ``images_root`` when ``paths`` is None, else those at ``paths`` (parallel to ``names``: a
-    storage provider's local copies)."""
+    storage provider's local copies). ``known``: see :func:`digest`."""
     if paths is None:
         paths = [Path(images_root) / name for name in names]
-    atomic_write_bytes(output, canonical_json(digest(paths, images_root, names)).encode("utf-8"), durable=False)
+    entries = digest(paths, images_root, names, known)
+    atomic_write_bytes(output, canonical_json(entries).encode("utf-8"), durable=False)
 
 
 def from_digests(entries, images_root, prefix, local_paths=None):
@@ -590,14 +599,17 @@ def _sync(files, destination, local_marker, target, log, delete_removed=False, s
     return marker
 
 
-def sync_job(inputs, local_marker, log_file, settings, names=None, synced=None, sheet_record=None, before=()):
+def sync_job(
+    inputs, local_marker, log_file, settings, names=None, synced=None, sheet_record=None, before=(), known=None
+):
     """The sync rule: the chunk digests and the destination recorded by the main process (its
     inputs ``chunks`` and ``destination``); with ``names``, its input ``images`` are those files'
     local copies (a storage provider's), in the same order. ``synced``: this destination's own
     record that the sync completed, with this sync's time and counts (the markers keep those of
     the sync that last changed the destination). ``sheet_record``: which images the sheet asks for
     (see :func:`write_sheet_record`; ``before``: what it named when the Snakefile was read, since
-    Snakemake removes a job's outputs before the job runs)."""
+    Snakemake removes a job's outputs before the job runs). ``known``: where to keep what the
+    digests say of each PNG, for the next run's digests (image_batch.sync.chunks.keep_digests)."""
     recorded = read_json(inputs.destination, "the sync destination record")
     how = dataclasses.replace(settings.sync, delete_removed=bool(recorded.get("delete_removed")))
     marker = sync(
@@ -615,6 +627,8 @@ def sync_job(inputs, local_marker, log_file, settings, names=None, synced=None, 
         atomic_write_bytes(synced, canonical_json(done).encode("utf-8"), durable=False)
     if sheet_record:
         write_sheet_record(sheet_record, recorded.get("sheet") or "", marker["objects"], marker["prefix"], before)
+    if known:
+        chunks.keep_digests(inputs.chunks, known)
     return marker
 
 
