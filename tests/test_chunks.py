@@ -83,3 +83,25 @@ def test_what_the_sync_kept_is_read_once_and_never_trusted_when_broken(tmp_path)
     assert chunks.known_digests(path) == {}
     path.write_text("[1, 2]")
     assert chunks.known_digests(path) == {}
+
+
+def test_a_real_run_removes_the_chunks_of_the_earlier_layout_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    old = [
+        "results/specs/_chunks/a3.0123456789abcdef.json",
+        "results/sync/chunks/a3.json",
+        "results/sync/chunks/all.json",
+        "results/logs/chunks/a3.log",
+    ]
+    kept = [
+        "results/sync/chunks/input-1a2b3c4d/nature.json",
+        "results/logs/chunks/input-1a2b3c4d/nature.log",
+        "results/specs/_contact-sheets/input-1a2b3c4d_nature.0123456789abcdef.json",
+    ]
+    for name in old + kept:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    chunks.remove_earlier_layout()
+    assert [name for name in old if (tmp_path / name).exists()] == []
+    assert [name for name in kept if (tmp_path / name).exists()] == kept
+    chunks.remove_earlier_layout()  # nothing left to remove: no error

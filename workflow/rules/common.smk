@@ -150,13 +150,11 @@ def make_image(wildcards, input, output, log):
 
 
 def make_contact_sheet(wildcards, input, output, log):
-    """The contact_sheet job (workflow/rules/report.smk): its page's member file (written by the
-    page's digest, which ran first), then the sheet, of the page's PNGs (with a storage provider, or
-    for a report, its inputs)."""
-    members = SHEET_MEMBERS.paths[wildcards.sheet]
-    SHEET_MEMBERS.files.ensure(members)
+    """The contact_sheet job (workflow/rules/report.smk): the sheet of its page's PNGs (with a
+    storage provider, or for a report, its inputs), titled from the page's member file (the page's
+    digest, its input, took or wrote it)."""
     worker.contact_sheet(
-        getattr(input, "members", None) or members,
+        getattr(input, "members", None) or SHEET_MEMBERS.paths[wildcards.sheet],
         getattr(input, "images", None) or contact_sheet.sheet_pngs(SHEETS, wildcards.sheet),
         output,
         log,

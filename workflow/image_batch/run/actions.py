@@ -24,6 +24,7 @@ from image_batch.descriptions.specs import adopt as adopt_requests
 from image_batch.images import failures, worker
 from image_batch.images.store import is_remote, open_store, store_root
 from image_batch.run import interrupt, ledger, lock, quiet
+from image_batch.sync import chunks
 from image_batch.sync import preflight as destination_check
 
 LAST_RUN = Path("results/logs/last-run.json")
@@ -107,6 +108,7 @@ def start(workflow, plan, out=sys.stderr):
     remove_stale_parts("results", only_dead_writers=True)
     # request files of the earlier layout that hold this run's requests get their new names
     adopt_requests(plan.requests.adopt.values())
+    chunks.remove_earlier_layout()  # the sync chunks before they were pages: nothing reads them
     root = store_root(plan.settings)
     if not is_remote(root):
         # the store may be shared with runs in other folders (or containers, whose pids we cannot

@@ -23,6 +23,7 @@ version digests its pages once, and the sync finds every image already there.)
 import functools
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -109,3 +110,22 @@ def _read_known(path, size, mtime_ns):
     if not isinstance(data, dict):
         return {}
     return {name: tuple(value) for name, value in data.items() if isinstance(value, list) and len(value) == 4}
+
+
+def remove_earlier_layout(results="results"):
+    """A real run (under the run lock): the files of the chunks before they were pages, which
+    nothing reads any more: ``results/specs/_chunks/`` (member lists), the digests directly under
+    ``results/sync/chunks/`` (a page's are in its sheet's folder) and their logs."""
+    root = Path(results)
+    shutil.rmtree(root / "specs" / "_chunks", ignore_errors=True)
+    for folder, suffix in ((root / "sync" / "chunks", ".json"), (root / "logs" / "chunks", ".log")):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.endswith(suffix) and entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    pass
