@@ -182,8 +182,13 @@ class Plan:
         """Whether any image job has an input (image_inputs: a stale image's request file, a row's
         reference pictures, a lost sidecar's marker). None has in a fresh plan or an unchanged one:
         the image rule then declares no input function, which Snakemake would call for every job
-        it makes. An image no row asks for is refused before (check_targets)."""
-        return any(self.image_inputs(*image) for image in self.images)
+        it makes. An image no row asks for is refused before (check_targets). (image_inputs' answer
+        for every image, from the sets it looks in: a request file is an input of an image to make
+        that was made, request_of.)"""
+        requests = self.requests
+        if requests.remake or not requests.to_make <= requests.unmade:
+            return True
+        return any(self.references_of(s["folder"], s["image_id"]) for s in self.specs if s.get("references"))
 
     def check_targets(self, targets, sidecars_declared=False):
         """Refuse an image named on the command line (``snakemake results/images/<folder>/<id>.png``)
