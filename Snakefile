@@ -47,6 +47,10 @@ rule all:
         [] if REPORTING else PLAN.due + SHEET_MEMBERS.files.due,
 
 
+# The Snakefile is read: the plan is never walked by the garbage collector again (collector.settle)
+collector.settle()
+
+
 onstart:
     # a real run has started (never a dry run, --touch, --lint, --report ...): lock, batches, ...
     start_run()

@@ -5,6 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
+from image_batch.common import collector
+
+collector.loosen()  # planning and the DAG: fewer garbage collections (image_batch.common.collector)
+
 from image_batch import plan as planning
 from image_batch.common import addressed, held_signals, snakemake_args
 from image_batch.common.input_functions import input_function
