@@ -1,5 +1,6 @@
 """The sync's chunks are the sheet's pages (image_batch.sync.chunks, image_batch.common.pages)."""
 
+import hashlib
 import json
 import os
 
@@ -68,16 +69,31 @@ def test_a_png_of_the_same_size_and_time_as_at_the_last_sync_is_not_read_again(t
     assert json.loads(again.read_text()) == fresh
     # a PNG touched (same size, another time) is read again too
     read.clear()
-    os.utime(images / "nature" / "fox.png", ns=(1, 1))
-    upload.digest([images / "nature" / "fox.png"], images, known=kept)
-    assert read == [str(images / "nature" / "fox.png")]
+    fox = images / "nature" / "fox.png"
+    os.utime(fox, ns=(1, 1))
+    upload.digest([fox], images, known=kept)
+    assert read == [str(fox)]
+    # and one replaced with the very size and modification time it had (cp -p, touch -r): its
+    # change time differs, which no one can set
+    third = tmp_path / "chunks" / "nature_page3.json"
+    upload.write_chunk_digest(None, third, images, names=names)
+    chunks.keep_digests([third], known)
+    kept = chunks.known_digests(known)
+    before = os.stat(fox)
+    assert kept["nature/fox.png"][:2] == (before.st_size, before.st_mtime_ns)
+    fox.write_bytes(b"PNG of fox")  # same length as "png of fox"
+    os.utime(fox, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(fox).st_size == before.st_size and os.stat(fox).st_mtime_ns == before.st_mtime_ns
+    read.clear()
+    entry = upload.digest([fox], images, known=kept)[0]
+    assert read == [str(fox)] and entry["sha256"] == hashlib.sha256(b"PNG of fox").hexdigest()
 
 
 def test_what_the_sync_kept_is_read_once_and_never_trusted_when_broken(tmp_path):
     path = tmp_path / "known.json"
     assert chunks.known_digests(path) == {}  # none yet
-    path.write_text('{"a.png": [1, 2, "md5", "sha"], "b.png": [1], "c.png": "x"}')
-    assert chunks.known_digests(path) == {"a.png": (1, 2, "md5", "sha")}
+    path.write_text('{"a.png": [1, 2, 3, "md5", "sha"], "b.png": [1], "c.png": "x", "d.png": [1, 2, "md5", "sha"]}')
+    assert chunks.known_digests(path) == {"a.png": (1, 2, 3, "md5", "sha")}
     assert chunks.known_digests(path) is chunks.known_digests(path)  # read once while unchanged
     path.write_text("not json")
     assert chunks.known_digests(path) == {}

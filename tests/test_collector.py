@@ -14,6 +14,8 @@ def test_loosen_and_settle_set_the_collector_and_freeze_what_is_alive():
         alive = [object() for _ in range(10)]  # noqa: F841 (alive when settled)
         collector.settle()
         assert gc.get_freeze_count() > 0
+        collector.restore()  # a real run's start
+        assert gc.get_threshold() == thresholds
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)

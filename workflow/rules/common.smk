@@ -118,6 +118,7 @@ wildcard_constraints:
 def start_run():
     """onstart: refuse an executor that would write secrets into job commands, then everything a
     real run does before its first job (the lock, batches, ...: image_batch.run.actions)."""
+    collector.restore()  # the DAG is built: the jobs' garbage is collected as Python always does
     try:
         problem = None
         if not workflow.storage_settings.shared_fs_usage:

@@ -6,22 +6,35 @@ every 700 allocations by default, and each full pass walks every object alive, t
 included: at 100,000 rows it spent more CPU than everything the workflow adds to Snakemake.
 
 ``loosen`` (before planning) lets 100,000 allocations pass between the youngest generation's
-collections; ``settle`` (once the Snakefile is read) moves what is alive then into the permanent
-generation, which no later collection walks. Memory is freed as before when its last reference
-goes; only objects in reference cycles among those alive at ``settle`` would wait for the
-process to end. Measured by ``benchmarks/run.py --targets 2`` (docs/performance.md).
+collections; ``settle`` (once the Snakefile is read) collects the young garbage, then moves what
+is alive into the permanent generation, which no later collection walks. Memory is freed as
+before when its last reference goes; only objects in reference cycles among those alive at
+``settle`` would wait for the process to end. A real run's jobs (hours of them, each leaving some
+cyclic garbage) get Python's own thresholds back when it starts (``restore``, onstart), so its
+memory is collected as it always was. Measured by ``benchmarks/run.py`` (docs/performance.md).
 """
 
 import gc
 
 THRESHOLDS = (100_000, 50, 100)  # Python's defaults: (700, 10, 10)
+_before = []
 
 
 def loosen():
-    """Fewer collections while the plan and the DAG are built (and the run goes on)."""
+    """Fewer collections while the plan and the DAG are built."""
+    if not _before:
+        _before.append(gc.get_threshold())
     gc.set_threshold(*THRESHOLDS)
 
 
 def settle():
-    """The Snakefile is read: what is alive now (the plan, the rules) is never walked again."""
+    """The Snakefile is read: what is alive now (the plan, the rules) is never walked again; the
+    garbage of reading it is collected first (not frozen with it)."""
+    gc.collect(1)
     gc.freeze()
+
+
+def restore():
+    """A real run starts its jobs: the thresholds as they were before ``loosen``."""
+    if _before:
+        gc.set_threshold(*_before[0])

@@ -12,7 +12,8 @@ it changed, so adding or removing a row reruns its page and the pages after it i
 
 A row inserted or removed early in a context moves the images of every later page of it: those
 pages are digested again, but a PNG of the same size and time as at the last sync is not read
-again (``known_digests``: what the sync kept of the digests, ``results/sync/known/<source>.json``).
+again (``known_digests``: what the sync kept of the digests, ``results/sync/known/<source>.json``:
+size, modification and change time).
 
 Digests live under ``results/sync/chunks/<source>/`` (the input sheet's folder, as its contact
 sheets), so another sheet in the same folder never reads or replaces them. (Before, chunks were
@@ -74,14 +75,15 @@ def known_path(source):
 
 
 def keep_digests(chunk_files, path):
-    """The sync job: {name: [size, mtime_ns, md5, sha256]} of every PNG its digests list, at
-    ``path``, for the next run's digests (``known_digests``). Sidecars are small: read again."""
+    """The sync job: {name: [size, mtime_ns, ctime_ns, md5, sha256]} of every PNG its digests list,
+    at ``path``, for the next run's digests (``known_digests``). Sidecars are small: read again."""
     known = {}
     for chunk_file in chunk_files:
         with open(chunk_file, encoding="utf-8") as handle:
             for entry in json.load(handle):
-                if entry["name"].endswith(".png") and "mtime_ns" in entry:
-                    known[entry["name"]] = [entry["size"], entry["mtime_ns"], entry["md5"], entry["sha256"]]
+                if entry["name"].endswith(".png") and "ctime_ns" in entry:
+                    stamp = [entry["size"], entry["mtime_ns"], entry["ctime_ns"]]
+                    known[entry["name"]] = [*stamp, entry["md5"], entry["sha256"]]
     atomic_write_bytes(path, json.dumps(known, separators=(",", ":"), sort_keys=True).encode("utf-8"), durable=False)
 
 
@@ -109,7 +111,7 @@ def _read_known(path, size, mtime_ns):
         return {}
     if not isinstance(data, dict):
         return {}
-    return {name: tuple(value) for name, value in data.items() if isinstance(value, list) and len(value) == 4}
+    return {name: tuple(value) for name, value in data.items() if isinstance(value, list) and len(value) == 5}
 
 
 def remove_earlier_layout(results="results"):

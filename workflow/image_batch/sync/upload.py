@@ -45,21 +45,25 @@ class LocalFile:
 
 
 def digest(paths, images_root, names=None, known=None):
-    """[{"name", "size", "md5", "sha256", "mtime_ns"}] for ``paths``; ``name`` is relative to
-    ``images_root``, or given by ``names`` (parallel to ``paths``: a storage provider's local copies
-    live elsewhere). ``known``: {name: (size, mtime_ns, md5, sha256)} of an earlier digest (see
-    image_batch.sync.chunks.known_digests): a file of the same size and time is not read again."""
+    """[{"name", "size", "md5", "sha256", "mtime_ns", "ctime_ns"}] for ``paths``; ``name`` is
+    relative to ``images_root``, or given by ``names`` (parallel to ``paths``: a storage provider's
+    local copies live elsewhere). ``known``: {name: (size, mtime_ns, ctime_ns, md5, sha256)} of an
+    earlier digest (see image_batch.sync.chunks.known_digests): a file of the same size and times
+    is not read again. (The change time too: a file replaced with its old size and modification
+    time, `cp -p`, `touch -r`, has another, which no one can set.)"""
     root = Path(images_root)
     out = []
     for index, path in enumerate(paths):
         name = names[index] if names is not None else Path(path).relative_to(root).as_posix()
         info = os.stat(path)
+        stamp = (info.st_size, info.st_mtime_ns, info.st_ctime_ns)
         earlier = known.get(name) if known else None
-        if earlier is not None and earlier[0] == info.st_size and earlier[1] == info.st_mtime_ns:
-            size, md5, sha = info.st_size, earlier[2], earlier[3]
+        if earlier is not None and earlier[:3] == stamp:
+            size, md5, sha = info.st_size, earlier[3], earlier[4]
         else:
             size, md5, sha = file_digests(path)
-        out.append({"name": name, "size": size, "md5": md5, "sha256": sha, "mtime_ns": info.st_mtime_ns})
+        entry = {"name": name, "size": size, "md5": md5, "sha256": sha}
+        out.append({**entry, "mtime_ns": info.st_mtime_ns, "ctime_ns": info.st_ctime_ns})
     return out
 
 
