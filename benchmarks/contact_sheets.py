@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from PIL import Image, ImageChops  # noqa: E402
 
+from image_batch.common.pages import paginate  # noqa: E402
 from image_batch.report import contact_sheet as cs  # noqa: E402
 
 FOLDER = "bench"
@@ -89,7 +90,7 @@ def make_images(folder, count, bases=12):
 def build_pages(ids, root, pages=None):
     """Build the sheets of context ``ids`` as the rule's jobs would (``pages``: only those).
     Returns (wall seconds, CPU seconds, decoded, hashed, reused, sheets built)."""
-    sheets = cs.paginate([(FOLDER, image_id) for image_id in ids])
+    sheets = paginate([(FOLDER, image_id) for image_id in ids])
     totals = [0, 0, 0, 0]
     start, cpu = time.perf_counter(), time.process_time()
     for name, page in sheets.items():
@@ -106,7 +107,7 @@ def build_pages(ids, root, pages=None):
 
 
 def page_of(ids, image_id):
-    return next(name for name, page in cs.paginate([(FOLDER, i) for i in ids]).items() if image_id in page.image_ids)
+    return next(name for name, page in paginate([(FOLDER, i) for i in ids]).items() if image_id in page.image_ids)
 
 
 def library_figures(count, root):

@@ -9,6 +9,7 @@ import re
 import pytest
 from PIL import Image, ImageChops, ImageDraw
 
+from image_batch.common.pages import paginate, source_slug
 from image_batch.report import contact_sheet as cs
 from image_batch.report import gallery
 
@@ -27,7 +28,7 @@ def context_of(tmp_path, count, folder="nature", size=(96, 96)):
         write_png(tmp_path / "images" / folder / f"img-{i:03d}.png", COLOURS[i % len(COLOURS)], size)
         for i in range(count)
     ]
-    (page,) = cs.paginate([(folder, p.stem) for p in pngs], page_size=max(count, 1)).values()
+    (page,) = paginate([(folder, p.stem) for p in pngs], page_size=max(count, 1)).values()
     return cs.members(page, folder.title()), pngs
 
 
@@ -64,7 +65,7 @@ def test_grid_has_one_cell_per_image_ten_to_a_row(tmp_path):
 
 def test_aspect_is_kept_and_a_small_context_gets_a_small_sheet(tmp_path):
     wide = write_png(tmp_path / "images" / "x" / "wide.png", COLOURS[0], size=(400, 100))
-    (page,) = cs.paginate([("x", "wide")]).values()
+    (page,) = paginate([("x", "wide")]).values()
     output, _ = build(tmp_path, cs.members(page, "X"), [wide], "x")
     with Image.open(output) as sheet:
         sheet = sheet.convert("RGB")
@@ -138,7 +139,7 @@ def test_same_inputs_give_the_same_bytes_from_a_cold_or_a_warm_cache(tmp_path):
 
 def test_a_large_context_is_split_into_pages_of_100():
     images = [("nature", f"n{i}") for i in range(250)] + [("nature-2", "m0"), ("nature", "late")]
-    sheets = cs.paginate(images)
+    sheets = paginate(images)
     assert list(sheets) == ["nature", "nature_page2", "nature_page3", "nature-2"]
     assert [len(sheets[name].image_ids) for name in sheets] == [100, 100, 51, 1]
     third = sheets["nature_page3"]
@@ -169,7 +170,7 @@ def test_member_files_change_only_when_what_a_sheet_shows_changes(tmp_path, monk
     digest (the consumer) takes it only when it changed, and writes it itself for a page not
     digested yet."""
     monkeypatch.chdir(tmp_path)  # (the sheets are under results/)
-    sheets = cs.paginate([("nature", "fox"), ("nature", "oak")])
+    sheets = paginate([("nature", "fox"), ("nature", "oak")])
     root = tmp_path / "members"
     digests = tmp_path / "digests"
     digest = str(digests / "nature.json")
@@ -190,7 +191,7 @@ def test_member_files_change_only_when_what_a_sheet_shows_changes(tmp_path, monk
     newer = cs.member_files(sheets, {"nature": "Nature"}, "a-1a2b3c4d", consumer, root)
     assert newer.files.due == [] and newer.files.input(path) == path
     moved = cs.member_files(
-        cs.paginate([("nature", "oak"), ("nature", "fox")]), {"nature": "Nature"}, "a-1a2b3c4d", consumer, root
+        paginate([("nature", "oak"), ("nature", "fox")]), {"nature": "Nature"}, "a-1a2b3c4d", consumer, root
     )
     assert moved.files.due == [moved.paths["nature"]] and moved.files.input(moved.paths["nature"])  # a run writes it
     renamed = cs.member_files(sheets, {"nature": "Nature!"}, "a-1a2b3c4d", consumer, root)
@@ -199,7 +200,7 @@ def test_member_files_change_only_when_what_a_sheet_shows_changes(tmp_path, monk
     assert [p.name for p in root.iterdir()] == [os.path.basename(moved.paths["nature"])]  # the old one went
     # another input sheet's contact sheet of the same folder has its own member file: writing
     # it (a run of that sheet) never deletes this sheet's
-    other = cs.member_files(cs.paginate([("nature", "bus")]), {"nature": "Nature"}, "b-5e6f7a8b", consumer, root)
+    other = cs.member_files(paginate([("nature", "bus")]), {"nature": "Nature"}, "b-5e6f7a8b", consumer, root)
     other.files.write(os.path.basename(other.paths["nature"]))
     assert sorted(p.name for p in root.iterdir()) == sorted(
         os.path.basename(path) for path in (moved.paths["nature"], other.paths["nature"])
@@ -305,12 +306,12 @@ def test_the_job_logs_what_it_decoded(tmp_path, monkeypatch):
 
 
 def test_each_input_sheet_has_its_own_folder_of_contact_sheets():
-    slug = cs.source_slug("images.csv")
+    slug = source_slug("images.csv")
     assert re.fullmatch(r"images-[0-9a-f]{8}", slug)
-    assert cs.source_slug("./images.csv") == slug  # the same file, written two ways
-    assert cs.source_slug("other/images.csv") != slug  # another images.csv
-    assert cs.source_slug("book.xlsx", "Fruit") != cs.source_slug("book.xlsx", "Vegetables")
-    assert cs.source_slug("Crème Brûlée (v2).CSV").startswith("creme-brulee-v2-")
+    assert source_slug("./images.csv") == slug  # the same file, written two ways
+    assert source_slug("other/images.csv") != slug  # another images.csv
+    assert source_slug("book.xlsx", "Fruit") != source_slug("book.xlsx", "Vegetables")
+    assert source_slug("Crème Brûlée (v2).CSV").startswith("creme-brulee-v2-")
     assert cs.sheet_path("nature", slug) == cs.SHEET_ROOT / slug / "nature.jpg"
 
 
@@ -322,7 +323,7 @@ def test_a_sheet_is_labelled_like_an_image_with_an_empty_id_so_it_sorts_first(tm
     spec.write_text(json.dumps({"context": "Nature", "image_id": "fox", "request": {"prompt": "A fox"}}))
     image_input, sheet_input = Input(), Input()
     image_input.spec = spec
-    pages = cs.paginate([("nature", f"n{i}") for i in range(1150)])
+    pages = paginate([("nature", f"n{i}") for i in range(1150)])
     infos = [cs.members(page, "Nature") for page in pages.values()]
     for info in infos:
         path = tmp_path / f"{info['page']}.json"
@@ -334,7 +335,7 @@ def test_a_sheet_is_labelled_like_an_image_with_an_empty_id_so_it_sorts_first(tm
     descriptions = [gallery.sheet_description(info) for info in infos]
     assert descriptions[1] == "Contact sheet 02 of 12: images 101-200 of 1,150 images"
     assert sorted(descriptions) == descriptions  # pages in page order (zero-padded numbers)
-    assert gallery.sheet_description(cs.members(cs.paginate([("x", "a")])["x"], "X")) == (
+    assert gallery.sheet_description(cs.members(paginate([("x", "a")])["x"], "X")) == (
         "Contact sheet: all 1 image at a glance"
     )
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from image_batch.common import addressed
 from image_batch.common.errors import SheetError, UserError
 from image_batch.common.fileio import canonical_json, unwritable, unwritable_file
-from image_batch.common.pages import source_slug
+from image_batch.common.pages import paginate, source_slug
 from image_batch.common.settings import Choices, Settings, load_dotenv_file, resolve
 from image_batch.costs.catalog import load_catalog
 from image_batch.costs.estimate import describe as describe_estimate
@@ -72,6 +72,7 @@ class Plan:
     keyless_estimate: dict | None = None  # no key: what the images would cost with one
     requests: object = None  # descriptions.specs.Requests: each image's request file
     source: str = ""  # the input sheet's folder of contact sheets and chunk digests (common.pages)
+    pages: dict = field(default_factory=dict)  # page name -> common.pages.Page: contact sheets, chunks
     keys_missing: list = field(default_factory=list)  # rows on a provider whose key is not set: a real run stops
     describing: object = None  # descriptions.prompts.Describing (describe: on), else None
     prompt_estimate: dict | None = None  # what writing the prompts will cost (describe: on)
@@ -447,7 +448,8 @@ def make_plan(settings, local_images=True, announce=True, only_made=False, guard
             keyed_requests = plan_requests(keyless_specs, local=local_images)
             plan.keyless_estimate = _estimate(plan, keyless_specs, choices.keyless_paid, keyed_requests.to_make)
     plan.source = source_slug(settings.input_csv, settings.input_sheet)
-    plan.chunks = chunking.assign(plan.images)
+    plan.pages = paginate(plan.images)  # the contact sheets' pages, and the sync's chunks
+    plan.chunks = chunking.assign(plan.pages)
     if only_made:
         made = {image for image in plan.images if image_made(*image)}
         plan.chunks = {chunk: [m for m in members if m in made] for chunk, members in plan.chunks.items()}

@@ -18,7 +18,7 @@ import re
 from image_batch.report import contact_sheet
 from image_batch.sync import chunks
 
-SHEETS = contact_sheet.paginate(PLAN.images)  # the sync's chunks (PLAN.chunks) are these pages
+SHEETS = PLAN.pages  # the sync's chunks (PLAN.chunks) are these pages
 SHEET_SOURCE = PLAN.source
 CONTACT_SHEETS = [str(contact_sheet.sheet_path(name, SHEET_SOURCE)) for name in SHEETS]
 if REPORTING:  # a report shows the sheets the last run made, of the images it made

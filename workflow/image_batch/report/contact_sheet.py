@@ -2,14 +2,14 @@
 (and a person opening the file on its own) shows a context's images at a glance.
 
 Whose.  Contact sheets belong to the input sheet they show: they live under
-``results/contact-sheets/<source>/``, where ``<source>`` (:func:`source_slug`) is the input sheet's
+``results/contact-sheets/<source>/``, where ``<source>`` (image_batch.common.pages.source_slug) is the input sheet's
 file name and a digest of its path (and worksheet), so two sheets that share a context name, and
 with it a folder of ``results/images/``, never make or show each other's contact sheets.
 
 Layout.  Thumbnails fit a 256 px box (aspect kept, centred on a neutral grey cell), up to 10 a
 row, each captioned with its image id (long ids lose their middle to an ellipsis, so the common
 prefix and the distinguishing end both stay).  A title names the context and its image count.
-A context of more than ``PAGE_SIZE`` (100) images gets one sheet per 100, in sheet order:
+A context of more than ``pages.PAGE_SIZE`` (100) images gets one sheet per 100, in sheet order:
 ``<folder>.jpg``, ``<folder>_page2.jpg``, ... (``_`` never occurs in a folder name, so a page can
 never be mistaken for another context's sheet: ``nature-2`` is a folder, ``nature_page2`` a page).
 A full sheet is 2,752 x 3,036 px: as JPEG (quality 85) 1.5 to 2.6 MB for photographs, as PNG 10 to
@@ -41,7 +41,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from image_batch.common import addressed
 from image_batch.common.fileio import atomic_write_bytes, canonical_json
-from image_batch.common.pages import PAGE_SIZE, Page, paginate, sheet_name, source_slug  # noqa: F401 (its names)
 
 SHEET_ROOT = Path("results/contact-sheets")
 MEMBERS_ROOT = Path("results/specs/_contact-sheets")  # plan files: staged into storage like the specs

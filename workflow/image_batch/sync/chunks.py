@@ -29,17 +29,16 @@ import threading
 from pathlib import Path
 
 from image_batch.common.fileio import atomic_write_bytes, canonical_json
-from image_batch.common.pages import paginate
 from image_batch.descriptions.specs import IMAGES, image_files
 
 DIGEST_ROOT = Path("results/sync/chunks")  # the digest_chunk rule's outputs
 KNOWN_ROOT = Path("results/sync/known")  # what the last sync's digests said of each PNG
 
 
-def assign(images):
-    """{chunk (page) name: [(folder, image_id), ...]} for ``images`` [(folder, image_id)], in
-    sheet order."""
-    return {name: [(page.folder, image_id) for image_id in page.image_ids] for name, page in paginate(images).items()}
+def assign(pages):
+    """{chunk (page) name: [(folder, image_id), ...]} for ``pages`` (image_batch.common.pages.
+    paginate's: the contact sheets' pages), in sheet order."""
+    return {name: [(page.folder, image_id) for image_id in page.image_ids] for name, page in pages.items()}
 
 
 def pages_data(chunks):
