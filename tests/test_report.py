@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 from snakemake.report import html_reporter
 
+from image_batch.common.pages import paginate, source_slug
 from image_batch.report import contact_sheet as cs
 
 SUPPORT = Path(__file__).parent / "support"
@@ -134,18 +135,18 @@ def assert_sorted_sheets_first(data, tmp_path):
 
 def sheets_of(csv):
     """Where the contact sheets of input sheet ``csv`` are (relative to the project)."""
-    return f"results/contact-sheets/{cs.source_slug(csv)}"
+    return f"results/contact-sheets/{source_slug(csv)}"
 
 
 def test_a_run_makes_one_contact_sheet_per_context_that_opens_on_its_own(made):
     sheets = sorted((made.root / "results" / "contact-sheets").glob("*/*.jpg"))
     assert [p.stem for p in sheets] == sorted(SHEETS.values())
-    assert {p.parent.name for p in sheets} == {cs.source_slug("input.csv")}
+    assert {p.parent.name for p in sheets} == {source_slug("input.csv")}
     with Image.open(made.root / sheets_of("input.csv") / "nature.jpg") as sheet:
         assert sheet.format == "JPEG"
         assert sheet.height == 2 * cs.MARGIN + cs.TITLE_HEIGHT + cs.THUMB + cs.CAPTION_HEIGHT  # one row
         assert sheet.width == 2 * cs.MARGIN + 2 * cs.THUMB + cs.GAP  # fox and oak
-    log = (made.root / f"results/logs/contact-sheets/{cs.source_slug('input.csv')}/nature.log").read_text()
+    log = (made.root / f"results/logs/contact-sheets/{source_slug('input.csv')}/nature.log").read_text()
     assert "2 images (2 decoded" in log
 
 
@@ -171,7 +172,7 @@ def test_a_rerun_remakes_only_the_sheet_of_a_changed_image_and_decodes_only_it(m
         image.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(fox)  # as if made again
     before = (made.root / sheets_of("input.csv") / "food-beverage.jpg").stat().st_mtime_ns
     made.snakemake("--config", "input_csv=input.csv")
-    log = (made.root / f"results/logs/contact-sheets/{cs.source_slug('input.csv')}/nature.log").read_text()
+    log = (made.root / f"results/logs/contact-sheets/{source_slug('input.csv')}/nature.log").read_text()
     assert "2 images (1 decoded, 1 hashed, 1 unchanged)" in log.splitlines()[-1]
     assert (made.root / sheets_of("input.csv") / "food-beverage.jpg").stat().st_mtime_ns == before
     again = made.snakemake("--verbose", "--config", "input_csv=input.csv")  # --verbose: Snakemake's job blocks
@@ -318,7 +319,7 @@ def test_two_sheets_sharing_a_context_never_show_each_other_contact_sheets(runne
         data = report_data(runner.root / report)
         assert set(data["categories"]["Images"]) == {context for _, context, _ in rows}
         shown_sheets = sorted(p for p in data["results"] if p.startswith("results/contact-sheets/"))
-        mine = sorted(f"{sheets_of(sheet)}/{cs.paginate([(c.lower(), i)]).popitem()[0]}.jpg" for i, c, _ in rows)
+        mine = sorted(f"{sheets_of(sheet)}/{paginate([(c.lower(), i)]).popitem()[0]}.jpg" for i, c, _ in rows)
         assert shown_sheets == sorted(set(mine))  # only this sheet's contact sheets ...
         names = {Path(p).name for p in data["results"]}
         assert {f"{i}.png" for i, _, _ in rows} <= names  # ... and images
